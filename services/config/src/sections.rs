@@ -1,0 +1,585 @@
+//! Every section of the config file, with its documented defaults.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, FaultSpec};
+
+/// The whole mesh. Each daemon reads the sections it needs; `mangaassist config print` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Fault injection rules (`retrieval=hang`, `intent=error:1.0`,
+    /// `generation.Generate=latency:300ms`). Off by default.
+    pub faults: Vec<FaultSpec>,
+    pub telemetry: TelemetrySettings,
+    pub data: DataSettings,
+    pub embedding: EmbeddingSettings,
+    pub mesh: MeshSettings,
+    pub gateway: GatewaySettings,
+    pub intent: IntentSettings,
+    pub retrieval: RetrievalSettings,
+    pub memory: MemorySettings,
+    pub cache: CacheSettings,
+    pub generation: GenerationSettings,
+    pub precompute: PrecomputeSettings,
+}
+
+impl Config {
+    /// Semantic checks serde cannot express. Called by the loader; call it again after
+    /// changing a config in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let unit = |field: &str, v: f32| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::field(field, format!("{v} is outside 0..=1")))
+            }
+        };
+        unit("cache.semantic_threshold", self.cache.semantic_threshold)?;
+        unit("intent.min_confidence", self.intent.min_confidence)?;
+        unit("intent.complexity_fast_below", self.intent.complexity_fast_below)?;
+        unit("intent.complexity_smart_above", self.intent.complexity_smart_above)?;
+        if self.intent.complexity_fast_below > self.intent.complexity_smart_above {
+            return Err(ConfigError::field(
+                "intent.complexity_fast_below",
+                "must not exceed intent.complexity_smart_above",
+            ));
+        }
+        if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::field(
+                "telemetry.log_format",
+                format!("`{}` is not one of text, json", self.telemetry.log_format),
+            ));
+        }
+        if !matches!(self.embedding.backend.as_str(), "auto" | "minilm" | "hashed") {
+            return Err(ConfigError::field(
+                "embedding.backend",
+                format!("`{}` is not one of auto, minilm, hashed", self.embedding.backend),
+            ));
+        }
+        if !matches!(self.generation.backend.as_str(), "simulated") {
+            return Err(ConfigError::field(
+                "generation.backend",
+                format!("`{}` is not one of simulated", self.generation.backend),
+            ));
+        }
+        if !matches!(
+            self.generation.latency_profile.as_str(),
+            "realistic" | "zero"
+        ) {
+            return Err(ConfigError::field(
+                "generation.latency_profile",
+                format!(
+                    "`{}` is not one of realistic, zero",
+                    self.generation.latency_profile
+                ),
+            ));
+        }
+        for (intent, _) in &self.generation.max_tokens {
+            if !crate::sections::INTENTS.contains(&intent.as_str()) {
+                return Err(ConfigError::field(
+                    format!("generation.max_tokens.{intent}"),
+                    format!("unknown intent (one of {})", INTENTS.join(", ")),
+                ));
+            }
+        }
+        for intent in &self.gateway.cacheable_intents {
+            if !INTENTS.contains(&intent.as_str()) {
+                return Err(ConfigError::field(
+                    "gateway.cacheable_intents",
+                    format!("unknown intent `{intent}` (one of {})", INTENTS.join(", ")),
+                ));
+            }
+        }
+        for intent in &self.gateway.personalised_intents {
+            if !INTENTS.contains(&intent.as_str()) {
+                return Err(ConfigError::field(
+                    "gateway.personalised_intents",
+                    format!("unknown intent `{intent}` (one of {})", INTENTS.join(", ")),
+                ));
+            }
+        }
+        let d = &self.gateway.deadlines;
+        for (name, v) in [
+            ("intent_ms", d.intent_ms),
+            ("memory_ms", d.memory_ms),
+            ("cache_ms", d.cache_ms),
+            ("retrieval_ms", d.retrieval_ms),
+            ("first_token_ms", d.first_token_ms),
+            ("idle_ms", d.idle_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::field(
+                    format!("gateway.deadlines.{name}"),
+                    "must be greater than 0",
+                ));
+            }
+            if v > d.total_ms {
+                return Err(ConfigError::field(
+                    format!("gateway.deadlines.{name}"),
+                    format!("{v} ms exceeds gateway.deadlines.total_ms ({} ms)", d.total_ms),
+                ));
+            }
+        }
+        if self.gateway.max_frame_bytes == 0 {
+            return Err(ConfigError::field("gateway.max_frame_bytes", "must be > 0"));
+        }
+        for (name, addr) in self.mesh.daemons() {
+            addr.listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| ConfigError::field(format!("mesh.{name}.listen"), e.to_string()))?;
+            if !(addr.endpoint.starts_with("http://") || addr.endpoint.starts_with("https://")) {
+                return Err(ConfigError::field(
+                    format!("mesh.{name}.endpoint"),
+                    format!("`{}` must start with http:// or https://", addr.endpoint),
+                ));
+            }
+        }
+        self.gateway
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ConfigError::field("gateway.listen", e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The intent labels accepted in config (same as the WebSocket protocol).
+pub const INTENTS: [&str; 9] = [
+    "greeting",
+    "faq",
+    "order_status",
+    "product_search",
+    "recommendation",
+    "comparison",
+    "complaint",
+    "return_refund",
+    "chitchat",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `text` for people, `json` for log pipelines.
+    pub log_format: String,
+    /// `tracing` filter directive, e.g. `info,mangaassist_gateway=debug`.
+    pub log_level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: "text".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSettings {
+    /// Catalog, documents, users, orders, intents, prompts.
+    pub dir: PathBuf,
+    /// Embedded stores that must survive restarts (memory).
+    pub state_dir: PathBuf,
+    /// Downloaded models and computed catalog vectors; empty = `$MANGAASSIST_CACHE_DIR`,
+    /// else `$XDG_CACHE_HOME/mangaassist`, else `~/.cache/mangaassist`.
+    pub cache_dir: PathBuf,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self {
+            dir: "data".into(),
+            state_dir: ".mangaassist/state".into(),
+            cache_dir: PathBuf::new(),
+        }
+    }
+}
+
+impl DataSettings {
+    /// The cache directory with the documented fallbacks applied.
+    pub fn resolved_cache_dir(&self) -> PathBuf {
+        if !self.cache_dir.as_os_str().is_empty() {
+            return self.cache_dir.clone();
+        }
+        if let Some(d) = std::env::var_os("MANGAASSIST_CACHE_DIR") {
+            return d.into();
+        }
+        if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+            return PathBuf::from(d).join("mangaassist");
+        }
+        match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".cache/mangaassist"),
+            None => PathBuf::from(".mangaassist/cache"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingSettings {
+    /// `auto` = all-MiniLM-L6-v2 when its files are present, else the hashed n-gram fallback;
+    /// `minilm` = the model or fail; `hashed` = the fallback only (no model files needed).
+    pub backend: String,
+    /// Directory holding `model.safetensors`, `config.json`, `tokenizer.json`; empty =
+    /// `<cache_dir>/models/all-MiniLM-L6-v2`.
+    pub model_dir: PathBuf,
+    /// Query vectors kept in memory (LRU) so a repeated message is embedded once.
+    pub query_cache_entries: usize,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            backend: "auto".into(),
+            model_dir: PathBuf::new(),
+            query_cache_entries: 10_000,
+        }
+    }
+}
+
+/// Where a daemon listens and where its peers reach it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonAddr {
+    pub listen: String,
+    pub endpoint: String,
+}
+
+impl DaemonAddr {
+    fn local(port: u16) -> Self {
+        Self {
+            listen: format!("127.0.0.1:{port}"),
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshSettings {
+    pub intent: DaemonAddr,
+    pub retrieval: DaemonAddr,
+    pub memory: DaemonAddr,
+    pub cache: DaemonAddr,
+    pub generation: DaemonAddr,
+    pub precompute: DaemonAddr,
+    /// Seconds to let in-flight RPCs finish after SIGTERM before exiting.
+    pub shutdown_grace_seconds: u64,
+    /// Upper bound on any RPC's deadline, whatever the caller asked for.
+    pub max_rpc_seconds: u64,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        Self {
+            intent: DaemonAddr::local(50061),
+            retrieval: DaemonAddr::local(50062),
+            memory: DaemonAddr::local(50063),
+            cache: DaemonAddr::local(50064),
+            generation: DaemonAddr::local(50065),
+            precompute: DaemonAddr::local(50066),
+            shutdown_grace_seconds: 10,
+            max_rpc_seconds: 60,
+        }
+    }
+}
+
+impl MeshSettings {
+    pub fn daemons(&self) -> [(&'static str, &DaemonAddr); 6] {
+        [
+            ("intent", &self.intent),
+            ("retrieval", &self.retrieval),
+            ("memory", &self.memory),
+            ("cache", &self.cache),
+            ("generation", &self.generation),
+            ("precompute", &self.precompute),
+        ]
+    }
+
+    pub fn daemons_mut(&mut self) -> [(&'static str, &mut DaemonAddr); 6] {
+        [
+            ("intent", &mut self.intent),
+            ("retrieval", &mut self.retrieval),
+            ("memory", &mut self.memory),
+            ("cache", &mut self.cache),
+            ("generation", &mut self.generation),
+            ("precompute", &mut self.precompute),
+        ]
+    }
+}
+
+/// Per-call deadlines of the gateway's stages (ms). Every one must fit in `total_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StageDeadlines {
+    pub intent_ms: u64,
+    pub memory_ms: u64,
+    pub cache_ms: u64,
+    pub retrieval_ms: u64,
+    /// Generation: time to the first token.
+    pub first_token_ms: u64,
+    /// Generation: longest silence between two tokens.
+    pub idle_ms: u64,
+    /// Whole message, first byte in to `done`.
+    pub total_ms: u64,
+}
+
+impl Default for StageDeadlines {
+    fn default() -> Self {
+        Self {
+            intent_ms: 250,
+            memory_ms: 150,
+            cache_ms: 100,
+            retrieval_ms: 500,
+            first_token_ms: 2_500,
+            idle_ms: 2_000,
+            total_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// HTTP + WebSocket listener (chat page at `/`, socket at `/ws`).
+    pub listen: String,
+    /// Largest accepted WebSocket message (seed 002: 128 KB).
+    pub max_frame_bytes: usize,
+    pub deadlines: StageDeadlines,
+    /// Turns of history given to the model.
+    pub history_turns: u32,
+    /// Products and documents put into the context.
+    pub top_k_products: u32,
+    pub top_k_documents: u32,
+    /// Answers of these intents are written to the cache after they are generated.
+    pub cacheable_intents: Vec<String>,
+    /// Of the cacheable ones, these are cached per user rather than per store.
+    pub personalised_intents: Vec<String>,
+    /// Store used when the client sends none.
+    pub default_store: String,
+    /// User id of unauthenticated local clients (the demo user of `data/users`).
+    pub default_user: String,
+    /// Ask precompute for follow-up answers after each message.
+    pub predict_follow_ups: bool,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_frame_bytes: 128 * 1024,
+            deadlines: StageDeadlines::default(),
+            history_turns: 6,
+            top_k_products: 5,
+            top_k_documents: 2,
+            cacheable_intents: ["faq", "product_search", "recommendation", "comparison", "greeting"]
+                .map(String::from)
+                .to_vec(),
+            personalised_intents: vec![],
+            default_store: "manga_jp".into(),
+            default_user: "u-demo".into(),
+            predict_follow_ups: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntentSettings {
+    /// Below this confidence the answer is still used but flagged low-confidence; the
+    /// keyword matcher only answers when the classifier cannot run.
+    pub min_confidence: f32,
+    /// Routing matrix of seed 001: complexity below this → fast tier.
+    pub complexity_fast_below: f32,
+    /// Above this → smart tier; in between → smart only if the budget allows.
+    pub complexity_smart_above: f32,
+    /// Medium complexity goes to the fast tier when less than this is left of the budget.
+    pub medium_fast_budget_ms: u32,
+}
+
+impl Default for IntentSettings {
+    fn default() -> Self {
+        Self {
+            min_confidence: 0.35,
+            complexity_fast_below: 0.3,
+            complexity_smart_above: 0.6,
+            medium_fast_budget_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalSettings {
+    pub top_k: u32,
+    /// Candidates taken from each ranking (vector, lexical) before fusion.
+    pub candidates: u32,
+    /// Reciprocal-rank-fusion constant (k in 1 / (k + rank)).
+    pub rrf_k: f32,
+    /// HNSW search breadth; higher = better recall, slower.
+    pub ef_search: usize,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        Self {
+            top_k: 5,
+            candidates: 50,
+            rrf_k: 60.0,
+            ef_search: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    /// redb file; empty = `<data.state_dir>/memory.redb`.
+    pub path: PathBuf,
+    /// Turns returned when the caller asks for 0.
+    pub history_limit: u32,
+    /// Turns older than this are dropped (the DynamoDB backend uses a TTL attribute).
+    pub turn_ttl_days: u32,
+    /// Load `data/users` into the store at start (idempotent).
+    pub seed_demo_data: bool,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            history_limit: 10,
+            turn_ttl_days: 30,
+            seed_demo_data: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Cosine similarity at or above which a cached answer serves a new question.
+    pub semantic_threshold: f32,
+    pub default_ttl_seconds: u32,
+    /// Shorter TTL for recommendations (seed 000 scenario 4: 4 h).
+    pub recommendation_ttl_seconds: u32,
+    /// Predicted follow-up answers (seed 002: 5 min).
+    pub follow_up_ttl_seconds: u32,
+    /// Entries kept before the oldest are evicted.
+    pub max_entries: usize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            semantic_threshold: 0.95,
+            default_ttl_seconds: 3_600,
+            recommendation_ttl_seconds: 4 * 3_600,
+            follow_up_ttl_seconds: 300,
+            max_entries: 50_000,
+        }
+    }
+}
+
+/// Latency of one simulated model tier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierProfile {
+    /// Name reported in `done.model`.
+    pub model: String,
+    /// Median time to first token.
+    pub first_token_ms: u32,
+    /// Output speed once streaming.
+    pub tokens_per_second: f32,
+    /// Relative spread (log-normal sigma) of the first-token time.
+    pub jitter: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationSettings {
+    /// `simulated` (embedded default; Bedrock and OpenAI-compatible come with the backends).
+    pub backend: String,
+    /// `realistic` = the tier profiles below; `zero` = no artificial delay (tests, overhead
+    /// benchmarks).
+    pub latency_profile: String,
+    pub fast: TierProfile,
+    pub smart: TierProfile,
+    /// Versioned system prompts: `<dir>/<store>/<intent>/<version>.txt`.
+    pub prompts_dir: PathBuf,
+    /// Output token cap per intent.
+    pub max_tokens: BTreeMap<String, u32>,
+    /// Deltas buffered between the model and a slow reader before the model pauses.
+    pub stream_buffer: usize,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        let max_tokens = [
+            ("greeting", 60),
+            ("chitchat", 80),
+            ("faq", 200),
+            ("order_status", 160),
+            ("product_search", 250),
+            ("recommendation", 300),
+            ("comparison", 350),
+            ("complaint", 250),
+            ("return_refund", 220),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Self {
+            backend: "simulated".into(),
+            latency_profile: "realistic".into(),
+            fast: TierProfile {
+                model: "sim-fast (simulated Claude Haiku class)".into(),
+                first_token_ms: 250,
+                tokens_per_second: 120.0,
+                jitter: 0.25,
+            },
+            smart: TierProfile {
+                model: "sim-smart (simulated Claude Sonnet class)".into(),
+                first_token_ms: 700,
+                tokens_per_second: 60.0,
+                jitter: 0.3,
+            },
+            prompts_dir: "data/prompts".into(),
+            max_tokens,
+            stream_buffer: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrecomputeSettings {
+    /// Run the scheduled jobs (the RPCs work either way).
+    pub scheduler: bool,
+    /// Trending-title answers (seed 001: hourly).
+    pub trending_interval_seconds: u64,
+    /// Genre recommendations (seed 001: nightly).
+    pub genre_interval_seconds: u64,
+    /// Titles per store in the trending job.
+    pub trending_titles: u32,
+    /// Follow-up questions pre-generated after each answer.
+    pub follow_ups: u32,
+    /// Run every job once shortly after start so a fresh mesh has warm answers.
+    pub run_at_start: bool,
+}
+
+impl Default for PrecomputeSettings {
+    fn default() -> Self {
+        Self {
+            scheduler: true,
+            trending_interval_seconds: 3_600,
+            genre_interval_seconds: 24 * 3_600,
+            trending_titles: 10,
+            follow_ups: 3,
+            run_at_start: true,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Sentence embeddings for the mesh. The default is all-MiniLM-L6-v2 run on CPU with candle
+//! (mean pooling, L2-normalised, 384 dimensions); when its files cannot be had, a hashed
+//! character n-gram embedder keeps every feature working with lower quality. Query vectors
+//! are cached so a message is embedded once however many stages need it.
+
+mod hashed;
+mod minilm;
+mod query_cache;
+
+use std::{path::Path, sync::Arc};
+
+pub use hashed::HashedNgrams;
+pub use minilm::MiniLm;
+pub use query_cache::QueryEmbedder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("model files missing in {dir}: {missing} (run scripts/fetch-model.sh)")]
+    ModelMissing { dir: String, missing: String },
+    #[error("cannot load model: {0}")]
+    Load(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("unknown embedding backend `{0}`")]
+    Backend(String),
+}
+
+/// Turns texts into unit-length vectors. Implementations are CPU-bound: call them from
+/// `spawn_blocking` or accept the few milliseconds on the async thread knowingly.
+pub trait Embedder: Send + Sync + std::fmt::Debug {
+    /// Identifies model and version; vectors from different ids must not be compared.
+    fn model_id(&self) -> &str;
+    fn dim(&self) -> usize;
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        self.embed_batch(&[text])?
+            .pop()
+            .ok_or_else(|| EmbedError::Inference("empty batch result".into()))
+    }
+}
+
+/// Builds the configured embedder: `auto` (model if present, else hashed), `minilm`, `hashed`.
+pub fn from_backend(backend: &str, model_dir: &Path) -> Result<Arc<dyn Embedder>, EmbedError> {
+    match backend {
+        "hashed" => Ok(Arc::new(HashedNgrams::default())),
+        "minilm" => Ok(Arc::new(MiniLm::load(model_dir)?)),
+        "auto" => match MiniLm::load(model_dir) {
+            Ok(m) => Ok(Arc::new(m)),
+            Err(e) => {
+                tracing::warn!(error = %e, "sentence model unavailable, using hashed n-gram embeddings (lower quality)");
+                Ok(Arc::new(HashedNgrams::default()))
+            }
+        },
+        other => Err(EmbedError::Backend(other.to_string())),
+    }
+}
+
+/// Dot product; equals cosine similarity for the unit vectors every embedder returns.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Scales `v` to unit length (no-op for the zero vector).
+pub fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}

@@ -1,0 +1,120 @@
+//! Fault injection as a tower layer, so every daemon rehearses the seed runbooks the same way.
+//! Only MangaAssist RPCs are affected; health, reflection and /metrics keep answering.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures::future::BoxFuture;
+use mangaassist_config::{FaultKind, FaultSpec};
+use tower::{Layer, Service};
+
+#[derive(Clone)]
+pub struct FaultLayer {
+    daemon: &'static str,
+    faults: Arc<[FaultSpec]>,
+}
+
+impl FaultLayer {
+    pub fn new(daemon: &'static str, faults: Vec<FaultSpec>) -> Self {
+        let faults: Vec<FaultSpec> = faults.into_iter().filter(|f| f.service == daemon).collect();
+        Self {
+            daemon,
+            faults: faults.into(),
+        }
+    }
+}
+
+impl<S> Layer<S> for FaultLayer {
+    type Service = Fault<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Fault {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Fault<S> {
+    inner: S,
+    layer: FaultLayer,
+}
+
+/// `/mangaassist.v1.RetrievalService/Retrieve` → `Retrieve`.
+pub(crate) fn mangaassist_method(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/mangaassist.v1.")?;
+    rest.split_once('/').map(|(_, m)| m)
+}
+
+impl<S, B> Service<http::Request<B>> for Fault<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let fault = mangaassist_method(req.uri().path()).and_then(|m| {
+            self.layer
+                .faults
+                .iter()
+                .find(|f| f.matches(self.layer.daemon, m))
+                .map(|f| f.kind)
+        });
+        // Take the service that was driven to readiness, leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let daemon = self.layer.daemon;
+        Box::pin(async move {
+            match fault {
+                None => {}
+                Some(FaultKind::Latency(d)) => {
+                    metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "latency").increment(1);
+                    tokio::time::sleep(d).await;
+                }
+                Some(FaultKind::Error(rate)) => {
+                    if rand::random::<f64>() < rate {
+                        metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "error").increment(1);
+                        return Ok(tonic::Status::unavailable(format!(
+                            "injected fault: {daemon} error"
+                        ))
+                        .into_http());
+                    }
+                }
+                Some(FaultKind::Hang) => {
+                    metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "hang").increment(1);
+                    std::future::pending::<()>().await;
+                }
+            }
+            inner.call(req).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mangaassist_method;
+
+    #[test]
+    fn method_is_taken_from_mangaassist_paths_only() {
+        assert_eq!(
+            mangaassist_method("/mangaassist.v1.RetrievalService/Retrieve"),
+            Some("Retrieve")
+        );
+        assert_eq!(mangaassist_method("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(mangaassist_method("/metrics"), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! Bootstrap shared by every daemon: one tonic server per daemon carrying its gRPC services,
+//! `grpc.health.v1`, server reflection v1 and v1alpha, plain-HTTP `/metrics` and `/healthz`
+//! on the same port, fault injection, a span per RPC, and graceful shutdown.
+
+mod fault;
+mod http_routes;
+mod rpc_span;
+mod shutdown;
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use mangaassist_config::{Config, FaultSpec};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
+use tower::Service;
+
+pub use fault::FaultLayer;
+pub use rpc_span::RpcSpanLayer;
+pub use shutdown::shutdown_signal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("reflection setup failed: {0}")]
+    Reflection(String),
+    #[error("{daemon} server failed: {source}")]
+    Serve {
+        daemon: &'static str,
+        source: tonic::transport::Error,
+    },
+    #[error("listener has no local address: {0}")]
+    Addr(std::io::Error),
+}
+
+/// How a daemon runs: faults to inject, when to stop, how long to drain.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub faults: Vec<FaultSpec>,
+    pub shutdown: CancellationToken,
+    /// Time given to in-flight RPCs after shutdown is requested.
+    pub grace: Duration,
+    /// Cap on any RPC deadline.
+    pub max_rpc: Duration,
+}
+
+impl ServeOptions {
+    pub fn from_config(config: &Config, shutdown: CancellationToken) -> Self {
+        Self {
+            faults: config.faults.clone(),
+            shutdown,
+            grace: Duration::from_secs(config.mesh.shutdown_grace_seconds),
+            max_rpc: Duration::from_secs(config.mesh.max_rpc_seconds.max(1)),
+        }
+    }
+
+    /// No faults, a fresh token, short grace: for tests.
+    pub fn for_tests() -> Self {
+        Self {
+            faults: vec![],
+            shutdown: CancellationToken::new(),
+            grace: Duration::from_secs(2),
+            max_rpc: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Binds a listener, naming the address in the error.
+pub async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
+        addr: addr.to_string(),
+        source,
+    })
+}
+
+/// One daemon's gRPC services, ready to serve.
+pub struct Daemon {
+    name: &'static str,
+    routes: Routes,
+    service_names: Vec<&'static str>,
+    draining: Arc<AtomicBool>,
+}
+
+impl Daemon {
+    /// `name` is the daemon name used by fault rules and metric labels (`retrieval`).
+    pub fn new(name: &'static str) -> Self {
+        let draining = Arc::new(AtomicBool::new(false));
+        let routes = Routes::from(http_routes::router(name, draining.clone()));
+        Self {
+            name,
+            routes,
+            service_names: Vec::new(),
+            draining,
+        }
+    }
+
+    pub fn add_service<S>(mut self, svc: S) -> Self
+    where
+        S: Service<http::Request<tonic::body::Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        self.routes = self.routes.add_service(svc);
+        self
+    }
+
+    /// Serves until `opts.shutdown` is cancelled, then reports NOT_SERVING, stops accepting,
+    /// and lets in-flight RPCs finish for up to `opts.grace`.
+    pub async fn serve(self, listener: TcpListener, opts: ServeOptions) -> Result<(), ServerError> {
+        mangaassist_telemetry::install_metrics();
+        let local = listener.local_addr().map_err(ServerError::Addr)?;
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for name in &self.service_names {
+            reporter
+                .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mangaassist_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mangaassist_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let routes = self
+            .routes
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .prepare();
+
+        let name = self.name;
+        let draining = self.draining.clone();
+        let shutdown = opts.shutdown.clone();
+        let stop_accepting = async move {
+            shutdown.cancelled().await;
+            draining.store(true, Ordering::SeqCst);
+            for svc in &self.service_names {
+                reporter
+                    .set_service_status(*svc, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            tracing::info!(daemon = name, "draining");
+        };
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .timeout(opts.max_rpc)
+            // Span outermost so injected faults show up inside the RPC's span and latency.
+            .layer(RpcSpanLayer::new(name))
+            .layer(FaultLayer::new(name, opts.faults.clone()))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, stop_accepting);
+        tracing::info!(daemon = name, addr = %local, "serving");
+        let grace = opts.grace;
+        let shutdown = opts.shutdown.clone();
+        tokio::select! {
+            r = server => r.map_err(|source| ServerError::Serve { daemon: name, source })?,
+            () = async move { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(daemon = name, grace_ms = grace.as_millis() as u64, "grace period over, closing remaining connections");
+            }
+        }
+        tracing::info!(daemon = name, "stopped");
+        Ok(())
+    }
+}
+
+/// Binds `addr` and returns the listener with its actual address (useful with port 0).
+pub async fn bind_with_addr(addr: &str) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let l = bind(addr).await?;
+    let a = l.local_addr().map_err(ServerError::Addr)?;
+    Ok((l, a))
+}

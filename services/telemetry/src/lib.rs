@@ -1,0 +1,97 @@
+//! Telemetry shared by every daemon: `tracing` logs (text or JSON), OpenTelemetry spans with
+//! W3C trace context carried in gRPC metadata, and the Prometheus metrics registry.
+
+mod metrics_registry;
+mod propagation;
+
+use std::sync::OnceLock;
+
+use mangaassist_config::TelemetrySettings;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+
+pub use metrics_registry::{install_metrics, render_metrics};
+pub use propagation::{
+    TraceInterceptor, current_trace_id, extract_context, inject_context, set_remote_parent,
+    span_trace_id,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("bad log filter `{filter}`: {message}")]
+    Filter { filter: String, message: String },
+    #[error("a global subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Installs the global subscriber and tracer. `log_filter` overrides `settings.log_level`
+/// (it is what `RUST_LOG`/`MANGAASSIST_LOG` carry).
+pub fn init(settings: &TelemetrySettings, log_filter: Option<&str>) -> Result<(), TelemetryError> {
+    init_with(settings, log_filter, None::<NoExport>)
+}
+
+/// [`init`] with a span exporter (tests collect spans in memory with it).
+pub fn init_with<E: SpanExporter + 'static>(
+    settings: &TelemetrySettings,
+    log_filter: Option<&str>,
+    exporter: Option<E>,
+) -> Result<(), TelemetryError> {
+    let filter_text = log_filter.unwrap_or(&settings.log_level).to_string();
+    let filter = EnvFilter::try_new(&filter_text).map_err(|e| TelemetryError::Filter {
+        filter: filter_text.clone(),
+        message: e.to_string(),
+    })?;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let mut builder = SdkTracerProvider::builder();
+    if let Some(e) = exporter {
+        builder = builder.with_simple_exporter(e);
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer("mangaassist");
+    let _ = PROVIDER.set(provider);
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let result = if settings.log_format == "json" {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
+    };
+    result.map_err(|_| TelemetryError::AlreadyInstalled)
+}
+
+/// Flushes spans still buffered (call before exit).
+pub fn shutdown() {
+    if let Some(p) = PROVIDER.get() {
+        let _ = p.force_flush();
+    }
+}
+
+/// Exporter used when none is configured: spans still get ids (for `trace_id` in answers and
+/// propagation) but go nowhere. OTLP export is configured by the backends work.
+#[derive(Debug)]
+struct NoExport;
+
+impl SpanExporter for NoExport {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}

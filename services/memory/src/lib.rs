@@ -1,1 +1,229 @@
-//! placeholder
+//! Memory daemon: conversation history per session, user profiles and orders, served over
+//! gRPC (`MemoryService`). Storage sits behind the [`MemoryStore`] trait; the embedded default
+//! is a redb file ([`RedbStore`]) that survives restarts, the production backend DynamoDB.
+//! A session belongs to the first user who writes to it; anyone else gets `permission_denied`.
+
+mod error;
+mod store;
+
+use std::{path::PathBuf, sync::Arc, time::Duration, time::Instant};
+
+use mangaassist_config::{Config, MemorySettings};
+use mangaassist_proto::v1 as pb;
+use mangaassist_server::{Daemon, ServeOptions, ServerError};
+use tonic::{Request, Response, Status};
+
+pub use error::MemoryError;
+pub use store::{MemoryStore, RedbStore};
+
+/// Largest accepted turn text.
+pub const MAX_TURN_BYTES: usize = 16 * 1024;
+/// Largest accepted session or user id.
+pub const MAX_ID_BYTES: usize = 256;
+/// Hard cap on turns returned by one `GetHistory`.
+pub const MAX_HISTORY: u32 = 100;
+
+/// The memory service: validation, limits and metrics in front of a [`MemoryStore`].
+#[derive(Clone)]
+pub struct MemoryDaemon {
+    store: Arc<dyn MemoryStore>,
+    history_limit: u32,
+}
+
+impl std::fmt::Debug for MemoryDaemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryDaemon")
+            .field("history_limit", &self.history_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryDaemon {
+    /// Opens the redb file (`memory.path`, default `<data.state_dir>/memory.redb`), drops
+    /// expired turns, and loads the demo users and orders when `memory.seed_demo_data` is on.
+    pub async fn new(config: &Config) -> Result<Self, MemoryError> {
+        let path = store_path(config);
+        let ttl = Duration::from_secs(u64::from(config.memory.turn_ttl_days) * 86_400);
+        let store = tokio::task::spawn_blocking(move || -> Result<RedbStore, MemoryError> {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| MemoryError::CreateDir {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+            let store = RedbStore::open(&path, ttl)?;
+            let pruned = store.prune_expired()?;
+            tracing::info!(path = %path.display(), pruned, "memory store open");
+            Ok(store)
+        })
+        .await
+        .map_err(|e| MemoryError::Task(e.to_string()))??;
+        let daemon = Self::with_store(Arc::new(store), &config.memory);
+        if config.memory.seed_demo_data {
+            daemon.seed_demo_data(&config.data.dir).await?;
+        }
+        Ok(daemon)
+    }
+
+    /// A daemon over any backend (DynamoDB, a test double).
+    pub fn with_store(store: Arc<dyn MemoryStore>, settings: &MemorySettings) -> Self {
+        Self {
+            store,
+            history_limit: settings.history_limit.clamp(1, MAX_HISTORY),
+        }
+    }
+
+    /// The backend, for in-process callers that skip gRPC.
+    pub fn store(&self) -> &Arc<dyn MemoryStore> {
+        &self.store
+    }
+
+    /// Upserts `data/users/users.jsonl` and `orders.jsonl` (validated against the catalog).
+    pub async fn seed_demo_data(&self, data_dir: &std::path::Path) -> Result<(), MemoryError> {
+        let dir = data_dir.to_path_buf();
+        let (profiles, orders) = tokio::task::spawn_blocking(move || {
+            let users = mangaassist_catalog::load_users(&dir.join("users/users.jsonl"))?;
+            let products = mangaassist_catalog::Catalog::load(&dir)?.products;
+            let orders = mangaassist_catalog::load_orders(
+                &dir.join("users/orders.jsonl"),
+                &users,
+                &products,
+            )?;
+            Ok::<_, MemoryError>((
+                users.iter().map(pb::UserProfile::from).collect::<Vec<_>>(),
+                orders.iter().map(pb::Order::from).collect::<Vec<_>>(),
+            ))
+        })
+        .await
+        .map_err(|e| MemoryError::Task(e.to_string()))??;
+        let (users, n_orders) = (profiles.len(), orders.len());
+        self.store.seed(profiles, orders).await?;
+        tracing::info!(users, orders = n_orders, "demo users and orders loaded");
+        Ok(())
+    }
+
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        opts: ServeOptions,
+    ) -> Result<(), ServerError> {
+        Daemon::new("memory")
+            .add_service(pb::memory_service_server::MemoryServiceServer::new(self))
+            .serve(listener, opts)
+            .await
+    }
+}
+
+fn store_path(config: &Config) -> PathBuf {
+    if config.memory.path.as_os_str().is_empty() {
+        config.data.state_dir.join("memory.redb")
+    } else {
+        config.memory.path.clone()
+    }
+}
+
+fn check_id(field: &str, v: &str) -> Result<(), Status> {
+    if v.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is empty")));
+    }
+    if v.len() > MAX_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes, more than {MAX_ID_BYTES}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Counts the op and its latency, and logs server-side failures.
+fn observe<T>(op: &'static str, start: Instant, r: Result<T, MemoryError>) -> Result<T, Status> {
+    metrics::counter!("memory_ops_total", "op" => op).increment(1);
+    metrics::histogram!("memory_op_latency_ms", "op" => op)
+        .record(start.elapsed().as_secs_f64() * 1_000.0);
+    r.map_err(|e| {
+        if e.code() == tonic::Code::Internal {
+            tracing::error!(op, error = %e, "memory op failed");
+        }
+        Status::from(e)
+    })
+}
+
+#[tonic::async_trait]
+impl pb::memory_service_server::MemoryService for MemoryDaemon {
+    async fn append_turn(
+        &self,
+        request: Request<pb::AppendTurnRequest>,
+    ) -> Result<Response<pb::AppendTurnResponse>, Status> {
+        let start = Instant::now();
+        let req = request.into_inner();
+        check_id("session_id", &req.session_id)?;
+        check_id("user_id", &req.user_id)?;
+        let turn = req
+            .turn
+            .ok_or_else(|| Status::invalid_argument("turn is missing"))?;
+        if !matches!(turn.role.as_str(), "user" | "assistant") {
+            return Err(Status::invalid_argument(format!(
+                "turn.role `{}` is not one of user, assistant",
+                turn.role
+            )));
+        }
+        if turn.text.len() > MAX_TURN_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "turn.text is {} bytes, more than {MAX_TURN_BYTES}",
+                turn.text.len()
+            )));
+        }
+        let r = self
+            .store
+            .append_turn(&req.session_id, &req.user_id, turn)
+            .await;
+        let turns = observe("append_turn", start, r)?;
+        Ok(Response::new(pb::AppendTurnResponse { turns }))
+    }
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let start = Instant::now();
+        let req = request.into_inner();
+        check_id("session_id", &req.session_id)?;
+        check_id("user_id", &req.user_id)?;
+        let limit = match req.limit {
+            0 => self.history_limit,
+            n => n.min(MAX_HISTORY),
+        };
+        let r = self
+            .store
+            .history(&req.session_id, &req.user_id, limit as usize)
+            .await;
+        let turns = observe("get_history", start, r)?;
+        Ok(Response::new(pb::GetHistoryResponse { turns }))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        let start = Instant::now();
+        let req = request.into_inner();
+        check_id("user_id", &req.user_id)?;
+        let profile = observe("get_profile", start, self.store.profile(&req.user_id).await)?;
+        Ok(Response::new(pb::GetProfileResponse { profile }))
+    }
+
+    async fn get_orders(
+        &self,
+        request: Request<pb::GetOrdersRequest>,
+    ) -> Result<Response<pb::GetOrdersResponse>, Status> {
+        let start = Instant::now();
+        let req = request.into_inner();
+        check_id("user_id", &req.user_id)?;
+        let r = self
+            .store
+            .orders(&req.user_id, &req.store_id, req.limit as usize)
+            .await;
+        let orders = observe("get_orders", start, r)?;
+        Ok(Response::new(pb::GetOrdersResponse { orders }))
+    }
+}

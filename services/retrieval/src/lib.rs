@@ -1,1 +1,360 @@
-//! placeholder
+//! Retrieval daemon: hybrid search over each store's products and FAQ/policy documents.
+//! Sentence vectors go through an HNSW graph, the query text through BM25, and the two
+//! rankings are merged with reciprocal rank fusion; product filters (genre, demographic,
+//! stock) apply before the top k is cut. Catalog vectors are embedded once and cached on
+//! disk. The engine sits behind [`SearchBackend`] so an OpenSearch k-NN backend can replace
+//! the in-process one without changing the gRPC service.
+
+mod ann;
+mod backend;
+mod bm25;
+mod text;
+mod vectors;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mangaassist_catalog::{Catalog, DEMOGRAPHICS, DataError};
+use mangaassist_config::{Config, RetrievalSettings};
+use mangaassist_embedding::{EmbedError, QueryEmbedder};
+use mangaassist_proto::v1 as pb;
+use mangaassist_server::{Daemon, ServeOptions, ServerError};
+use tonic::{Request, Response, Status};
+
+pub use ann::{Ann, recall_at};
+pub use backend::{
+    HybridParams, LocalBackend, ProductFilter, SearchBackend, SearchQuery, SearchResults,
+};
+pub use bm25::Bm25;
+pub use text::{document_embedding_text, product_embedding_text, tokenize};
+pub use vectors::{VectorsOutcome, catalog_vectors};
+
+/// Longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 4096;
+/// Most products or documents one request can ask for.
+pub const MAX_TOP_K: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetrievalError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("cannot load catalog: {0}")]
+    Data(#[from] DataError),
+    #[error("embedding failed: {0}")]
+    Embed(#[from] EmbedError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RetrievalError {
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            Self::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            Self::Data(_) => tonic::Code::FailedPrecondition,
+            Self::Embed(_) | Self::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    fn unknown_store(store_id: &str, known: &[String]) -> Self {
+        Self::InvalidArgument(format!(
+            "unknown store_id `{store_id}` (known: {})",
+            known.join(", ")
+        ))
+    }
+}
+
+impl From<RetrievalError> for Status {
+    fn from(e: RetrievalError) -> Self {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+/// The retrieval service. Cheap to clone.
+#[derive(Clone)]
+pub struct RetrievalDaemon {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn SearchBackend>,
+    embedder: QueryEmbedder,
+    settings: RetrievalSettings,
+    /// How the catalog vectors were obtained (None for backends that bring their own).
+    vectors: Option<VectorsOutcome>,
+}
+
+impl std::fmt::Debug for RetrievalDaemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetrievalDaemon")
+            .field("backend", &self.inner.backend)
+            .field("model", &self.inner.embedder.model_id())
+            .finish()
+    }
+}
+
+impl RetrievalDaemon {
+    /// Loads the catalog from `config.data.dir`, gets its vectors (disk cache or the
+    /// embedder) and builds the in-process indexes.
+    pub async fn new(config: &Config, embedder: QueryEmbedder) -> Result<Self, RetrievalError> {
+        let start = Instant::now();
+        let dir = config.data.dir.clone();
+        let catalog = tokio::task::spawn_blocking(move || Catalog::load(&dir))
+            .await
+            .map_err(|e| RetrievalError::Internal(e.to_string()))??;
+        let mut texts: Vec<String> = catalog
+            .products
+            .iter()
+            .map(product_embedding_text)
+            .collect();
+        texts.extend(catalog.documents.iter().map(document_embedding_text));
+        let (mut vectors, outcome) = catalog_vectors(
+            embedder.inner().clone(),
+            texts,
+            &config.data.resolved_cache_dir(),
+        )
+        .await?;
+        let documents = vectors.split_off(catalog.products.len());
+        let params = HybridParams::from(&config.retrieval);
+        let build_start = Instant::now();
+        let backend = tokio::task::spawn_blocking(move || {
+            LocalBackend::build(&catalog, &vectors, &documents, params)
+        })
+        .await
+        .map_err(|e| RetrievalError::Internal(e.to_string()))??;
+        tracing::info!(
+            stores = ?backend.stores(),
+            model = embedder.model_id(),
+            vectors_cache_hit = outcome.cache_hit,
+            vectors_ms = outcome.elapsed.as_millis() as u64,
+            index_ms = build_start.elapsed().as_millis() as u64,
+            total_ms = start.elapsed().as_millis() as u64,
+            "retrieval indexes ready"
+        );
+        let mut daemon = Self::with_backend(Arc::new(backend), embedder, config.retrieval.clone());
+        if let Some(inner) = Arc::get_mut(&mut daemon.inner) {
+            inner.vectors = Some(outcome);
+        }
+        Ok(daemon)
+    }
+
+    /// A daemon over any search backend (e.g. a remote engine, or a test double).
+    pub fn with_backend(
+        backend: Arc<dyn SearchBackend>,
+        embedder: QueryEmbedder,
+        settings: RetrievalSettings,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                embedder,
+                settings,
+                vectors: None,
+            }),
+        }
+    }
+
+    /// How the catalog vectors were obtained at start (cache hit, time, file).
+    pub fn vectors_outcome(&self) -> Option<&VectorsOutcome> {
+        self.inner.vectors.as_ref()
+    }
+
+    pub async fn serve(self, listener: tokio::net::TcpListener, opts: ServeOptions) -> Result<(), ServerError> {
+        Daemon::new("retrieval")
+            .add_service(pb::retrieval_service_server::RetrievalServiceServer::new(self))
+            .serve(listener, opts)
+            .await
+    }
+
+    fn check_store(&self, store_id: &str) -> Result<(), RetrievalError> {
+        let known = self.inner.backend.stores();
+        if store_id.is_empty() {
+            return Err(RetrievalError::InvalidArgument(format!(
+                "store_id is required (known: {})",
+                known.join(", ")
+            )));
+        }
+        if !known.iter().any(|s| s == store_id) {
+            return Err(RetrievalError::unknown_store(store_id, known));
+        }
+        Ok(())
+    }
+
+    /// The Retrieve RPC without the transport.
+    pub async fn retrieve(&self, req: pb::RetrieveRequest) -> Result<pb::RetrieveResponse, RetrievalError> {
+        let start = Instant::now();
+        let result = self.retrieve_inner(req).await;
+        let elapsed = start.elapsed();
+        metrics::histogram!("retrieval_latency_ms").record(elapsed.as_secs_f64() * 1000.0);
+        if let Ok((resp, _)) = &result {
+            metrics::histogram!("retrieval_results")
+                .record((resp.products.len() + resp.documents.len()) as f64);
+        }
+        let (resp, store) = result?;
+        tracing::debug!(
+            store = %store,
+            products = resp.products.len(),
+            documents = resp.documents.len(),
+            embed_us = resp.embed_us,
+            search_us = resp.search_us,
+            "retrieved"
+        );
+        Ok(resp)
+    }
+
+    async fn retrieve_inner(
+        &self,
+        req: pb::RetrieveRequest,
+    ) -> Result<(pb::RetrieveResponse, String), RetrievalError> {
+        self.check_store(&req.store_id)?;
+        metrics::counter!("retrieval_requests_total", "store" => req.store_id.clone()).increment(1);
+        let query_chars = req.query.chars().count();
+        if query_chars > MAX_QUERY_CHARS {
+            return Err(RetrievalError::InvalidArgument(format!(
+                "query is {query_chars} characters; the limit is {MAX_QUERY_CHARS}"
+            )));
+        }
+        let filter = product_filter(req.filters.as_ref())?;
+        let top_k = match req.top_k as usize {
+            0 => self.inner.settings.top_k as usize,
+            k => k,
+        }
+        .min(MAX_TOP_K);
+        let top_k_documents = (req.top_k_documents as usize).min(MAX_TOP_K);
+
+        let embed_start = Instant::now();
+        let (vector, embedded) = self.query_vector(&req)?;
+        let vector = match vector {
+            Some(v) => v,
+            None => {
+                let embedder = self.inner.embedder.clone();
+                let query = req.query.clone();
+                tokio::task::spawn_blocking(move || embedder.embed_query(&query))
+                    .await
+                    .map_err(|e| RetrievalError::Internal(e.to_string()))??
+            }
+        };
+        let embed_us = if embedded { micros(embed_start.elapsed()) } else { 0 };
+
+        let search_start = Instant::now();
+        let results = self
+            .inner
+            .backend
+            .search(SearchQuery {
+                store_id: req.store_id.clone(),
+                text: req.query,
+                vector,
+                filter,
+                top_k,
+                top_k_documents,
+            })
+            .await?;
+        let search_us = micros(search_start.elapsed());
+        Ok((
+            pb::RetrieveResponse {
+                products: results.products,
+                documents: results.documents,
+                embed_us,
+                search_us,
+            },
+            req.store_id,
+        ))
+    }
+
+    /// The caller's vector when it comes from our model; `(None, true)` means the query
+    /// text must be embedded here.
+    fn query_vector(
+        &self,
+        req: &pb::RetrieveRequest,
+    ) -> Result<(Option<Arc<[f32]>>, bool), RetrievalError> {
+        let model = self.inner.embedder.model_id();
+        let dim = self.inner.embedder.inner().dim();
+        if let Some(e) = &req.embedding {
+            if e.model == model && e.values.len() == dim && e.values.iter().all(|x| x.is_finite()) {
+                let mut v = e.values.clone();
+                mangaassist_embedding::normalize(&mut v);
+                return Ok((Some(v.into()), false));
+            }
+            if !e.values.is_empty() {
+                tracing::debug!(supplied = %e.model, supplied_dim = e.values.len(), model, dim, "supplied embedding unusable, embedding the query");
+            }
+        }
+        if req.query.trim().is_empty() {
+            return Err(RetrievalError::InvalidArgument(match &req.embedding {
+                Some(e) if !e.values.is_empty() => format!(
+                    "query is empty and the supplied embedding (model `{}`, {} dims) does not match `{model}` ({dim} dims)",
+                    e.model,
+                    e.values.len()
+                ),
+                _ => "query is empty and no embedding was supplied".into(),
+            }));
+        }
+        Ok((None, true))
+    }
+
+    /// The GetProducts RPC without the transport.
+    pub async fn get_products(
+        &self,
+        req: pb::GetProductsRequest,
+    ) -> Result<pb::GetProductsResponse, RetrievalError> {
+        self.check_store(&req.store_id)?;
+        let (products, missing) = self
+            .inner
+            .backend
+            .get_products(&req.store_id, &req.ids)
+            .await?;
+        Ok(pb::GetProductsResponse { products, missing })
+    }
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+fn product_filter(f: Option<&pb::Filters>) -> Result<ProductFilter, RetrievalError> {
+    let Some(f) = f else {
+        return Ok(ProductFilter::default());
+    };
+    let demographic = match f.demographic.trim().to_lowercase() {
+        d if d.is_empty() => None,
+        d if DEMOGRAPHICS.contains(&d.as_str()) => Some(d),
+        d => {
+            return Err(RetrievalError::InvalidArgument(format!(
+                "unknown demographic `{d}` (one of {})",
+                DEMOGRAPHICS.join(", ")
+            )));
+        }
+    };
+    Ok(ProductFilter {
+        genres: f
+            .genres
+            .iter()
+            .map(|g| g.trim().to_lowercase())
+            .filter(|g| !g.is_empty())
+            .collect(),
+        demographic,
+        in_stock_only: f.in_stock_only,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::retrieval_service_server::RetrievalService for RetrievalDaemon {
+    async fn retrieve(
+        &self,
+        request: Request<pb::RetrieveRequest>,
+    ) -> Result<Response<pb::RetrieveResponse>, Status> {
+        Ok(Response::new(
+            RetrievalDaemon::retrieve(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_products(
+        &self,
+        request: Request<pb::GetProductsRequest>,
+    ) -> Result<Response<pb::GetProductsResponse>, Status> {
+        Ok(Response::new(
+            RetrievalDaemon::get_products(self, request.into_inner()).await?,
+        ))
+    }
+}

@@ -1,0 +1,61 @@
+//! The seam between the daemon and a model. The simulated model implements it today; a Bedrock
+//! ConverseStream or OpenAI-compatible backend only has to turn its provider's stream into
+//! [`ModelEvent`]s.
+
+use futures::stream::BoxStream;
+use mangaassist_proto::v1 as pb;
+
+use crate::{GenerationError, RenderedPrompt};
+
+/// Why the model stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    EndTurn,
+    MaxTokens,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::EndTurn => "end_turn",
+            StopReason::MaxTokens => "max_tokens",
+        }
+    }
+}
+
+/// What the model reports once it has finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelDone {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    /// Catalog products the answer mentions.
+    pub product_ids: Vec<String>,
+    pub confidence: f32,
+    pub stop_reason: StopReason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelEvent {
+    /// One output token (text to append).
+    Token(String),
+    /// Last event of a successful stream.
+    Done(ModelDone),
+}
+
+/// A model's output. Dropping it must stop the model's work (and its provider request).
+pub type ModelStream = BoxStream<'static, Result<ModelEvent, GenerationError>>;
+
+pub trait ModelBackend: Send + Sync {
+    /// Name reported in `done.model` and metric labels for this tier.
+    fn model_name(&self, tier: pb::ModelTier) -> String;
+
+    /// Starts generating. `max_tokens` is already resolved (never 0); the backend should stop
+    /// there with [`StopReason::MaxTokens`] (the daemon enforces it too).
+    fn stream(
+        &self,
+        prompt: RenderedPrompt,
+        req: &pb::GenerateRequest,
+        tier: pb::ModelTier,
+        max_tokens: u32,
+    ) -> ModelStream;
+}

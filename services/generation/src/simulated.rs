@@ -1,0 +1,894 @@
+//! The simulated model: writes a grounded answer from the request's context with per-intent
+//! templates, then streams it with the latency profile of its tier. It never names a product
+//! that is not in the request, and the same question in the same session always gets the same
+//! answer (phrasing is picked from a hash of query and session).
+
+use std::{collections::HashSet, time::Duration};
+
+use futures::StreamExt;
+use mangaassist_config::{GenerationSettings, TierProfile};
+use mangaassist_proto::v1 as pb;
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::{
+    ModelBackend, ModelDone, ModelEvent, ModelStream, RenderedPrompt, StopReason,
+    tokens::{has_japanese, tokenize},
+};
+
+/// The embedded default backend (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SimulatedModel {
+    fast: TierProfile,
+    smart: TierProfile,
+    /// No artificial delay at all.
+    zero_latency: bool,
+}
+
+impl SimulatedModel {
+    pub fn new(settings: &GenerationSettings) -> Self {
+        Self {
+            fast: settings.fast.clone(),
+            smart: settings.smart.clone(),
+            zero_latency: settings.latency_profile == "zero",
+        }
+    }
+
+    fn profile(&self, tier: pb::ModelTier) -> &TierProfile {
+        match tier {
+            pb::ModelTier::Smart => &self.smart,
+            _ => &self.fast,
+        }
+    }
+}
+
+/// Log-normal around the median: `median * exp(sigma * z)`, clamped so a rare draw neither
+/// answers implausibly fast nor stalls the stream.
+fn sample_first_token(profile: &TierProfile) -> Duration {
+    let mut rng = rand::rng();
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    let factor = (f64::from(profile.jitter.max(0.0)) * z).exp().clamp(0.6, 4.0);
+    Duration::from_secs_f64(f64::from(profile.first_token_ms) * factor / 1000.0)
+}
+
+struct Pacing {
+    start: Instant,
+    first_token: Duration,
+    per_token: Duration,
+    /// Tokens released together; fast tiers send small groups rather than waking per token.
+    group: usize,
+}
+
+impl Pacing {
+    fn due(&self, index: usize) -> Instant {
+        let groups = u32::try_from(index / self.group).unwrap_or(u32::MAX);
+        let group_len = u32::try_from(self.group).unwrap_or(1);
+        self.start + self.first_token + self.per_token * group_len * groups
+    }
+}
+
+struct StreamState {
+    tokens: std::vec::IntoIter<String>,
+    index: usize,
+    pacing: Option<Pacing>,
+    done: Option<ModelDone>,
+}
+
+impl ModelBackend for SimulatedModel {
+    fn model_name(&self, tier: pb::ModelTier) -> String {
+        self.profile(tier).model.clone()
+    }
+
+    fn stream(
+        &self,
+        prompt: RenderedPrompt,
+        req: &pb::GenerateRequest,
+        tier: pb::ModelTier,
+        max_tokens: u32,
+    ) -> ModelStream {
+        let c = compose(req, prompt.intent);
+        let limit = usize::try_from(max_tokens).unwrap_or(usize::MAX);
+        let all = tokenize(&c.text);
+        let stop_reason = if all.len() > limit {
+            StopReason::MaxTokens
+        } else {
+            StopReason::EndTurn
+        };
+        let tokens: Vec<String> = all.into_iter().take(limit).map(str::to_string).collect();
+        let done = ModelDone {
+            input_tokens: prompt.input_tokens(),
+            output_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+            product_ids: c.product_ids,
+            confidence: c.confidence,
+            stop_reason,
+        };
+        let pacing = (!self.zero_latency).then(|| {
+            let p = self.profile(tier);
+            let tps = f64::from(p.tokens_per_second.max(1.0));
+            Pacing {
+                start: Instant::now(),
+                first_token: sample_first_token(p),
+                per_token: Duration::from_secs_f64(1.0 / tps),
+                group: if tps >= 100.0 { 3 } else if tps >= 50.0 { 2 } else { 1 },
+            }
+        });
+        let state = StreamState {
+            tokens: tokens.into_iter(),
+            index: 0,
+            pacing,
+            done: Some(done),
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            match st.tokens.next() {
+                Some(t) => {
+                    if let Some(p) = &st.pacing {
+                        tokio::time::sleep_until(p.due(st.index)).await;
+                    }
+                    st.index += 1;
+                    Some((Ok(ModelEvent::Token(t)), st))
+                }
+                None => st.done.take().map(|d| (Ok(ModelEvent::Done(d)), st)),
+            }
+        })
+        .boxed()
+    }
+}
+
+/// A composed answer before streaming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Composition {
+    pub text: String,
+    /// Products (and order items) the answer names.
+    pub product_ids: Vec<String>,
+    pub confidence: f32,
+}
+
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0x1f)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+struct Writer<'a> {
+    req: &'a pb::GenerateRequest,
+    hash: u64,
+    out: String,
+    mentioned: Vec<String>,
+    degraded: bool,
+}
+
+fn yen(price: u32) -> String {
+    let digits = price.to_string();
+    let mut s = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            s.push(',');
+        }
+        s.push(c);
+    }
+    format!("{s} yen")
+}
+
+fn stock_phrase(stock: u32) -> String {
+    match stock {
+        0 => "out of stock".into(),
+        1..=4 => format!("only {stock} left"),
+        _ => "in stock".into(),
+    }
+}
+
+fn genre_text(g: &str) -> String {
+    match g {
+        "sci_fi" => "sci-fi".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [a] => a.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn first_sentence(text: &str) -> &str {
+    let end = text
+        .char_indices()
+        .find(|&(i, c)| {
+            c == '.' && text[i + 1..].starts_with(' ') || c == '!' || c == '?' || c == '。'
+        })
+        .map_or(text.len(), |(i, c)| i + c.len_utf8());
+    text[..end].trim()
+}
+
+fn words(text: &str) -> HashSet<String> {
+    const STOP: [&str; 24] = [
+        "the", "a", "an", "is", "are", "do", "does", "you", "your", "i", "my", "me", "to", "of",
+        "for", "in", "on", "and", "or", "can", "what", "how", "it", "with",
+    ];
+    text.split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| w.len() > 1 && !STOP.contains(&w.as_str()))
+        .collect()
+}
+
+/// The document sentence sharing the most words with the query (first sentence on a tie).
+fn best_sentence(query: &str, body: &str) -> String {
+    let q = words(query);
+    let mut best = (0usize, String::new());
+    for sentence in body.split_inclusive(". ") {
+        let s = sentence.trim();
+        let score = words(s).intersection(&q).count();
+        if best.1.is_empty() || score > best.0 {
+            best = (score, s.to_string());
+        }
+    }
+    best.1
+}
+
+fn requested_volume(query: &str) -> Option<u32> {
+    let q = query.to_lowercase();
+    let toks: Vec<&str> = q
+        .split(|c: char| c.is_whitespace() || c == '.' || c == '#' || c == ',')
+        .filter(|t| !t.is_empty())
+        .collect();
+    for (i, t) in toks.iter().enumerate() {
+        if let Some(rest) = t.strip_prefix("vol")
+            && let Ok(n) = rest.trim_start_matches("ume").parse::<u32>()
+        {
+            return Some(n);
+        }
+        if matches!(*t, "vol" | "volume" | "v") {
+            if let Some(n) = toks.get(i + 1).and_then(|n| n.parse().ok()) {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+impl<'a> Writer<'a> {
+    fn pick<'s>(&self, salt: u64, options: &[&'s str]) -> &'s str {
+        let h = fnv1a(&[&self.hash.to_string(), &salt.to_string()]);
+        let n = u64::try_from(options.len()).unwrap_or(1).max(1);
+        options[usize::try_from(h % n).unwrap_or(0)]
+    }
+
+    fn line(&mut self, s: &str) {
+        if !self.out.is_empty() && !self.out.ends_with('\n') {
+            self.out.push(' ');
+        }
+        self.out.push_str(s);
+    }
+
+    fn newline(&mut self) {
+        if !self.out.is_empty() && !self.out.ends_with('\n') {
+            self.out.push('\n');
+        }
+    }
+
+    fn mention(&mut self, p: &pb::Product) {
+        if !self.mentioned.contains(&p.id) {
+            self.mentioned.push(p.id.clone());
+        }
+    }
+
+    fn first_name(&self) -> Option<&'a str> {
+        let p = self.req.profile.as_ref()?;
+        p.name.split_whitespace().next()
+    }
+
+    fn products(&self) -> Vec<&'a pb::Product> {
+        self.req
+            .products
+            .iter()
+            .filter_map(|h| h.product.as_ref())
+            .collect()
+    }
+
+    fn documents(&self) -> Vec<&'a pb::Document> {
+        self.req
+            .documents
+            .iter()
+            .filter_map(|h| h.document.as_ref())
+            .collect()
+    }
+
+    fn favourite_genres(&self) -> Vec<String> {
+        self.req
+            .profile
+            .as_ref()
+            .map(|p| p.favourite_genres.iter().map(|g| genre_text(g)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The customer's previous question, if the history has one.
+    fn previous_question(&self) -> Option<&'a str> {
+        self.req
+            .history
+            .iter()
+            .find(|t| t.role == "user" && t.text.trim() != self.req.query.trim())
+            .map(|t| t.text.as_str())
+    }
+
+    fn describe(&self, p: &pb::Product) -> String {
+        format!(
+            "{} by {} ({}, {})",
+            p.title,
+            p.author,
+            yen(p.price_yen),
+            stock_phrase(p.stock)
+        )
+    }
+
+    fn quote_policy(&mut self, salt: u64) -> bool {
+        let docs = self.documents();
+        let Some(d) = docs.first() else {
+            return false;
+        };
+        let sentence = best_sentence(&self.req.query, &d.body);
+        let intro = self.pick(
+            salt,
+            &[
+                "According to our \"{t}\" page:",
+                "Our \"{t}\" policy says:",
+                "From \"{t}\":",
+            ],
+        );
+        self.line(&format!("{} \"{sentence}\"", intro.replace("{t}", &d.title)));
+        true
+    }
+
+    fn order_items(&self, o: &pb::Order) -> String {
+        let titles: Vec<String> = o.items.iter().map(|i| i.title.clone()).collect();
+        if titles.len() > 3 {
+            format!("{}, {} and {} more", titles[0], titles[1], titles.len() - 2)
+        } else {
+            join_and(&titles)
+        }
+    }
+
+    /// The order the message names, else the newest one still on its way, else the newest.
+    fn pick_order(&self) -> Option<&'a pb::Order> {
+        let q = self.req.query.to_uppercase();
+        let orders = &self.req.orders;
+        if let Some(o) = orders.iter().find(|o| {
+            !o.order_id.is_empty()
+                && (q.contains(&o.order_id.to_uppercase())
+                    || o.order_id
+                        .rsplit('-')
+                        .next()
+                        .is_some_and(|digits| digits.len() >= 4 && q.contains(digits)))
+        }) {
+            return Some(o);
+        }
+        let active = |o: &&pb::Order| {
+            matches!(
+                o.status.as_str(),
+                "out_for_delivery" | "shipped" | "processing"
+            )
+        };
+        orders
+            .iter()
+            .filter(active)
+            .max_by(|a, b| a.placed_at.cmp(&b.placed_at))
+            .or_else(|| orders.iter().max_by(|a, b| a.placed_at.cmp(&b.placed_at)))
+    }
+
+    fn mention_order(&mut self, o: &pb::Order) {
+        for i in &o.items {
+            if !self.mentioned.contains(&i.product_id) {
+                self.mentioned.push(i.product_id.clone());
+            }
+        }
+    }
+
+    fn order_sentence(&self, o: &pb::Order) -> String {
+        let items = self.order_items(o);
+        let id = &o.order_id;
+        match o.status.as_str() {
+            "shipped" => format!(
+                "Your order {id} ({items}) has shipped with {}. The tracking number is {}, and it should arrive by {}.",
+                o.carrier, o.tracking, o.eta
+            ),
+            "out_for_delivery" => format!(
+                "Good news: your order {id} ({items}) is out for delivery with {} and should arrive today ({}). Tracking number: {}.",
+                o.carrier, o.eta, o.tracking
+            ),
+            "processing" => format!(
+                "Your order {id} ({items}) is still processing and has not shipped yet; the current estimate is {}.",
+                o.eta
+            ),
+            "delivered" => format!(
+                "Your order {id} ({items}) was delivered on {}{}.",
+                o.eta,
+                if o.carrier.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {}", o.carrier)
+                }
+            ),
+            "returned" => format!(
+                "Your order {id} ({items}) has been returned; it reached us on {}.",
+                o.eta
+            ),
+            "cancelled" => format!("Your order {id} ({items}) was cancelled, so nothing will ship."),
+            other => format!("Your order {id} ({items}) is currently {}.", other.replace('_', " ")),
+        }
+    }
+
+    fn greeting(&mut self) -> f32 {
+        let name = self.first_name();
+        let opener = match (name, self.req.history.is_empty()) {
+            (Some(n), true) => format!(
+                "{}",
+                self.pick(1, &["Hello {n}, welcome to MangaAssist!", "Hi {n}! Great to see you.", "Welcome, {n}!"])
+            )
+            .replace("{n}", n),
+            (Some(n), false) => format!("Welcome back, {n}!"),
+            (None, _) => self
+                .pick(1, &["Hello, welcome to MangaAssist!", "Hi there, welcome!", "Hello!"])
+                .to_string(),
+        };
+        self.line(&opener);
+        self.line(self.pick(
+            2,
+            &[
+                "I can help you find a title, suggest what to read next, check on an order, or answer questions about shipping and returns.",
+                "Ask me about any series, for a recommendation, about an order, or about shipping, payment and returns.",
+            ],
+        ));
+        let genres = self.favourite_genres();
+        if !genres.is_empty() {
+            let g = join_and(&genres.iter().take(2).cloned().collect::<Vec<_>>());
+            self.line(&format!("If you're in the mood for some {g}, just say the word."));
+        }
+        self.line(self.pick(3, &["What can I do for you today?", "What are you looking for?"]));
+        0.9
+    }
+
+    fn chitchat(&mut self) -> f32 {
+        let q = self.req.query.to_lowercase();
+        let has = |ws: &[&str]| ws.iter().any(|w| q.contains(w));
+        if has(&["thank", "arigato", "ありがと", "thx"]) {
+            self.line(self.pick(
+                1,
+                &["You're very welcome!", "Happy to help!", "Anytime!"],
+            ));
+            self.line("If anything else comes up, about manga or your orders, just ask.");
+        } else if has(&["bye", "see you", "sayonara", "またね", "good night"]) {
+            self.line(self.pick(1, &["Goodbye, and happy reading!", "See you soon, enjoy your manga!"]));
+        } else if has(&["who are you", "your name", "are you a bot", "are you human", "what are you"]) {
+            self.line("I'm MangaAssist, the store's AI shopping assistant.");
+            self.line("I can find titles, suggest what to read next, check orders and explain store policies.");
+        } else if has(&["joke"]) {
+            self.line(self.pick(
+                1,
+                &[
+                    "Why did the manga go to the doctor? It had too many cliffhangers and not enough resolution.",
+                    "I'd tell you a joke about an unfinished manga series, but it's still on hiatus.",
+                ],
+            ));
+            self.line("Now, can I help you find something to read?");
+        } else {
+            self.line(self.pick(
+                1,
+                &[
+                    "That's a fun question!",
+                    "I enjoy a good chat.",
+                    "Ha, I hear you.",
+                ],
+            ));
+            self.line("I'm best at manga, though: finding titles, recommendations, orders and store questions. What can I help with?");
+        }
+        0.85
+    }
+
+    fn faq(&mut self) -> f32 {
+        if self.quote_policy(1) {
+            let docs = self.documents();
+            if let Some(d) = docs.first() {
+                let extra = first_sentence(&d.body).to_string();
+                let quoted = best_sentence(&self.req.query, &d.body);
+                if !extra.is_empty() && extra != quoted {
+                    self.line(&extra);
+                }
+            }
+            self.line(self.pick(
+                2,
+                &[
+                    "Let me know if you need anything else.",
+                    "Is there anything else I can help with?",
+                    "Happy to explain anything else about the store.",
+                ],
+            ));
+            return 0.9;
+        }
+        if self.degraded {
+            self.line("I can't reach our help articles right now, so I don't want to guess at the exact policy.");
+        } else {
+            self.line("I couldn't find a store policy that answers that exactly, and I don't want to guess.");
+        }
+        self.line("Customer support can confirm the details from the Help page, or try asking me in a different way.");
+        0.5
+    }
+
+    fn order_status(&mut self) -> f32 {
+        let Some(o) = self.pick_order() else {
+            if self.degraded {
+                self.line("I can't reach order records right now.");
+            } else {
+                self.line(self.pick(1, &["I'd be glad to check on that.", "Let me look that up for you."]));
+            }
+            self.line("Could you tell me your order number? It starts with MA- followed by six digits and is in your confirmation email.");
+            return 0.8;
+        };
+        let s = self.order_sentence(o);
+        self.line(&s);
+        self.mention_order(o);
+        let others: Vec<String> = self
+            .req
+            .orders
+            .iter()
+            .filter(|x| {
+                x.order_id != o.order_id
+                    && matches!(x.status.as_str(), "out_for_delivery" | "shipped" | "processing")
+            })
+            .map(|x| format!("{} ({})", x.order_id, x.status.replace('_', " ")))
+            .collect();
+        if !others.is_empty() {
+            self.line(&format!("You also have {} on the way.", join_and(&others)));
+        }
+        self.line(self.pick(
+            2,
+            &[
+                "Anything else I can check for you?",
+                "Let me know if you need help with anything else.",
+            ],
+        ));
+        0.92
+    }
+
+    fn no_catalog(&mut self) -> f32 {
+        if self.degraded {
+            self.line("I can't look up the catalog right now, so I can't confirm titles, prices or stock.");
+        } else {
+            self.line("I couldn't find a match for that in this store's catalog.");
+        }
+        let genres = self.favourite_genres();
+        if genres.is_empty() {
+            self.line("Tell me a series, an author or a genre you like and I'll search again; the store's New Releases page is also a good place to browse.");
+        } else {
+            let g = join_and(&genres.iter().take(2).cloned().collect::<Vec<_>>());
+            self.line(&format!(
+                "Since you enjoy {g}, browsing those genres on the store page is a good start, and I can check stock for anything you find."
+            ));
+        }
+        0.4 + f32::from(u8::try_from(self.hash % 21).unwrap_or(0)) / 100.0
+    }
+
+    fn product_search(&mut self) -> f32 {
+        let products = self.products();
+        if products.is_empty() {
+            return self.no_catalog();
+        }
+        let wanted = requested_volume(&self.req.query);
+        let best = wanted
+            .and_then(|v| {
+                products
+                    .iter()
+                    .find(|p| p.volume == v && p.series == products[0].series)
+            })
+            .copied()
+            .unwrap_or(products[0]);
+        let intro = self.pick(1, &["", "Yes, we carry it: ", "Here's what I found: "]);
+        let mut s = format!(
+            "{intro}{} by {} is {} and {}.",
+            best.title,
+            best.author,
+            yen(best.price_yen),
+            if best.stock == 0 {
+                "currently out of stock".to_string()
+            } else {
+                stock_phrase(best.stock)
+            }
+        );
+        if let Some(c) = s.get(..1) {
+            let upper = c.to_uppercase();
+            s.replace_range(..1, &upper);
+        }
+        self.line(&s);
+        self.mention(best);
+        let genres: Vec<String> = best.genres.iter().map(|g| genre_text(g)).collect();
+        self.line(&format!(
+            "It's a {} series ({}).",
+            best.demographic,
+            join_and(&genres)
+        ));
+        if best.volume == 1 {
+            self.line(first_sentence(&best.synopsis));
+        }
+        let others: Vec<&pb::Product> = products
+            .iter()
+            .copied()
+            .filter(|p| p.id != best.id)
+            .take(2)
+            .collect();
+        if !others.is_empty() {
+            let described: Vec<String> = others.iter().map(|p| self.describe(p)).collect();
+            self.line(&format!("I also found {}.", join_and(&described)));
+            for p in others {
+                self.mention(p);
+            }
+        }
+        if best.stock == 0 {
+            self.line("Would you like an in-stock alternative?");
+        }
+        0.8 + f32::from(u8::try_from(self.hash % 16).unwrap_or(0)) / 100.0
+    }
+
+    fn recommendation(&mut self) -> f32 {
+        let products = self.products();
+        if products.is_empty() {
+            return self.no_catalog();
+        }
+        let q = self.req.query.to_lowercase();
+        // "Something like X" should not answer with X itself when there are alternatives.
+        let mut candidates: Vec<&pb::Product> = products
+            .iter()
+            .copied()
+            .filter(|p| !q.contains(&p.series.to_lowercase()))
+            .collect();
+        if candidates.is_empty() {
+            candidates = products.clone();
+        }
+        // One volume per series, in-stock first, keeping retrieval order otherwise.
+        let mut seen = HashSet::new();
+        let mut picks: Vec<&pb::Product> = Vec::new();
+        for in_stock in [true, false] {
+            for p in &candidates {
+                if (p.stock > 0) == in_stock && seen.insert(p.series.clone()) {
+                    picks.push(p);
+                }
+            }
+        }
+        picks.truncate(3);
+        let name = self.first_name();
+        let mut intro = self
+            .pick(
+                1,
+                &[
+                    "Here are a few picks{for}:",
+                    "I'd suggest these{for}:",
+                    "You might enjoy these{for}:",
+                ],
+            )
+            .replace("{for}", &name.map(|n| format!(" for you, {n}")).unwrap_or_default());
+        if let Some(prev) = self.previous_question() {
+            let short: String = prev.chars().take(60).collect();
+            let ell = if prev.chars().count() > 60 { "..." } else { "" };
+            intro = format!("Following on from your earlier question (\"{short}{ell}\"), {}", lower_first(&intro));
+        }
+        let favourites: Vec<String> = self
+            .req
+            .profile
+            .as_ref()
+            .map(|p| p.favourite_genres.clone())
+            .unwrap_or_default();
+        self.line(&intro);
+        self.newline();
+        for p in &picks {
+            let genres: Vec<String> = p.genres.iter().take(3).map(|g| genre_text(g)).collect();
+            let liked: Vec<String> = p
+                .genres
+                .iter()
+                .filter(|g| favourites.contains(g))
+                .map(|g| genre_text(g))
+                .collect();
+            let why = if liked.is_empty() {
+                format!("a {} {} story", p.demographic, join_and(&genres))
+            } else {
+                format!("{} you enjoy, in a {} series", join_and(&liked), p.demographic)
+            };
+            let synopsis = if p.volume == 1 {
+                format!(" {}", first_sentence(&p.synopsis))
+            } else {
+                String::new()
+            };
+            self.out.push_str(&format!(
+                "- {} by {}: {why}.{synopsis} {}, {}.\n",
+                p.title,
+                p.author,
+                yen(p.price_yen),
+                stock_phrase(p.stock)
+            ));
+            self.mention(p);
+        }
+        if picks.iter().all(|p| p.stock == 0) {
+            self.line("All of these are out of stock at the moment, sorry about that.");
+        }
+        self.line(self.pick(
+            2,
+            &[
+                "Want more details on any of these?",
+                "Shall I check the next volumes for you?",
+                "Let me know if you'd like something different.",
+            ],
+        ));
+        0.8 + f32::from(u8::try_from(self.hash % 16).unwrap_or(0)) / 100.0
+    }
+
+    fn comparison(&mut self) -> f32 {
+        let products = self.products();
+        let mut seen = HashSet::new();
+        let firsts: Vec<&pb::Product> = products
+            .iter()
+            .copied()
+            .filter(|p| seen.insert(p.series.clone()))
+            .take(2)
+            .collect();
+        match firsts.as_slice() {
+            [] => {
+                if self.quote_policy(1) {
+                    return 0.7;
+                }
+                self.no_catalog()
+            }
+            [a] => {
+                self.line(&format!(
+                    "I found {}, a {} series by {}: {}.",
+                    self.describe(a),
+                    a.demographic,
+                    a.author,
+                    first_sentence(&a.synopsis)
+                ));
+                self.mention(a);
+                self.line("I couldn't find the other title in this store. Which one would you like to compare it with?");
+                0.6
+            }
+            [a, b, ..] => {
+                let ga: Vec<String> = a.genres.iter().map(|g| genre_text(g)).collect();
+                let gb: Vec<String> = b.genres.iter().map(|g| genre_text(g)).collect();
+                self.line(&format!(
+                    "{} is a {} series by {} ({}), while {} is a {} series by {} ({}).",
+                    a.series,
+                    a.demographic,
+                    a.author,
+                    join_and(&ga),
+                    b.series,
+                    b.demographic,
+                    b.author,
+                    join_and(&gb)
+                ));
+                let shared: Vec<String> = ga.iter().filter(|g| gb.contains(g)).cloned().collect();
+                if shared.is_empty() {
+                    self.line("They have little in common in genre, so it comes down to taste.");
+                } else {
+                    self.line(&format!("Both offer {}.", join_and(&shared)));
+                }
+                self.line(&format!(
+                    "Here, {} is {} ({}) and {} is {} ({}).",
+                    a.title,
+                    yen(a.price_yen),
+                    stock_phrase(a.stock),
+                    b.title,
+                    yen(b.price_yen),
+                    stock_phrase(b.stock)
+                ));
+                self.mention(a);
+                self.mention(b);
+                let only_a = ga.iter().find(|g| !gb.contains(g)).unwrap_or(&ga[0]);
+                let only_b = gb.iter().find(|g| !ga.contains(g)).unwrap_or(&gb[0]);
+                self.line(&format!(
+                    "If you want more {only_a}, start with {}; for more {only_b}, go with {}.",
+                    a.series, b.series
+                ));
+                0.8 + f32::from(u8::try_from(self.hash % 16).unwrap_or(0)) / 100.0
+            }
+        }
+    }
+
+    fn complaint(&mut self) -> f32 {
+        self.line(self.pick(
+            1,
+            &[
+                "I'm really sorry about this; that's not the experience we want you to have.",
+                "I'm sorry, that must be frustrating.",
+                "Thank you for telling us, and I'm sorry this happened.",
+            ],
+        ));
+        if let Some(o) = self.pick_order() {
+            let items = self.order_items(o);
+            self.line(&format!(
+                "I can see your order {} ({items}), currently {}.",
+                o.order_id,
+                o.status.replace('_', " ")
+            ));
+            self.mention_order(o);
+        }
+        self.quote_policy(2);
+        self.line(self.pick(
+            3,
+            &[
+                "If you'd like, I can start a replacement or refund request, or connect you with our support team.",
+                "I can raise this with our support team right away, or help you request a replacement or refund.",
+            ],
+        ));
+        0.85
+    }
+
+    fn return_refund(&mut self) -> f32 {
+        let quoted = self.quote_policy(1);
+        match self.pick_order() {
+            Some(o) => {
+                let items = self.order_items(o);
+                self.line(&format!(
+                    "Your order {} ({items}) is {}.",
+                    o.order_id,
+                    o.status.replace('_', " ")
+                ));
+                self.mention_order(o);
+                self.line("If it is within the return window, I can start the request for you; the refund goes back to your original payment method.");
+            }
+            None => {
+                self.line("Which order is it? Please share the order number (MA- followed by six digits) and I'll check whether it can be returned.");
+            }
+        }
+        if quoted { 0.88 } else { 0.6 }
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// Writes the simulated model's answer for `req` (deterministic for a query and session).
+pub fn compose(req: &pb::GenerateRequest, intent: pb::Intent) -> Composition {
+    let mut w = Writer {
+        req,
+        hash: fnv1a(&[req.query.trim(), &req.session_id]),
+        out: String::new(),
+        mentioned: Vec::new(),
+        degraded: !req.degradation.is_empty() && req.degradation != "full",
+    };
+    let japanese = has_japanese(&req.query)
+        || req.profile.as_ref().is_some_and(|p| p.language == "ja");
+    if japanese {
+        let hello = if intent == pb::Intent::Greeting {
+            "こんにちは！"
+        } else {
+            "いらっしゃいませ！"
+        };
+        w.out.push_str(hello);
+        w.out.push('\n');
+    }
+    let confidence = match intent {
+        pb::Intent::Greeting => w.greeting(),
+        pb::Intent::Faq => w.faq(),
+        pb::Intent::OrderStatus => w.order_status(),
+        pb::Intent::ProductSearch => w.product_search(),
+        pb::Intent::Recommendation => w.recommendation(),
+        pb::Intent::Comparison => w.comparison(),
+        pb::Intent::Complaint => w.complaint(),
+        pb::Intent::ReturnRefund => w.return_refund(),
+        pb::Intent::Chitchat | pb::Intent::Unspecified => w.chitchat(),
+    };
+    Composition {
+        text: w.out.trim_end().to_string(),
+        product_ids: w.mentioned,
+        confidence,
+    }
+}

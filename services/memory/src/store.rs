@@ -1,0 +1,557 @@
+//! The storage trait and its embedded redb implementation.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use mangaassist_proto::v1 as pb;
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::MemoryError;
+
+/// Where sessions, profiles and orders live. The embedded default is [`RedbStore`]; a
+/// DynamoDB backend implements the same trait. Callers validate request shape (non-empty ids,
+/// sizes); implementations enforce session ownership.
+#[async_trait::async_trait]
+pub trait MemoryStore: Send + Sync {
+    /// Appends a turn (`ts_ms` 0 = now) to a session, claiming the session for `user_id` if
+    /// it is new. Returns the number of live turns in the session afterwards.
+    async fn append_turn(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        turn: pb::Turn,
+    ) -> Result<u32, MemoryError>;
+
+    /// Up to `limit` live turns, newest first. An unknown session has no turns.
+    async fn history(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<pb::Turn>, MemoryError>;
+
+    async fn profile(&self, user_id: &str) -> Result<Option<pb::UserProfile>, MemoryError>;
+
+    /// Newest first; `store_id` empty = every store, `limit` 0 = all.
+    async fn orders(
+        &self,
+        user_id: &str,
+        store_id: &str,
+        limit: usize,
+    ) -> Result<Vec<pb::Order>, MemoryError>;
+
+    async fn upsert_profile(&self, profile: pb::UserProfile) -> Result<(), MemoryError>;
+
+    async fn upsert_order(&self, order: pb::Order) -> Result<(), MemoryError>;
+
+    /// Bulk upsert used to load demo data; backends may do it in one transaction.
+    async fn seed(
+        &self,
+        profiles: Vec<pb::UserProfile>,
+        orders: Vec<pb::Order>,
+    ) -> Result<(), MemoryError> {
+        for p in profiles {
+            self.upsert_profile(p).await?;
+        }
+        for o in orders {
+            self.upsert_order(o).await?;
+        }
+        Ok(())
+    }
+}
+
+/// (session_id, ts_ms, seq) → encoded `pb::Turn`: one session's turns are contiguous and in
+/// time order, so "newest N" is a reverse range scan and expiry a forward range delete.
+const TURNS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("turns");
+/// session_id → owning user_id.
+const SESSIONS: TableDefinition<&str, &str> = TableDefinition::new("sessions");
+/// user_id → encoded `pb::UserProfile`.
+const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
+/// (user_id, placed_at, order_id) → encoded `pb::Order`; ISO dates sort chronologically.
+const ORDERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("orders");
+/// order_id → (user_id, placed_at), so an upsert that changes either replaces the old row.
+const ORDER_INDEX: TableDefinition<&str, (&str, &str)> = TableDefinition::new("order_index");
+/// Counters; `turn_seq` orders turns written in the same millisecond.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const TURN_SEQ: &str = "turn_seq";
+
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Memory in one redb file. Every commit is durable (fsync), so a stop loses nothing. Cheap
+/// to clone; the async trait methods run redb on the blocking pool.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    turn_ttl_ms: i64,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("turn_ttl_ms", &self.turn_ttl_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the file and its tables. Blocking. `turn_ttl` zero keeps turns
+    /// forever.
+    pub fn open(path: &Path, turn_ttl: Duration) -> Result<Self, MemoryError> {
+        let db = Database::create(path).map_err(MemoryError::storage)?;
+        let txn = db.begin_write().map_err(MemoryError::storage)?;
+        {
+            txn.open_table(TURNS).map_err(MemoryError::storage)?;
+            txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
+            txn.open_table(PROFILES).map_err(MemoryError::storage)?;
+            txn.open_table(ORDERS).map_err(MemoryError::storage)?;
+            txn.open_table(ORDER_INDEX).map_err(MemoryError::storage)?;
+            txn.open_table(META).map_err(MemoryError::storage)?;
+        }
+        txn.commit().map_err(MemoryError::storage)?;
+        Ok(Self {
+            db: Arc::new(db),
+            turn_ttl_ms: i64::try_from(turn_ttl.as_millis()).unwrap_or(i64::MAX),
+            clock: Arc::new(system_now_ms),
+        })
+    }
+
+    /// Replaces the wall clock (milliseconds since the epoch), so tests can age turns.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Oldest `ts_ms` still live; 0 when turns never expire.
+    fn cutoff(&self, now: i64) -> u64 {
+        if self.turn_ttl_ms == 0 {
+            return 0;
+        }
+        u64::try_from(now.saturating_sub(self.turn_ttl_ms)).unwrap_or(0)
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, MemoryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&RedbStore) -> Result<T, MemoryError> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| MemoryError::Task(e.to_string()))?
+    }
+
+    /// Deletes every expired turn in every session. Blocking; returns how many went.
+    pub fn prune_expired(&self) -> Result<u64, MemoryError> {
+        let cutoff = self.cutoff((self.clock)());
+        if cutoff == 0 {
+            return Ok(0);
+        }
+        let txn = self.db.begin_write().map_err(MemoryError::storage)?;
+        let mut removed = 0u64;
+        {
+            let mut turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
+            turns
+                .retain(|(_, ts, _), _| {
+                    let keep = ts >= cutoff;
+                    removed += u64::from(!keep);
+                    keep
+                })
+                .map_err(MemoryError::storage)?;
+        }
+        txn.commit().map_err(MemoryError::storage)?;
+        Ok(removed)
+    }
+
+    fn append_turn_sync(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        mut turn: pb::Turn,
+    ) -> Result<u32, MemoryError> {
+        let now = (self.clock)();
+        let cutoff = self.cutoff(now);
+        if turn.ts_ms <= 0 {
+            turn.ts_ms = now;
+        }
+        let ts = u64::try_from(turn.ts_ms).unwrap_or(0);
+        let bytes = turn.encode_to_vec();
+        let txn = self.db.begin_write().map_err(MemoryError::storage)?;
+        let count = {
+            let mut sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
+            let owner = sessions
+                .get(session_id)
+                .map_err(MemoryError::storage)?
+                .map(|g| g.value().to_string());
+            match owner {
+                Some(o) if o != user_id => return Err(not_owner(session_id, user_id)),
+                Some(_) => {}
+                None => {
+                    sessions
+                        .insert(session_id, user_id)
+                        .map_err(MemoryError::storage)?;
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(MemoryError::storage)?;
+            let seq = meta
+                .get(TURN_SEQ)
+                .map_err(MemoryError::storage)?
+                .map(|g| g.value())
+                .unwrap_or(0)
+                + 1;
+            meta.insert(TURN_SEQ, seq).map_err(MemoryError::storage)?;
+            let mut turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
+            if cutoff > 0 {
+                turns
+                    .retain_in(
+                        (session_id, 0u64, 0u64)..(session_id, cutoff, 0u64),
+                        |_, _| false,
+                    )
+                    .map_err(MemoryError::storage)?;
+            }
+            turns
+                .insert((session_id, ts, seq), bytes.as_slice())
+                .map_err(MemoryError::storage)?;
+            turns
+                .range((session_id, cutoff, 0u64)..=(session_id, u64::MAX, u64::MAX))
+                .map_err(MemoryError::storage)?
+                .count()
+        };
+        txn.commit().map_err(MemoryError::storage)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    fn history_sync(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<pb::Turn>, MemoryError> {
+        let cutoff = self.cutoff((self.clock)());
+        let txn = self.db.begin_read().map_err(MemoryError::storage)?;
+        let sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
+        match sessions.get(session_id).map_err(MemoryError::storage)? {
+            None => return Ok(Vec::new()),
+            Some(owner) if owner.value() != user_id => {
+                return Err(not_owner(session_id, user_id));
+            }
+            Some(_) => {}
+        }
+        let turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
+        let mut out = Vec::with_capacity(limit.min(64));
+        for row in turns
+            .range((session_id, cutoff, 0u64)..=(session_id, u64::MAX, u64::MAX))
+            .map_err(MemoryError::storage)?
+            .rev()
+            .take(limit)
+        {
+            let (_, v) = row.map_err(MemoryError::storage)?;
+            out.push(decode::<pb::Turn>("turns", v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn profile_sync(&self, user_id: &str) -> Result<Option<pb::UserProfile>, MemoryError> {
+        let txn = self.db.begin_read().map_err(MemoryError::storage)?;
+        let profiles = txn.open_table(PROFILES).map_err(MemoryError::storage)?;
+        profiles
+            .get(user_id)
+            .map_err(MemoryError::storage)?
+            .map(|g| decode("profiles", g.value()))
+            .transpose()
+    }
+
+    fn orders_sync(
+        &self,
+        user_id: &str,
+        store_id: &str,
+        limit: usize,
+    ) -> Result<Vec<pb::Order>, MemoryError> {
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        let txn = self.db.begin_read().map_err(MemoryError::storage)?;
+        let orders = txn.open_table(ORDERS).map_err(MemoryError::storage)?;
+        // Every (user_id, ..) key sorts below (user_id + "\0", ..), whatever follows.
+        let next_user = format!("{user_id}\0");
+        let mut out = Vec::new();
+        for row in orders
+            .range((user_id, "", "")..(next_user.as_str(), "", ""))
+            .map_err(MemoryError::storage)?
+            .rev()
+        {
+            let (_, v) = row.map_err(MemoryError::storage)?;
+            let order: pb::Order = decode("orders", v.value())?;
+            if store_id.is_empty() || order.store_id == store_id {
+                out.push(order);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn upsert_sync(
+        &self,
+        profiles: &[pb::UserProfile],
+        orders: &[pb::Order],
+    ) -> Result<(), MemoryError> {
+        for p in profiles {
+            if p.user_id.is_empty() {
+                return Err(MemoryError::InvalidArgument(
+                    "profile user_id is empty".into(),
+                ));
+            }
+        }
+        for o in orders {
+            if o.order_id.is_empty() || o.user_id.is_empty() {
+                return Err(MemoryError::InvalidArgument(format!(
+                    "order `{}` needs an order_id and a user_id",
+                    o.order_id
+                )));
+            }
+        }
+        let txn = self.db.begin_write().map_err(MemoryError::storage)?;
+        {
+            let mut table = txn.open_table(PROFILES).map_err(MemoryError::storage)?;
+            for p in profiles {
+                table
+                    .insert(p.user_id.as_str(), p.encode_to_vec().as_slice())
+                    .map_err(MemoryError::storage)?;
+            }
+            let mut table = txn.open_table(ORDERS).map_err(MemoryError::storage)?;
+            let mut index = txn.open_table(ORDER_INDEX).map_err(MemoryError::storage)?;
+            for o in orders {
+                let old = index
+                    .get(o.order_id.as_str())
+                    .map_err(MemoryError::storage)?
+                    .map(|g| {
+                        let (u, p) = g.value();
+                        (u.to_string(), p.to_string())
+                    });
+                if let Some((u, p)) = old
+                    && (u != o.user_id || p != o.placed_at)
+                {
+                    table
+                        .remove((u.as_str(), p.as_str(), o.order_id.as_str()))
+                        .map_err(MemoryError::storage)?;
+                }
+                table
+                    .insert(
+                        (
+                            o.user_id.as_str(),
+                            o.placed_at.as_str(),
+                            o.order_id.as_str(),
+                        ),
+                        o.encode_to_vec().as_slice(),
+                    )
+                    .map_err(MemoryError::storage)?;
+                index
+                    .insert(
+                        o.order_id.as_str(),
+                        (o.user_id.as_str(), o.placed_at.as_str()),
+                    )
+                    .map_err(MemoryError::storage)?;
+            }
+        }
+        txn.commit().map_err(MemoryError::storage)?;
+        Ok(())
+    }
+}
+
+fn not_owner(session_id: &str, user_id: &str) -> MemoryError {
+    MemoryError::PermissionDenied(format!(
+        "session `{session_id}` belongs to another user than `{user_id}`"
+    ))
+}
+
+fn decode<M: Message + Default>(table: &'static str, bytes: &[u8]) -> Result<M, MemoryError> {
+    M::decode(bytes).map_err(|e| MemoryError::Corrupt {
+        table,
+        message: e.to_string(),
+    })
+}
+
+#[async_trait::async_trait]
+impl MemoryStore for RedbStore {
+    async fn append_turn(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        turn: pb::Turn,
+    ) -> Result<u32, MemoryError> {
+        let (s, u) = (session_id.to_string(), user_id.to_string());
+        self.blocking(move |db| db.append_turn_sync(&s, &u, turn))
+            .await
+    }
+
+    async fn history(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<pb::Turn>, MemoryError> {
+        let (s, u) = (session_id.to_string(), user_id.to_string());
+        self.blocking(move |db| db.history_sync(&s, &u, limit))
+            .await
+    }
+
+    async fn profile(&self, user_id: &str) -> Result<Option<pb::UserProfile>, MemoryError> {
+        let u = user_id.to_string();
+        self.blocking(move |db| db.profile_sync(&u)).await
+    }
+
+    async fn orders(
+        &self,
+        user_id: &str,
+        store_id: &str,
+        limit: usize,
+    ) -> Result<Vec<pb::Order>, MemoryError> {
+        let (u, s) = (user_id.to_string(), store_id.to_string());
+        self.blocking(move |db| db.orders_sync(&u, &s, limit)).await
+    }
+
+    async fn upsert_profile(&self, profile: pb::UserProfile) -> Result<(), MemoryError> {
+        self.blocking(move |db| db.upsert_sync(&[profile], &[]))
+            .await
+    }
+
+    async fn upsert_order(&self, order: pb::Order) -> Result<(), MemoryError> {
+        self.blocking(move |db| db.upsert_sync(&[], &[order])).await
+    }
+
+    async fn seed(
+        &self,
+        profiles: Vec<pb::UserProfile>,
+        orders: Vec<pb::Order>,
+    ) -> Result<(), MemoryError> {
+        self.blocking(move |db| db.upsert_sync(&profiles, &orders))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+
+    fn turn(role: &str, text: &str, ts_ms: i64) -> pb::Turn {
+        pb::Turn {
+            role: role.into(),
+            text: text.into(),
+            ts_ms,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn history_is_newest_first_and_ties_keep_insertion_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("m.redb"), Duration::ZERO).unwrap();
+        store
+            .append_turn("s", "u", turn("user", "a", 1_000))
+            .await
+            .unwrap();
+        store
+            .append_turn("s", "u", turn("assistant", "b", 1_000))
+            .await
+            .unwrap();
+        let n = store
+            .append_turn("s", "u", turn("user", "c", 2_000))
+            .await
+            .unwrap();
+        assert_eq!(n, 3);
+        let h = store.history("s", "u", 10).await.unwrap();
+        let texts: Vec<&str> = h.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["c", "b", "a"]);
+        // Another session's turns never leak in, whatever their timestamps.
+        store
+            .append_turn("s2", "u", turn("user", "x", 1_500))
+            .await
+            .unwrap();
+        assert_eq!(store.history("s", "u", 10).await.unwrap().len(), 3);
+        assert_eq!(store.history("s", "u", 2).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn expired_turns_are_hidden_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Arc::new(AtomicI64::new(10_000_000));
+        let clock = now.clone();
+        let store = RedbStore::open(&dir.path().join("m.redb"), Duration::from_secs(60))
+            .unwrap()
+            .with_clock(move || clock.load(Ordering::SeqCst));
+        store
+            .append_turn("s", "u", turn("user", "old", 0))
+            .await
+            .unwrap();
+        store
+            .append_turn("t", "u", turn("user", "old", 0))
+            .await
+            .unwrap();
+        now.fetch_add(61_000, Ordering::SeqCst);
+        assert!(store.history("s", "u", 10).await.unwrap().is_empty());
+        let n = store
+            .append_turn("s", "u", turn("user", "new", 0))
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "the expired turn was pruned on append");
+        // Session `t` was never touched again; the sweep removes its turn.
+        assert_eq!(store.prune_expired().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn orders_newest_first_per_user_and_store_and_upsert_moves_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("m.redb"), Duration::ZERO).unwrap();
+        let order = |id: &str, user: &str, store: &str, placed: &str| pb::Order {
+            order_id: id.into(),
+            user_id: user.into(),
+            store_id: store.into(),
+            placed_at: placed.into(),
+            ..Default::default()
+        };
+        store
+            .seed(
+                vec![],
+                vec![
+                    order("o1", "u", "manga_jp", "2026-01-01"),
+                    order("o2", "u", "comics_us", "2026-02-01"),
+                    order("o3", "u", "manga_jp", "2026-03-01"),
+                    order("o4", "u2", "manga_jp", "2026-04-01"),
+                    order("o5", "u\u{1}", "manga_jp", "2026-05-01"),
+                ],
+            )
+            .await
+            .unwrap();
+        let ids = |v: Vec<pb::Order>| v.into_iter().map(|o| o.order_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.orders("u", "", 0).await.unwrap()),
+            ["o3", "o2", "o1"]
+        );
+        assert_eq!(ids(store.orders("u", "manga_jp", 1).await.unwrap()), ["o3"]);
+        // Re-dating an order replaces its row instead of duplicating it.
+        store
+            .upsert_order(order("o1", "u", "manga_jp", "2026-06-01"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(store.orders("u", "", 0).await.unwrap()),
+            ["o1", "o3", "o2"]
+        );
+    }
+}

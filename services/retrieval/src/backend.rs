@@ -1,0 +1,349 @@
+//! The search behind the gRPC service: a small trait so another engine (OpenSearch k-NN)
+//! can replace the in-process indexes without touching the service, and the in-process
+//! implementation (HNSW + BM25 fused with reciprocal rank fusion).
+
+use std::{collections::HashMap, sync::Arc};
+
+use mangaassist_catalog::{Catalog, Document, Product};
+use mangaassist_proto::v1 as pb;
+
+use crate::{
+    RetrievalError,
+    ann::{Ann, sort_desc},
+    bm25::Bm25,
+    text,
+};
+
+/// Product constraints applied before the top k is taken.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProductFilter {
+    /// Any of these (lower-case); empty = all.
+    pub genres: Vec<String>,
+    /// Lower-case; `None` = all.
+    pub demographic: Option<String>,
+    pub in_stock_only: bool,
+}
+
+impl ProductFilter {
+    pub fn is_empty(&self) -> bool {
+        self.genres.is_empty() && self.demographic.is_none() && !self.in_stock_only
+    }
+
+    pub fn matches(&self, p: &Product) -> bool {
+        (!self.in_stock_only || p.stock > 0)
+            && self
+                .demographic
+                .as_deref()
+                .is_none_or(|d| p.demographic.eq_ignore_ascii_case(d))
+            && (self.genres.is_empty()
+                || p.genres
+                    .iter()
+                    .any(|g| self.genres.iter().any(|w| g.eq_ignore_ascii_case(w))))
+    }
+}
+
+/// A validated search: the store exists, the vector matches the backend's model, the
+/// counts are capped.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    pub store_id: String,
+    pub text: String,
+    pub vector: Arc<[f32]>,
+    pub filter: ProductFilter,
+    pub top_k: usize,
+    pub top_k_documents: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchResults {
+    pub products: Vec<pb::ProductHit>,
+    pub documents: Vec<pb::DocumentHit>,
+}
+
+/// What the retrieval service needs from a search engine.
+#[tonic::async_trait]
+pub trait SearchBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores that can be searched, sorted.
+    fn stores(&self) -> &[String];
+
+    async fn search(&self, query: SearchQuery) -> Result<SearchResults, RetrievalError>;
+
+    /// The products of `store_id` with these ids, in request order, and the ids not found.
+    async fn get_products(
+        &self,
+        store_id: &str,
+        ids: &[String],
+    ) -> Result<(Vec<pb::Product>, Vec<String>), RetrievalError>;
+}
+
+/// Fusion and over-fetch parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct HybridParams {
+    /// Taken from each ranking before fusion.
+    pub candidates: usize,
+    pub rrf_k: f32,
+    /// HNSW search breadth; the graph is built to return at least 4 × candidates so that
+    /// filters applied afterwards still leave enough.
+    pub ef_search: usize,
+}
+
+impl From<&mangaassist_config::RetrievalSettings> for HybridParams {
+    fn from(s: &mangaassist_config::RetrievalSettings) -> Self {
+        Self {
+            candidates: (s.candidates as usize).max(1),
+            rrf_k: s.rrf_k,
+            ef_search: s.ef_search,
+        }
+    }
+}
+
+/// One searchable collection: items, their vectors in an HNSW graph, and a BM25 index.
+#[derive(Debug)]
+struct Corpus<T> {
+    items: Vec<T>,
+    ann: Ann,
+    bm25: Bm25,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored {
+    idx: usize,
+    fused: f32,
+    vector: f32,
+    lexical: f32,
+}
+
+impl<T> Corpus<T> {
+    fn new(items: Vec<(T, Arc<[f32]>)>, lexical: impl Fn(&T) -> String, ef: usize) -> Self {
+        let texts: Vec<String> = items.iter().map(|(t, _)| lexical(t)).collect();
+        let (items, vectors): (Vec<T>, Vec<Arc<[f32]>>) = items.into_iter().unzip();
+        Self {
+            items,
+            ann: Ann::build(vectors, ef),
+            bm25: Bm25::new(&texts),
+        }
+    }
+
+    /// Reciprocal rank fusion of the vector and BM25 rankings over the items `keep`
+    /// accepts; `filtered` says whether `keep` can reject anything.
+    fn hybrid(
+        &self,
+        text: &str,
+        vector: &[f32],
+        k: usize,
+        p: &HybridParams,
+        filtered: bool,
+        keep: impl Fn(&T) -> bool,
+    ) -> Vec<Scored> {
+        if k == 0 || self.items.is_empty() {
+            return vec![];
+        }
+        let cands = p.candidates.max(k);
+        let keep_idx = |i: usize| keep(&self.items[i]);
+
+        let mut by_vector: Vec<(usize, f32)> = self
+            .ann
+            .search(vector)
+            .into_iter()
+            .filter(|(i, _)| !filtered || keep_idx(*i))
+            .take(cands)
+            .collect();
+        let eligible = if filtered {
+            (0..self.items.len()).filter(|&i| keep_idx(i)).count()
+        } else {
+            self.items.len()
+        };
+        if by_vector.len() < cands.min(eligible) {
+            // The filter removed too much of the ANN over-fetch: a store is small enough
+            // that the exact scan costs well under a millisecond.
+            by_vector = self.ann.brute_force(vector, cands, keep_idx);
+        }
+
+        let bm25 = self.bm25.scores(text);
+        let mut by_text: Vec<(usize, f32)> = bm25
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| **s > 0.0 && (!filtered || keep_idx(*i)))
+            .map(|(i, s)| (i, *s))
+            .collect();
+        sort_desc(&mut by_text);
+        by_text.truncate(cands);
+
+        let mut fused: HashMap<usize, f32> = HashMap::new();
+        for list in [&by_vector, &by_text] {
+            for (rank, (i, _)) in list.iter().enumerate() {
+                *fused.entry(*i).or_default() += 1.0 / (p.rrf_k + rank as f32 + 1.0);
+            }
+        }
+        let mut out: Vec<Scored> = fused
+            .into_iter()
+            .map(|(idx, f)| Scored {
+                idx,
+                fused: f,
+                vector: mangaassist_embedding::cosine(vector, self.ann.vector(idx)),
+                lexical: bm25[idx],
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.fused
+                .total_cmp(&a.fused)
+                .then(b.vector.total_cmp(&a.vector))
+                .then(a.idx.cmp(&b.idx))
+        });
+        out.truncate(k);
+        out
+    }
+}
+
+#[derive(Debug)]
+struct StoreIndex {
+    products: Corpus<Product>,
+    documents: Corpus<Document>,
+    by_id: HashMap<String, usize>,
+}
+
+/// Everything in memory: per store, an HNSW graph and a BM25 index for products and
+/// another pair for documents (documents for store `*` are in every store).
+#[derive(Debug)]
+pub struct LocalBackend {
+    stores: Vec<String>,
+    by_store: HashMap<String, StoreIndex>,
+    params: HybridParams,
+}
+
+impl LocalBackend {
+    /// `product_vectors[i]` belongs to `catalog.products[i]`, likewise for documents.
+    /// CPU-bound (graph construction): call from a blocking context.
+    pub fn build(
+        catalog: &Catalog,
+        product_vectors: &[Arc<[f32]>],
+        document_vectors: &[Arc<[f32]>],
+        params: HybridParams,
+    ) -> Result<Self, RetrievalError> {
+        if product_vectors.len() != catalog.products.len()
+            || document_vectors.len() != catalog.documents.len()
+        {
+            return Err(RetrievalError::Internal(
+                "catalog and vector counts differ".into(),
+            ));
+        }
+        let ef = params.ef_search.max(4 * params.candidates.max(50));
+        let stores = catalog.stores();
+        let mut by_store = HashMap::new();
+        for store in &stores {
+            let products: Vec<(Product, Arc<[f32]>)> = catalog
+                .products
+                .iter()
+                .zip(product_vectors)
+                .filter(|(p, _)| &p.store_id == store)
+                .map(|(p, v)| (p.clone(), v.clone()))
+                .collect();
+            let documents: Vec<(Document, Arc<[f32]>)> = catalog
+                .documents
+                .iter()
+                .zip(document_vectors)
+                .filter(|(d, _)| &d.store_id == store || d.store_id == "*")
+                .map(|(d, v)| (d.clone(), v.clone()))
+                .collect();
+            let by_id = products
+                .iter()
+                .enumerate()
+                .map(|(i, (p, _))| (p.id.clone(), i))
+                .collect();
+            by_store.insert(
+                store.clone(),
+                StoreIndex {
+                    products: Corpus::new(products, text::product_lexical_text, ef),
+                    documents: Corpus::new(documents, text::document_lexical_text, ef),
+                    by_id,
+                },
+            );
+        }
+        Ok(Self {
+            stores,
+            by_store,
+            params,
+        })
+    }
+
+    fn store(&self, store_id: &str) -> Result<&StoreIndex, RetrievalError> {
+        self.by_store
+            .get(store_id)
+            .ok_or_else(|| RetrievalError::unknown_store(store_id, &self.stores))
+    }
+
+    /// The synchronous search (well under a millisecond for a store of a few hundred
+    /// products, so it runs on the async thread).
+    pub fn search_now(&self, q: &SearchQuery) -> Result<SearchResults, RetrievalError> {
+        let store = self.store(&q.store_id)?;
+        let filtered = !q.filter.is_empty();
+        let products = store
+            .products
+            .hybrid(&q.text, &q.vector, q.top_k, &self.params, filtered, |p| {
+                q.filter.matches(p)
+            })
+            .into_iter()
+            .map(|s| pb::ProductHit {
+                product: Some((&store.products.items[s.idx]).into()),
+                score: s.fused,
+                vector_score: s.vector,
+                lexical_score: s.lexical,
+            })
+            .collect();
+        let documents = store
+            .documents
+            .hybrid(
+                &q.text,
+                &q.vector,
+                q.top_k_documents,
+                &self.params,
+                false,
+                |_| true,
+            )
+            .into_iter()
+            .map(|s| pb::DocumentHit {
+                document: Some((&store.documents.items[s.idx]).into()),
+                score: s.fused,
+                vector_score: s.vector,
+                lexical_score: s.lexical,
+            })
+            .collect();
+        Ok(SearchResults {
+            products,
+            documents,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn product_ann(&self, store_id: &str) -> Option<&Ann> {
+        self.by_store.get(store_id).map(|s| &s.products.ann)
+    }
+}
+
+#[tonic::async_trait]
+impl SearchBackend for LocalBackend {
+    fn stores(&self) -> &[String] {
+        &self.stores
+    }
+
+    async fn search(&self, query: SearchQuery) -> Result<SearchResults, RetrievalError> {
+        self.search_now(&query)
+    }
+
+    async fn get_products(
+        &self,
+        store_id: &str,
+        ids: &[String],
+    ) -> Result<(Vec<pb::Product>, Vec<String>), RetrievalError> {
+        let store = self.store(store_id)?;
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match store.by_id.get(id) {
+                Some(&i) => found.push((&store.products.items[i]).into()),
+                None => missing.push(id.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+}

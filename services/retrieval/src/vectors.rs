@@ -1,0 +1,255 @@
+//! Catalog vectors: computed once per model and catalog, then cached on disk so a restart
+//! costs a file read instead of a minute of CPU.
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
+
+use mangaassist_embedding::Embedder;
+
+use crate::RetrievalError;
+
+const MAGIC: &[u8; 8] = b"MAVEC001";
+const HEADER: usize = 8 + 4 + 4;
+/// Texts per forward pass; larger batches pad more and gain little on CPU.
+const BATCH: usize = 32;
+
+/// FNV-1a: stable across Rust versions and platforms, unlike `DefaultHasher`.
+fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(state, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// `<cache_dir>/vectors/<model_id>-<hash of the texts>.bin`.
+pub fn cache_path(cache_dir: &Path, model_id: &str, dim: usize, texts: &[String]) -> PathBuf {
+    let mut h = fnv1a(FNV_OFFSET, &(dim as u64).to_le_bytes());
+    for t in texts {
+        h = fnv1a(h, &(t.len() as u64).to_le_bytes());
+        h = fnv1a(h, t.as_bytes());
+    }
+    let model: String = model_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cache_dir.join("vectors").join(format!("{model}-{h:016x}.bin"))
+}
+
+/// Reads a cache file, checking it holds exactly `count` vectors of `dim` finite floats.
+pub fn read_cache(path: &Path, count: usize, dim: usize) -> Result<Vec<Arc<[f32]>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err("bad magic".into());
+    }
+    let word = |at: usize| -> usize {
+        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
+    };
+    let (n, d) = (word(8), word(12));
+    if n != count || d != dim {
+        return Err(format!("holds {n}×{d}, expected {count}×{dim}"));
+    }
+    let want = HEADER + n * d * 4;
+    if bytes.len() != want {
+        return Err(format!("{} bytes, expected {want}", bytes.len()));
+    }
+    let floats: Vec<f32> = bytes[HEADER..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if floats.iter().any(|x| !x.is_finite()) {
+        return Err("non-finite value".into());
+    }
+    Ok(floats.chunks_exact(d.max(1)).map(Arc::from).collect())
+}
+
+/// Writes through a temporary file and a rename, so a crash or a concurrent reader never
+/// sees half a file.
+pub fn write_cache(path: &Path, vectors: &[Arc<[f32]>], dim: usize) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = path.with_extension(format!("tmp.{}.{nanos}", std::process::id()));
+    let result = (|| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        f.write_all(MAGIC)?;
+        f.write_all(&(vectors.len() as u32).to_le_bytes())?;
+        f.write_all(&(dim as u32).to_le_bytes())?;
+        for v in vectors {
+            for x in v.iter() {
+                f.write_all(&x.to_le_bytes())?;
+            }
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// How the catalog vectors were obtained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorsOutcome {
+    pub path: PathBuf,
+    pub cache_hit: bool,
+    pub elapsed: std::time::Duration,
+    /// Texts run through the model (duplicates are embedded once).
+    pub embedded: usize,
+}
+
+/// The vector of every text, from the cache when it matches, else embedded in batches on
+/// the blocking pool and written back to the cache.
+pub async fn catalog_vectors(
+    embedder: Arc<dyn Embedder>,
+    texts: Vec<String>,
+    cache_dir: &Path,
+) -> Result<(Vec<Arc<[f32]>>, VectorsOutcome), RetrievalError> {
+    let start = Instant::now();
+    let dim = embedder.dim();
+    let path = cache_path(cache_dir, embedder.model_id(), dim, &texts);
+    let count = texts.len();
+    let read_path = path.clone();
+    let cached = tokio::task::spawn_blocking(move || read_cache(&read_path, count, dim))
+        .await
+        .map_err(|e| RetrievalError::Internal(e.to_string()))?;
+    match cached {
+        Ok(vectors) => {
+            let outcome = VectorsOutcome {
+                path,
+                cache_hit: true,
+                elapsed: start.elapsed(),
+                embedded: 0,
+            };
+            tracing::info!(path = %outcome.path.display(), texts = count, elapsed_ms = outcome.elapsed.as_millis() as u64, cache_hit = true, "catalog vectors loaded");
+            return Ok((vectors, outcome));
+        }
+        Err(reason) if path.exists() => {
+            tracing::warn!(path = %path.display(), %reason, "ignoring unusable vector cache, recomputing");
+        }
+        Err(_) => {}
+    }
+
+    // Identical texts (the same volume sold in both stores) are embedded once.
+    let mut unique: Vec<String> = Vec::new();
+    let mut slot: HashMap<&str, usize> = HashMap::new();
+    let mut which = Vec::with_capacity(texts.len());
+    for t in &texts {
+        let next = slot.len();
+        let i = *slot.entry(t.as_str()).or_insert(next);
+        if i == unique.len() {
+            unique.push(t.clone());
+        }
+        which.push(i);
+    }
+    let mut computed: Vec<Arc<[f32]>> = Vec::with_capacity(unique.len());
+    for chunk in unique.chunks(BATCH) {
+        let emb = embedder.clone();
+        let chunk = chunk.to_vec();
+        let batch = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            emb.embed_batch(&refs)
+        })
+        .await
+        .map_err(|e| RetrievalError::Internal(e.to_string()))??;
+        for v in batch {
+            if v.len() != dim {
+                return Err(RetrievalError::Internal(format!(
+                    "embedder returned {} dimensions, expected {dim}",
+                    v.len()
+                )));
+            }
+            computed.push(v.into());
+        }
+    }
+    let vectors: Vec<Arc<[f32]>> = which.iter().map(|&i| computed[i].clone()).collect();
+    let outcome = VectorsOutcome {
+        path: path.clone(),
+        cache_hit: false,
+        elapsed: start.elapsed(),
+        embedded: unique.len(),
+    };
+    tracing::info!(path = %path.display(), texts = count, embedded = unique.len(), elapsed_ms = outcome.elapsed.as_millis() as u64, cache_hit = false, "catalog vectors computed");
+    let to_write = vectors.clone();
+    let write = tokio::task::spawn_blocking(move || write_cache(&path, &to_write, dim))
+        .await
+        .map_err(|e| RetrievalError::Internal(e.to_string()))?;
+    if let Err(e) = write {
+        // Not fatal: the daemon works, the next start just embeds again.
+        tracing::warn!(path = %outcome.path.display(), error = %e, "cannot write vector cache");
+    }
+    Ok((vectors, outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use mangaassist_embedding::HashedNgrams;
+
+    #[tokio::test]
+    async fn cache_round_trip_and_corrupt_files_are_recomputed() {
+        let dir = tempfile::tempdir().unwrap();
+        let emb: Arc<dyn Embedder> = Arc::new(HashedNgrams::default());
+        let texts: Vec<String> = ["alpha beta", "gamma", "alpha beta", "delta"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (v1, o1) = catalog_vectors(emb.clone(), texts.clone(), dir.path())
+            .await
+            .unwrap();
+        assert!(!o1.cache_hit);
+        assert_eq!(o1.embedded, 3);
+        assert_eq!(v1.len(), 4);
+        assert_eq!(v1[0], v1[2]);
+        assert!(o1.path.exists());
+        let (v2, o2) = catalog_vectors(emb.clone(), texts.clone(), dir.path())
+            .await
+            .unwrap();
+        assert!(o2.cache_hit);
+        assert_eq!(v1, v2);
+
+        // Truncated file → ignored and rewritten.
+        let len = std::fs::metadata(&o1.path).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&o1.path).unwrap();
+        f.set_len(len - 3).unwrap();
+        drop(f);
+        let (v3, o3) = catalog_vectors(emb.clone(), texts.clone(), dir.path())
+            .await
+            .unwrap();
+        assert!(!o3.cache_hit);
+        assert_eq!(v1, v3);
+        assert!(read_cache(&o1.path, 4, emb.dim()).is_ok());
+        // Garbage → ignored.
+        std::fs::write(&o1.path, b"not a vector file").unwrap();
+        assert!(read_cache(&o1.path, 4, emb.dim()).is_err());
+        let (_, o4) = catalog_vectors(emb.clone(), texts.clone(), dir.path())
+            .await
+            .unwrap();
+        assert!(!o4.cache_hit);
+
+        // Different texts → different file.
+        let other = cache_path(dir.path(), emb.model_id(), emb.dim(), &texts[..3]);
+        assert_ne!(other, o1.path);
+        // No stray temp files.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("vectors"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+}

@@ -1,0 +1,151 @@
+//! Terminal client of the gateway: sends one query, shows the status line, streams the answer
+//! as it arrives and ends with the `done` metadata.
+
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What one exchange produced (the CLI prints it; tests assert on it).
+#[derive(Debug, Default, Clone)]
+pub struct Transcript {
+    pub status: Vec<String>,
+    pub chunks: Vec<String>,
+    pub done: Option<Value>,
+    pub error: Option<Value>,
+    /// Time from sending to the first chunk, as the client saw it.
+    pub first_chunk: Option<Duration>,
+}
+
+impl Transcript {
+    pub fn answer(&self) -> String {
+        self.chunks.concat()
+    }
+}
+
+/// Options of one exchange.
+#[derive(Debug, Clone)]
+pub struct ChatOptions {
+    pub url: String,
+    pub session: Option<String>,
+    pub store: Option<String>,
+    pub user: Option<String>,
+    pub timeout: Duration,
+}
+
+fn connect_url(o: &ChatOptions) -> String {
+    let mut params = vec![];
+    if let Some(u) = &o.user {
+        params.push(format!("user_id={u}"));
+    }
+    if let Some(s) = &o.session {
+        params.push(format!("session_id={s}"));
+    }
+    if params.is_empty() {
+        o.url.clone()
+    } else {
+        let sep = if o.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}{}", o.url, params.join("&"))
+    }
+}
+
+/// Sends `text` and collects the answer. `on_event` sees every frame as it arrives.
+pub async fn ask(
+    o: &ChatOptions,
+    text: &str,
+    mut on_event: impl FnMut(&Value),
+) -> anyhow::Result<Transcript> {
+    let url = connect_url(o);
+    let (mut ws, _) = tokio::time::timeout(o.timeout, tokio_tungstenite::connect_async(&url))
+        .await
+        .with_context(|| format!("timed out connecting to {url}"))?
+        .with_context(|| format!("cannot connect to {url} (is `mangaassist up` running?)"))?;
+    let mut query = serde_json::json!({"action": "query", "text": text});
+    if let Some(s) = &o.session {
+        query["session_id"] = s.clone().into();
+    }
+    if let Some(s) = &o.store {
+        query["store_id"] = s.clone().into();
+    }
+    let sent = Instant::now();
+    ws.send(Message::Text(query.to_string().into())).await?;
+    let mut t = Transcript::default();
+    let deadline = tokio::time::Instant::now() + o.timeout;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .context("timed out waiting for the answer")?;
+        let Some(msg) = msg else {
+            bail!("connection closed before the answer was complete")
+        };
+        let Message::Text(raw) = msg? else { continue };
+        let frame: Value = serde_json::from_str(raw.as_str()).context("gateway sent bad JSON")?;
+        on_event(&frame);
+        match frame["type"].as_str() {
+            Some("status") => t.status.push(frame["text"].as_str().unwrap_or("").into()),
+            Some("chunk") => {
+                t.first_chunk.get_or_insert_with(|| sent.elapsed());
+                t.chunks.push(frame["text"].as_str().unwrap_or("").into());
+            }
+            Some("done") => {
+                t.done = Some(frame);
+                break;
+            }
+            Some("error") => {
+                t.error = Some(frame);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(t)
+}
+
+/// The `mangaassist chat` command: streams to stdout, status and metadata to stderr.
+pub async fn run(o: ChatOptions, text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let t = ask(&o, text, |f| match f["type"].as_str() {
+        Some("status") => {
+            let _ = writeln!(err, "\x1b[2m… {}\x1b[0m", f["text"].as_str().unwrap_or(""));
+        }
+        Some("chunk") => {
+            let _ = write!(out, "{}", f["text"].as_str().unwrap_or(""));
+            let _ = out.flush();
+        }
+        _ => {}
+    })
+    .await?;
+    let _ = writeln!(out);
+    if let Some(d) = &t.done {
+        let _ = writeln!(
+            err,
+            "\x1b[2m[{} · {} · first token {} ms · total {} ms · {} tokens{}{} · trace {}]\x1b[0m",
+            d["intent"].as_str().unwrap_or("?"),
+            d["model"].as_str().unwrap_or("?"),
+            d["first_token_ms"],
+            d["total_ms"],
+            d["tokens"],
+            if d["cache_hit"].as_bool() == Some(true) { " · cache hit" } else { "" },
+            match d["degradation"].as_str() {
+                Some("full") | None => String::new(),
+                Some(l) => format!(" · degraded: {l}"),
+            },
+            d["trace_id"].as_str().unwrap_or(""),
+        );
+    }
+    if let Some(e) = &t.error {
+        bail!(
+            "gateway error {}: {}",
+            e["code"].as_str().unwrap_or("?"),
+            e["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Starts any subset of the daemons in one process. `up` starts all of them, each on its own
+//! loopback port, talking to each other through real gRPC clients; `serve X` starts one and
+//! reaches its peers at the configured endpoints.
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr};
+
+use anyhow::Context;
+use mangaassist_client::{CacheClient, GenerationClient, MeshClients, RetrievalClient};
+use mangaassist_config::Config;
+use mangaassist_embedding::QueryEmbedder;
+use mangaassist_server::ServeOptions;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// A daemon this binary can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Intent,
+    Retrieval,
+    Memory,
+    Cache,
+    Generation,
+    Precompute,
+    Gateway,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Memory,
+        Role::Cache,
+        Role::Generation,
+        Role::Intent,
+        Role::Retrieval,
+        Role::Precompute,
+        Role::Gateway,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Intent => "intent",
+            Role::Retrieval => "retrieval",
+            Role::Memory => "memory",
+            Role::Cache => "cache",
+            Role::Generation => "generation",
+            Role::Precompute => "precompute",
+            Role::Gateway => "gateway",
+        }
+    }
+
+    fn needs_embedder(self) -> bool {
+        matches!(
+            self,
+            Role::Intent | Role::Retrieval | Role::Cache | Role::Gateway
+        )
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown daemon `{s}` (one of intent, retrieval, memory, cache, generation, precompute, gateway)"
+                )
+            })
+    }
+}
+
+/// Daemons started by [`start`].
+pub struct RunningMesh {
+    /// Bound address of each daemon started here.
+    pub addrs: BTreeMap<Role, SocketAddr>,
+    /// Cancel to shut everything down gracefully.
+    pub shutdown: CancellationToken,
+    /// The configuration after binding (endpoints point at the real ports).
+    pub config: Config,
+    tasks: JoinSet<(Role, Result<(), String>)>,
+}
+
+impl RunningMesh {
+    pub fn gateway_url(&self) -> Option<String> {
+        self.addrs.get(&Role::Gateway).map(|a| format!("http://{a}/"))
+    }
+
+    pub fn ws_url(&self) -> Option<String> {
+        self.addrs.get(&Role::Gateway).map(|a| format!("ws://{a}/ws"))
+    }
+
+    /// Waits until every daemon has stopped; the first failure is returned.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        while let Some(r) = self.tasks.join_next().await {
+            match r {
+                Ok((role, Err(e))) => {
+                    tracing::error!(daemon = role.name(), error = %e, "daemon failed");
+                    // One daemon down takes the process down: an orchestrator restarts it.
+                    self.shutdown.cancel();
+                    first_err.get_or_insert_with(|| anyhow::anyhow!("{role}: {e}"));
+                }
+                Ok((_, Ok(()))) => {}
+                Err(e) => {
+                    self.shutdown.cancel();
+                    first_err.get_or_insert_with(|| anyhow::anyhow!("daemon task panicked: {e}"));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Requests shutdown and waits for every daemon to drain.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// Where the sentence model is expected.
+pub fn model_dir(config: &Config) -> PathBuf {
+    if config.embedding.model_dir.as_os_str().is_empty() {
+        config
+            .data
+            .resolved_cache_dir()
+            .join("models/all-MiniLM-L6-v2")
+    } else {
+        config.embedding.model_dir.clone()
+    }
+}
+
+/// Loads the configured embedder once, for every daemon in this process.
+pub async fn load_embedder(config: &Config) -> anyhow::Result<QueryEmbedder> {
+    let backend = config.embedding.backend.clone();
+    let dir = model_dir(config);
+    let capacity = config.embedding.query_cache_entries;
+    let inner = tokio::task::spawn_blocking(move || mangaassist_embedding::from_backend(&backend, &dir))
+        .await
+        .context("embedder loader panicked")??;
+    tracing::info!(model = inner.model_id(), "embedder ready");
+    Ok(QueryEmbedder::new(inner, capacity))
+}
+
+/// Binds every role's listener (so port 0 resolves before peers are wired), builds the
+/// daemons and starts serving them. Returns once all are accepting connections.
+pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<RunningMesh> {
+    let mut listeners: BTreeMap<Role, TcpListener> = BTreeMap::new();
+    let mut addrs = BTreeMap::new();
+    for &role in roles {
+        let listen = match role {
+            Role::Gateway => config.gateway.listen.clone(),
+            _ => config
+                .mesh
+                .daemons()
+                .into_iter()
+                .find(|(n, _)| *n == role.name())
+                .map(|(_, a)| a.listen.clone())
+                .context("daemon missing from mesh settings")?,
+        };
+        let (l, addr) = mangaassist_server::bind_with_addr(&listen)
+            .await
+            .with_context(|| format!("{role}: cannot listen on {listen}"))?;
+        listeners.insert(role, l);
+        addrs.insert(role, addr);
+    }
+    // Peers in this process are reached at the ports actually bound.
+    for (name, daemon) in config.mesh.daemons_mut() {
+        if let Some(addr) = addrs.iter().find(|(r, _)| r.name() == name).map(|(_, a)| *a) {
+            daemon.endpoint = format!("http://{addr}");
+        }
+    }
+    config.gateway.listen = addrs
+        .get(&Role::Gateway)
+        .map_or(config.gateway.listen.clone(), ToString::to_string);
+
+    let embedder = if roles.iter().any(|r| r.needs_embedder()) {
+        Some(load_embedder(&config).await?)
+    } else {
+        None
+    };
+    let shutdown = CancellationToken::new();
+    let opts = ServeOptions::from_config(&config, shutdown.clone());
+    let mut tasks = JoinSet::new();
+    for &role in roles {
+        let Some(listener) = listeners.remove(&role) else {
+            continue;
+        };
+        let opts = opts.clone();
+        let cfg = &config;
+        let emb = || embedder.clone().context("embedder not loaded");
+        let started = std::time::Instant::now();
+        match role {
+            Role::Memory => {
+                let d = mangaassist_memory::MemoryDaemon::new(cfg).await?;
+                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+            }
+            Role::Cache => {
+                let d = mangaassist_cache::CacheDaemon::new(cfg, emb()?).await?;
+                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+            }
+            Role::Generation => {
+                let d = mangaassist_generation::GenerationDaemon::new(cfg).await?;
+                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+            }
+            Role::Intent => {
+                let d = mangaassist_intent::IntentDaemon::new(cfg, emb()?).await?;
+                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+            }
+            Role::Retrieval => {
+                let d = mangaassist_retrieval::RetrievalDaemon::new(cfg, emb()?).await?;
+                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+            }
+            Role::Precompute => {
+                let peers = mangaassist_precompute::PrecomputePeers {
+                    retrieval: RetrievalClient::connect(&cfg.mesh.retrieval.endpoint)?,
+                    generation: GenerationClient::connect(&cfg.mesh.generation.endpoint)?,
+                    cache: CacheClient::connect(&cfg.mesh.cache.endpoint)?,
+                };
+                let d = mangaassist_precompute::PrecomputeDaemon::new(cfg, peers).await?;
+                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+            }
+            Role::Gateway => {
+                let clients = MeshClients::connect(&cfg.mesh)?;
+                let gw = mangaassist_gateway::Gateway::new(cfg, clients, embedder.clone(), shutdown.clone());
+                tasks.spawn(async move { (role, gw.serve(listener).await.map_err(|e| e.to_string())) });
+            }
+        }
+        tracing::info!(daemon = role.name(), ms = started.elapsed().as_millis() as u64, "daemon built");
+    }
+    Ok(RunningMesh {
+        addrs,
+        shutdown,
+        config,
+        tasks,
+    })
+}

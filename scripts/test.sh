@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, clippy, and all tests (unit, gRPC integration,
+# whole-mesh end-to-end, black-box CLI). Installs what the tests need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Build artefacts live outside the clone so a fresh clone reuses them (CI passes from nothing too).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mangaassist/target}"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+step "sentence model (all-MiniLM-L6-v2)"
+scripts/fetch-model.sh
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "tests"
+cargo nextest run --workspace --all-targets --no-fail-fast "$@"

@@ -1,0 +1,176 @@
+//! A whole mesh in this test process: every daemon on 127.0.0.1:0, zero-latency simulated
+//! model, a fresh state directory, and a WebSocket client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{path::PathBuf, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use mangaassist::mesh::{self, Role, RunningMesh};
+use mangaassist_config::{Config, FaultSpec};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Defaults for tests: every port 0, zero-latency model, real sentence model (must be fetched:
+/// `scripts/fetch-model.sh`; the tests fail rather than skip without it).
+pub fn test_config(state: &std::path::Path, faults: &[&str]) -> Config {
+    let mut c = Config::default();
+    c.data.dir = repo().join("data");
+    c.data.state_dir = state.to_path_buf();
+    c.embedding.backend = "minilm".into();
+    c.generation.latency_profile = "zero".into();
+    c.generation.prompts_dir = repo().join("data/prompts");
+    c.precompute.run_at_start = false;
+    c.precompute.scheduler = false;
+    c.gateway.listen = "127.0.0.1:0".into();
+    for (_, d) in c.mesh.daemons_mut() {
+        d.listen = "127.0.0.1:0".into();
+    }
+    c.mesh.shutdown_grace_seconds = 2;
+    c.faults = faults
+        .iter()
+        .map(|f| f.parse::<FaultSpec>().expect("fault spec"))
+        .collect();
+    c.validate().expect("test config is valid");
+    c
+}
+
+pub struct TestMesh {
+    pub mesh: Option<RunningMesh>,
+    _state: tempfile::TempDir,
+}
+
+impl TestMesh {
+    pub async fn start(faults: &[&str]) -> Self {
+        Self::start_with(faults, |_| {}).await
+    }
+
+    pub async fn start_with(faults: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let mut config = test_config(state.path(), faults);
+        tweak(&mut config);
+        let mesh = mesh::start(config, &Role::ALL).await.expect("mesh starts");
+        Self {
+            mesh: Some(mesh),
+            _state: state,
+        }
+    }
+
+    pub fn mesh(&self) -> &RunningMesh {
+        self.mesh.as_ref().unwrap()
+    }
+
+    pub fn ws_url(&self) -> String {
+        self.mesh().ws_url().unwrap()
+    }
+
+    pub async fn client(&self) -> WsClient {
+        WsClient::connect(&format!("{}?user_id=u-demo", self.ws_url())).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(m) = self.mesh.take() {
+            tokio::time::timeout(Duration::from_secs(20), m.stop())
+                .await
+                .expect("mesh stops within 20 s")
+                .expect("mesh stops cleanly");
+        }
+    }
+}
+
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// Frames of one answer, in arrival order.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub frames: Vec<Value>,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        self.frames
+            .iter()
+            .filter(|f| f["type"] == "chunk")
+            .map(|f| f["text"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn done(&self) -> &Value {
+        self.frames
+            .iter()
+            .find(|f| f["type"] == "done")
+            .unwrap_or_else(|| panic!("no done frame in {:#?}", self.frames))
+    }
+
+    pub fn types(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .map(|f| f["type"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        Self { ws }
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send");
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.send_raw(Message::Text(v.to_string().into())).await;
+    }
+
+    /// Next JSON frame (skipping control frames), failing after 10 s.
+    pub async fn next_frame(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("socket open")
+                .expect("frame ok");
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(t.as_str()).expect("json frame");
+            }
+        }
+    }
+
+    /// Sends a query and reads frames until `done` or `error`.
+    pub async fn ask(&mut self, text: &str, session: &str) -> Answer {
+        self.ask_in(text, session, "manga_jp").await
+    }
+
+    pub async fn ask_in(&mut self, text: &str, session: &str, store: &str) -> Answer {
+        self.send_json(serde_json::json!({
+            "action": "query", "text": text, "session_id": session, "store_id": store
+        }))
+        .await;
+        let mut a = Answer::default();
+        loop {
+            let f = self.next_frame().await;
+            let t = f["type"].as_str().unwrap().to_string();
+            a.frames.push(f);
+            if t == "done" || t == "error" {
+                return a;
+            }
+        }
+    }
+}
+
+/// Every product title of the catalog, for grounding checks.
+pub fn catalog_titles() -> Vec<(String, String, String)> {
+    let cat = mangaassist_catalog::Catalog::load(&repo().join("data")).unwrap();
+    cat.products
+        .into_iter()
+        .map(|p| (p.id, p.title, p.series))
+        .collect()
+}

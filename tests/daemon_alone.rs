@@ -1,0 +1,99 @@
+//! A daemon started alone answers gRPC health, reflection (v1 and v1alpha), /healthz and
+//! /metrics on its one port, and drains on shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mangaassist::mesh::{self, Role};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
+    let state = tempfile::tempdir().unwrap();
+    let config = common::test_config(state.path(), &[]);
+    let running = mesh::start(config, &[Role::Generation]).await.unwrap();
+    let addr = running.addrs[&Role::Generation];
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "mangaassist.v1.GenerationService"] {
+        let r = health
+            .check(HealthCheckRequest { service: service.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "service `{service}`");
+    }
+
+    // Reflection v1: list services.
+    {
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut c = ServerReflectionClient::new(channel.clone());
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut resp = c
+            .server_reflection_info(tokio_stream::once(req))
+            .await
+            .unwrap()
+            .into_inner();
+        let msg = resp.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+            panic!("unexpected reflection answer {msg:?}")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.contains(&"mangaassist.v1.GenerationService".to_string()), "{names:?}");
+        assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    }
+    // Reflection v1alpha (what the PyPI grpcurl speaks): describe a symbol.
+    {
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut c = ServerReflectionClient::new(channel.clone());
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "mangaassist.v1.GenerationService".into(),
+            )),
+        };
+        let mut resp = c
+            .server_reflection_info(tokio_stream::once(req))
+            .await
+            .unwrap()
+            .into_inner();
+        let msg = resp.next().await.unwrap().unwrap();
+        assert!(
+            matches!(msg.message_response, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()),
+            "{msg:?}"
+        );
+    }
+
+    // Plain HTTP on the same port.
+    let body = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(body.status(), 200);
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("rpc_server_requests_total") || metrics.is_empty() || metrics.starts_with('#'), "{metrics}");
+
+    tokio::time::timeout(Duration::from_secs(10), running.stop())
+        .await
+        .expect("drains in time")
+        .unwrap();
+}

@@ -1,1 +1,445 @@
-//! placeholder
+//! Cache daemon: answers already written, served again without a model call. An exact cache
+//! (normalised question text) and a semantic cache (cosine similarity of question
+//! embeddings) share one entry set, scoped per store, per user (personalised intents) or
+//! per session (predicted follow-ups), with TTLs and invalidation by product id when stock or
+//! prices change. Storage sits behind [`CacheStore`]; the default is in process
+//! ([`InMemoryStore`]), the production backend Redis.
+
+mod clock;
+mod error;
+mod store;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use mangaassist_config::{CacheSettings, Config};
+use mangaassist_embedding::QueryEmbedder;
+use mangaassist_proto::v1 as pb;
+use mangaassist_server::{Daemon, ServeOptions, ServerError};
+use tonic::{Request, Response, Status};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::CacheError;
+pub use store::{CacheEntry, CacheStore, InMemoryStore, Partition, PutOutcome, StoreStats};
+
+/// Largest accepted question or answer text.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// How often expired entries are swept out (lookups never return them either way).
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Lower-case, single-spaced, trimmed, without trailing punctuation: "Where is my order?"
+/// and "where is  my order" share an exact key.
+pub fn normalize_text(text: &str) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    joined
+        .trim_end_matches(|c: char| {
+            c.is_whitespace()
+                || matches!(c, '?' | '!' | '.' | '。' | '？' | '！' | '…' | '~' | '～')
+        })
+        .to_lowercase()
+}
+
+/// The cache service: validation, scope order, embeddings and metrics in front of a
+/// [`CacheStore`].
+#[derive(Clone)]
+pub struct CacheDaemon {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn CacheStore>,
+    embedder: QueryEmbedder,
+    clock: Arc<dyn Clock>,
+    settings: CacheSettings,
+    hits_exact: AtomicU64,
+    hits_semantic: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for CacheDaemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheDaemon")
+            .field("settings", &self.inner.settings)
+            .field("model", &self.inner.embedder.model_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheDaemon {
+    /// An in-process cache of at most `cache.max_entries` answers on the wall clock.
+    pub async fn new(config: &Config, embedder: QueryEmbedder) -> Result<Self, CacheError> {
+        let store = Arc::new(InMemoryStore::new(config.cache.max_entries));
+        Ok(Self::with_parts(
+            &config.cache,
+            embedder,
+            store,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// A daemon over any backend and clock (Redis, tests with a [`ManualClock`]).
+    pub fn with_parts(
+        settings: &CacheSettings,
+        embedder: QueryEmbedder,
+        store: Arc<dyn CacheStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                store,
+                embedder,
+                clock,
+                settings: settings.clone(),
+                hits_exact: AtomicU64::new(0),
+                hits_semantic: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The backend, for in-process callers that skip gRPC.
+    pub fn store(&self) -> &Arc<dyn CacheStore> {
+        &self.inner.store
+    }
+
+    /// Serves until `opts.shutdown`, sweeping expired entries every [`PURGE_INTERVAL`].
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        opts: ServeOptions,
+    ) -> Result<(), ServerError> {
+        let purge = tokio::spawn({
+            let daemon = self.clone();
+            let shutdown = opts.shutdown.clone();
+            async move {
+                let mut tick = tokio::time::interval(PURGE_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = tick.tick() => daemon.purge_expired().await,
+                    }
+                }
+            }
+        });
+        let result = Daemon::new("cache")
+            .add_service(pb::cache_service_server::CacheServiceServer::new(self))
+            .serve(listener, opts)
+            .await;
+        // Also covers a server that failed without shutdown being requested.
+        purge.abort();
+        result
+    }
+
+    /// One sweep of expired entries (the purge task calls this).
+    pub async fn purge_expired(&self) {
+        let now = self.inner.clock.now_ms();
+        match self.inner.store.purge_expired(now).await {
+            Ok(removed) => {
+                if removed > 0 {
+                    tracing::debug!(removed, "expired cache entries purged");
+                }
+                self.update_entries_gauge().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cache purge failed"),
+        }
+    }
+
+    async fn update_entries_gauge(&self) {
+        if let Ok(s) = self.inner.store.stats().await {
+            metrics::gauge!("cache_entries").set(s.entries as f64);
+        }
+    }
+
+    /// The request's vector when it comes from our model, else the embedder's.
+    async fn query_vector(
+        &self,
+        text: &str,
+        given: Option<&pb::Embedding>,
+    ) -> Result<Arc<[f32]>, CacheError> {
+        let embedder = &self.inner.embedder;
+        if let Some(e) = given
+            && e.model == embedder.model_id()
+            && e.values.len() == embedder.inner().dim()
+        {
+            let mut v = e.values.clone();
+            mangaassist_embedding::normalize(&mut v);
+            return Ok(v.into());
+        }
+        let (embedder, text) = (embedder.clone(), text.to_string());
+        tokio::task::spawn_blocking(move || embedder.embed_query(&text))
+            .await
+            .map_err(|e| CacheError::Task(e.to_string()))?
+            .map_err(CacheError::from)
+    }
+
+    fn ttl_seconds(&self, req: &pb::PutRequest, answer: &pb::CachedAnswer) -> u32 {
+        let s = &self.inner.settings;
+        if req.ttl_seconds > 0 {
+            req.ttl_seconds
+        } else if req.scope == pb::CacheScope::Session as i32 {
+            s.follow_up_ttl_seconds
+        } else if answer.intent == pb::Intent::Recommendation as i32 {
+            s.recommendation_ttl_seconds
+        } else {
+            s.default_ttl_seconds
+        }
+    }
+
+    async fn lookup_inner(&self, req: pb::LookupRequest) -> Result<pb::LookupResponse, CacheError> {
+        check_text("text", &req.text)?;
+        check_nonempty("store_id", &req.store_id)?;
+        let normalized = normalize_text(&req.text);
+        if normalized.is_empty() {
+            return Err(invalid("text has no words"));
+        }
+        let threshold = if req.semantic_threshold == 0.0 {
+            self.inner.settings.semantic_threshold
+        } else if (0.0..=1.0).contains(&req.semantic_threshold) {
+            req.semantic_threshold
+        } else {
+            return Err(invalid(format!(
+                "semantic_threshold {} is outside 0..=1",
+                req.semantic_threshold
+            )));
+        };
+        let mut partitions = Vec::with_capacity(3);
+        if !req.session_id.is_empty() {
+            partitions.push(Partition::session(&req.store_id, &req.session_id));
+        }
+        if !req.user_id.is_empty() {
+            partitions.push(Partition::user(&req.store_id, &req.user_id));
+        }
+        partitions.push(Partition::store(&req.store_id));
+
+        let store = &self.inner.store;
+        let now = self.inner.clock.now_ms();
+        let mut vector: Option<Arc<[f32]>> = None;
+        for p in &partitions {
+            if let Some(answer) = store.get_exact(&p.exact_key(&normalized), now).await? {
+                return Ok(self.hit(pb::HitKind::Exact, p.scope, 1.0, answer));
+            }
+            // Embedding costs milliseconds: only when there is something to compare with.
+            if store.semantic_len(p).await? == 0 {
+                continue;
+            }
+            let v = match &vector {
+                Some(v) => v.clone(),
+                None => {
+                    let v = self.query_vector(&req.text, req.embedding.as_ref()).await?;
+                    vector = Some(v.clone());
+                    v
+                }
+            };
+            if let Some((answer, sim)) = store.semantic_search(p, &v, threshold, now).await? {
+                return Ok(self.hit(pb::HitKind::Semantic, p.scope, sim, answer));
+            }
+        }
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("cache_misses_total").increment(1);
+        Ok(pb::LookupResponse::default())
+    }
+
+    fn hit(
+        &self,
+        kind: pb::HitKind,
+        scope: pb::CacheScope,
+        similarity: f32,
+        answer: pb::CachedAnswer,
+    ) -> pb::LookupResponse {
+        let label = match kind {
+            pb::HitKind::Semantic => {
+                self.inner.hits_semantic.fetch_add(1, Ordering::Relaxed);
+                "semantic"
+            }
+            _ => {
+                self.inner.hits_exact.fetch_add(1, Ordering::Relaxed);
+                "exact"
+            }
+        };
+        metrics::counter!("cache_hits_total", "kind" => label).increment(1);
+        pb::LookupResponse {
+            hit: true,
+            kind: kind as i32,
+            scope: scope as i32,
+            similarity,
+            answer: Some(answer),
+        }
+    }
+
+    async fn put_inner(&self, req: pb::PutRequest) -> Result<pb::PutResponse, CacheError> {
+        check_text("text", &req.text)?;
+        check_nonempty("store_id", &req.store_id)?;
+        let normalized = normalize_text(&req.text);
+        if normalized.is_empty() {
+            return Err(invalid("text has no words"));
+        }
+        let partition = match pb::CacheScope::try_from(req.scope) {
+            Ok(pb::CacheScope::Store) => Partition::store(&req.store_id),
+            Ok(pb::CacheScope::User) => {
+                check_nonempty("user_id (USER scope)", &req.user_id)?;
+                Partition::user(&req.store_id, &req.user_id)
+            }
+            Ok(pb::CacheScope::Session) => {
+                check_nonempty("session_id (SESSION scope)", &req.session_id)?;
+                Partition::session(&req.store_id, &req.session_id)
+            }
+            Ok(pb::CacheScope::Unspecified) | Err(_) => {
+                return Err(invalid(format!(
+                    "scope {} is not one of STORE, USER, SESSION",
+                    req.scope
+                )));
+            }
+        };
+        let Some(mut answer) = req.answer.clone() else {
+            return Err(invalid("answer is missing"));
+        };
+        check_text("answer.text", &answer.text)?;
+        let ttl = self.ttl_seconds(&req, &answer);
+        let now = self.inner.clock.now_ms();
+        answer.created_ms = now;
+        answer.expires_ms = now.saturating_add(i64::from(ttl) * 1_000);
+        if answer.query.is_empty() {
+            answer.query.clone_from(&req.text);
+        }
+        let vector = self.query_vector(&req.text, req.embedding.as_ref()).await?;
+        let key = partition.exact_key(&normalized);
+        let outcome = self
+            .inner
+            .store
+            .put(CacheEntry {
+                key: key.clone(),
+                partition,
+                vector: Some(vector.to_vec()),
+                answer,
+            })
+            .await?;
+        if outcome.evicted > 0 {
+            metrics::counter!("cache_evictions_total").increment(outcome.evicted);
+        }
+        self.update_entries_gauge().await;
+        Ok(pb::PutResponse { key })
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> CacheError {
+    CacheError::InvalidArgument(msg.into())
+}
+
+fn check_nonempty(field: &str, v: &str) -> Result<(), CacheError> {
+    if v.is_empty() {
+        return Err(invalid(format!("{field} is empty")));
+    }
+    if v.len() > 256 {
+        return Err(invalid(format!("{field} is longer than 256 bytes")));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, v: &str) -> Result<(), CacheError> {
+    if v.trim().is_empty() {
+        return Err(invalid(format!("{field} is empty")));
+    }
+    if v.len() > MAX_TEXT_BYTES {
+        return Err(invalid(format!(
+            "{field} is {} bytes, more than {MAX_TEXT_BYTES}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
+fn to_status(op: &'static str, e: CacheError) -> Status {
+    if e.code() != tonic::Code::InvalidArgument {
+        tracing::error!(op, error = %e, "cache op failed");
+    }
+    Status::from(e)
+}
+
+#[tonic::async_trait]
+impl pb::cache_service_server::CacheService for CacheDaemon {
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        self.lookup_inner(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status("lookup", e))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        self.put_inner(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| to_status("put", e))
+    }
+
+    async fn invalidate_products(
+        &self,
+        request: Request<pb::InvalidateProductsRequest>,
+    ) -> Result<Response<pb::InvalidateProductsResponse>, Status> {
+        let req = request.into_inner();
+        if req.product_ids.is_empty() || req.product_ids.iter().any(String::is_empty) {
+            return Err(Status::invalid_argument(
+                "product_ids must be a non-empty list of non-empty ids",
+            ));
+        }
+        let removed = self
+            .inner
+            .store
+            .invalidate_products(&req.store_id, &req.product_ids)
+            .await
+            .map_err(|e| to_status("invalidate_products", e))?;
+        metrics::counter!("cache_invalidations_total").increment(removed);
+        tracing::info!(store = %req.store_id, products = req.product_ids.len(), removed, "cache entries invalidated");
+        self.update_entries_gauge().await;
+        Ok(Response::new(pb::InvalidateProductsResponse {
+            removed: u32::try_from(removed).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn stats(
+        &self,
+        _request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let s = self
+            .inner
+            .store
+            .stats()
+            .await
+            .map_err(|e| to_status("stats", e))?;
+        Ok(Response::new(pb::StatsResponse {
+            entries: s.entries,
+            hits_exact: self.inner.hits_exact.load(Ordering::Relaxed),
+            hits_semantic: self.inner.hits_semantic.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
+            evictions: s.evictions,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_text;
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(
+            normalize_text("  Where is   my Order?! "),
+            "where is my order"
+        );
+        assert_eq!(normalize_text("注文はどこ？"), "注文はどこ");
+        assert_eq!(normalize_text("???"), "");
+        assert_eq!(normalize_text("v1.5 or 2.0"), "v1.5 or 2.0");
+    }
+}

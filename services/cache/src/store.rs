@@ -93,8 +93,11 @@ pub struct StoreStats {
 /// the same trait. Expired entries are never returned; `now_ms` comes from the caller's clock.
 #[async_trait::async_trait]
 pub trait CacheStore: Send + Sync {
-    async fn get_exact(&self, key: &str, now_ms: i64)
-    -> Result<Option<pb::CachedAnswer>, CacheError>;
+    async fn get_exact(
+        &self,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<pb::CachedAnswer>, CacheError>;
 
     async fn put(&self, entry: CacheEntry) -> Result<PutOutcome, CacheError>;
 
@@ -207,7 +210,9 @@ impl Inner {
             index.ids.swap_remove(slot);
             let dim = index.dim;
             if slot != last {
-                index.data.copy_within(last * dim..(last + 1) * dim, slot * dim);
+                index
+                    .data
+                    .copy_within(last * dim..(last + 1) * dim, slot * dim);
                 let moved = index.ids[slot];
                 if let Some(m) = self.entries.get_mut(&moved) {
                     m.slot = Some(slot);
@@ -369,12 +374,17 @@ impl CacheStore for InMemoryStore {
     ) -> Result<Option<(pb::CachedAnswer, f32)>, CacheError> {
         let len = self.semantic_len(partition).await?;
         if len <= INLINE_SCAN_MAX {
-            return Ok(self.inner.read().search(partition, vector, threshold, now_ms));
+            return Ok(self
+                .inner
+                .read()
+                .search(partition, vector, threshold, now_ms));
         }
         let (inner, partition, vector) = (self.inner.clone(), partition.clone(), vector.to_vec());
-        tokio::task::spawn_blocking(move || inner.read().search(&partition, &vector, threshold, now_ms))
-            .await
-            .map_err(|e| CacheError::Task(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            inner.read().search(&partition, &vector, threshold, now_ms)
+        })
+        .await
+        .map_err(|e| CacheError::Task(e.to_string()))
     }
 
     async fn invalidate_products(
@@ -485,23 +495,42 @@ mod tests {
         let s = InMemoryStore::new(100);
         let p = Partition::store("s");
         for i in 0..5 {
-            s.put(entry(&p, &format!("q{i}"), Some(unit(i, 8)), &[&format!("P{i}")]))
-                .await
-                .unwrap();
+            s.put(entry(
+                &p,
+                &format!("q{i}"),
+                Some(unit(i, 8)),
+                &[&format!("P{i}")],
+            ))
+            .await
+            .unwrap();
         }
         // Remove a middle row: the last row moves into its slot and must still be found.
         assert_eq!(s.invalidate_products("", &["P1".into()]).await.unwrap(), 1);
         for i in [0, 2, 3, 4] {
-            let (a, sim) = s.semantic_search(&p, &unit(i, 8), 0.9, 0).await.unwrap().unwrap();
+            let (a, sim) = s
+                .semantic_search(&p, &unit(i, 8), 0.9, 0)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(a.text, format!("answer to q{i}"));
             assert!((sim - 1.0).abs() < 1e-6);
         }
-        assert!(s.semantic_search(&p, &unit(1, 8), 0.9, 0).await.unwrap().is_none());
+        assert!(
+            s.semantic_search(&p, &unit(1, 8), 0.9, 0)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(s.semantic_len(&p).await.unwrap(), 4);
         // Replacing a key does not leave its old vector behind.
         s.put(entry(&p, "q0", Some(unit(7, 8)), &[])).await.unwrap();
         assert_eq!(s.semantic_len(&p).await.unwrap(), 4);
-        assert!(s.semantic_search(&p, &unit(0, 8), 0.9, 0).await.unwrap().is_none());
+        assert!(
+            s.semantic_search(&p, &unit(0, 8), 0.9, 0)
+                .await
+                .unwrap()
+                .is_none()
+        );
         // The product index of the replaced entry is gone too.
         assert_eq!(s.invalidate_products("", &["P0".into()]).await.unwrap(), 0);
     }
@@ -513,12 +542,29 @@ mod tests {
         let mut e = entry(&p, "old", Some(unit(0, 4)), &[]);
         e.answer.expires_ms = 10;
         s.put(e).await.unwrap();
-        assert!(s.semantic_search(&p, &unit(0, 4), 0.5, 10).await.unwrap().is_none());
-        assert!(s.semantic_search(&p, &unit(0, 4), 0.5, 9).await.unwrap().is_some());
+        assert!(
+            s.semantic_search(&p, &unit(0, 4), 0.5, 10)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.semantic_search(&p, &unit(0, 4), 0.5, 9)
+                .await
+                .unwrap()
+                .is_some()
+        );
         // A vector of another dimension is stored exact-only.
-        s.put(entry(&p, "other", Some(vec![1.0; 3]), &[])).await.unwrap();
+        s.put(entry(&p, "other", Some(vec![1.0; 3]), &[]))
+            .await
+            .unwrap();
         assert_eq!(s.semantic_len(&p).await.unwrap(), 1);
-        assert!(s.get_exact(&p.exact_key("other"), 0).await.unwrap().is_some());
+        assert!(
+            s.get_exact(&p.exact_key("other"), 0)
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(s.purge_expired(10).await.unwrap(), 1);
         assert_eq!(s.semantic_len(&p).await.unwrap(), 0);
     }

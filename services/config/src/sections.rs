@@ -77,7 +77,7 @@ impl Config {
                 ),
             ));
         }
-        for (intent, _) in &self.generation.max_tokens {
+        for intent in self.generation.max_tokens.keys() {
             if !crate::sections::INTENTS.contains(&intent.as_str()) {
                 return Err(ConfigError::field(
                     format!("generation.max_tokens.{intent}"),

@@ -31,9 +31,7 @@ pub fn canned_answer(intent: pb::Intent) -> &'static str {
         pb::Intent::Chitchat => {
             "Thanks for chatting! I'm having trouble answering right now, but I'm happy to help with manga or your orders in a moment."
         }
-        pb::Intent::Unspecified => {
-            "Sorry, I can't answer right now. Please try again in a moment."
-        }
+        pb::Intent::Unspecified => "Sorry, I can't answer right now. Please try again in a moment.",
     }
 }
 

@@ -104,8 +104,8 @@ fn load_set(dir: &Path) -> Result<PromptSet, GenerationError> {
     let versions: Vec<PromptVersion> = versions.into_iter().map(|(_, v)| v).collect();
     let active_file = dir.join("active");
     let active = if active_file.exists() {
-        let name = std::fs::read_to_string(&active_file)
-            .map_err(|e| err(&active_file, e.to_string()))?;
+        let name =
+            std::fs::read_to_string(&active_file).map_err(|e| err(&active_file, e.to_string()))?;
         let name = name.trim();
         versions
             .iter()
@@ -125,9 +125,8 @@ impl PromptStore {
             let store = file_name(&store_dir);
             for intent_dir in sorted_dirs(&store_dir)? {
                 let label = file_name(&intent_dir);
-                let intent = pb::Intent::from_label(&label).ok_or_else(|| {
-                    err(&intent_dir, format!("`{label}` is not an intent label"))
-                })?;
+                let intent = pb::Intent::from_label(&label)
+                    .ok_or_else(|| err(&intent_dir, format!("`{label}` is not an intent label")))?;
                 sets.insert((store.clone(), intent), load_set(&intent_dir)?);
             }
         }
@@ -169,10 +168,7 @@ impl PromptStore {
             if let Some(set) = self.sets.get(&(s.to_string(), intent))
                 && let Some(v) = set.versions.iter().find(|v| v.version == version)
             {
-                return Ok((
-                    if s == store { set_store } else { DEFAULT_STORE },
-                    v,
-                ));
+                return Ok((if s == store { set_store } else { DEFAULT_STORE }, v));
             }
         }
         Err(GenerationError::InvalidArgument(format!(

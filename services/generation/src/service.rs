@@ -93,9 +93,15 @@ impl GenerationDaemon {
         })
     }
 
-    pub async fn serve(self, listener: tokio::net::TcpListener, opts: ServeOptions) -> Result<(), ServerError> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        opts: ServeOptions,
+    ) -> Result<(), ServerError> {
         Daemon::new("generation")
-            .add_service(pb::generation_service_server::GenerationServiceServer::new(self))
+            .add_service(pb::generation_service_server::GenerationServiceServer::new(
+                self,
+            ))
             .serve(listener, opts)
             .await
     }
@@ -179,7 +185,8 @@ impl GenerationDaemon {
         tokio::spawn(async move {
             let cancelled = || {
                 inner.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("generation_cancelled_total", "model" => model.clone()).increment(1);
+                metrics::counter!("generation_cancelled_total", "model" => model.clone())
+                    .increment(1);
                 tracing::debug!(%model, "reader went away, generation stopped");
             };
             let mut index: u32 = 0;

@@ -49,7 +49,9 @@ fn sample_first_token(profile: &TierProfile) -> Duration {
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);
     let u2: f64 = rng.random();
     let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-    let factor = (f64::from(profile.jitter.max(0.0)) * z).exp().clamp(0.6, 4.0);
+    let factor = (f64::from(profile.jitter.max(0.0)) * z)
+        .exp()
+        .clamp(0.6, 4.0);
     Duration::from_secs_f64(f64::from(profile.first_token_ms) * factor / 1000.0)
 }
 
@@ -111,7 +113,13 @@ impl ModelBackend for SimulatedModel {
                 start: Instant::now(),
                 first_token: sample_first_token(p),
                 per_token: Duration::from_secs_f64(1.0 / tps),
-                group: if tps >= 100.0 { 3 } else if tps >= 50.0 { 2 } else { 1 },
+                group: if tps >= 100.0 {
+                    3
+                } else if tps >= 50.0 {
+                    2
+                } else {
+                    1
+                },
             }
         });
         let state = StreamState {
@@ -215,19 +223,51 @@ fn words(text: &str) -> HashSet<String> {
         "the", "a", "an", "is", "are", "do", "does", "you", "your", "i", "my", "me", "to", "of",
         "for", "in", "on", "and", "or", "can", "what", "how", "it", "with",
     ];
+    // A four-letter prefix is a cheap stem: "ship" matches "shipping", "refund" "refunds".
     text.split(|c: char| !c.is_alphanumeric())
         .map(str::to_lowercase)
         .filter(|w| w.len() > 1 && !STOP.contains(&w.as_str()))
+        .map(|w| w.chars().take(4).collect())
         .collect()
+}
+
+fn asks_for_a_number(query: &str) -> bool {
+    let q = query.to_lowercase();
+    [
+        "how much", "how long", "how many", "cost", "fee", "price", "days", "when",
+    ]
+    .iter()
+    .any(|w| q.contains(w))
+}
+
+fn asks_for_money(query: &str) -> bool {
+    let q = query.to_lowercase();
+    ["how much", "cost", "fee", "price", "charge", "pay"]
+        .iter()
+        .any(|w| q.contains(w))
 }
 
 /// The document sentence sharing the most words with the query (first sentence on a tie).
 fn best_sentence(query: &str, body: &str) -> String {
     let q = words(query);
+    let numeric = asks_for_a_number(query);
+    let money = asks_for_money(query);
     let mut best = (0usize, String::new());
     for sentence in body.split_inclusive(". ") {
         let s = sentence.trim();
-        let score = words(s).intersection(&q).count();
+        let lower = s.to_lowercase();
+        let mut score = 2 * words(s).intersection(&q).count();
+        // Questions about amounts are answered by the sentence that has the amount.
+        if numeric && s.chars().any(|c| c.is_ascii_digit()) {
+            score += 2;
+        }
+        if money
+            && ["cost", "fee", "free", "yen", "$"]
+                .iter()
+                .any(|w| lower.contains(w))
+        {
+            score += 1;
+        }
         if best.1.is_empty() || score > best.0 {
             best = (score, s.to_string());
         }
@@ -238,7 +278,7 @@ fn best_sentence(query: &str, body: &str) -> String {
 fn requested_volume(query: &str) -> Option<u32> {
     let q = query.to_lowercase();
     let toks: Vec<&str> = q
-        .split(|c: char| c.is_whitespace() || c == '.' || c == '#' || c == ',')
+        .split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
         .collect();
     for (i, t) in toks.iter().enumerate() {
@@ -247,10 +287,10 @@ fn requested_volume(query: &str) -> Option<u32> {
         {
             return Some(n);
         }
-        if matches!(*t, "vol" | "volume" | "v") {
-            if let Some(n) = toks.get(i + 1).and_then(|n| n.parse().ok()) {
-                return Some(n);
-            }
+        if matches!(*t, "vol" | "volume" | "v")
+            && let Some(n) = toks.get(i + 1).and_then(|n| n.parse().ok())
+        {
+            return Some(n);
         }
     }
     None
@@ -344,7 +384,10 @@ impl<'a> Writer<'a> {
                 "From \"{t}\":",
             ],
         );
-        self.line(&format!("{} \"{sentence}\"", intro.replace("{t}", &d.title)));
+        self.line(&format!(
+            "{} \"{sentence}\"",
+            intro.replace("{t}", &d.title)
+        ));
         true
     }
 
@@ -386,7 +429,7 @@ impl<'a> Writer<'a> {
 
     fn mention_order(&mut self, o: &pb::Order) {
         for i in &o.items {
-            if !self.mentioned.contains(&i.product_id) {
+            if !i.product_id.is_empty() && !self.mentioned.contains(&i.product_id) {
                 self.mentioned.push(i.product_id.clone());
             }
         }
@@ -421,22 +464,39 @@ impl<'a> Writer<'a> {
                 "Your order {id} ({items}) has been returned; it reached us on {}.",
                 o.eta
             ),
-            "cancelled" => format!("Your order {id} ({items}) was cancelled, so nothing will ship."),
-            other => format!("Your order {id} ({items}) is currently {}.", other.replace('_', " ")),
+            "cancelled" => {
+                format!("Your order {id} ({items}) was cancelled, so nothing will ship.")
+            }
+            other => format!(
+                "Your order {id} ({items}) is currently {}.",
+                other.replace('_', " ")
+            ),
         }
     }
 
     fn greeting(&mut self) -> f32 {
         let name = self.first_name();
         let opener = match (name, self.req.history.is_empty()) {
-            (Some(n), true) => format!(
-                "{}",
-                self.pick(1, &["Hello {n}, welcome to MangaAssist!", "Hi {n}! Great to see you.", "Welcome, {n}!"])
-            )
-            .replace("{n}", n),
+            (Some(n), true) => self
+                .pick(
+                    1,
+                    &[
+                        "Hello {n}, welcome to MangaAssist!",
+                        "Hi {n}! Great to see you.",
+                        "Welcome, {n}!",
+                    ],
+                )
+                .replace("{n}", n),
             (Some(n), false) => format!("Welcome back, {n}!"),
             (None, _) => self
-                .pick(1, &["Hello, welcome to MangaAssist!", "Hi there, welcome!", "Hello!"])
+                .pick(
+                    1,
+                    &[
+                        "Hello, welcome to MangaAssist!",
+                        "Hi there, welcome!",
+                        "Hello!",
+                    ],
+                )
                 .to_string(),
         };
         self.line(&opener);
@@ -450,9 +510,14 @@ impl<'a> Writer<'a> {
         let genres = self.favourite_genres();
         if !genres.is_empty() {
             let g = join_and(&genres.iter().take(2).cloned().collect::<Vec<_>>());
-            self.line(&format!("If you're in the mood for some {g}, just say the word."));
+            self.line(&format!(
+                "If you're in the mood for some {g}, just say the word."
+            ));
         }
-        self.line(self.pick(3, &["What can I do for you today?", "What are you looking for?"]));
+        self.line(self.pick(
+            3,
+            &["What can I do for you today?", "What are you looking for?"],
+        ));
         0.9
     }
 
@@ -460,14 +525,23 @@ impl<'a> Writer<'a> {
         let q = self.req.query.to_lowercase();
         let has = |ws: &[&str]| ws.iter().any(|w| q.contains(w));
         if has(&["thank", "arigato", "ありがと", "thx"]) {
-            self.line(self.pick(
-                1,
-                &["You're very welcome!", "Happy to help!", "Anytime!"],
-            ));
+            self.line(self.pick(1, &["You're very welcome!", "Happy to help!", "Anytime!"]));
             self.line("If anything else comes up, about manga or your orders, just ask.");
         } else if has(&["bye", "see you", "sayonara", "またね", "good night"]) {
-            self.line(self.pick(1, &["Goodbye, and happy reading!", "See you soon, enjoy your manga!"]));
-        } else if has(&["who are you", "your name", "are you a bot", "are you human", "what are you"]) {
+            self.line(self.pick(
+                1,
+                &[
+                    "Goodbye, and happy reading!",
+                    "See you soon, enjoy your manga!",
+                ],
+            ));
+        } else if has(&[
+            "who are you",
+            "your name",
+            "are you a bot",
+            "are you human",
+            "what are you",
+        ]) {
             self.line("I'm MangaAssist, the store's AI shopping assistant.");
             self.line("I can find titles, suggest what to read next, check orders and explain store policies.");
         } else if has(&["joke"]) {
@@ -527,7 +601,13 @@ impl<'a> Writer<'a> {
             if self.degraded {
                 self.line("I can't reach order records right now.");
             } else {
-                self.line(self.pick(1, &["I'd be glad to check on that.", "Let me look that up for you."]));
+                self.line(self.pick(
+                    1,
+                    &[
+                        "I'd be glad to check on that.",
+                        "Let me look that up for you.",
+                    ],
+                ));
             }
             self.line("Could you tell me your order number? It starts with MA- followed by six digits and is in your confirmation email.");
             return 0.8;
@@ -541,7 +621,10 @@ impl<'a> Writer<'a> {
             .iter()
             .filter(|x| {
                 x.order_id != o.order_id
-                    && matches!(x.status.as_str(), "out_for_delivery" | "shipped" | "processing")
+                    && matches!(
+                        x.status.as_str(),
+                        "out_for_delivery" | "shipped" | "processing"
+                    )
             })
             .map(|x| format!("{} ({})", x.order_id, x.status.replace('_', " ")))
             .collect();
@@ -672,11 +755,17 @@ impl<'a> Writer<'a> {
                     "You might enjoy these{for}:",
                 ],
             )
-            .replace("{for}", &name.map(|n| format!(" for you, {n}")).unwrap_or_default());
+            .replace(
+                "{for}",
+                &name.map(|n| format!(" for you, {n}")).unwrap_or_default(),
+            );
         if let Some(prev) = self.previous_question() {
             let short: String = prev.chars().take(60).collect();
             let ell = if prev.chars().count() > 60 { "..." } else { "" };
-            intro = format!("Following on from your earlier question (\"{short}{ell}\"), {}", lower_first(&intro));
+            intro = format!(
+                "Following on from your earlier question (\"{short}{ell}\"), {}",
+                lower_first(&intro)
+            );
         }
         let favourites: Vec<String> = self
             .req
@@ -697,7 +786,11 @@ impl<'a> Writer<'a> {
             let why = if liked.is_empty() {
                 format!("a {} {} story", p.demographic, join_and(&genres))
             } else {
-                format!("{} you enjoy, in a {} series", join_and(&liked), p.demographic)
+                format!(
+                    "{} you enjoy, in a {} series",
+                    join_and(&liked),
+                    p.demographic
+                )
             };
             let synopsis = if p.volume == 1 {
                 format!(" {}", first_sentence(&p.synopsis))
@@ -745,10 +838,9 @@ impl<'a> Writer<'a> {
             }
             [a] => {
                 self.line(&format!(
-                    "I found {}, a {} series by {}: {}.",
+                    "I found {}, a {} series: {}",
                     self.describe(a),
                     a.demographic,
-                    a.author,
                     first_sentence(&a.synopsis)
                 ));
                 self.mention(a);
@@ -848,6 +940,9 @@ impl<'a> Writer<'a> {
 }
 
 fn lower_first(s: &str) -> String {
+    if s.starts_with("I'") || s.starts_with("I ") {
+        return s.to_string();
+    }
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
@@ -864,8 +959,8 @@ pub fn compose(req: &pb::GenerateRequest, intent: pb::Intent) -> Composition {
         mentioned: Vec::new(),
         degraded: !req.degradation.is_empty() && req.degradation != "full",
     };
-    let japanese = has_japanese(&req.query)
-        || req.profile.as_ref().is_some_and(|p| p.language == "ja");
+    let japanese =
+        has_japanese(&req.query) || req.profile.as_ref().is_some_and(|p| p.language == "ja");
     if japanese {
         let hello = if intent == pb::Intent::Greeting {
             "こんにちは！"
@@ -890,5 +985,160 @@ pub fn compose(req: &pb::GenerateRequest, intent: pb::Intent) -> Composition {
         text: w.out.trim_end().to_string(),
         product_ids: w.mentioned,
         confidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn product(id: &str, series: &str, volume: u32, stock: u32) -> pb::ProductHit {
+        pb::ProductHit {
+            product: Some(pb::Product {
+                id: id.into(),
+                store_id: "manga_jp".into(),
+                title: format!("{series}, Vol. {volume}"),
+                series: series.into(),
+                volume,
+                author: "Some Author".into(),
+                genres: vec!["action".into(), "sci_fi".into()],
+                demographic: "shonen".into(),
+                synopsis: "A hero rises. More happens.".into(),
+                price_yen: 1_210,
+                stock,
+                release_date: "2020-01-01".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn req(query: &str) -> pb::GenerateRequest {
+        pb::GenerateRequest {
+            query: query.into(),
+            session_id: "s".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn formatting_helpers() {
+        assert_eq!(yen(495), "495 yen");
+        assert_eq!(yen(1_210), "1,210 yen");
+        assert_eq!(yen(1_234_567), "1,234,567 yen");
+        assert_eq!(stock_phrase(0), "out of stock");
+        assert_eq!(stock_phrase(3), "only 3 left");
+        assert_eq!(stock_phrase(40), "in stock");
+        assert_eq!(requested_volume("do you have berserk vol 2"), Some(2));
+        assert_eq!(requested_volume("Berserk vol.7?"), Some(7));
+        assert_eq!(requested_volume("volume 12 of naruto"), Some(12));
+        assert_eq!(requested_volume("berserk"), None);
+        assert_eq!(first_sentence("One. Two."), "One.");
+    }
+
+    #[test]
+    fn product_search_picks_the_requested_volume_and_cites_stock() {
+        let mut r = req("is Alpha vol 2 in stock?");
+        r.products = vec![product("P1", "Alpha", 1, 10), product("P2", "Alpha", 2, 2)];
+        let c = compose(&r, pb::Intent::ProductSearch);
+        assert!(
+            c.text
+                .contains("Alpha, Vol. 2 by Some Author is 1,210 yen and only 2 left"),
+            "{}",
+            c.text
+        );
+        assert_eq!(c.product_ids, vec!["P2", "P1"]);
+        assert!(c.confidence >= 0.8);
+    }
+
+    #[test]
+    fn comparison_uses_two_series_and_asks_when_one_is_missing() {
+        let mut r = req("Alpha vs Beta");
+        r.products = vec![
+            product("P1", "Alpha", 1, 10),
+            product("P2", "Alpha", 2, 10),
+            product("P3", "Beta", 1, 0),
+        ];
+        let c = compose(&r, pb::Intent::Comparison);
+        assert!(
+            c.text.contains("Alpha is a shonen series") && c.text.contains("Beta"),
+            "{}",
+            c.text
+        );
+        assert!(c.text.contains("out of stock"), "{}", c.text);
+        r.products.truncate(1);
+        let c = compose(&r, pb::Intent::Comparison);
+        assert!(c.text.contains("Which one"), "{}", c.text);
+        assert!((c.confidence - 0.6).abs() < 1e-6);
+        r.products.clear();
+        let c = compose(&r, pb::Intent::Comparison);
+        assert!((0.4..=0.6).contains(&c.confidence), "{}", c.confidence);
+    }
+
+    #[test]
+    fn faq_quotes_the_sentence_with_the_answer() {
+        let mut r = req("how much is shipping?");
+        r.documents = vec![pb::DocumentHit {
+            document: Some(pb::Document {
+                id: "faq-ship".into(),
+                store_id: "*".into(),
+                kind: "faq".into(),
+                title: "Shipping".into(),
+                body: "We ship from Saitama. Shipping costs 550 yen and is free from 3,500 yen. Parcels take 2 days.".into(),
+            }),
+            ..Default::default()
+        }];
+        let c = compose(&r, pb::Intent::Faq);
+        assert!(
+            c.text
+                .contains("\"Shipping costs 550 yen and is free from 3,500 yen.\""),
+            "{}",
+            c.text
+        );
+    }
+
+    #[test]
+    fn recommendation_refers_to_history_and_profile() {
+        let mut r = req("what should I read next?");
+        r.products = vec![product("P1", "Alpha", 1, 0), product("P2", "Beta", 1, 9)];
+        r.history = vec![pb::Turn {
+            role: "user".into(),
+            text: "do you have Gamma?".into(),
+            ..Default::default()
+        }];
+        r.profile = Some(pb::UserProfile {
+            user_id: "u".into(),
+            name: "Aiko Tanaka".into(),
+            favourite_genres: vec!["sci_fi".into()],
+            language: "en".into(),
+            store_id: "manga_jp".into(),
+        });
+        let c = compose(&r, pb::Intent::Recommendation);
+        assert!(
+            c.text.contains("earlier question (\"do you have Gamma?\")"),
+            "{}",
+            c.text
+        );
+        assert!(c.text.contains("Aiko"), "{}", c.text);
+        assert!(c.text.contains("sci-fi you enjoy"), "{}", c.text);
+        // In-stock first.
+        let beta = c.text.find("Beta, Vol. 1").unwrap();
+        let alpha = c.text.find("Alpha, Vol. 1").unwrap();
+        assert!(beta < alpha, "{}", c.text);
+        assert_eq!(c.product_ids, vec!["P2", "P1"]);
+    }
+
+    #[test]
+    fn phrasing_depends_on_query_and_session_only() {
+        let a = compose(&req("hello"), pb::Intent::Greeting);
+        assert_eq!(a, compose(&req("hello"), pb::Intent::Greeting));
+        let texts: HashSet<String> = (0..20)
+            .map(|i| {
+                let mut r = req("hello");
+                r.session_id = format!("s{i}");
+                compose(&r, pb::Intent::Greeting).text
+            })
+            .collect();
+        assert!(texts.len() > 1, "no variety");
     }
 }

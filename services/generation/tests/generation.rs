@@ -49,12 +49,16 @@ fn hits(cat: &Catalog, store: &str, series: &[&str]) -> Vec<pb::ProductHit> {
 fn orders_of(user: &str) -> Vec<pb::Order> {
     let cat = catalog();
     let users = load_users(&data_dir().join("users/users.jsonl")).unwrap();
-    load_orders(&data_dir().join("users/orders.jsonl"), &users, &cat.products)
-        .unwrap()
-        .iter()
-        .filter(|o| o.user_id == user)
-        .map(Into::into)
-        .collect()
+    load_orders(
+        &data_dir().join("users/orders.jsonl"),
+        &users,
+        &cat.products,
+    )
+    .unwrap()
+    .iter()
+    .filter(|o| o.user_id == user)
+    .map(Into::into)
+    .collect()
 }
 
 #[derive(Debug, Default)]
@@ -97,8 +101,20 @@ fn request(query: &str, intent: pb::Intent) -> pb::GenerateRequest {
 async fn recommendation_names_only_titles_from_the_context() {
     let cat = catalog();
     let daemon = GenerationDaemon::new(&config("zero")).await.unwrap();
-    let mut req = request("Recommend something like One Piece", pb::Intent::Recommendation);
-    req.products = hits(&cat, "manga_jp", &["One Piece", "Frieren: Beyond Journey's End", "Dandadan", "Blue Lock"]);
+    let mut req = request(
+        "Recommend something like One Piece",
+        pb::Intent::Recommendation,
+    );
+    req.products = hits(
+        &cat,
+        "manga_jp",
+        &[
+            "One Piece",
+            "Frieren: Beyond Journey's End",
+            "Dandadan",
+            "Blue Lock",
+        ],
+    );
     assert_eq!(req.products.len(), 4);
     let allowed: Vec<String> = req
         .products
@@ -126,7 +142,11 @@ async fn recommendation_names_only_titles_from_the_context() {
     assert!(done.confidence >= 0.8, "{}", done.confidence);
     assert!(!done.product_ids.is_empty());
     for id in &done.product_ids {
-        assert!(req.products.iter().any(|h| &h.product.as_ref().unwrap().id == id));
+        assert!(
+            req.products
+                .iter()
+                .any(|h| &h.product.as_ref().unwrap().id == id)
+        );
     }
     for (i, d) in got.deltas.iter().enumerate() {
         assert_eq!(d.index as usize, i);
@@ -139,15 +159,30 @@ async fn recommendation_names_only_titles_from_the_context() {
 #[tokio::test]
 async fn thin_context_lowers_confidence_and_says_so() {
     let daemon = GenerationDaemon::new(&config("zero")).await.unwrap();
-    let mut req = request("Recommend something like Naruto", pb::Intent::Recommendation);
+    let mut req = request(
+        "Recommend something like Naruto",
+        pb::Intent::Recommendation,
+    );
     req.degradation = "no_rag".into();
     let got = collect(daemon.start(req).unwrap()).await;
-    assert!(got.text.contains("can't look up the catalog"), "{}", got.text);
+    assert!(
+        got.text.contains("can't look up the catalog"),
+        "{}",
+        got.text
+    );
     let done = got.done.unwrap();
-    assert!((0.4..=0.6).contains(&done.confidence), "{}", done.confidence);
+    assert!(
+        (0.4..=0.6).contains(&done.confidence),
+        "{}",
+        done.confidence
+    );
     assert!(done.product_ids.is_empty());
     let cat = catalog();
-    assert!(!cat.products.iter().any(|p| got.text.contains(&p.title)), "{}", got.text);
+    assert!(
+        !cat.products.iter().any(|p| got.text.contains(&p.title)),
+        "{}",
+        got.text
+    );
 }
 
 #[tokio::test]
@@ -159,9 +194,18 @@ async fn order_status_names_the_order_and_its_status() {
     let got = collect(daemon.start(req.clone()).unwrap()).await;
     assert!(got.text.contains("MA-100234"), "{}", got.text);
     assert!(got.text.contains("shipped"), "{}", got.text);
-    assert!(got.text.contains("Yamato Transport") && got.text.contains("4512-3345-9981"), "{}", got.text);
+    assert!(
+        got.text.contains("Yamato Transport") && got.text.contains("4512-3345-9981"),
+        "{}",
+        got.text
+    );
     assert!(got.text.contains("2026-11-25"), "{}", got.text);
-    assert!(got.done.unwrap().product_ids.contains(&"B05KL9F8YY".to_string()));
+    assert!(
+        got.done
+            .unwrap()
+            .product_ids
+            .contains(&"B05KL9F8YY".to_string())
+    );
 
     // Without orders it asks for the number instead of inventing one.
     req.orders.clear();
@@ -187,7 +231,11 @@ async fn zero_profile_finishes_at_once() {
     let daemon = GenerationDaemon::new(&config("zero")).await.unwrap();
     let mut req = request("Recommend some fantasy manga", pb::Intent::Recommendation);
     req.tier = pb::ModelTier::Smart as i32;
-    req.products = hits(&cat, "manga_jp", &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"]);
+    req.products = hits(
+        &cat,
+        "manga_jp",
+        &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"],
+    );
     let t = Instant::now();
     let got = collect(daemon.start(req).unwrap()).await;
     let took = t.elapsed();
@@ -200,25 +248,41 @@ async fn zero_profile_finishes_at_once() {
 async fn realistic_profile_paces_first_token_and_tokens() {
     let cat = catalog();
     let daemon = GenerationDaemon::new(&config("realistic")).await.unwrap();
-    for (tier, min_first, tps) in [(pb::ModelTier::Fast, 150, 120.0), (pb::ModelTier::Smart, 420, 60.0)] {
+    for (tier, min_first, tps) in [
+        (pb::ModelTier::Fast, 150, 120.0),
+        (pb::ModelTier::Smart, 420, 60.0),
+    ] {
         for round in 0..5 {
             let mut req = request("Recommend some fantasy manga", pb::Intent::Recommendation);
             req.session_id = format!("s-{round}");
             req.tier = tier as i32;
-            req.products = hits(&cat, "manga_jp", &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"]);
+            req.products = hits(
+                &cat,
+                "manga_jp",
+                &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"],
+            );
             let t = tokio::time::Instant::now();
             let mut s = daemon.start(req).unwrap();
             let first = s.next().await.unwrap().unwrap();
             let first_ms = t.elapsed().as_millis();
-            assert!(matches!(first.event, Some(pb::generate_response::Event::Delta(_))));
-            assert!(first_ms >= min_first, "{tier:?} first token after {first_ms} ms");
+            assert!(matches!(
+                first.event,
+                Some(pb::generate_response::Event::Delta(_))
+            ));
+            assert!(
+                first_ms >= min_first,
+                "{tier:?} first token after {first_ms} ms"
+            );
             let rest = collect(s).await;
             let total_ms = t.elapsed().as_millis() as f64;
             let done = rest.done.unwrap();
             let streamed = f64::from(done.output_tokens) / tps * 1000.0;
             // Streaming time follows tokens_per_second (give or take a group).
             let stream_ms = total_ms - first_ms as f64;
-            assert!(stream_ms >= streamed * 0.8 && stream_ms <= streamed * 1.2 + 30.0, "{tier:?}: {stream_ms} vs {streamed}");
+            assert!(
+                stream_ms >= streamed * 0.8 && stream_ms <= streamed * 1.2 + 30.0,
+                "{tier:?}: {stream_ms} vs {streamed}"
+            );
             assert!(done.first_token_ms as u128 >= min_first);
         }
     }
@@ -229,12 +293,19 @@ async fn max_tokens_cuts_the_answer() {
     let cat = catalog();
     let daemon = GenerationDaemon::new(&config("zero")).await.unwrap();
     let mut req = request("Recommend some fantasy manga", pb::Intent::Recommendation);
-    req.products = hits(&cat, "manga_jp", &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"]);
+    req.products = hits(
+        &cat,
+        "manga_jp",
+        &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"],
+    );
     req.max_tokens = 7;
     let got = collect(daemon.start(req.clone()).unwrap()).await;
     assert_eq!(got.deltas.len(), 7);
     let done = got.done.unwrap();
-    assert_eq!((done.output_tokens, done.stop_reason.as_str()), (7, "max_tokens"));
+    assert_eq!(
+        (done.output_tokens, done.stop_reason.as_str()),
+        (7, "max_tokens")
+    );
 
     // 0 = the intent's default from config.
     let mut c = config("zero");
@@ -251,11 +322,25 @@ async fn longer_prompt_costs_more_input_tokens() {
     let daemon = GenerationDaemon::new(&config("zero")).await.unwrap();
     let mut req = request("Recommend some manga", pb::Intent::Recommendation);
     req.prompt_version = "v1".into();
-    let v1 = collect(daemon.start(req.clone()).unwrap()).await.done.unwrap();
+    let v1 = collect(daemon.start(req.clone()).unwrap())
+        .await
+        .done
+        .unwrap();
     req.prompt_version = String::new();
-    let v2 = collect(daemon.start(req.clone()).unwrap()).await.done.unwrap();
-    assert_eq!((v1.prompt_version.as_str(), v2.prompt_version.as_str()), ("v1", "v2"));
-    assert!(v2.input_tokens > v1.input_tokens + 20, "{} vs {}", v2.input_tokens, v1.input_tokens);
+    let v2 = collect(daemon.start(req.clone()).unwrap())
+        .await
+        .done
+        .unwrap();
+    assert_eq!(
+        (v1.prompt_version.as_str(), v2.prompt_version.as_str()),
+        ("v1", "v2")
+    );
+    assert!(
+        v2.input_tokens > v1.input_tokens + 20,
+        "{} vs {}",
+        v2.input_tokens,
+        v1.input_tokens
+    );
     let cat = catalog();
     req.products = hits(&cat, "manga_jp", &["Berserk"]);
     let with_ctx = collect(daemon.start(req).unwrap()).await.done.unwrap();
@@ -268,7 +353,11 @@ async fn dropping_the_stream_stops_the_producer() {
     let daemon = GenerationDaemon::new(&config("realistic")).await.unwrap();
     let mut req = request("Recommend some fantasy manga", pb::Intent::Recommendation);
     req.tier = pb::ModelTier::Smart as i32;
-    req.products = hits(&cat, "manga_jp", &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"]);
+    req.products = hits(
+        &cat,
+        "manga_jp",
+        &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"],
+    );
     // Reader leaves after the first token.
     let mut s = daemon.start(req.clone()).unwrap();
     s.next().await.unwrap().unwrap();
@@ -278,7 +367,10 @@ async fn dropping_the_stream_stops_the_producer() {
     drop(s);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while daemon.streams_cancelled() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "producers kept running");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "producers kept running"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Both stopped well before the answer could have finished.
@@ -308,9 +400,21 @@ async fn grpc_generate_list_prompts_and_validation() {
     assert_eq!(done.tier, pb::ModelTier::Fast as i32);
     assert!(done.input_tokens > 50);
 
-    let prompts = client.list_prompts(Duration::from_secs(5)).await.unwrap().prompts;
-    assert!(prompts.iter().any(|p| p.store_id == "manga_jp" && p.version == "v2" && p.active));
-    assert!(prompts.iter().any(|p| p.store_id == "manga_jp" && p.version == "v1" && !p.active));
+    let prompts = client
+        .list_prompts(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .prompts;
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.store_id == "manga_jp" && p.version == "v2" && p.active)
+    );
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.store_id == "manga_jp" && p.version == "v1" && !p.active)
+    );
     for i in pb::Intent::ALL {
         let p = prompts
             .iter()
@@ -348,7 +452,11 @@ async fn grpc_client_going_away_cancels_generation() {
     let (daemon, client, opts) = serve(&config("realistic")).await;
     let mut req = request("Recommend some fantasy manga", pb::Intent::Recommendation);
     req.tier = pb::ModelTier::Smart as i32;
-    req.products = hits(&cat, "manga_jp", &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"]);
+    req.products = hits(
+        &cat,
+        "manga_jp",
+        &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"],
+    );
     let mut s = client.generate(req, Duration::from_secs(30)).await.unwrap();
     s.next().await.unwrap().unwrap();
     drop(s);

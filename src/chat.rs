@@ -132,7 +132,11 @@ pub async fn run(o: ChatOptions, text: &str) -> anyhow::Result<()> {
             d["first_token_ms"],
             d["total_ms"],
             d["tokens"],
-            if d["cache_hit"].as_bool() == Some(true) { " · cache hit" } else { "" },
+            if d["cache_hit"].as_bool() == Some(true) {
+                " · cache hit"
+            } else {
+                ""
+            },
             match d["degradation"].as_str() {
                 Some("full") | None => String::new(),
                 Some(l) => format!(" · degraded: {l}"),

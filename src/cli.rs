@@ -11,7 +11,11 @@ use mangaassist::{
 use mangaassist_config::{Config, FaultSpec};
 
 #[derive(Debug, Parser)]
-#[command(name = "mangaassist", version, about = "MangaAssist mesh: an AI shopping assistant for a manga store that feels instant")]
+#[command(
+    name = "mangaassist",
+    version,
+    about = "MangaAssist mesh: an AI shopping assistant for a manga store that feels instant"
+)]
 pub struct Cli {
     /// TOML config file (defaults are documented in `mangaassist config print`).
     #[arg(long, short, global = true, env = "MANGAASSIST_CONFIG")]
@@ -184,18 +188,35 @@ async fn run_roles(config: Config, roles: &[Role]) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let running = mesh::start(config, roles).await?;
     let mut out = std::io::stdout();
-    writeln!(out, "MangaAssist mesh ready in {} ms", started.elapsed().as_millis())?;
+    writeln!(
+        out,
+        "MangaAssist mesh ready in {} ms",
+        started.elapsed().as_millis()
+    )?;
     for (role, addr) in &running.addrs {
         if *role != Role::Gateway {
-            writeln!(out, "  {:<11} grpc://{addr}  (grpcurl -plaintext {addr} list)", role.name())?;
+            writeln!(
+                out,
+                "  {:<11} grpc://{addr}  (grpcurl -plaintext {addr} list)",
+                role.name()
+            )?;
         }
     }
     if !running.config.faults.is_empty() {
-        let f: Vec<String> = running.config.faults.iter().map(ToString::to_string).collect();
+        let f: Vec<String> = running
+            .config
+            .faults
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         writeln!(out, "  faults      {}", f.join(", "))?;
     }
     if let Some(url) = running.gateway_url() {
-        writeln!(out, "  gateway     {url}  (WebSocket {})", running.ws_url().unwrap_or_default())?;
+        writeln!(
+            out,
+            "  gateway     {url}  (WebSocket {})",
+            running.ws_url().unwrap_or_default()
+        )?;
         writeln!(out, "\nChat in a browser at {url}")?;
         writeln!(out, "or: mangaassist chat \"Suggest manga like One Piece\"")?;
     }

@@ -89,11 +89,15 @@ pub struct RunningMesh {
 
 impl RunningMesh {
     pub fn gateway_url(&self) -> Option<String> {
-        self.addrs.get(&Role::Gateway).map(|a| format!("http://{a}/"))
+        self.addrs
+            .get(&Role::Gateway)
+            .map(|a| format!("http://{a}/"))
     }
 
     pub fn ws_url(&self) -> Option<String> {
-        self.addrs.get(&Role::Gateway).map(|a| format!("ws://{a}/ws"))
+        self.addrs
+            .get(&Role::Gateway)
+            .map(|a| format!("ws://{a}/ws"))
     }
 
     /// Waits until every daemon has stopped; the first failure is returned.
@@ -141,9 +145,10 @@ pub async fn load_embedder(config: &Config) -> anyhow::Result<QueryEmbedder> {
     let backend = config.embedding.backend.clone();
     let dir = model_dir(config);
     let capacity = config.embedding.query_cache_entries;
-    let inner = tokio::task::spawn_blocking(move || mangaassist_embedding::from_backend(&backend, &dir))
-        .await
-        .context("embedder loader panicked")??;
+    let inner =
+        tokio::task::spawn_blocking(move || mangaassist_embedding::from_backend(&backend, &dir))
+            .await
+            .context("embedder loader panicked")??;
     tracing::info!(model = inner.model_id(), "embedder ready");
     Ok(QueryEmbedder::new(inner, capacity))
 }
@@ -172,7 +177,11 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
     }
     // Peers in this process are reached at the ports actually bound.
     for (name, daemon) in config.mesh.daemons_mut() {
-        if let Some(addr) = addrs.iter().find(|(r, _)| r.name() == name).map(|(_, a)| *a) {
+        if let Some(addr) = addrs
+            .iter()
+            .find(|(r, _)| r.name() == name)
+            .map(|(_, a)| *a)
+        {
             daemon.endpoint = format!("http://{addr}");
         }
     }
@@ -199,23 +208,48 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
         match role {
             Role::Memory => {
                 let d = mangaassist_memory::MemoryDaemon::new(cfg).await?;
-                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+                tasks.spawn(async move {
+                    (
+                        role,
+                        d.serve(listener, opts).await.map_err(|e| e.to_string()),
+                    )
+                });
             }
             Role::Cache => {
                 let d = mangaassist_cache::CacheDaemon::new(cfg, emb()?).await?;
-                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+                tasks.spawn(async move {
+                    (
+                        role,
+                        d.serve(listener, opts).await.map_err(|e| e.to_string()),
+                    )
+                });
             }
             Role::Generation => {
                 let d = mangaassist_generation::GenerationDaemon::new(cfg).await?;
-                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+                tasks.spawn(async move {
+                    (
+                        role,
+                        d.serve(listener, opts).await.map_err(|e| e.to_string()),
+                    )
+                });
             }
             Role::Intent => {
                 let d = mangaassist_intent::IntentDaemon::new(cfg, emb()?).await?;
-                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+                tasks.spawn(async move {
+                    (
+                        role,
+                        d.serve(listener, opts).await.map_err(|e| e.to_string()),
+                    )
+                });
             }
             Role::Retrieval => {
                 let d = mangaassist_retrieval::RetrievalDaemon::new(cfg, emb()?).await?;
-                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+                tasks.spawn(async move {
+                    (
+                        role,
+                        d.serve(listener, opts).await.map_err(|e| e.to_string()),
+                    )
+                });
             }
             Role::Precompute => {
                 let peers = mangaassist_precompute::PrecomputePeers {
@@ -224,15 +258,31 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                     cache: CacheClient::connect(&cfg.mesh.cache.endpoint)?,
                 };
                 let d = mangaassist_precompute::PrecomputeDaemon::new(cfg, peers).await?;
-                tasks.spawn(async move { (role, d.serve(listener, opts).await.map_err(|e| e.to_string())) });
+                tasks.spawn(async move {
+                    (
+                        role,
+                        d.serve(listener, opts).await.map_err(|e| e.to_string()),
+                    )
+                });
             }
             Role::Gateway => {
                 let clients = MeshClients::connect(&cfg.mesh)?;
-                let gw = mangaassist_gateway::Gateway::new(cfg, clients, embedder.clone(), shutdown.clone());
-                tasks.spawn(async move { (role, gw.serve(listener).await.map_err(|e| e.to_string())) });
+                let gw = mangaassist_gateway::Gateway::new(
+                    cfg,
+                    clients,
+                    embedder.clone(),
+                    shutdown.clone(),
+                );
+                tasks.spawn(
+                    async move { (role, gw.serve(listener).await.map_err(|e| e.to_string())) },
+                );
             }
         }
-        tracing::info!(daemon = role.name(), ms = started.elapsed().as_millis() as u64, "daemon built");
+        tracing::info!(
+            daemon = role.name(),
+            ms = started.elapsed().as_millis() as u64,
+            "daemon built"
+        );
     }
     Ok(RunningMesh {
         addrs,

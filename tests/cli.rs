@@ -13,7 +13,11 @@ fn bin() -> Command {
 #[test]
 fn config_print_shows_documented_defaults() {
     let out = bin().args(["config", "print"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("[gateway]"), "{text}");
     assert!(text.contains("semantic_threshold = 0.95"), "{text}");
@@ -43,7 +47,10 @@ fn bad_config_is_rejected_naming_the_field() {
 
 #[test]
 fn bad_fault_flag_is_rejected() {
-    let out = bin().args(["up", "--fault", "retrieval=explode"]).output().unwrap();
+    let out = bin()
+        .args(["up", "--fault", "retrieval=explode"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hang, latency"));
 }
@@ -51,7 +58,14 @@ fn bad_fault_flag_is_rejected() {
 #[test]
 fn chat_reports_an_unreachable_gateway() {
     let out = bin()
-        .args(["chat", "--url", "ws://127.0.0.1:9/ws", "--timeout", "2s", "hi"])
+        .args([
+            "chat",
+            "--url",
+            "ws://127.0.0.1:9/ws",
+            "--timeout",
+            "2s",
+            "hi",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

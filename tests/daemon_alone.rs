@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mangaassist::mesh::{self, Role};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
@@ -25,11 +27,17 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "mangaassist.v1.GenerationService"] {
         let r = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(r.status, ServingStatus::Serving as i32, "service `{service}`");
+        assert_eq!(
+            r.status,
+            ServingStatus::Serving as i32,
+            "service `{service}`"
+        );
     }
 
     // Reflection v1: list services.
@@ -53,8 +61,14 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
             panic!("unexpected reflection answer {msg:?}")
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(names.contains(&"mangaassist.v1.GenerationService".to_string()), "{names:?}");
-        assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+        assert!(
+            names.contains(&"mangaassist.v1.GenerationService".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_string()),
+            "{names:?}"
+        );
     }
     // Reflection v1alpha (what the PyPI grpcurl speaks): describe a symbol.
     {
@@ -82,7 +96,9 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
     }
 
     // Plain HTTP on the same port.
-    let body = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    let body = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(body.status(), 200);
     let metrics = reqwest::get(format!("http://{addr}/metrics"))
         .await
@@ -90,7 +106,12 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("rpc_server_requests_total") || metrics.is_empty() || metrics.starts_with('#'), "{metrics}");
+    assert!(
+        metrics.contains("rpc_server_requests_total")
+            || metrics.is_empty()
+            || metrics.starts_with('#'),
+        "{metrics}"
+    );
 
     tokio::time::timeout(Duration::from_secs(10), running.stop())
         .await

@@ -15,20 +15,49 @@ async fn one_query_per_intent_streams_status_chunks_done() {
     let mut c = m.client().await;
     let cases = [
         ("Hello there!", "greeting"),
-        ("How much is shipping to Osaka and is there a free shipping threshold?", "faq"),
-        ("Where is my order? When will my package arrive?", "order_status"),
-        ("Do you have Attack on Titan volume 3 in stock?", "product_search"),
+        (
+            "How much is shipping to Osaka and is there a free shipping threshold?",
+            "faq",
+        ),
+        (
+            "Where is my order? When will my package arrive?",
+            "order_status",
+        ),
+        (
+            "Do you have Attack on Titan volume 3 in stock?",
+            "product_search",
+        ),
         ("Suggest manga like One Piece", "recommendation"),
-        ("How does Naruto compare to Bleach? Which one is better?", "comparison"),
-        ("The volume I received was damaged and torn, this is unacceptable", "complaint"),
-        ("I want to return a book and get my money back", "return_refund"),
+        (
+            "How does Naruto compare to Bleach? Which one is better?",
+            "comparison",
+        ),
+        (
+            "The volume I received was damaged and torn, this is unacceptable",
+            "complaint",
+        ),
+        (
+            "I want to return a book and get my money back",
+            "return_refund",
+        ),
     ];
     for (i, (text, intent)) in cases.iter().enumerate() {
         let a = c.ask(text, &format!("s-intent-{i}")).await;
         let types = a.types();
-        assert_eq!(types.first().map(String::as_str), Some("status"), "{text}: {types:?}");
-        assert_eq!(types.last().map(String::as_str), Some("done"), "{text}: {types:?}");
-        assert!(types.iter().filter(|t| *t == "chunk").count() >= 1, "{text}: no chunks");
+        assert_eq!(
+            types.first().map(String::as_str),
+            Some("status"),
+            "{text}: {types:?}"
+        );
+        assert_eq!(
+            types.last().map(String::as_str),
+            Some("done"),
+            "{text}: {types:?}"
+        );
+        assert!(
+            types.iter().filter(|t| *t == "chunk").count() >= 1,
+            "{text}: no chunks"
+        );
         // Chunk indexes are 0..n in order.
         let idx: Vec<u64> = a
             .frames
@@ -89,13 +118,17 @@ async fn repeated_question_is_a_cache_hit() {
     let first = c.ask(q, "s-cache-1").await;
     assert_eq!(first.done()["cache_hit"], false);
     // The cache write happens off the critical path: poll the cache daemon until it lands.
-    let cache = mangaassist_client::CacheClient::connect(
-        &format!("http://{}", m.mesh().addrs[&Role::Cache]),
-    )
+    let cache = mangaassist_client::CacheClient::connect(&format!(
+        "http://{}",
+        m.mesh().addrs[&Role::Cache]
+    ))
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while cache.stats(Duration::from_secs(1)).await.unwrap().entries == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "answer never cached");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "answer never cached"
+        );
         tokio::task::yield_now().await;
     }
     let second = c.ask(q, "s-cache-2").await;
@@ -110,7 +143,9 @@ async fn hung_retrieval_still_answers_degraded_within_its_deadline() {
     let m = TestMesh::start(&["retrieval=hang"]).await;
     let deadline_ms = m.mesh().config.gateway.deadlines.retrieval_ms;
     let mut c = m.client().await;
-    let a = c.ask("Do you have Attack on Titan volume 3 in stock?", "s-hang").await;
+    let a = c
+        .ask("Do you have Attack on Titan volume 3 in stock?", "s-hang")
+        .await;
     let done = a.done();
     assert_eq!(done["degradation"], "no_rag", "{done}");
     assert!(!a.text().is_empty());
@@ -128,7 +163,10 @@ async fn dead_generation_gives_a_canned_answer_and_dead_intent_the_keyword_fallb
     let done = a.done();
     assert_eq!(done["degradation"], "canned", "{done}");
     assert_eq!(done["model"], "canned");
-    assert_eq!(done["intent"], "order_status", "keyword fallback classified it: {done}");
+    assert_eq!(
+        done["intent"], "order_status",
+        "keyword fallback classified it: {done}"
+    );
     assert!(a.text().contains("Orders"), "{}", a.text());
     m.stop().await;
 }
@@ -150,9 +188,11 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
     let mut c = m.client().await;
     c.send_raw(Message::Text("{not json".into())).await;
     assert_eq!(c.next_frame().await["code"], "bad_json");
-    c.send_raw(Message::Text(r#"{"action":"dance"}"#.into())).await;
+    c.send_raw(Message::Text(r#"{"action":"dance"}"#.into()))
+        .await;
     assert_eq!(c.next_frame().await["code"], "unknown_action");
-    c.send_raw(Message::Text(r#"{"action":"query"}"#.into())).await;
+    c.send_raw(Message::Text(r#"{"action":"query"}"#.into()))
+        .await;
     assert_eq!(c.next_frame().await["code"], "bad_request");
     c.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
     assert_eq!(c.next_frame().await["code"], "unsupported_frame");
@@ -174,9 +214,10 @@ async fn history_is_kept_across_messages_of_a_session() {
     let m = TestMesh::start(&[]).await;
     let mut c = m.client().await;
     c.ask("Suggest manga like One Piece", "s-hist").await;
-    let memory = mangaassist_client::MemoryClient::connect(
-        &format!("http://{}", m.mesh().addrs[&Role::Memory]),
-    )
+    let memory = mangaassist_client::MemoryClient::connect(&format!(
+        "http://{}",
+        m.mesh().addrs[&Role::Memory]
+    ))
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

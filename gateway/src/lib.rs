@@ -112,8 +112,14 @@ impl Gateway {
             }
         }
         background.close();
-        if tokio::time::timeout(grace, background.wait()).await.is_err() {
-            tracing::warn!(pending = background.len(), "background writes still pending at exit");
+        if tokio::time::timeout(grace, background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = background.len(),
+                "background writes still pending at exit"
+            );
         }
         tracing::info!("gateway stopped");
         Ok(())

@@ -62,7 +62,12 @@ async fn stage<T>(
     fut: impl Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, StageError> {
     let started = Instant::now();
-    let span = info_span!("stage", stage = stage.label(), budget_ms = deadline_ms, outcome = tracing::field::Empty);
+    let span = info_span!(
+        "stage",
+        stage = stage.label(),
+        budget_ms = deadline_ms,
+        outcome = tracing::field::Empty
+    );
     let result = async {
         match tokio::time::timeout(Duration::from_millis(deadline_ms), fut).await {
             Ok(Ok(v)) => Ok(v),
@@ -202,10 +207,7 @@ impl Orchestrator {
             first_chunk_at: None,
             text: String::new(),
         };
-        let Some(outcome) = self
-            .answer(&q, &mut relay, (guess, guess_conf))
-            .await
-        else {
+        let Some(outcome) = self.answer(&q, &mut relay, (guess, guess_conf)).await else {
             metrics::counter!("stream_cancellations_total").increment(1);
             return;
         };
@@ -510,7 +512,8 @@ impl Orchestrator {
                 match tokio::time::timeout(wait, stream.next()).await {
                     Ok(Some(Ok(ev))) => match ev.event {
                         Some(pb::generate_response::Event::Delta(delta)) => {
-                            if !relay.chunk(delta.text).await {
+                            let delivered = relay.chunk(delta.text).await;
+                            if !delivered {
                                 return None;
                             }
                         }
@@ -600,7 +603,8 @@ impl Orchestrator {
             .personalised_intents
             .iter()
             .any(|i| i == outcome.intent.label());
-        let predict = settings.predict_follow_ups && outcome.level == Level::Full && !outcome.cache_hit;
+        let predict =
+            settings.predict_follow_ups && outcome.level == Level::Full && !outcome.cache_hit;
         let span = tracing::Span::current();
         self.background.spawn(
             async move {
@@ -609,7 +613,10 @@ impl Orchestrator {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis() as i64)
                     .unwrap_or(0);
-                for (role, text, ts) in [("user", q.text.clone(), now), ("assistant", answer.clone(), now + 1)] {
+                for (role, text, ts) in [
+                    ("user", q.text.clone(), now),
+                    ("assistant", answer.clone(), now + 1),
+                ] {
                     let r = clients
                         .memory
                         .append_turn(
@@ -639,7 +646,11 @@ impl Orchestrator {
                             pb::PutRequest {
                                 text: q.text.clone(),
                                 store_id: q.store_id.clone(),
-                                user_id: if personal { q.user_id.clone() } else { String::new() },
+                                user_id: if personal {
+                                    q.user_id.clone()
+                                } else {
+                                    String::new()
+                                },
                                 session_id: String::new(),
                                 scope: if personal {
                                     pb::CacheScope::User as i32

@@ -147,7 +147,10 @@ mod tests {
             parse_client_frame(r#"{"action":"query","text":"hi","session_id":"s"}"#).unwrap(),
             ClientFrame::Query { .. }
         ));
-        assert_eq!(parse_client_frame("{nope").unwrap_err().0, ErrorCode::BadJson);
+        assert_eq!(
+            parse_client_frame("{nope").unwrap_err().0,
+            ErrorCode::BadJson
+        );
         assert_eq!(
             parse_client_frame(r#"{"action":"dance"}"#).unwrap_err().0,
             ErrorCode::UnknownAction
@@ -157,11 +160,15 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(
-            parse_client_frame(r#"{"action":"query","text":"  "}"#).unwrap_err().0,
+            parse_client_frame(r#"{"action":"query","text":"  "}"#)
+                .unwrap_err()
+                .0,
             ErrorCode::BadRequest
         );
         assert_eq!(
-            parse_client_frame(r#"{"action":"query","text":"x","extra":1}"#).unwrap_err().0,
+            parse_client_frame(r#"{"action":"query","text":"x","extra":1}"#)
+                .unwrap_err()
+                .0,
             ErrorCode::BadRequest
         );
     }

@@ -93,7 +93,10 @@ pub async fn run(
                 .send(ServerFrame::error(
                     None,
                     ErrorCode::FrameTooLarge,
-                    format!("frame of {} bytes exceeds the {max_bytes}-byte limit", text.len()),
+                    format!(
+                        "frame of {} bytes exceeds the {max_bytes}-byte limit",
+                        text.len()
+                    ),
                 ))
                 .await;
             continue;

@@ -6,7 +6,8 @@ pub mod v1 {
     tonic::include_proto!("mangaassist.v1");
 
     /// `FileDescriptorSet` of every MangaAssist proto, for `tonic-reflection`.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mangaassist_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("mangaassist_descriptor");
 
     impl Intent {
         /// Stable lower-case name used in config, metrics, logs and the WebSocket protocol.

@@ -39,6 +39,15 @@ pub fn test_config(state: &std::path::Path, faults: &[&str]) -> Config {
     c
 }
 
+/// Spans (and so trace ids) need the subscriber; tests share one per process.
+pub fn init_telemetry() {
+    let settings = mangaassist_config::TelemetrySettings {
+        log_format: "text".into(),
+        log_level: "warn".into(),
+    };
+    let _ = mangaassist_telemetry::init(&settings, std::env::var("RUST_LOG").ok().as_deref());
+}
+
 pub struct TestMesh {
     pub mesh: Option<RunningMesh>,
     _state: tempfile::TempDir,
@@ -50,6 +59,7 @@ impl TestMesh {
     }
 
     pub async fn start_with(faults: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {
+        init_telemetry();
         let state = tempfile::tempdir().unwrap();
         let mut config = test_config(state.path(), faults);
         tweak(&mut config);
@@ -118,7 +128,9 @@ impl Answer {
 
 impl WsClient {
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         Self { ws }
     }
 

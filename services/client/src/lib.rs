@@ -80,36 +80,12 @@ macro_rules! client {
     };
 }
 
-client!(
-    IntentClient,
-    "intent",
-    IntentServiceClient
-);
-client!(
-    RetrievalClient,
-    "retrieval",
-    RetrievalServiceClient
-);
-client!(
-    MemoryClient,
-    "memory",
-    MemoryServiceClient
-);
-client!(
-    CacheClient,
-    "cache",
-    CacheServiceClient
-);
-client!(
-    GenerationClient,
-    "generation",
-    GenerationServiceClient
-);
-client!(
-    PrecomputeClient,
-    "precompute",
-    PrecomputeServiceClient
-);
+client!(IntentClient, "intent", IntentServiceClient);
+client!(RetrievalClient, "retrieval", RetrievalServiceClient);
+client!(MemoryClient, "memory", MemoryServiceClient);
+client!(CacheClient, "cache", CacheServiceClient);
+client!(GenerationClient, "generation", GenerationServiceClient);
+client!(PrecomputeClient, "precompute", PrecomputeServiceClient);
 
 impl IntentClient {
     pub async fn classify(
@@ -138,7 +114,9 @@ impl RetrievalClient {
         deadline: Duration,
     ) -> Result<pb::GetProductsResponse, Status> {
         let mut c = self.inner.clone();
-        Ok(c.get_products(with_deadline(req, deadline)).await?.into_inner())
+        Ok(c.get_products(with_deadline(req, deadline))
+            .await?
+            .into_inner())
     }
 }
 
@@ -149,7 +127,9 @@ impl MemoryClient {
         deadline: Duration,
     ) -> Result<pb::AppendTurnResponse, Status> {
         let mut c = self.inner.clone();
-        Ok(c.append_turn(with_deadline(req, deadline)).await?.into_inner())
+        Ok(c.append_turn(with_deadline(req, deadline))
+            .await?
+            .into_inner())
     }
 
     pub async fn get_history(
@@ -158,7 +138,9 @@ impl MemoryClient {
         deadline: Duration,
     ) -> Result<pb::GetHistoryResponse, Status> {
         let mut c = self.inner.clone();
-        Ok(c.get_history(with_deadline(req, deadline)).await?.into_inner())
+        Ok(c.get_history(with_deadline(req, deadline))
+            .await?
+            .into_inner())
     }
 
     pub async fn get_profile(
@@ -167,7 +149,9 @@ impl MemoryClient {
         deadline: Duration,
     ) -> Result<pb::GetProfileResponse, Status> {
         let mut c = self.inner.clone();
-        Ok(c.get_profile(with_deadline(req, deadline)).await?.into_inner())
+        Ok(c.get_profile(with_deadline(req, deadline))
+            .await?
+            .into_inner())
     }
 
     pub async fn get_orders(
@@ -176,7 +160,9 @@ impl MemoryClient {
         deadline: Duration,
     ) -> Result<pb::GetOrdersResponse, Status> {
         let mut c = self.inner.clone();
-        Ok(c.get_orders(with_deadline(req, deadline)).await?.into_inner())
+        Ok(c.get_orders(with_deadline(req, deadline))
+            .await?
+            .into_inner())
     }
 }
 
@@ -239,9 +225,11 @@ impl GenerationClient {
         deadline: Duration,
     ) -> Result<pb::ListPromptsResponse, Status> {
         let mut c = self.inner.clone();
-        Ok(c.list_prompts(with_deadline(pb::ListPromptsRequest {}, deadline))
-            .await?
-            .into_inner())
+        Ok(
+            c.list_prompts(with_deadline(pb::ListPromptsRequest {}, deadline))
+                .await?
+                .into_inner(),
+        )
     }
 }
 

@@ -69,13 +69,14 @@ pub fn load_str(
     for (var, raw) in vars {
         apply_env(&mut root, &var, &raw)?;
     }
-    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
-        let field = e.path().to_string();
-        ConfigError::Field {
-            field: if field == "." { "<root>".into() } else { field },
-            message: e.into_inner().to_string(),
-        }
-    })?;
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+            let field = e.path().to_string();
+            ConfigError::Field {
+                field: if field == "." { "<root>".into() } else { field },
+                message: e.into_inner().to_string(),
+            }
+        })?;
     config.validate()?;
     Ok(config)
 }
@@ -150,7 +151,10 @@ mod tests {
         let c = load_str(
             "[retrieval]\ntop_k = 3\n",
             "t",
-            env(&[("MANGAASSIST_RETRIEVAL__TOP_K", "9"), ("MANGAASSIST_CONFIG", "x")]),
+            env(&[
+                ("MANGAASSIST_RETRIEVAL__TOP_K", "9"),
+                ("MANGAASSIST_CONFIG", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.retrieval.top_k, 9);

@@ -39,8 +39,14 @@ impl Config {
         };
         unit("cache.semantic_threshold", self.cache.semantic_threshold)?;
         unit("intent.min_confidence", self.intent.min_confidence)?;
-        unit("intent.complexity_fast_below", self.intent.complexity_fast_below)?;
-        unit("intent.complexity_smart_above", self.intent.complexity_smart_above)?;
+        unit(
+            "intent.complexity_fast_below",
+            self.intent.complexity_fast_below,
+        )?;
+        unit(
+            "intent.complexity_smart_above",
+            self.intent.complexity_smart_above,
+        )?;
         if self.intent.complexity_fast_below > self.intent.complexity_smart_above {
             return Err(ConfigError::field(
                 "intent.complexity_fast_below",
@@ -53,10 +59,16 @@ impl Config {
                 format!("`{}` is not one of text, json", self.telemetry.log_format),
             ));
         }
-        if !matches!(self.embedding.backend.as_str(), "auto" | "minilm" | "hashed") {
+        if !matches!(
+            self.embedding.backend.as_str(),
+            "auto" | "minilm" | "hashed"
+        ) {
             return Err(ConfigError::field(
                 "embedding.backend",
-                format!("`{}` is not one of auto, minilm, hashed", self.embedding.backend),
+                format!(
+                    "`{}` is not one of auto, minilm, hashed",
+                    self.embedding.backend
+                ),
             ));
         }
         if !matches!(self.generation.backend.as_str(), "simulated") {
@@ -119,7 +131,10 @@ impl Config {
             if v > d.total_ms {
                 return Err(ConfigError::field(
                     format!("gateway.deadlines.{name}"),
-                    format!("{v} ms exceeds gateway.deadlines.total_ms ({} ms)", d.total_ms),
+                    format!(
+                        "{v} ms exceeds gateway.deadlines.total_ms ({} ms)",
+                        d.total_ms
+                    ),
                 ));
             }
         }
@@ -375,9 +390,15 @@ impl Default for GatewaySettings {
             history_turns: 6,
             top_k_products: 5,
             top_k_documents: 2,
-            cacheable_intents: ["faq", "product_search", "recommendation", "comparison", "greeting"]
-                .map(String::from)
-                .to_vec(),
+            cacheable_intents: [
+                "faq",
+                "product_search",
+                "recommendation",
+                "comparison",
+                "greeting",
+            ]
+            .map(String::from)
+            .to_vec(),
             personalised_intents: vec![],
             default_store: "manga_jp".into(),
             default_user: "u-demo".into(),

@@ -31,7 +31,10 @@ impl HashedNgrams {
             let sign = if (h >> 63) == 1 { -1.0 } else { 1.0 };
             v[idx] += sign * w;
         };
-        for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        for word in lower
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
             add(fnv1a(word.bytes().chain([0xff])), 1.0);
             let chars: Vec<char> = format!(" {word} ").chars().collect();
             for g in chars.windows(3) {

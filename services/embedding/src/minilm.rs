@@ -39,11 +39,11 @@ impl MiniLm {
             });
         }
         let load = |e: &dyn std::fmt::Display| EmbedError::Load(e.to_string());
-        let config: Config = serde_json::from_slice(
-            &std::fs::read(dir.join("config.json")).map_err(|e| load(&e))?,
-        )
-        .map_err(|e| load(&e))?;
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| load(&e))?;
+        let config: Config =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).map_err(|e| load(&e))?)
+                .map_err(|e| load(&e))?;
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| load(&e))?;
         // The shipped tokenizer pads every input to 128 tokens; a chat message is ~15, so pad
         // to the longest in the batch instead (an ~8x cheaper forward pass).
         tokenizer.with_padding(Some(PaddingParams {

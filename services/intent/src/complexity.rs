@@ -2,7 +2,7 @@
 
 use mangaassist_proto::v1 as pb;
 
-use crate::features::{normalize_text, words};
+use crate::features::{is_cjk, normalize_text, words};
 
 /// Named things a message can mention: catalog series, the two stores and the demographic
 /// categories. Matched on word boundaries of the normalised text.
@@ -36,9 +36,20 @@ impl Entities {
             }
         }
         for extra in [
-            "manga_jp", "comics_us", "japanese store", "us store", "japanese edition",
-            "english edition", "shonen", "seinen", "shojo", "shoujo", "josei", "kodomo",
-            "digital", "print",
+            "manga_jp",
+            "comics_us",
+            "japanese store",
+            "us store",
+            "japanese edition",
+            "english edition",
+            "shonen",
+            "seinen",
+            "shojo",
+            "shoujo",
+            "josei",
+            "kodomo",
+            "digital",
+            "print",
         ] {
             push(extra);
         }
@@ -81,8 +92,18 @@ pub(crate) fn base(intent: pb::Intent) -> f32 {
 }
 
 const CONNECTIVES: [&str; 12] = [
-    "and", "vs", "versus", "compare", "compared", "comparison", "or", "than", "difference",
-    "better", "also", "between",
+    "and",
+    "vs",
+    "versus",
+    "compare",
+    "compared",
+    "comparison",
+    "or",
+    "than",
+    "difference",
+    "better",
+    "also",
+    "between",
 ];
 const CONNECTIVES_JA: [&str; 6] = ["と", "比較", "違い", "どっち", "どちら", "より"];
 
@@ -127,16 +148,18 @@ pub(crate) fn score(intent: pb::Intent, confidence: f32, text: &str, entities: &
     (base(intent) + length + entity + connective + question + uncertainty).clamp(0.0, 1.0)
 }
 
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32, 0x3040..=0x30ff | 0x4e00..=0x9fff | 0xff66..=0xff9f)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ents() -> Entities {
-        Entities::new(["Naruto", "Bleach", "One Piece", "Demon Slayer: Kimetsu no Yaiba", "K"])
+        Entities::new([
+            "Naruto",
+            "Bleach",
+            "One Piece",
+            "Demon Slayer: Kimetsu no Yaiba",
+            "K",
+        ])
     }
 
     #[test]
@@ -146,7 +169,10 @@ mod tests {
         assert_eq!(e.count("do you have demon slayer vol 3"), 1);
         assert_eq!(e.count("Demon Slayer: Kimetsu no Yaiba"), 1);
         assert_eq!(e.count("ok thanks"), 0);
-        assert_eq!(e.count("one piece in the japanese store or the us store"), 3);
+        assert_eq!(
+            e.count("one piece in the japanese store or the us store"),
+            3
+        );
     }
 
     #[test]
@@ -172,7 +198,12 @@ mod tests {
         let unsure = score(pb::Intent::Faq, 0.2, "do you ship to osaka?", &e);
         assert!(unsure > sure);
         let long = "word ".repeat(200);
-        let s = score(pb::Intent::Comparison, 0.0, &format!("{long} and or vs ? ? ? ?"), &e);
+        let s = score(
+            pb::Intent::Comparison,
+            0.0,
+            &format!("{long} and or vs ? ? ? ?"),
+            &e,
+        );
         assert!((0.0..=1.0).contains(&s));
         assert!(score(pb::Intent::Faq, 0.9, &long, &e) > sure);
     }

@@ -48,9 +48,21 @@ fn routing_matrix() {
     assert_eq!(route(&s, 0.9, 100), pb::ModelTier::Smart);
     assert_eq!(route(&s, 0.45, 0), pb::ModelTier::Smart, "unknown budget");
     assert_eq!(route(&s, 0.45, 999), pb::ModelTier::Fast, "short budget");
-    assert_eq!(route(&s, 0.45, 1_000), pb::ModelTier::Smart, "budget allows");
-    assert_eq!(route(&s, 0.3, 500), pb::ModelTier::Fast, "lower edge is medium");
-    assert_eq!(route(&s, 0.6, 5_000), pb::ModelTier::Smart, "upper edge is medium");
+    assert_eq!(
+        route(&s, 0.45, 1_000),
+        pb::ModelTier::Smart,
+        "budget allows"
+    );
+    assert_eq!(
+        route(&s, 0.3, 500),
+        pb::ModelTier::Fast,
+        "lower edge is medium"
+    );
+    assert_eq!(
+        route(&s, 0.6, 5_000),
+        pb::ModelTier::Smart,
+        "upper edge is medium"
+    );
     assert_eq!(route(&s, 0.6, 10), pb::ModelTier::Fast);
 }
 
@@ -77,14 +89,18 @@ fn retrieval_needs() {
 async fn hashed_backend_heldout_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let lr = IntentDaemon::build(&cfg, hashed(), Algorithm::LogReg).await.unwrap();
-    let nc = IntentDaemon::build(&cfg, hashed(), Algorithm::Centroid).await.unwrap();
+    let lr = IntentDaemon::build(&cfg, hashed(), Algorithm::LogReg)
+        .await
+        .unwrap();
+    let nc = IntentDaemon::build(&cfg, hashed(), Algorithm::Centroid)
+        .await
+        .unwrap();
     assert_eq!(lr.classifier_name(), "logreg-hashed-v1");
     let held = heldout();
     let a = lr.evaluate(&held);
     let b = nc.evaluate(&held);
     println!("{a}\n{b}");
-    assert!(a.accuracy >= 0.6, "logreg/hashed accuracy {}", a.accuracy);
+    assert!(a.accuracy >= 0.7, "logreg/hashed accuracy {}", a.accuracy);
     assert!(a.accuracy >= b.accuracy, "{} < {}", a.accuracy, b.accuracy);
     // The vectors were cached on disk.
     assert!(dir.path().join("vectors").read_dir().unwrap().count() >= 1);
@@ -101,8 +117,12 @@ async fn minilm_heldout_accuracy_and_algorithm_choice() {
     let emb = QueryEmbedder::new(Arc::new(model), 256);
     let mut cfg = Config::default();
     cfg.data.dir = data_dir();
-    let lr = IntentDaemon::build(&cfg, emb.clone(), Algorithm::LogReg).await.unwrap();
-    let nc = IntentDaemon::build(&cfg, emb, Algorithm::Centroid).await.unwrap();
+    let lr = IntentDaemon::build(&cfg, emb.clone(), Algorithm::LogReg)
+        .await
+        .unwrap();
+    let nc = IntentDaemon::build(&cfg, emb, Algorithm::Centroid)
+        .await
+        .unwrap();
     assert_eq!(lr.classifier_name(), "logreg-minilm-v1");
     let held = heldout();
     let a = lr.evaluate(&held);
@@ -111,7 +131,9 @@ async fn minilm_heldout_accuracy_and_algorithm_choice() {
     assert!(a.accuracy >= 0.85, "logreg/minilm accuracy {}", a.accuracy);
     assert!(a.accuracy >= b.accuracy, "{} < {}", a.accuracy, b.accuracy);
     // Labelling rule 1 of data/README.md: a remedy request wins over venting.
-    let r = lr.classify(&req("my package arrived damaged, I want a refund")).unwrap();
+    let r = lr
+        .classify(&req("my package arrived damaged, I want a refund"))
+        .unwrap();
     assert_eq!(r.intent, pb::Intent::ReturnRefund as i32);
 }
 
@@ -127,7 +149,10 @@ fn training_is_fast_and_deterministic() {
             features::features(&emb.embed(&t).unwrap(), &t)
         })
         .collect();
-    let y: Vec<usize> = examples.iter().map(|e| label_index(&e.intent).unwrap()).collect();
+    let y: Vec<usize> = examples
+        .iter()
+        .map(|e| label_index(&e.intent).unwrap())
+        .collect();
     let started = Instant::now();
     let a = LogReg::train(&x, &y, 9, TrainParams::default()).unwrap();
     let took = started.elapsed();
@@ -140,7 +165,9 @@ fn training_is_fast_and_deterministic() {
 #[tokio::test]
 async fn classify_validates_and_uses_a_supplied_embedding() {
     let dir = tempfile::tempdir().unwrap();
-    let d = IntentDaemon::new(&config(dir.path()), hashed()).await.unwrap();
+    let d = IntentDaemon::new(&config(dir.path()), hashed())
+        .await
+        .unwrap();
     for bad in ["", "   \n", &"x".repeat(MAX_TEXT_CHARS + 1)] {
         let e = d.classify(&req(bad)).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -182,13 +209,22 @@ async fn classify_validates_and_uses_a_supplied_embedding() {
 #[tokio::test]
 async fn complexity_orders_messages_and_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let d = IntentDaemon::new(&config(dir.path()), hashed()).await.unwrap();
+    let d = IntentDaemon::new(&config(dir.path()), hashed())
+        .await
+        .unwrap();
     let hi = d.classify(&req("hi")).unwrap();
     let cmp = d
-        .classify(&req("How does Naruto compare to Bleach? Which one is better?"))
+        .classify(&req(
+            "How does Naruto compare to Bleach? Which one is better?",
+        ))
         .unwrap();
     assert_eq!(cmp.intent, pb::Intent::Comparison as i32);
-    assert!(cmp.complexity > hi.complexity + 0.3, "{} vs {}", cmp.complexity, hi.complexity);
+    assert!(
+        cmp.complexity > hi.complexity + 0.3,
+        "{} vs {}",
+        cmp.complexity,
+        hi.complexity
+    );
     assert_eq!(hi.tier, pb::ModelTier::Fast as i32);
     assert_eq!(cmp.tier, pb::ModelTier::Smart as i32);
     for r in [&hi, &cmp] {
@@ -249,7 +285,7 @@ fn keyword_fallback_heldout_accuracy() {
         .collect();
     let report = eval_report(&held, &predicted, keyword::CLASSIFIER_NAME.into());
     println!("{report}");
-    assert!(report.accuracy >= 0.5, "{}", report.accuracy);
+    assert!(report.accuracy >= 0.6, "{}", report.accuracy);
 }
 
 #[test]
@@ -278,25 +314,35 @@ fn report_counts_and_renders() {
 #[test]
 #[ignore]
 fn sweep() {
+    use features::{NGRAMS, NgramSpec, hashed_ngrams_with};
     let model_dir = Config::default()
         .data
         .resolved_cache_dir()
         .join("models/all-MiniLM-L6-v2");
     let emb = QueryEmbedder::new(Arc::new(MiniLm::load(&model_dir).unwrap()), 16);
-    let train =
-        mangaassist_catalog::load_intents(&data_dir().join("intents/train.jsonl")).unwrap();
+    let train = mangaassist_catalog::load_intents(&data_dir().join("intents/train.jsonl")).unwrap();
     let held = heldout();
-    let norm = |v: &[LabelledText]| v.iter().map(|e| normalize_text(&e.text)).collect::<Vec<_>>();
+    let norm = |v: &[LabelledText]| {
+        v.iter()
+            .map(|e| normalize_text(&e.text))
+            .collect::<Vec<_>>()
+    };
     let (tt, ht) = (norm(&train), norm(&held));
     let (tv, hv) = (embed_all(&emb, &tt).unwrap(), embed_all(&emb, &ht).unwrap());
-    let ty: Vec<usize> = train.iter().map(|e| label_index(&e.intent).unwrap()).collect();
-    let hy: Vec<usize> = held.iter().map(|e| label_index(&e.intent).unwrap()).collect();
-    let feats = |v: &[Vec<f32>], t: &[String], w: f32| -> Vec<Vec<f32>> {
+    let ty: Vec<usize> = train
+        .iter()
+        .map(|e| label_index(&e.intent).unwrap())
+        .collect();
+    let hy: Vec<usize> = held
+        .iter()
+        .map(|e| label_index(&e.intent).unwrap())
+        .collect();
+    let feats = |v: &[Vec<f32>], t: &[String], w: f32, spec: &NgramSpec| -> Vec<Vec<f32>> {
         v.iter()
             .zip(t)
             .map(|(e, t)| {
                 let mut f = e.clone();
-                f.extend(features::hashed_ngrams_weighted(t, w));
+                f.extend(hashed_ngrams_with(t, w, spec));
                 f
             })
             .collect()
@@ -312,35 +358,64 @@ fn sweep() {
             .count();
         ok as f32 / y.len() as f32
     };
-    for w in [0.0f32, 0.3, 0.6, 1.0] {
-        let tx = feats(&tv, &tt, w);
-        let hx = feats(&hv, &ht, w);
-        for l2 in [1e-4f32, 1e-3, 3e-3] {
-            for epochs in [150usize, 300, 600] {
-                for lr in [1.0f32, 2.0, 4.0] {
-                    let p = TrainParams { epochs, learning_rate: lr, momentum: 0.9, l2 };
-                    // 5-fold CV on train.
-                    let mut cv = 0.0;
-                    for k in 0..5 {
-                        let (mut ax, mut ay, mut bx, mut by) = (vec![], vec![], vec![], vec![]);
-                        for (i, (r, l)) in tx.iter().zip(&ty).enumerate() {
-                            if i % 5 == k {
-                                bx.push(r.clone());
-                                by.push(*l);
-                            } else {
-                                ax.push(r.clone());
-                                ay.push(*l);
-                            }
+    // The served block, then one change at a time.
+    let specs = [
+        ("served", NGRAMS),
+        ("dim512", NgramSpec { dim: 512, ..NGRAMS }),
+        (
+            "no-cjk-unigrams",
+            NgramSpec {
+                cjk_unigram: 0.0,
+                ..NGRAMS
+            },
+        ),
+        (
+            "words-x2",
+            NgramSpec {
+                word: 2.0,
+                bigram: 1.4,
+                ..NGRAMS
+            },
+        ),
+        (
+            "char3-only",
+            NgramSpec {
+                char_min: 3,
+                char_max: 3,
+                chars: 0.5,
+                ..NGRAMS
+            },
+        ),
+    ];
+    for (name, spec) in specs {
+        for w in [0.6f32, 1.0] {
+            let tx = feats(&tv, &tt, w, &spec);
+            let hx = feats(&hv, &ht, w, &spec);
+            for l2 in [1e-4f32, 1e-3] {
+                let p = TrainParams {
+                    l2,
+                    ..TrainParams::default()
+                };
+                let mut cv = 0.0;
+                for k in 0..5 {
+                    let (mut ax, mut ay, mut bx, mut by) = (vec![], vec![], vec![], vec![]);
+                    for (i, (r, l)) in tx.iter().zip(&ty).enumerate() {
+                        if i % 5 == k {
+                            bx.push(r.clone());
+                            by.push(*l);
+                        } else {
+                            ax.push(r.clone());
+                            ay.push(*l);
                         }
-                        let m = LogReg::train(&ax, &ay, 9, p).unwrap();
-                        cv += acc(&m, &bx, &by) / 5.0;
                     }
-                    let m = LogReg::train(&tx, &ty, 9, p).unwrap();
-                    println!(
-                        "w={w} l2={l2} epochs={epochs} lr={lr}: cv={cv:.3} heldout={:.3}",
-                        acc(&m, &hx, &hy)
-                    );
+                    let m = LogReg::train(&ax, &ay, 9, p).unwrap();
+                    cv += acc(&m, &bx, &by) / 5.0;
                 }
+                let m = LogReg::train(&tx, &ty, 9, p).unwrap();
+                println!(
+                    "spec={name} w={w} l2={l2}: cv5={cv:.3} heldout={:.3}",
+                    acc(&m, &hx, &hy)
+                );
             }
         }
     }

@@ -10,12 +10,7 @@ const MAGIC: &[u8; 8] = b"MAIVEC01";
 
 /// `<cache_dir>/vectors/intent-train-<hash>.f32`.
 pub(crate) fn path_for(cache_dir: &Path, model_id: &str, data: &[u8]) -> PathBuf {
-    let key = fnv1a(
-        model_id
-            .bytes()
-            .chain([0])
-            .chain(data.iter().copied()),
-    );
+    let key = fnv1a(model_id.bytes().chain([0]).chain(data.iter().copied()));
     cache_dir
         .join("vectors")
         .join(format!("intent-train-{key:016x}.f32"))

@@ -1,1 +1,733 @@
-//! placeholder
+//! Precompute daemon: shifts latency from request time to background work by writing answers
+//! into the response cache before anyone asks (seed 001's pre-computation pipeline). An
+//! in-process scheduler runs the `trending` job (hourly) and the `genre_recommendations` job
+//! (nightly); `PredictFollowUps` pre-generates the answers to the questions likely to follow
+//! the one just answered, scoped to the session. Every answer goes retrieval → generation →
+//! cache through the mesh clients, and records the product ids it mentions so an inventory
+//! change can invalidate it.
+
+mod plan;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures::StreamExt;
+use mangaassist_catalog::{Catalog, DataError, Product};
+use mangaassist_client::{CacheClient, GenerationClient, RetrievalClient};
+use mangaassist_config::{Config, PrecomputeSettings};
+use mangaassist_proto::v1 as pb;
+use mangaassist_server::{Daemon, ServeOptions, ServerError};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+pub use plan::{
+    FollowUp, Item, follow_ups, genre_items, store_genres, trending_items, trending_series,
+};
+
+/// Per-call deadlines of the downstream hops (background work: generous, but bounded).
+const RETRIEVAL_DEADLINE: Duration = Duration::from_secs(2);
+const GENERATION_DEADLINE: Duration = Duration::from_secs(30);
+const CACHE_DEADLINE: Duration = Duration::from_secs(1);
+/// Items of one job (or follow-ups of one request) processed at once.
+const CONCURRENCY: usize = 2;
+/// How long the first scheduled run waits for peers that start at the same time.
+const PEER_WAIT: Duration = Duration::from_secs(30);
+/// Products retrieved as context for each pre-computed answer.
+const TOP_K: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrecomputeError {
+    #[error("catalog: {0}")]
+    Data(#[from] DataError),
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl PrecomputeError {
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            PrecomputeError::Data(_) => tonic::Code::FailedPrecondition,
+            PrecomputeError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+        }
+    }
+}
+
+impl From<PrecomputeError> for Status {
+    fn from(e: PrecomputeError) -> Self {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+/// The daemons precompute calls.
+#[derive(Clone)]
+pub struct PrecomputePeers {
+    pub retrieval: RetrievalClient,
+    pub generation: GenerationClient,
+    pub cache: CacheClient,
+}
+
+/// The scheduled jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Job {
+    Trending,
+    GenreRecommendations,
+}
+
+impl Job {
+    pub const ALL: [Job; 2] = [Job::Trending, Job::GenreRecommendations];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Trending => "trending",
+            Job::GenreRecommendations => "genre_recommendations",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|j| j.name() == name)
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Job::Trending => {
+                "answers about the newest in-stock series of each store (about, stock, similar titles)"
+            }
+            Job::GenreRecommendations => {
+                "an in-stock recommendation list for every genre of each store"
+            }
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Job::Trending => "precompute:trending",
+            Job::GenreRecommendations => "precompute:genre",
+        }
+    }
+
+    fn interval_seconds(self, s: &PrecomputeSettings) -> u64 {
+        match self {
+            Job::Trending => s.trending_interval_seconds,
+            Job::GenreRecommendations => s.genre_interval_seconds,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct JobState {
+    last_run_ms: i64,
+    next_run_ms: i64,
+    last_written: u32,
+    last_error: String,
+}
+
+/// Where an answer is written in the cache.
+#[derive(Debug, Clone)]
+struct Target {
+    scope: pb::CacheScope,
+    session_id: String,
+    user_id: String,
+    ttl_seconds: u32,
+    source: &'static str,
+    /// Conversation the answer follows (newest first), for follow-ups.
+    history: Vec<pb::Turn>,
+}
+
+enum Outcome {
+    Written,
+    /// Nothing worth caching (no in-stock product for the question).
+    Skipped(&'static str),
+}
+
+struct Inner {
+    settings: PrecomputeSettings,
+    follow_up_ttl_seconds: u32,
+    catalog: Catalog,
+    peers: PrecomputePeers,
+    jobs: Mutex<HashMap<Job, JobState>>,
+    /// Cancelled at shutdown; stops the scheduler and background follow-ups.
+    shutdown: CancellationToken,
+}
+
+/// The precompute daemon. Cheap to clone.
+#[derive(Clone)]
+pub struct PrecomputeDaemon {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn secs_ms(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// Runs `item` through retrieval, generation and the cache.
+async fn answer(peers: &PrecomputePeers, item: &Item, target: &Target) -> Result<Outcome, String> {
+    let retrieved = peers
+        .retrieval
+        .retrieve(
+            pb::RetrieveRequest {
+                query: item.question.clone(),
+                store_id: item.store_id.clone(),
+                embedding: None,
+                top_k: TOP_K,
+                filters: item.filters.clone(),
+                top_k_documents: item.top_k_documents,
+            },
+            RETRIEVAL_DEADLINE,
+        )
+        .await
+        .map_err(|s| format!("retrieval: {}", s.message()))?;
+    let needs_products = matches!(
+        item.intent,
+        pb::Intent::Recommendation | pb::Intent::ProductSearch | pb::Intent::Comparison
+    );
+    if needs_products && retrieved.products.is_empty() {
+        return Ok(Outcome::Skipped("no products"));
+    }
+    let mut stream = peers
+        .generation
+        .generate(
+            pb::GenerateRequest {
+                query: item.question.clone(),
+                intent: item.intent as i32,
+                tier: item.tier as i32,
+                store_id: item.store_id.clone(),
+                session_id: target.session_id.clone(),
+                user_id: target.user_id.clone(),
+                products: retrieved.products,
+                documents: retrieved.documents,
+                history: target.history.clone(),
+                degradation: "full".into(),
+                ..Default::default()
+            },
+            GENERATION_DEADLINE,
+        )
+        .await
+        .map_err(|s| format!("generation: {}", s.message()))?;
+    let mut text = String::new();
+    let mut summary = None;
+    while let Some(ev) = stream.next().await {
+        match ev
+            .map_err(|s| format!("generation: {}", s.message()))?
+            .event
+        {
+            Some(pb::generate_response::Event::Delta(d)) => text.push_str(&d.text),
+            Some(pb::generate_response::Event::Done(d)) => summary = Some(d),
+            None => {}
+        }
+    }
+    let summary = summary.ok_or("generation: stream ended without a summary")?;
+    if text.trim().is_empty() {
+        return Err("generation: empty answer".into());
+    }
+    peers
+        .cache
+        .put(
+            pb::PutRequest {
+                text: item.question.clone(),
+                store_id: item.store_id.clone(),
+                user_id: target.user_id.clone(),
+                session_id: target.session_id.clone(),
+                scope: target.scope as i32,
+                embedding: None,
+                answer: Some(pb::CachedAnswer {
+                    text,
+                    intent: item.intent as i32,
+                    model: summary.model,
+                    product_ids: summary.product_ids,
+                    created_ms: now_ms(),
+                    expires_ms: 0,
+                    source: target.source.to_string(),
+                    query: item.question.clone(),
+                }),
+                ttl_seconds: target.ttl_seconds,
+            },
+            CACHE_DEADLINE,
+        )
+        .await
+        .map_err(|s| format!("cache: {}", s.message()))?;
+    Ok(Outcome::Written)
+}
+
+/// Totals of one job run.
+#[derive(Debug, Default)]
+struct RunTotals {
+    done: u32,
+    written: u32,
+    failed: u32,
+    last_error: String,
+    cancelled: bool,
+}
+
+type ProgressTx = mpsc::Sender<Result<pb::JobProgress, Status>>;
+
+/// Resolves when the progress reader has gone away; never without one.
+async fn reader_gone(progress: Option<&ProgressTx>) {
+    match progress {
+        Some(tx) => tx.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl PrecomputeDaemon {
+    /// Loads the catalog from `config.data.dir`.
+    pub async fn new(config: &Config, peers: PrecomputePeers) -> Result<Self, PrecomputeError> {
+        let dir = config.data.dir.clone();
+        let catalog = tokio::task::spawn_blocking(move || Catalog::load(&dir))
+            .await
+            .map_err(|e| {
+                PrecomputeError::InvalidArgument(format!("catalog loader panicked: {e}"))
+            })??;
+        tracing::info!(
+            products = catalog.products.len(),
+            stores = catalog.stores().len(),
+            "precompute catalog loaded"
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings: config.precompute.clone(),
+                follow_up_ttl_seconds: config.cache.follow_up_ttl_seconds,
+                catalog,
+                peers,
+                jobs: Mutex::new(Job::ALL.iter().map(|j| (*j, JobState::default())).collect()),
+                shutdown: CancellationToken::new(),
+            }),
+        })
+    }
+
+    /// Starts the scheduler (when `precompute.scheduler` is on) and serves until
+    /// `opts.shutdown`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        opts: ServeOptions,
+    ) -> Result<(), ServerError> {
+        let stop = opts.shutdown.clone();
+        let inner_stop = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            inner_stop.cancel();
+        });
+        if self.inner.settings.scheduler {
+            tokio::spawn(self.clone().scheduler());
+        }
+        Daemon::new("precompute")
+            .add_service(pb::precompute_service_server::PrecomputeServiceServer::new(
+                self,
+            ))
+            .serve(listener, opts)
+            .await
+    }
+
+    fn job_state(&self, job: Job, f: impl FnOnce(&mut JobState)) {
+        let mut jobs = self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        f(jobs.entry(job).or_default());
+    }
+
+    fn items(&self, job: Job, store: Option<&str>) -> Vec<Item> {
+        let products = &self.inner.catalog.products;
+        let stores = match store {
+            Some(s) => vec![s.to_string()],
+            None => self.inner.catalog.stores(),
+        };
+        let n = usize::try_from(self.inner.settings.trending_titles).unwrap_or(usize::MAX);
+        stores
+            .iter()
+            .flat_map(|s| match job {
+                Job::Trending => trending_items(products, s, n),
+                Job::GenreRecommendations => genre_items(products, s),
+            })
+            .collect()
+    }
+
+    /// Runs `job` now over `store` (or every store), reporting each item on `progress`.
+    /// Stops early when `cancel` fires or the progress reader goes away.
+    async fn run_job(
+        &self,
+        job: Job,
+        store: Option<&str>,
+        progress: Option<&ProgressTx>,
+        cancel: &CancellationToken,
+    ) -> RunTotals {
+        let items = self.items(job, store);
+        let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        let target = Target {
+            scope: pb::CacheScope::Store,
+            session_id: String::new(),
+            user_id: String::new(),
+            ttl_seconds: 0,
+            source: job.source(),
+            history: Vec::new(),
+        };
+        tracing::info!(job = job.name(), items = total, "precompute job started");
+        let peers = &self.inner.peers;
+        let mut results = futures::stream::iter(items)
+            .map(|item| {
+                let target = &target;
+                async move {
+                    let r = answer(peers, &item, target).await;
+                    (item, r)
+                }
+            })
+            .buffer_unordered(CONCURRENCY);
+        let mut t = RunTotals::default();
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = cancel.cancelled() => { t.cancelled = true; break; }
+                () = reader_gone(progress) => { t.cancelled = true; break; }
+                n = results.next() => n,
+            };
+            let Some((item, r)) = next else { break };
+            t.done += 1;
+            let line = match r {
+                Ok(Outcome::Written) => {
+                    t.written += 1;
+                    metrics::counter!("precompute_items_written_total", "job" => job.name())
+                        .increment(1);
+                    item.question
+                }
+                Ok(Outcome::Skipped(why)) => format!("{} (skipped: {why})", item.question),
+                Err(e) => {
+                    t.failed += 1;
+                    tracing::warn!(job = job.name(), question = %item.question, error = %e, "precompute item failed");
+                    t.last_error = format!("{}: {e}", item.question);
+                    format!("{}: error: {e}", item.question)
+                }
+            };
+            if let Some(tx) = progress {
+                let p = pb::JobProgress {
+                    job: job.name().into(),
+                    done: t.done,
+                    total,
+                    item: line,
+                    finished: false,
+                    written: t.written,
+                    failed: t.failed,
+                };
+                if tx.send(Ok(p)).await.is_err() {
+                    t.cancelled = true;
+                    break;
+                }
+            }
+        }
+        // Dropping the stream here cancels the items still in flight.
+        drop(results);
+        let result = if t.cancelled {
+            "cancelled"
+        } else if t.failed == 0 {
+            "ok"
+        } else if t.written > 0 {
+            "partial"
+        } else {
+            "failed"
+        };
+        metrics::counter!("precompute_job_runs_total", "job" => job.name(), "result" => result)
+            .increment(1);
+        tracing::info!(
+            job = job.name(),
+            result,
+            written = t.written,
+            failed = t.failed,
+            "precompute job finished"
+        );
+        let (written, err) = (t.written, t.last_error.clone());
+        self.job_state(job, |s| {
+            s.last_run_ms = now_ms();
+            s.last_written = written;
+            s.last_error = err;
+        });
+        t
+    }
+
+    /// Polls every peer until all answer, with exponential backoff, for up to [`PEER_WAIT`]:
+    /// at start the peers may still be loading.
+    async fn wait_for_peers(&self) -> bool {
+        let peers = &self.inner.peers;
+        let start = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let probe = Duration::from_secs(1);
+            let store = self
+                .inner
+                .catalog
+                .stores()
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            let (r, g, c) = tokio::join!(
+                peers.retrieval.get_products(
+                    pb::GetProductsRequest {
+                        store_id: store,
+                        ids: vec![]
+                    },
+                    probe
+                ),
+                peers.generation.list_prompts(probe),
+                peers.cache.stats(probe),
+            );
+            match (r, g, c) {
+                (Ok(_), Ok(_), Ok(_)) => return true,
+                (r, g, c) => {
+                    if start.elapsed() + delay > PEER_WAIT {
+                        tracing::warn!(
+                            retrieval = r.err().map(|e| e.message().to_string()),
+                            generation = g.err().map(|e| e.message().to_string()),
+                            cache = c.err().map(|e| e.message().to_string()),
+                            "peers not ready, running jobs anyway"
+                        );
+                        return false;
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return false,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn scheduler(self) {
+        let cancel = self.inner.shutdown.clone();
+        let settings = self.inner.settings.clone();
+        let start = tokio::time::Instant::now();
+        let mut next: HashMap<Job, tokio::time::Instant> = HashMap::new();
+        for job in Job::ALL {
+            let interval = Duration::from_secs(job.interval_seconds(&settings).max(1));
+            let first = if settings.run_at_start {
+                start
+            } else {
+                start + interval
+            };
+            next.insert(job, first);
+            let wall = now_ms() + secs_ms((first - start).as_secs());
+            self.job_state(job, |s| s.next_run_ms = wall);
+        }
+        if settings.run_at_start {
+            self.wait_for_peers().await;
+        }
+        tracing::info!(
+            run_at_start = settings.run_at_start,
+            "precompute scheduler started"
+        );
+        loop {
+            let Some((&job, &due)) = next.iter().min_by_key(|(_, t)| **t) else {
+                return;
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep_until(due) => {}
+            }
+            self.run_job(job, None, None, &cancel).await;
+            if cancel.is_cancelled() {
+                break;
+            }
+            let interval = job.interval_seconds(&settings).max(1);
+            next.insert(
+                job,
+                tokio::time::Instant::now() + Duration::from_secs(interval),
+            );
+            self.job_state(job, |s| s.next_run_ms = now_ms() + secs_ms(interval));
+        }
+        tracing::info!("precompute scheduler stopped");
+    }
+
+    fn store_products(&self, store: &str, ids: &[String]) -> Vec<&Product> {
+        ids.iter()
+            .filter_map(|id| {
+                self.inner
+                    .catalog
+                    .products
+                    .iter()
+                    .find(|p| &p.id == id && p.store_id == store)
+            })
+            .collect()
+    }
+
+    /// Predicts the follow-up questions and starts pre-generating their answers in the
+    /// background; returns the questions and how many answers were scheduled.
+    pub fn predict(
+        &self,
+        req: pb::PredictFollowUpsRequest,
+    ) -> Result<pb::PredictFollowUpsResponse, PrecomputeError> {
+        if req.session_id.trim().is_empty() {
+            return Err(PrecomputeError::InvalidArgument(
+                "session_id is empty (follow-ups are cached per session)".into(),
+            ));
+        }
+        if req.store_id.trim().is_empty() {
+            return Err(PrecomputeError::InvalidArgument("store_id is empty".into()));
+        }
+        let intent = pb::Intent::try_from(req.intent).map_err(|_| {
+            PrecomputeError::InvalidArgument(format!("unknown intent {}", req.intent))
+        })?;
+        let products = self.store_products(&req.store_id, &req.product_ids);
+        let n = usize::try_from(self.inner.settings.follow_ups).unwrap_or(usize::MAX);
+        let predicted = follow_ups(intent, &products, n);
+        metrics::counter!("precompute_followups_total")
+            .increment(u64::try_from(predicted.len()).unwrap_or(0));
+        let questions: Vec<String> = predicted.iter().map(|f| f.question.clone()).collect();
+        let items: Vec<Item> = predicted
+            .into_iter()
+            .filter(FollowUp::answerable_without_account)
+            .map(|f| Item {
+                store_id: req.store_id.clone(),
+                question: f.question,
+                intent: f.intent,
+                // The customer may ask within seconds: the fast tier gets there first.
+                tier: pb::ModelTier::Fast,
+                filters: None,
+                top_k_documents: if f.intent == pb::Intent::Faq { 2 } else { 0 },
+            })
+            .collect();
+        let written = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        if !items.is_empty() {
+            let mut history = Vec::new();
+            if !req.answer.is_empty() {
+                history.push(pb::Turn {
+                    role: "assistant".into(),
+                    text: req.answer.clone(),
+                    intent: req.intent,
+                    ..Default::default()
+                });
+            }
+            if !req.query.is_empty() {
+                history.push(pb::Turn {
+                    role: "user".into(),
+                    text: req.query.clone(),
+                    intent: req.intent,
+                    ..Default::default()
+                });
+            }
+            let target = Target {
+                scope: pb::CacheScope::Session,
+                session_id: req.session_id.clone(),
+                user_id: req.user_id.clone(),
+                ttl_seconds: self.inner.follow_up_ttl_seconds,
+                source: "precompute:followup",
+                history,
+            };
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                let peers = &inner.peers;
+                let work = futures::stream::iter(items)
+                    .map(|item| {
+                        let target = &target;
+                        async move {
+                            match answer(peers, &item, target).await {
+                                Ok(Outcome::Written) => {
+                                    metrics::counter!("precompute_items_written_total", "job" => "followup").increment(1);
+                                }
+                                Ok(Outcome::Skipped(_)) => {}
+                                Err(e) => {
+                                    tracing::debug!(question = %item.question, error = %e, "follow-up not pre-generated");
+                                }
+                            }
+                        }
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .collect::<Vec<()>>();
+                tokio::select! {
+                    () = inner.shutdown.cancelled() => {}
+                    _ = work => {}
+                }
+            });
+        }
+        Ok(pb::PredictFollowUpsResponse { questions, written })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::precompute_service_server::PrecomputeService for PrecomputeDaemon {
+    type RunJobStream = ReceiverStream<Result<pb::JobProgress, Status>>;
+
+    async fn list_jobs(
+        &self,
+        _request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let jobs = self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let infos = Job::ALL
+            .iter()
+            .map(|j| {
+                let s = jobs.get(j).cloned().unwrap_or_default();
+                pb::JobInfo {
+                    name: j.name().into(),
+                    description: j.description().into(),
+                    interval_seconds: u32::try_from(j.interval_seconds(&self.inner.settings))
+                        .unwrap_or(u32::MAX),
+                    last_run_ms: s.last_run_ms,
+                    next_run_ms: s.next_run_ms,
+                    last_written: s.last_written,
+                    last_error: s.last_error,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ListJobsResponse { jobs: infos }))
+    }
+
+    async fn run_job(
+        &self,
+        request: Request<pb::RunJobRequest>,
+    ) -> Result<Response<Self::RunJobStream>, Status> {
+        let req = request.into_inner();
+        let job = Job::from_name(&req.job).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "unknown job `{}` (one of: {})",
+                req.job,
+                Job::ALL.map(Job::name).join(", ")
+            ))
+        })?;
+        let store = if req.store_id.is_empty() {
+            None
+        } else if self.inner.catalog.stores().contains(&req.store_id) {
+            Some(req.store_id)
+        } else {
+            return Err(Status::invalid_argument(format!(
+                "unknown store `{}` (one of: {})",
+                req.store_id,
+                self.inner.catalog.stores().join(", ")
+            )));
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let cancel = this.inner.shutdown.child_token();
+            let t = this
+                .run_job(job, store.as_deref(), Some(&tx), &cancel)
+                .await;
+            if !t.cancelled {
+                let _ = tx
+                    .send(Ok(pb::JobProgress {
+                        job: job.name().into(),
+                        done: t.done,
+                        total: t.done,
+                        item: String::new(),
+                        finished: true,
+                        written: t.written,
+                        failed: t.failed,
+                    }))
+                    .await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn predict_follow_ups(
+        &self,
+        request: Request<pb::PredictFollowUpsRequest>,
+    ) -> Result<Response<pb::PredictFollowUpsResponse>, Status> {
+        Ok(Response::new(self.predict(request.into_inner())?))
+    }
+}

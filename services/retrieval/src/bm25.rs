@@ -67,7 +67,8 @@ impl Bm25 {
             for &(doc, tf) in list {
                 let tf = tf as f32;
                 let len = self.doc_len[doc as usize] as f32;
-                out[doc as usize] += idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avgdl));
+                out[doc as usize] +=
+                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avgdl));
             }
         }
         out

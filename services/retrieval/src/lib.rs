@@ -160,9 +160,15 @@ impl RetrievalDaemon {
         self.inner.vectors.as_ref()
     }
 
-    pub async fn serve(self, listener: tokio::net::TcpListener, opts: ServeOptions) -> Result<(), ServerError> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        opts: ServeOptions,
+    ) -> Result<(), ServerError> {
         Daemon::new("retrieval")
-            .add_service(pb::retrieval_service_server::RetrievalServiceServer::new(self))
+            .add_service(pb::retrieval_service_server::RetrievalServiceServer::new(
+                self,
+            ))
             .serve(listener, opts)
             .await
     }
@@ -182,7 +188,10 @@ impl RetrievalDaemon {
     }
 
     /// The Retrieve RPC without the transport.
-    pub async fn retrieve(&self, req: pb::RetrieveRequest) -> Result<pb::RetrieveResponse, RetrievalError> {
+    pub async fn retrieve(
+        &self,
+        req: pb::RetrieveRequest,
+    ) -> Result<pb::RetrieveResponse, RetrievalError> {
         let start = Instant::now();
         let result = self.retrieve_inner(req).await;
         let elapsed = start.elapsed();
@@ -235,7 +244,11 @@ impl RetrievalDaemon {
                     .map_err(|e| RetrievalError::Internal(e.to_string()))??
             }
         };
-        let embed_us = if embedded { micros(embed_start.elapsed()) } else { 0 };
+        let embed_us = if embedded {
+            micros(embed_start.elapsed())
+        } else {
+            0
+        };
 
         let search_start = Instant::now();
         let results = self

@@ -6,9 +6,9 @@ use mangaassist_catalog::{Document, Product};
 /// relevance; dropping them keeps "the"/"with" from pulling random products into the
 /// lexical ranking.
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "do", "for", "from", "has", "have", "i",
-    "in", "is", "it", "its", "me", "my", "of", "on", "or", "that", "the", "their", "this", "to",
-    "was", "what", "with", "you", "your",
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "for", "from", "has", "have", "i", "in",
+    "is", "it", "its", "me", "my", "of", "on", "or", "that", "the", "their", "this", "to", "was",
+    "what", "with", "you", "your",
 ];
 
 /// Hiragana, katakana, CJK ideographs and hangul: scripts written without spaces, where a
@@ -115,7 +115,9 @@ mod tests {
         );
         assert_eq!(
             tokenize("ワンピース vol1"),
-            vec!["ワ", "ワン", "ン", "ンピ", "ピ", "ピー", "ー", "ース", "ス", "vol1"]
+            vec![
+                "ワ", "ワン", "ン", "ンピ", "ピ", "ピー", "ー", "ース", "ス", "vol1"
+            ]
         );
         assert_eq!(tokenize("進撃ABC"), vec!["進", "進撃", "撃", "abc"]);
         assert!(tokenize(" ,. ").is_empty());

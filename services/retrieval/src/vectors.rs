@@ -43,7 +43,9 @@ pub fn cache_path(cache_dir: &Path, model_id: &str, dim: usize, texts: &[String]
             }
         })
         .collect();
-    cache_dir.join("vectors").join(format!("{model}-{h:016x}.bin"))
+    cache_dir
+        .join("vectors")
+        .join(format!("{model}-{h:016x}.bin"))
 }
 
 /// Reads a cache file, checking it holds exactly `count` vectors of `dim` finite floats.
@@ -225,7 +227,10 @@ mod tests {
 
         // Truncated file → ignored and rewritten.
         let len = std::fs::metadata(&o1.path).unwrap().len();
-        let f = std::fs::OpenOptions::new().write(true).open(&o1.path).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&o1.path)
+            .unwrap();
         f.set_len(len - 3).unwrap();
         drop(f);
         let (v3, o3) = catalog_vectors(emb.clone(), texts.clone(), dir.path())

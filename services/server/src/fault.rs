@@ -85,15 +85,14 @@ where
                     metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "latency").increment(1);
                     tokio::time::sleep(d).await;
                 }
-                Some(FaultKind::Error(rate)) => {
-                    if rand::random::<f64>() < rate {
-                        metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "error").increment(1);
-                        return Ok(tonic::Status::unavailable(format!(
-                            "injected fault: {daemon} error"
-                        ))
-                        .into_http());
-                    }
+                Some(FaultKind::Error(rate)) if rand::random::<f64>() < rate => {
+                    metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "error").increment(1);
+                    return Ok(tonic::Status::unavailable(format!(
+                        "injected fault: {daemon} error"
+                    ))
+                    .into_http());
                 }
+                Some(FaultKind::Error(_)) => {}
                 Some(FaultKind::Hang) => {
                     metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "hang").increment(1);
                     std::future::pending::<()>().await;

@@ -22,7 +22,10 @@ pub fn router(daemon: &'static str, draining: Arc<AtomicBool>) -> Router {
             "/healthz",
             get(move || async move {
                 if draining.load(Ordering::SeqCst) {
-                    (StatusCode::SERVICE_UNAVAILABLE, format!("{daemon} draining\n"))
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("{daemon} draining\n"),
+                    )
                 } else {
                     (StatusCode::OK, format!("{daemon} ok\n"))
                 }

@@ -79,10 +79,12 @@ impl ServeOptions {
 
 /// Binds a listener, naming the address in the error.
 pub async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// One daemon's gRPC services, ready to serve.

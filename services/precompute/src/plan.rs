@@ -1,0 +1,399 @@
+//! What to pre-compute: the questions of each job and the follow-ups likely after an answer.
+//! Pure functions over the catalog, so they are tested without a mesh.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mangaassist_catalog::Product;
+use mangaassist_proto::v1 as pb;
+
+/// One question to answer and cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub store_id: String,
+    pub question: String,
+    pub intent: pb::Intent,
+    pub tier: pb::ModelTier,
+    /// Retrieval filters (genre jobs).
+    pub filters: Option<pb::Filters>,
+    /// Policy documents to retrieve with the products (FAQ-like follow-ups).
+    pub top_k_documents: u32,
+}
+
+impl Item {
+    fn new(store_id: &str, question: String, intent: pb::Intent, tier: pb::ModelTier) -> Self {
+        Self {
+            store_id: store_id.to_string(),
+            question,
+            intent,
+            tier,
+            filters: None,
+            top_k_documents: 0,
+        }
+    }
+}
+
+pub(crate) fn genre_text(g: &str) -> String {
+    match g {
+        "sci_fi" => "sci-fi".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// The `n` most "trending" series of a store: newest in-stock release first, more stock
+/// breaking ties (a stand-in for a sales-rank feed).
+pub fn trending_series(products: &[Product], store: &str, n: usize) -> Vec<String> {
+    let mut newest: BTreeMap<&str, (&str, u32)> = BTreeMap::new();
+    for p in products
+        .iter()
+        .filter(|p| p.store_id == store && p.stock > 0)
+    {
+        let e = newest
+            .entry(p.series.as_str())
+            .or_insert((p.release_date.as_str(), p.stock));
+        if (p.release_date.as_str(), p.stock) > *e {
+            *e = (p.release_date.as_str(), p.stock);
+        }
+    }
+    let mut ranked: Vec<(&str, (&str, u32))> = newest.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    ranked
+        .into_iter()
+        .take(n)
+        .map(|(s, _)| s.to_string())
+        .collect()
+}
+
+/// Questions of the trending job for one store (three per series).
+pub fn trending_items(products: &[Product], store: &str, n: usize) -> Vec<Item> {
+    trending_series(products, store, n)
+        .into_iter()
+        .flat_map(|s| {
+            [
+                Item::new(
+                    store,
+                    format!("Tell me about {s}"),
+                    pb::Intent::ProductSearch,
+                    pb::ModelTier::Fast,
+                ),
+                Item::new(
+                    store,
+                    format!("Is {s} in stock?"),
+                    pb::Intent::ProductSearch,
+                    pb::ModelTier::Fast,
+                ),
+                Item::new(
+                    store,
+                    format!("Recommend something like {s}"),
+                    pb::Intent::Recommendation,
+                    pb::ModelTier::Smart,
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// Genres that have at least one product in the store, sorted.
+pub fn store_genres(products: &[Product], store: &str) -> Vec<String> {
+    products
+        .iter()
+        .filter(|p| p.store_id == store)
+        .flat_map(|p| p.genres.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Questions of the genre job for one store: one per genre, retrieved with the genre filter
+/// and in-stock only (seed 000 scenario 4: never pre-compute a recommendation that cannot be
+/// bought).
+pub fn genre_items(products: &[Product], store: &str) -> Vec<Item> {
+    store_genres(products, store)
+        .into_iter()
+        .map(|g| {
+            let mut it = Item::new(
+                store,
+                format!("Recommend some {} manga", genre_text(&g)),
+                pb::Intent::Recommendation,
+                pb::ModelTier::Fast,
+            );
+            it.filters = Some(pb::Filters {
+                genres: vec![g],
+                demographic: String::new(),
+                in_stock_only: true,
+            });
+            it
+        })
+        .collect()
+}
+
+/// A predicted next question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub question: String,
+    pub intent: pb::Intent,
+}
+
+impl FollowUp {
+    fn new(question: String, intent: pb::Intent) -> Self {
+        Self { question, intent }
+    }
+
+    /// Whether the answer can be written from catalog and policies alone. Answers that need
+    /// the customer's orders are not pre-generated (precompute has no access to them, and a
+    /// cached "what is your order number?" would be worse than a live answer).
+    pub fn answerable_without_account(&self) -> bool {
+        !matches!(
+            self.intent,
+            pb::Intent::OrderStatus | pb::Intent::Complaint | pb::Intent::ReturnRefund
+        )
+    }
+}
+
+/// Likely next questions after an answer of `intent` that mentioned `products`, best first,
+/// without duplicates, at most `n`.
+pub fn follow_ups(intent: pb::Intent, products: &[&Product], n: usize) -> Vec<FollowUp> {
+    use pb::Intent as I;
+    let t1 = products.first().map(|p| p.title.as_str());
+    let t2 = products.get(1).map(|p| p.title.as_str());
+    let s1 = products.first().map(|p| p.series.as_str());
+    let s2 = products
+        .iter()
+        .map(|p| p.series.as_str())
+        .find(|s| Some(*s) != s1);
+    let mut out: Vec<FollowUp> = Vec::new();
+    let push = |out: &mut Vec<FollowUp>, q: String, i: pb::Intent| {
+        if !out.iter().any(|f| f.question == q) {
+            out.push(FollowUp::new(q, i));
+        }
+    };
+    match (intent, t1) {
+        (I::Recommendation, Some(t1)) => {
+            push(&mut out, format!("Is {t1} in stock?"), I::ProductSearch);
+            push(
+                &mut out,
+                format!("Tell me more about {}", t2.unwrap_or(t1)),
+                I::ProductSearch,
+            );
+            push(
+                &mut out,
+                format!("What is the price of {t1}?"),
+                I::ProductSearch,
+            );
+            if let (Some(a), Some(b)) = (s1, s2) {
+                push(
+                    &mut out,
+                    format!("How does {a} compare to {b}?"),
+                    I::Comparison,
+                );
+            }
+        }
+        (I::ProductSearch, Some(t1)) => {
+            push(&mut out, format!("Is {t1} in stock?"), I::ProductSearch);
+            push(
+                &mut out,
+                format!("What is the price of {t1}?"),
+                I::ProductSearch,
+            );
+            if let Some(s1) = s1 {
+                push(
+                    &mut out,
+                    format!("Recommend something like {s1}"),
+                    I::Recommendation,
+                );
+            }
+        }
+        (I::Comparison, Some(t1)) => {
+            push(
+                &mut out,
+                format!("Tell me more about {t1}"),
+                I::ProductSearch,
+            );
+            if let Some(t2) = t2 {
+                push(
+                    &mut out,
+                    format!("Tell me more about {t2}"),
+                    I::ProductSearch,
+                );
+            }
+            push(&mut out, format!("Is {t1} in stock?"), I::ProductSearch);
+            if let Some(s1) = s1 {
+                push(
+                    &mut out,
+                    format!("Recommend something like {s1}"),
+                    I::Recommendation,
+                );
+            }
+        }
+        (I::Recommendation, None) => {
+            push(
+                &mut out,
+                "What's popular right now?".into(),
+                I::Recommendation,
+            );
+            push(
+                &mut out,
+                "Recommend some fantasy manga".into(),
+                I::Recommendation,
+            );
+            push(
+                &mut out,
+                "Recommend some romance manga".into(),
+                I::Recommendation,
+            );
+        }
+        (I::ProductSearch | I::Comparison, None) => {
+            push(
+                &mut out,
+                "What's popular right now?".into(),
+                I::Recommendation,
+            );
+            push(
+                &mut out,
+                "Do you have any new releases?".into(),
+                I::Recommendation,
+            );
+        }
+        (I::OrderStatus, _) => {
+            push(&mut out, "When will it arrive?".into(), I::OrderStatus);
+            push(
+                &mut out,
+                "Can I change the delivery address?".into(),
+                I::Faq,
+            );
+            push(&mut out, "Can I cancel my order?".into(), I::Faq);
+        }
+        (I::Faq, _) => {
+            push(&mut out, "How much is shipping?".into(), I::Faq);
+            push(
+                &mut out,
+                "What payment methods do you accept?".into(),
+                I::Faq,
+            );
+            push(&mut out, "What is your return policy?".into(), I::Faq);
+        }
+        (I::ReturnRefund, _) => {
+            push(&mut out, "How long does a refund take?".into(), I::Faq);
+            push(&mut out, "Can I exchange it instead?".into(), I::Faq);
+            push(&mut out, "Do I pay for return shipping?".into(), I::Faq);
+        }
+        (I::Complaint, _) => {
+            push(&mut out, "Can I get a refund?".into(), I::ReturnRefund);
+            push(
+                &mut out,
+                "What do you do about damaged items?".into(),
+                I::Faq,
+            );
+            push(
+                &mut out,
+                "How do I contact customer support?".into(),
+                I::Faq,
+            );
+        }
+        (I::Greeting | I::Chitchat | I::Unspecified, _) => {
+            push(
+                &mut out,
+                "Can you recommend some manga?".into(),
+                I::Recommendation,
+            );
+            push(
+                &mut out,
+                "What's popular right now?".into(),
+                I::Recommendation,
+            );
+            push(&mut out, "Where is my order?".into(), I::OrderStatus);
+        }
+    }
+    out.truncate(n);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(id: &str, series: &str, volume: u32, stock: u32, date: &str, genres: &[&str]) -> Product {
+        Product {
+            id: id.into(),
+            store_id: "s".into(),
+            title: format!("{series}, Vol. {volume}"),
+            series: series.into(),
+            volume,
+            author: "A".into(),
+            genres: genres.iter().map(|g| g.to_string()).collect(),
+            demographic: "shonen".into(),
+            synopsis: "S.".into(),
+            price_yen: 500,
+            stock,
+            release_date: date.into(),
+        }
+    }
+
+    fn catalog() -> Vec<Product> {
+        vec![
+            p("1", "Old", 1, 5, "2001-01-01", &["drama"]),
+            p("2", "New", 1, 5, "2020-01-01", &["sci_fi", "action"]),
+            // Newest volume of "Gone" is out of stock: it ranks by its older in-stock one.
+            p("3", "Gone", 1, 9, "2010-01-01", &["horror"]),
+            p("4", "Gone", 2, 0, "2025-01-01", &["horror"]),
+            p("5", "Tie", 1, 50, "2020-01-01", &["slice_of_life"]),
+        ]
+    }
+
+    #[test]
+    fn trending_ranks_by_newest_in_stock_release_then_stock() {
+        let c = catalog();
+        assert_eq!(trending_series(&c, "s", 3), vec!["Tie", "New", "Gone"]);
+        assert_eq!(trending_series(&c, "other", 3), Vec::<String>::new());
+        let items = trending_items(&c, "s", 1);
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].question, "Tell me about Tie");
+        assert_eq!(items[2].intent, pb::Intent::Recommendation);
+        assert_eq!(items[2].tier, pb::ModelTier::Smart);
+    }
+
+    #[test]
+    fn genre_items_filter_by_genre_and_stock() {
+        let items = genre_items(&catalog(), "s");
+        let qs: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
+        assert_eq!(
+            qs,
+            vec![
+                "Recommend some action manga",
+                "Recommend some drama manga",
+                "Recommend some horror manga",
+                "Recommend some sci-fi manga",
+                "Recommend some slice of life manga"
+            ]
+        );
+        let f = items[3]
+            .filters
+            .as_ref()
+            .unwrap_or_else(|| panic!("no filter"));
+        assert_eq!(f.genres, vec!["sci_fi"]);
+        assert!(f.in_stock_only);
+    }
+
+    #[test]
+    fn follow_ups_use_the_mentioned_titles() {
+        let c = catalog();
+        let refs: Vec<&Product> = c.iter().take(2).collect();
+        let f = follow_ups(pb::Intent::Recommendation, &refs, 3);
+        let qs: Vec<&str> = f.iter().map(|f| f.question.as_str()).collect();
+        assert_eq!(
+            qs,
+            vec![
+                "Is Old, Vol. 1 in stock?",
+                "Tell me more about New, Vol. 1",
+                "What is the price of Old, Vol. 1?"
+            ]
+        );
+        assert_eq!(follow_ups(pb::Intent::Recommendation, &refs, 10).len(), 4);
+        let o = follow_ups(pb::Intent::OrderStatus, &[], 3);
+        assert_eq!(o[0].question, "When will it arrive?");
+        assert!(!o[0].answerable_without_account());
+        assert!(o[1].answerable_without_account());
+        for i in pb::Intent::ALL {
+            assert!(!follow_ups(i, &[], 3).is_empty(), "{i:?}");
+        }
+    }
+}

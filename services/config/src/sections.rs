@@ -369,6 +369,9 @@ pub struct GatewaySettings {
     /// Products and documents put into the context.
     pub top_k_products: u32,
     pub top_k_documents: u32,
+    /// Products fetched by the speculative retrieval before context assembly narrows them
+    /// to `top_k_products` (recommendations pick one volume per series from these).
+    pub retrieval_candidates: u32,
     /// Answers of these intents are written to the cache after they are generated.
     pub cacheable_intents: Vec<String>,
     /// Of the cacheable ones, these are cached per user rather than per store.
@@ -390,6 +393,7 @@ impl Default for GatewaySettings {
             history_turns: 6,
             top_k_products: 5,
             top_k_documents: 2,
+            retrieval_candidates: 20,
             cacheable_intents: [
                 "faq",
                 "product_search",
@@ -442,6 +446,10 @@ pub struct RetrievalSettings {
     pub rrf_k: f32,
     /// HNSW search breadth; higher = better recall, slower.
     pub ef_search: usize,
+    /// Most volumes of one series among the products returned (0 = no limit), so "manga
+    /// like X" shows other series instead of X's volumes 1-5. Further volumes still fill
+    /// the list when too few other products match.
+    pub max_per_series: u32,
 }
 
 impl Default for RetrievalSettings {
@@ -451,6 +459,7 @@ impl Default for RetrievalSettings {
             candidates: 50,
             rrf_k: 60.0,
             ef_search: 64,
+            max_per_series: 2,
         }
     }
 }

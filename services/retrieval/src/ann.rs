@@ -217,15 +217,15 @@ mod tests {
     #[test]
     fn hnsw_recall_on_random_unit_vectors() {
         // Random high-dimensional vectors are the hard case for graph indexes (no cluster
-        // structure), and 2,000 points is several times a store's catalogue.
-        let data = random_units(2000, 384, 7);
+        // structure), and 1,200 points is several times a store's catalogue.
+        let data = random_units(1200, 384, 7);
         let queries = random_units(100, 384, 99);
         let start = std::time::Instant::now();
         let ann = Ann::build(data, 64);
         let built = start.elapsed();
         let recall = recall_at(&ann, &queries, 10);
         eprintln!(
-            "hnsw recall@10 on 2000 random 384-d unit vectors (ef 64): {recall:.3}, built in {built:?}"
+            "hnsw recall@10 on 1200 random 384-d unit vectors (ef 64): {recall:.3}, built in {built:?}"
         );
         assert!(recall >= 0.95, "recall@10 = {recall}");
         // It is genuinely approximate: a search returns ef results, not a full scan.

@@ -85,6 +85,8 @@ pub struct HybridParams {
     /// HNSW search breadth; the graph is built to return at least 4 × candidates so that
     /// filters applied afterwards still leave enough.
     pub ef_search: usize,
+    /// Most products of one series in a result (0 = no limit).
+    pub max_per_series: usize,
 }
 
 impl From<&mangaassist_config::RetrievalSettings> for HybridParams {
@@ -93,6 +95,7 @@ impl From<&mangaassist_config::RetrievalSettings> for HybridParams {
             candidates: (s.candidates as usize).max(1),
             rrf_k: s.rrf_k,
             ef_search: s.ef_search,
+            max_per_series: s.max_per_series as usize,
         }
     }
 }
@@ -125,7 +128,8 @@ impl<T> Corpus<T> {
     }
 
     /// Reciprocal rank fusion of the vector and BM25 rankings over the items `keep`
-    /// accepts; `filtered` says whether `keep` can reject anything.
+    /// accepts, best first (every fused candidate: the caller cuts to `k`); `filtered`
+    /// says whether `keep` can reject anything.
     fn hybrid(
         &self,
         text: &str,
@@ -180,7 +184,7 @@ impl<T> Corpus<T> {
             .map(|(idx, f)| Scored {
                 idx,
                 fused: f,
-                vector: mangaassist_embedding::cosine(vector, self.ann.vector(idx)),
+                vector: crate::ann::dot(vector, self.ann.vector(idx)),
                 lexical: bm25[idx],
             })
             .collect();
@@ -190,9 +194,51 @@ impl<T> Corpus<T> {
                 .then(b.vector.total_cmp(&a.vector))
                 .then(a.idx.cmp(&b.idx))
         });
-        out.truncate(k);
         out
     }
+}
+
+/// The first `k` of `ranked`, taking at most `per_group` from any group before allowing
+/// more; the order within the result stays the ranking order.
+fn diversify<'a>(
+    ranked: Vec<Scored>,
+    k: usize,
+    per_group: usize,
+    group: impl Fn(&Scored) -> &'a str,
+) -> Vec<Scored> {
+    if per_group == 0 || ranked.len() <= k {
+        let mut ranked = ranked;
+        ranked.truncate(k);
+        return ranked;
+    }
+    let mut taken: HashMap<&str, usize> = HashMap::new();
+    let mut chosen = vec![false; ranked.len()];
+    let mut left = k;
+    for (i, s) in ranked.iter().enumerate() {
+        if left == 0 {
+            break;
+        }
+        let n = taken.entry(group(s)).or_default();
+        if *n < per_group {
+            *n += 1;
+            chosen[i] = true;
+            left -= 1;
+        }
+    }
+    for c in chosen.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        if !*c {
+            *c = true;
+            left -= 1;
+        }
+    }
+    ranked
+        .into_iter()
+        .zip(chosen)
+        .filter_map(|(s, c)| c.then_some(s))
+        .collect()
 }
 
 #[derive(Debug)]
@@ -200,7 +246,49 @@ struct StoreIndex {
     products: Corpus<Product>,
     documents: Corpus<Document>,
     by_id: HashMap<String, usize>,
+    series: Vec<Series>,
 }
+
+/// A series name as tokens, and the mean vector of its volumes.
+#[derive(Debug)]
+struct Series {
+    tokens: Vec<String>,
+    centroid: Vec<f32>,
+}
+
+impl StoreIndex {
+    /// The query vector moved towards the series the query names. "Manga like One Piece"
+    /// embeds close to "manga" in general; the volumes of One Piece say what it is like
+    /// (query expansion with known-item feedback).
+    fn expand(&self, text: &str, vector: &[f32]) -> Option<Vec<f32>> {
+        let tokens = text::tokenize(text);
+        let named: Vec<&Series> = self
+            .series
+            .iter()
+            .filter(|s| {
+                !s.tokens.is_empty()
+                    && tokens
+                        .windows(s.tokens.len())
+                        .any(|w| w == s.tokens.as_slice())
+            })
+            .collect();
+        if named.is_empty() {
+            return None;
+        }
+        let weight = SERIES_WEIGHT / named.len() as f32;
+        let mut v = vector.to_vec();
+        for s in named {
+            for (x, c) in v.iter_mut().zip(&s.centroid) {
+                *x += weight * c;
+            }
+        }
+        mangaassist_embedding::normalize(&mut v);
+        Some(v)
+    }
+}
+
+/// Weight of the named series' centroid against the query vector (which has weight 1).
+const SERIES_WEIGHT: f32 = 1.0;
 
 /// Everything in memory: per store, an HNSW graph and a BM25 index for products and
 /// another pair for documents (documents for store `*` are in every store).
@@ -250,12 +338,31 @@ impl LocalBackend {
                 .enumerate()
                 .map(|(i, (p, _))| (p.id.clone(), i))
                 .collect();
+            let mut sums: HashMap<&str, Vec<f32>> = HashMap::new();
+            for (p, v) in &products {
+                let sum = sums
+                    .entry(p.series.as_str())
+                    .or_insert_with(|| vec![0.0; v.len()]);
+                sum.iter_mut().zip(v.iter()).for_each(|(s, x)| *s += x);
+            }
+            let mut series: Vec<Series> = sums
+                .into_iter()
+                .map(|(name, mut centroid)| {
+                    mangaassist_embedding::normalize(&mut centroid);
+                    Series {
+                        tokens: text::tokenize(name),
+                        centroid,
+                    }
+                })
+                .collect();
+            series.sort_by(|a, b| a.tokens.cmp(&b.tokens));
             by_store.insert(
                 store.clone(),
                 StoreIndex {
                     products: Corpus::new(products, text::product_lexical_text, ef),
                     documents: Corpus::new(documents, text::document_lexical_text, ef),
                     by_id,
+                    series,
                 },
             );
         }
@@ -277,19 +384,26 @@ impl LocalBackend {
     pub fn search_now(&self, q: &SearchQuery) -> Result<SearchResults, RetrievalError> {
         let store = self.store(&q.store_id)?;
         let filtered = !q.filter.is_empty();
-        let products = store
-            .products
-            .hybrid(&q.text, &q.vector, q.top_k, &self.params, filtered, |p| {
-                q.filter.matches(p)
-            })
-            .into_iter()
-            .map(|s| pb::ProductHit {
-                product: Some((&store.products.items[s.idx]).into()),
-                score: s.fused,
-                vector_score: s.vector,
-                lexical_score: s.lexical,
-            })
-            .collect();
+        let expanded = store.expand(&q.text, &q.vector);
+        let products = store.products.hybrid(
+            &q.text,
+            expanded.as_deref().unwrap_or(&q.vector),
+            q.top_k,
+            &self.params,
+            filtered,
+            |p| q.filter.matches(p),
+        );
+        let products = diversify(products, q.top_k, self.params.max_per_series, |s| {
+            store.products.items[s.idx].series.as_str()
+        })
+        .into_iter()
+        .map(|s| pb::ProductHit {
+            product: Some((&store.products.items[s.idx]).into()),
+            score: s.fused,
+            vector_score: s.vector,
+            lexical_score: s.lexical,
+        })
+        .collect();
         let documents = store
             .documents
             .hybrid(
@@ -301,6 +415,7 @@ impl LocalBackend {
                 |_| true,
             )
             .into_iter()
+            .take(q.top_k_documents)
             .map(|s| pb::DocumentHit {
                 document: Some((&store.documents.items[s.idx]).into()),
                 score: s.fused,
@@ -345,5 +460,61 @@ impl SearchBackend for LocalBackend {
             }
         }
         Ok((found, missing))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diversify_caps_each_group_then_fills_in_rank_order() {
+        let groups = ["a", "a", "a", "b", "a", "c"];
+        let ranked: Vec<Scored> = (0..groups.len())
+            .map(|idx| Scored {
+                idx,
+                fused: 1.0 - idx as f32 / 10.0,
+                vector: 0.0,
+                lexical: 0.0,
+            })
+            .collect();
+        let pick = |k, per| -> Vec<usize> {
+            diversify(ranked.clone(), k, per, |s| groups[s.idx])
+                .iter()
+                .map(|s| s.idx)
+                .collect()
+        };
+        assert_eq!(pick(4, 2), vec![0, 1, 3, 5]);
+        assert_eq!(pick(5, 1), vec![0, 1, 2, 3, 5]);
+        assert_eq!(pick(3, 0), vec![0, 1, 2]);
+        assert_eq!(pick(10, 1), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn filter_matching_is_case_insensitive_any_of() {
+        let p = Product {
+            id: "B000000000".into(),
+            store_id: "s".into(),
+            title: "T".into(),
+            series: "T".into(),
+            volume: 1,
+            author: "A".into(),
+            genres: vec!["action".into(), "comedy".into()],
+            demographic: "shonen".into(),
+            synopsis: "S".into(),
+            price_yen: 1,
+            stock: 0,
+            release_date: "2020-01-01".into(),
+        };
+        let f = |genres: &[&str], demo: Option<&str>, stock| ProductFilter {
+            genres: genres.iter().map(|s| s.to_string()).collect(),
+            demographic: demo.map(str::to_string),
+            in_stock_only: stock,
+        };
+        assert!(f(&[], None, false).matches(&p));
+        assert!(f(&["romance", "Comedy"], Some("SHONEN"), false).matches(&p));
+        assert!(!f(&["romance"], None, false).matches(&p));
+        assert!(!f(&[], Some("seinen"), false).matches(&p));
+        assert!(!f(&[], None, true).matches(&p));
     }
 }

@@ -371,3 +371,96 @@ impl pb::retrieval_service_server::RetrievalService for RetrievalDaemon {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use mangaassist_embedding::{Embedder, MiniLm};
+
+    /// ANN recall against the exact scan, on the real catalog vectors (MiniLM) with real
+    /// user messages (the held-out intent examples) as queries.
+    #[tokio::test]
+    async fn hnsw_recall_on_real_catalog_vectors() {
+        let model_dir = Config::default()
+            .data
+            .resolved_cache_dir()
+            .join("models/all-MiniLM-L6-v2");
+        let model: Arc<dyn Embedder> = Arc::new(
+            MiniLm::load(&model_dir).expect("all-MiniLM-L6-v2 missing: run scripts/fetch-model.sh"),
+        );
+        let mut config = Config::default();
+        config.data.dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+        let daemon = RetrievalDaemon::new(&config, QueryEmbedder::new(model.clone(), 100))
+            .await
+            .unwrap();
+        let questions =
+            mangaassist_catalog::load_intents(&config.data.dir.join("intents/heldout.jsonl"))
+                .unwrap();
+        let texts: Vec<&str> = questions.iter().map(|q| q.text.as_str()).collect();
+        let queries: Vec<Arc<[f32]>> = tokio::task::spawn_blocking({
+            let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
+            let model = model.clone();
+            move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                model.embed_batch(&refs).unwrap()
+            }
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Arc::from)
+        .collect();
+        // Look inside the local backend: the daemon was built by `new`, so it is one.
+        let catalog = Catalog::load(&config.data.dir).unwrap();
+        let mut texts: Vec<String> = catalog
+            .products
+            .iter()
+            .map(product_embedding_text)
+            .collect();
+        texts.extend(catalog.documents.iter().map(document_embedding_text));
+        let (mut vectors, outcome) =
+            catalog_vectors(model.clone(), texts, &config.data.resolved_cache_dir())
+                .await
+                .unwrap();
+        assert!(outcome.cache_hit, "the daemon just wrote the cache");
+        let docs = vectors.split_off(catalog.products.len());
+        let backend = LocalBackend::build(
+            &catalog,
+            &vectors,
+            &docs,
+            HybridParams::from(&config.retrieval),
+        )
+        .unwrap();
+        for store in ["manga_jp", "comics_us"] {
+            let production = backend.product_ann(store).unwrap();
+            // The production graph is built for over-fetching (ef ≥ 200); measure the
+            // configured search breadth too, where the graph is least exhaustive.
+            let store_vectors: Vec<Arc<[f32]>> = (0..production.len())
+                .map(|i| Arc::from(production.vector(i)))
+                .collect();
+            let lean = Ann::build(store_vectors, config.retrieval.ef_search);
+            let r_prod = recall_at(production, &queries, 10);
+            let r_lean = recall_at(&lean, &queries, 10);
+            eprintln!(
+                "{store}: recall@10 over {} queries, {} products: ef {} → {r_lean:.3}, production → {r_prod:.3}",
+                queries.len(),
+                production.len(),
+                config.retrieval.ef_search
+            );
+            assert!(r_lean >= 0.95, "{store}: recall {r_lean}");
+            assert!(r_prod >= 0.95, "{store}: recall {r_prod}");
+            assert!(lean.search(&queries[0]).len() < lean.len());
+        }
+        // The daemon serves from the same data.
+        let resp = daemon
+            .retrieve(pb::RetrieveRequest {
+                query: "pirates".into(),
+                store_id: "manga_jp".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(resp.products.len(), 5);
+    }
+}

@@ -138,14 +138,28 @@ impl Daemon {
         reporter
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(mangaassist_proto::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Advertise only this daemon's services (the descriptor set holds every daemon's),
+        // plus health and both reflection versions.
+        let reflection = || {
+            let mut b = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(mangaassist_proto::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
+                .with_service_name("grpc.health.v1.Health")
+                .with_service_name("grpc.reflection.v1.ServerReflection")
+                .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+            for name in &self.service_names {
+                b = b.with_service_name(*name);
+            }
+            b
+        };
+        let reflection_v1 = reflection()
             .build_v1()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(mangaassist_proto::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1alpha = reflection()
             .build_v1alpha()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
         let routes = self

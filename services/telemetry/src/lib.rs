@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use mangaassist_config::TelemetrySettings;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 pub use metrics_registry::{install_metrics, render_metrics};
 pub use propagation::{
@@ -54,8 +56,11 @@ pub fn init_with<E: SpanExporter + 'static>(
     let provider = builder.build();
     let tracer = provider.tracer("mangaassist");
     let _ = PROVIDER.set(provider);
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Spans feed traces whatever the log level: the log filter applies to log output only.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(LevelFilter::INFO);
+    let registry = tracing_subscriber::registry().with(otel);
     let result = if settings.log_format == "json" {
         registry
             .with(
@@ -64,12 +69,17 @@ pub fn init_with<E: SpanExporter + 'static>(
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
             .try_init()
     };
     result.map_err(|_| TelemetryError::AlreadyInstalled)

@@ -1,0 +1,113 @@
+//! `mangaassist probe`: a quick latency probe of a running gateway. Sends distinct questions
+//! (cache misses), then the same questions again (cache hits for cacheable intents), one at
+//! a time over one WebSocket, and reports client-side time to first chunk and to `done`.
+//! The full benchmark (virtual users, per-intent targets, statistics) is separate work.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
+
+use crate::chat::{self, ChatOptions};
+
+#[derive(Debug, Default, Clone)]
+pub struct Samples {
+    pub first_chunk_ms: Vec<f64>,
+    pub done_ms: Vec<f64>,
+}
+
+/// Nearest-rank percentile of unsorted samples (`p` in 0..=100).
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
+    s[rank.min(s.len()) - 1]
+}
+
+#[derive(Debug, Default)]
+pub struct ProbeReport {
+    pub misses: Samples,
+    pub hits: Samples,
+    pub errors: usize,
+}
+
+impl std::fmt::Display for ProbeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "| answers | n | first chunk p50 | p99 | done p50 | p99 |"
+        )?;
+        writeln!(f, "|---|---|---|---|---|---|")?;
+        for (name, s) in [("cache miss", &self.misses), ("cache hit", &self.hits)] {
+            writeln!(
+                f,
+                "| {name} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+                s.done_ms.len(),
+                percentile(&s.first_chunk_ms, 50.0),
+                percentile(&s.first_chunk_ms, 99.0),
+                percentile(&s.done_ms, 50.0),
+                percentile(&s.done_ms, 99.0),
+            )?;
+        }
+        write!(f, "errors: {}", self.errors)
+    }
+}
+
+/// Runs the probe with `messages` distinct questions from the labelled intent data.
+pub async fn run(url: &str, data_dir: &Path, messages: usize) -> anyhow::Result<ProbeReport> {
+    let mut texts: Vec<String> =
+        mangaassist_catalog::load_intents(&data_dir.join("intents/train.jsonl"))?
+            .into_iter()
+            .chain(mangaassist_catalog::load_intents(
+                &data_dir.join("intents/heldout.jsonl"),
+            )?)
+            .map(|l| l.text)
+            .collect();
+    texts.dedup();
+    texts.truncate(messages);
+    let opts = ChatOptions {
+        url: url.to_string(),
+        session: Some(format!("probe-{}", std::process::id())),
+        store: None,
+        user: None,
+        timeout: Duration::from_secs(30),
+    };
+    let mut report = ProbeReport::default();
+    for round in 0..2 {
+        for (i, text) in texts.iter().enumerate() {
+            let t = chat::ask(&opts, text, |_| {})
+                .await
+                .with_context(|| format!("round {round}, message {i}"))?;
+            let Some(done) = &t.done else {
+                report.errors += 1;
+                continue;
+            };
+            let s = if done["cache_hit"].as_bool() == Some(true) {
+                &mut report.hits
+            } else {
+                &mut report.misses
+            };
+            s.first_chunk_ms
+                .push(t.first_chunk.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3));
+            s.done_ms.push(t.elapsed.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let s: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&s, 50.0), 50.0);
+        assert_eq!(percentile(&s, 99.0), 99.0);
+        assert_eq!(percentile(&s, 100.0), 100.0);
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), 2.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+}

@@ -17,6 +17,17 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   hash -r
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+  step "installing chromium (browser test of the chat page)"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+  step "installing playwright-core (npm)"
+  npm ci --prefix tests/browser --no-audit --no-fund --silent
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest

@@ -108,6 +108,9 @@ struct Corpus<T> {
     bm25: Bm25,
 }
 
+/// Lexical hits scoring below this fraction of the best one are left out of the fusion.
+const LEXICAL_FLOOR: f32 = 0.3;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Scored {
     idx: usize,
@@ -132,7 +135,7 @@ impl<T> Corpus<T> {
     /// says whether `keep` can reject anything.
     fn hybrid(
         &self,
-        text: &str,
+        bm25: &[f32],
         vector: &[f32],
         k: usize,
         p: &HybridParams,
@@ -163,7 +166,6 @@ impl<T> Corpus<T> {
             by_vector = self.ann.brute_force(vector, cands, keep_idx);
         }
 
-        let bm25 = self.bm25.scores(text);
         let mut by_text: Vec<(usize, f32)> = bm25
             .iter()
             .enumerate()
@@ -171,7 +173,13 @@ impl<T> Corpus<T> {
             .map(|(i, s)| (i, *s))
             .collect();
         sort_desc(&mut by_text);
+        // Hits far below the best lexical match share only an incidental word with the
+        // query ("one" in "One Piece"); in a rank-based fusion they would still earn
+        // nearly as much as a strong match at the same rank.
+        let floor = by_text.first().map_or(0.0, |(_, best)| best * LEXICAL_FLOOR);
+        by_text.retain(|(_, s)| *s >= floor);
         by_text.truncate(cands);
+
 
         let mut fused: HashMap<usize, f32> = HashMap::new();
         for list in [&by_vector, &by_text] {
@@ -249,21 +257,18 @@ struct StoreIndex {
     series: Vec<Series>,
 }
 
-/// A series name as tokens, and the mean vector of its volumes.
+/// A series name as tokens, its volumes, and their mean vector.
 #[derive(Debug)]
 struct Series {
     tokens: Vec<String>,
+    members: Vec<usize>,
     centroid: Vec<f32>,
 }
 
 impl StoreIndex {
-    /// The query vector moved towards the series the query names. "Manga like One Piece"
-    /// embeds close to "manga" in general; the volumes of One Piece say what it is like
-    /// (query expansion with known-item feedback).
-    fn expand(&self, text: &str, vector: &[f32]) -> Option<Vec<f32>> {
-        let tokens = text::tokenize(text);
-        let named: Vec<&Series> = self
-            .series
+    /// The series whose full name appears in the query tokens.
+    fn named_series(&self, tokens: &[String]) -> Vec<&Series> {
+        self.series
             .iter()
             .filter(|s| {
                 !s.tokens.is_empty()
@@ -271,7 +276,39 @@ impl StoreIndex {
                         .windows(s.tokens.len())
                         .any(|w| w == s.tokens.as_slice())
             })
-            .collect();
+            .collect()
+    }
+
+    /// BM25 of every product where a named series counts as a phrase: its words score
+    /// only for that series' volumes, so "like One Piece" does not pull in One-Punch Man
+    /// through "one".
+    fn product_lexical(&self, tokens: &[String], named: &[&Series]) -> Vec<f32> {
+        let mut rest: Vec<String> = tokens.to_vec();
+        for s in named {
+            let n = s.tokens.len();
+            let mut i = 0;
+            while i + n <= rest.len() {
+                if rest[i..i + n] == s.tokens[..] {
+                    rest.drain(i..i + n);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        let mut scores = self.products.bm25.scores_tokens(&rest);
+        for s in named {
+            let phrase = self.products.bm25.scores_tokens(&s.tokens);
+            for &i in &s.members {
+                scores[i] += phrase[i];
+            }
+        }
+        scores
+    }
+
+    /// The query vector moved towards the series the query names. "Manga like One Piece"
+    /// embeds close to "manga" in general; the volumes of One Piece say what it is like
+    /// (query expansion with known-item feedback).
+    fn expand(&self, named: &[&Series], vector: &[f32]) -> Option<Vec<f32>> {
         if named.is_empty() {
             return None;
         }
@@ -338,19 +375,22 @@ impl LocalBackend {
                 .enumerate()
                 .map(|(i, (p, _))| (p.id.clone(), i))
                 .collect();
-            let mut sums: HashMap<&str, Vec<f32>> = HashMap::new();
-            for (p, v) in &products {
-                let sum = sums
-                    .entry(p.series.as_str())
-                    .or_insert_with(|| vec![0.0; v.len()]);
-                sum.iter_mut().zip(v.iter()).for_each(|(s, x)| *s += x);
+            let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+            for (i, (p, _)) in products.iter().enumerate() {
+                groups.entry(p.series.as_str()).or_default().push(i);
             }
-            let mut series: Vec<Series> = sums
+            let mut series: Vec<Series> = groups
                 .into_iter()
-                .map(|(name, mut centroid)| {
+                .map(|(name, members)| {
+                    let mut centroid = vec![0.0f32; products[members[0]].1.len()];
+                    for &i in &members {
+                        let v = &products[i].1;
+                        centroid.iter_mut().zip(v.iter()).for_each(|(c, x)| *c += x);
+                    }
                     mangaassist_embedding::normalize(&mut centroid);
                     Series {
                         tokens: text::tokenize(name),
+                        members,
                         centroid,
                     }
                 })
@@ -384,9 +424,12 @@ impl LocalBackend {
     pub fn search_now(&self, q: &SearchQuery) -> Result<SearchResults, RetrievalError> {
         let store = self.store(&q.store_id)?;
         let filtered = !q.filter.is_empty();
-        let expanded = store.expand(&q.text, &q.vector);
+        let tokens = text::query_tokens(&q.text);
+        let named = store.named_series(&tokens);
+        let expanded = store.expand(&named, &q.vector);
+        let lexical = store.product_lexical(&tokens, &named);
         let products = store.products.hybrid(
-            &q.text,
+            &lexical,
             expanded.as_deref().unwrap_or(&q.vector),
             q.top_k,
             &self.params,
@@ -407,7 +450,7 @@ impl LocalBackend {
         let documents = store
             .documents
             .hybrid(
-                &q.text,
+                &store.documents.bm25.scores_tokens(&tokens),
                 &q.vector,
                 q.top_k_documents,
                 &self.params,

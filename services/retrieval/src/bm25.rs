@@ -52,8 +52,13 @@ impl Bm25 {
     /// The BM25 score of every document (0 for documents sharing no term with the query).
     /// Repeated query terms count once.
     pub fn scores(&self, query: &str) -> Vec<f32> {
+        self.scores_tokens(&tokenize(query))
+    }
+
+    /// [`Bm25::scores`] for an already tokenised query.
+    pub fn scores_tokens(&self, terms: &[String]) -> Vec<f32> {
         let mut out = vec![0.0; self.doc_len.len()];
-        let mut terms = tokenize(query);
+        let mut terms = terms.to_vec();
         terms.sort();
         terms.dedup();
         let n = self.doc_len.len() as f32;

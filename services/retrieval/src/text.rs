@@ -11,6 +11,14 @@ const STOPWORDS: &[&str] = &[
     "what", "with", "you", "your",
 ];
 
+/// Words that say what the shopper wants done ("suggest manga like …") rather than what
+/// it is about; matching them in a synopsis is noise. Removed from queries only.
+const QUERY_STOPWORDS: &[&str] = &[
+    "any", "anything", "book", "books", "can", "comic", "comics", "find", "like", "looking",
+    "manga", "please", "recommend", "recommendation", "recommendations", "read", "show",
+    "similar", "some", "something", "suggest", "suggestions", "want",
+];
+
 /// Hiragana, katakana, CJK ideographs and hangul: scripts written without spaces, where a
 /// "word" cannot be found by splitting, so they are indexed as character uni- and bigrams.
 pub fn is_cjk(c: char) -> bool {
@@ -64,6 +72,13 @@ pub fn tokenize(text: &str) -> Vec<String> {
     flush_word(&mut word, &mut out);
     flush_cjk(&mut cjk, &mut out);
     out
+}
+
+/// [`tokenize`] for a query: also drops the shopper's request words.
+pub fn query_tokens(text: &str) -> Vec<String> {
+    let mut t = tokenize(text);
+    t.retain(|w| !QUERY_STOPWORDS.contains(&w.as_str()));
+    t
 }
 
 /// What a product's vector is computed from.

@@ -176,10 +176,11 @@ impl<T> Corpus<T> {
         // Hits far below the best lexical match share only an incidental word with the
         // query ("one" in "One Piece"); in a rank-based fusion they would still earn
         // nearly as much as a strong match at the same rank.
-        let floor = by_text.first().map_or(0.0, |(_, best)| best * LEXICAL_FLOOR);
+        let floor = by_text
+            .first()
+            .map_or(0.0, |(_, best)| best * LEXICAL_FLOOR);
         by_text.retain(|(_, s)| *s >= floor);
         by_text.truncate(cands);
-
 
         let mut fused: HashMap<usize, f32> = HashMap::new();
         for list in [&by_vector, &by_text] {

@@ -49,6 +49,10 @@ impl Bm25 {
         self.doc_len.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.doc_len.is_empty()
+    }
+
     /// The BM25 score of every document (0 for documents sharing no term with the query).
     /// Repeated query terms count once.
     pub fn scores(&self, query: &str) -> Vec<f32> {

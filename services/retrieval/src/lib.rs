@@ -233,8 +233,9 @@ impl RetrievalDaemon {
         let top_k_documents = (req.top_k_documents as usize).min(MAX_TOP_K);
 
         let embed_start = Instant::now();
-        let (vector, embedded) = self.query_vector(&req)?;
-        let vector = match vector {
+        let supplied = self.query_vector(&req)?;
+        let embedded = supplied.is_none();
+        let vector = match supplied {
             Some(v) => v,
             None => {
                 let embedder = self.inner.embedder.clone();
@@ -275,19 +276,19 @@ impl RetrievalDaemon {
         ))
     }
 
-    /// The caller's vector when it comes from our model; `(None, true)` means the query
-    /// text must be embedded here.
+    /// The caller's vector when it comes from our model; `None` means the query text must
+    /// be embedded here.
     fn query_vector(
         &self,
         req: &pb::RetrieveRequest,
-    ) -> Result<(Option<Arc<[f32]>>, bool), RetrievalError> {
+    ) -> Result<Option<Arc<[f32]>>, RetrievalError> {
         let model = self.inner.embedder.model_id();
         let dim = self.inner.embedder.inner().dim();
         if let Some(e) = &req.embedding {
             if e.model == model && e.values.len() == dim && e.values.iter().all(|x| x.is_finite()) {
                 let mut v = e.values.clone();
                 mangaassist_embedding::normalize(&mut v);
-                return Ok((Some(v.into()), false));
+                return Ok(Some(v.into()));
             }
             if !e.values.is_empty() {
                 tracing::debug!(supplied = %e.model, supplied_dim = e.values.len(), model, dim, "supplied embedding unusable, embedding the query");
@@ -303,7 +304,7 @@ impl RetrievalDaemon {
                 _ => "query is empty and no embedding was supplied".into(),
             }));
         }
-        Ok((None, true))
+        Ok(None)
     }
 
     /// The GetProducts RPC without the transport.

@@ -14,9 +14,29 @@ const STOPWORDS: &[&str] = &[
 /// Words that say what the shopper wants done ("suggest manga like …") rather than what
 /// it is about; matching them in a synopsis is noise. Removed from queries only.
 const QUERY_STOPWORDS: &[&str] = &[
-    "any", "anything", "book", "books", "can", "comic", "comics", "find", "like", "looking",
-    "manga", "please", "recommend", "recommendation", "recommendations", "read", "show",
-    "similar", "some", "something", "suggest", "suggestions", "want",
+    "any",
+    "anything",
+    "book",
+    "books",
+    "can",
+    "comic",
+    "comics",
+    "find",
+    "like",
+    "looking",
+    "manga",
+    "please",
+    "recommend",
+    "recommendation",
+    "recommendations",
+    "read",
+    "show",
+    "similar",
+    "some",
+    "something",
+    "suggest",
+    "suggestions",
+    "want",
 ];
 
 /// Hiragana, katakana, CJK ideographs and hangul: scripts written without spaces, where a

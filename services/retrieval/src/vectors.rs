@@ -158,26 +158,37 @@ pub async fn catalog_vectors(
         }
         which.push(i);
     }
-    let mut computed: Vec<Arc<[f32]>> = Vec::with_capacity(unique.len());
-    for chunk in unique.chunks(BATCH) {
+    // Batches pad to their longest text, so texts of similar length go together.
+    let mut order: Vec<usize> = (0..unique.len()).collect();
+    order.sort_by_key(|&i| unique[i].len());
+    let mut computed: Vec<Option<Arc<[f32]>>> = vec![None; unique.len()];
+    for chunk in order.chunks(BATCH) {
         let emb = embedder.clone();
-        let chunk = chunk.to_vec();
+        let batch_texts: Vec<String> = chunk.iter().map(|&i| unique[i].clone()).collect();
         let batch = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let refs: Vec<&str> = batch_texts.iter().map(String::as_str).collect();
             emb.embed_batch(&refs)
         })
         .await
         .map_err(|e| RetrievalError::Internal(e.to_string()))??;
-        for v in batch {
+        if batch.len() != chunk.len() {
+            return Err(RetrievalError::Internal(format!(
+                "embedder returned {} vectors for {} texts",
+                batch.len(),
+                chunk.len()
+            )));
+        }
+        for (&i, v) in chunk.iter().zip(batch) {
             if v.len() != dim {
                 return Err(RetrievalError::Internal(format!(
                     "embedder returned {} dimensions, expected {dim}",
                     v.len()
                 )));
             }
-            computed.push(v.into());
+            computed[i] = Some(v.into());
         }
     }
+    let computed: Vec<Arc<[f32]>> = computed.into_iter().flatten().collect();
     let vectors: Vec<Arc<[f32]>> = which.iter().map(|&i| computed[i].clone()).collect();
     let outcome = VectorsOutcome {
         path: path.clone(),

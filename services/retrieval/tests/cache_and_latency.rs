@@ -38,7 +38,10 @@ async fn vector_cache_is_written_and_reused_and_search_latency() {
     assert!(cold_outcome.path.starts_with(cache.path().join("vectors")));
     assert!(cold_outcome.path.exists());
     let name = cold_outcome.path.file_name().unwrap().to_string_lossy();
-    assert!(name.starts_with("all-MiniLM-L6-v2-") && name.ends_with(".bin"), "{name}");
+    assert!(
+        name.starts_with("all-MiniLM-L6-v2-") && name.ends_with(".bin"),
+        "{name}"
+    );
 
     let t = Instant::now();
     let warm = RetrievalDaemon::new(&config, QueryEmbedder::new(model.clone(), 100))
@@ -54,8 +57,8 @@ async fn vector_cache_is_written_and_reused_and_search_latency() {
     );
 
     // Queries with vectors computed up front, as the gateway sends them.
-    let questions = mangaassist_catalog::load_intents(&config.data.dir.join("intents/train.jsonl"))
-        .unwrap();
+    let questions =
+        mangaassist_catalog::load_intents(&config.data.dir.join("intents/train.jsonl")).unwrap();
     let texts: Vec<String> = questions.iter().take(200).map(|q| q.text.clone()).collect();
     let vectors = {
         let model = model.clone();

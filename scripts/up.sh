@@ -4,9 +4,8 @@
 # Extra arguments go to `up`, e.g. scripts/up.sh --fault retrieval=hang
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mangaassist/target}"
 if ! scripts/fetch-model.sh; then
   echo "warning: could not fetch the sentence model; using hashed n-gram embeddings (lower quality)" >&2
 fi
-cargo build --bin mangaassist >&2
-exec "$CARGO_TARGET_DIR/debug/mangaassist" up "$@"
+echo "building (the first build takes several minutes on 2 cores; the first start embeds the catalog once)..." >&2
+exec scripts/mangaassist up "$@"

@@ -51,3 +51,20 @@ pub fn canned_answer(intent: Intent) -> &'static str {
         Intent::Unspecified => "Sorry, I can't answer right now. Please try again in a moment.",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_intent_has_status_and_canned_text_without_products() {
+        for i in Intent::ALL {
+            assert!(status_text(i).ends_with('…'), "{i:?}");
+            let a = canned_answer(i);
+            assert!(a.len() > 40, "{i:?}");
+            // A canned answer is used when nothing could be checked: it must not name titles,
+            // prices or stock it cannot know.
+            assert!(!a.contains("Vol.") && !a.contains("yen"), "{a}");
+        }
+    }
+}

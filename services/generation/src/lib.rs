@@ -6,7 +6,6 @@
 //! prompts are loaded from `generation.prompts_dir` at start.
 
 mod backend;
-mod canned;
 mod prompts;
 mod service;
 mod simulated;
@@ -15,7 +14,6 @@ mod tokens;
 use std::path::PathBuf;
 
 pub use backend::{ModelBackend, ModelDone, ModelEvent, ModelStream, StopReason};
-pub use canned::canned_answer;
 pub use prompts::{PromptStore, PromptVersion, RenderedPrompt, render_context};
 pub use service::GenerationDaemon;
 pub use simulated::{Composition, SimulatedModel, compose};

@@ -7,7 +7,11 @@ use crate::Config;
 pub const ENV_PREFIX: &str = "MANGAASSIST_";
 
 /// Variables with the prefix that are not config fields.
-const RESERVED: [&str; 2] = ["MANGAASSIST_CONFIG", "MANGAASSIST_LOG"];
+const RESERVED: [&str; 3] = [
+    "MANGAASSIST_CONFIG",
+    "MANGAASSIST_LOG",
+    "MANGAASSIST_CACHE_DIR",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

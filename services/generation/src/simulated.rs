@@ -752,7 +752,7 @@ impl<'a> Writer<'a> {
                 &[
                     "Here are a few picks{for}:",
                     "I'd suggest these{for}:",
-                    "You might enjoy these{for}:",
+                    "These could be a good fit{for}:",
                 ],
             )
             .replace(

@@ -14,11 +14,45 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+fn repo_data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
+}
+
+/// A data dir with the first `n` products of each store and every document, so a cold
+/// embedding takes seconds rather than the full catalog's minute.
+fn small_data_dir(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let products = std::fs::read_to_string(repo_data().join("catalog/products.jsonl")).unwrap();
+    let (mut jp, mut us) = (0, 0);
+    let keep: Vec<&str> = products
+        .lines()
+        .filter(|l| {
+            let c = if l.contains("\"store_id\":\"manga_jp\"") {
+                &mut jp
+            } else {
+                &mut us
+            };
+            *c += 1;
+            *c <= n
+        })
+        .collect();
+    std::fs::create_dir_all(dir.path().join("catalog")).unwrap();
+    std::fs::create_dir_all(dir.path().join("docs")).unwrap();
+    std::fs::write(dir.path().join("catalog/products.jsonl"), keep.join("\n")).unwrap();
+    std::fs::copy(
+        repo_data().join("docs/documents.jsonl"),
+        dir.path().join("docs/documents.jsonl"),
+    )
+    .unwrap();
+    dir
+}
+
 #[tokio::test]
-async fn vector_cache_is_written_and_reused_and_search_latency() {
+async fn vector_cache_is_written_and_reused() {
     let cache = tempfile::tempdir().unwrap();
+    let data = small_data_dir(40);
     let mut config = Config::default();
-    config.data.dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    config.data.dir = data.path().to_path_buf();
     let model_dir = config
         .data
         .resolved_cache_dir()
@@ -56,10 +90,23 @@ async fn vector_cache_is_written_and_reused_and_search_latency() {
         cold_outcome.embedded, cold_outcome.elapsed, warm_outcome.elapsed
     );
 
-    // Queries with vectors computed up front, as the gateway sends them.
+    // Identical vectors from the cold and the cached start → identical answers.
+    let (texts, vectors) = questions(&model, 60).await;
+    for (i, (text, v)) in texts.iter().zip(&vectors).enumerate() {
+        let req = request(i, text, v, model.model_id());
+        let a = warm.retrieve(req.clone()).await.unwrap();
+        let b = cold.retrieve(req).await.unwrap();
+        assert_eq!(a.embed_us, 0);
+        assert_eq!(a.products, b.products, "query `{text}`");
+        assert_eq!(a.documents, b.documents, "query `{text}`");
+    }
+}
+
+/// Held-out-style user questions and their vectors, computed up front as the gateway does.
+async fn questions(model: &Arc<dyn Embedder>, n: usize) -> (Vec<String>, Vec<Vec<f32>>) {
     let questions =
-        mangaassist_catalog::load_intents(&config.data.dir.join("intents/train.jsonl")).unwrap();
-    let texts: Vec<String> = questions.iter().take(200).map(|q| q.text.clone()).collect();
+        mangaassist_catalog::load_intents(&repo_data().join("intents/train.jsonl")).unwrap();
+    let texts: Vec<String> = questions.iter().take(n).map(|q| q.text.clone()).collect();
     let vectors = {
         let model = model.clone();
         let texts = texts.clone();
@@ -70,32 +117,59 @@ async fn vector_cache_is_written_and_reused_and_search_latency() {
         .await
         .unwrap()
     };
+    (texts, vectors)
+}
+
+fn request(i: usize, text: &str, v: &[f32], model: &str) -> pb::RetrieveRequest {
+    let store = if i.is_multiple_of(2) {
+        "manga_jp"
+    } else {
+        "comics_us"
+    };
+    pb::RetrieveRequest {
+        query: text.to_string(),
+        store_id: store.into(),
+        embedding: Some(pb::Embedding {
+            values: v.to_vec(),
+            model: model.into(),
+        }),
+        top_k: 5,
+        top_k_documents: if i.is_multiple_of(3) { 3 } else { 0 },
+        filters: i.is_multiple_of(4).then(|| pb::Filters {
+            in_stock_only: true,
+            ..Default::default()
+        }),
+    }
+}
+
+/// Search latency over the full catalog (vectors from the shared cache that
+/// `mangaassist prepare` fills; computed once if absent).
+#[tokio::test]
+async fn search_latency_with_supplied_vectors() {
+    let mut config = Config::default();
+    config.data.dir = repo_data();
+    let model_dir = config
+        .data
+        .resolved_cache_dir()
+        .join("models/all-MiniLM-L6-v2");
+    let model: Arc<dyn Embedder> = Arc::new(
+        MiniLm::load(&model_dir).expect("all-MiniLM-L6-v2 missing: run scripts/fetch-model.sh"),
+    );
+    let daemon = RetrievalDaemon::new(&config, QueryEmbedder::new(model.clone(), 100))
+        .await
+        .unwrap();
+    let (texts, vectors) = questions(&model, 200).await;
     let mut search_us = Vec::new();
     let mut wall_us = Vec::new();
     for (i, (text, v)) in texts.iter().zip(&vectors).enumerate() {
-        let store = if i % 2 == 0 { "manga_jp" } else { "comics_us" };
-        let req = pb::RetrieveRequest {
-            query: text.clone(),
-            store_id: store.into(),
-            embedding: Some(pb::Embedding {
-                values: v.clone(),
-                model: model.model_id().into(),
-            }),
-            top_k: 5,
-            top_k_documents: if i % 3 == 0 { 3 } else { 0 },
-            filters: (i % 4 == 0).then(|| pb::Filters {
-                in_stock_only: true,
-                ..Default::default()
-            }),
-        };
-        // Identical vectors from the cold and the cached start → identical answers.
         let t = Instant::now();
-        let a = warm.retrieve(req.clone()).await.unwrap();
+        let a = daemon
+            .retrieve(request(i, text, v, model.model_id()))
+            .await
+            .unwrap();
         wall_us.push(t.elapsed().as_secs_f64() * 1e6);
-        let b = cold.retrieve(req).await.unwrap();
         assert_eq!(a.embed_us, 0);
-        assert_eq!(a.products, b.products, "query `{text}`");
-        assert_eq!(a.documents, b.documents, "query `{text}`");
+        assert!(!a.products.is_empty(), "query `{text}`");
         search_us.push(f64::from(a.search_us));
     }
     search_us.sort_by(f64::total_cmp);

@@ -289,7 +289,7 @@ impl Inner {
         }
         let mut best: Option<(u64, f32)> = None;
         for (row, &id) in index.data.chunks_exact(index.dim).zip(&index.ids) {
-            let sim = dot(row, vector);
+            let sim = mangaassist_embedding::cosine(row, vector);
             if sim >= threshold
                 && best.is_none_or(|(_, b)| sim > b)
                 && self
@@ -303,24 +303,6 @@ impl Inner {
         let (id, sim) = best?;
         self.entries.get(&id).map(|e| (e.answer.clone(), sim))
     }
-}
-
-/// Dot product in eight independent lanes so the compiler vectorises it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[async_trait::async_trait]
@@ -469,14 +451,6 @@ mod tests {
         let mut v = vec![0.0; dim];
         v[i] = 1.0;
         v
-    }
-
-    #[test]
-    fn dot_matches_naive_for_odd_lengths() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-3);
     }
 
     #[test]

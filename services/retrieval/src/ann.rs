@@ -9,30 +9,7 @@ use instant_distance::{Builder, HnswMap, Point, Search};
 /// precomputed similarity matrix (n² floats: 16 MiB at this size).
 const MATRIX_MAX: usize = 2048;
 
-/// Dot product (= cosine for unit vectors), unrolled by hand: the distance is evaluated
-/// millions of times while a graph is built, and this form stays fast even in unoptimised
-/// builds, where iterator chains are not inlined.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        acc[0] += x[0] * y[0];
-        acc[1] += x[1] * y[1];
-        acc[2] += x[2] * y[2];
-        acc[3] += x[3] * y[3];
-        acc[4] += x[4] * y[4];
-        acc[5] += x[5] * y[5];
-        acc[6] += x[6] * y[6];
-        acc[7] += x[7] * y[7];
-    }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
-}
+pub use mangaassist_embedding::cosine as dot;
 
 /// The indexed vectors, and for small sets their full similarity matrix so building the
 /// graph is table look-ups.
@@ -243,8 +220,5 @@ mod tests {
         let empty = Ann::build(vec![], 16);
         assert!(empty.search(&data[0]).is_empty());
         assert!(empty.brute_force(&data[0], 3, |_| true).is_empty());
-        let v = [0.5f32; 13];
-        let w: Vec<f32> = (0..13).map(|i| i as f32).collect();
-        assert!((dot(&v, &w) - mangaassist_embedding::cosine(&v, &w)).abs() < 1e-4);
     }
 }

@@ -91,19 +91,27 @@ async fn stage<T>(
     result
 }
 
+/// Starts one phase-1 call as its own task under its stage deadline; `call` receives the
+/// deadline so it also travels as the RPC's `grpc-timeout`. Aborting the handle cancels the RPC.
+fn spawn_stage<T, F>(
+    stage_kind: Stage,
+    deadline_ms: u64,
+    call: impl FnOnce(Duration) -> F,
+) -> tokio::task::JoinHandle<Result<T, StageError>>
+where
+    F: Future<Output = Result<T, tonic::Status>> + Send + 'static,
+    T: Send + 'static,
+{
+    let fut = call(Duration::from_millis(deadline_ms));
+    tokio::spawn(stage(stage_kind, deadline_ms, fut).in_current_span())
+}
+
 /// The value of a spawned stage, `None` when it failed, timed out or was aborted.
 fn joined<T>(r: Result<Result<T, StageError>, tokio::task::JoinError>) -> Option<T> {
     match r {
         Ok(Ok(v)) => Some(v),
         _ => None,
     }
-}
-
-fn needs_retrieval(intent: Intent) -> bool {
-    !matches!(
-        intent,
-        Intent::Greeting | Intent::Chitchat | Intent::OrderStatus | Intent::Unspecified
-    )
 }
 
 fn wants_orders(intent: Intent) -> bool {
@@ -228,7 +236,11 @@ impl Orchestrator {
             first_chunk_at: None,
             text: String::new(),
         };
-        let Some(outcome) = self.answer(&q, &mut relay, (guess, guess_conf)).await else {
+        let embedding = self.embed(&q.text).await;
+        let Some(outcome) = self
+            .answer(&q, &mut relay, (guess, guess_conf), embedding.clone())
+            .await
+        else {
             metrics::counter!("stream_cancellations_total").increment(1);
             return;
         };
@@ -260,7 +272,7 @@ impl Orchestrator {
         }));
         let answer_text = std::mem::take(&mut relay.text);
         let _ = out.send(done).await;
-        self.after_answer(q, answer_text, outcome);
+        self.after_answer(q, answer_text, outcome, embedding);
     }
 
     async fn embed(&self, text: &str) -> Option<pb::Embedding> {
@@ -293,92 +305,82 @@ impl Orchestrator {
         q: &Query,
         relay: &mut Relay<'_>,
         guess: (Intent, f32),
+        embedding: Option<pb::Embedding>,
     ) -> Option<Outcome> {
         let s = &self.settings;
         let d = &s.deadlines;
-        let embedding = self.embed(&q.text).await;
         let mut ladder = Ladder::default();
         let elapsed_ms = || q.received.elapsed().as_millis() as u64;
 
         // Speculative retrieval: starts with phase 1, aborted if the intent does not need it.
         let retrieval = {
-            let c = self.clients.retrieval.clone();
-            let req = pb::RetrieveRequest {
-                query: q.text.clone(),
-                store_id: q.store_id.clone(),
-                embedding: embedding.clone(),
-                // Over-fetch: context assembly diversifies by series for some intents.
-                top_k: s.retrieval_candidates.max(s.top_k_products),
-                filters: None,
-                top_k_documents: s.top_k_documents,
-            };
-            let dl = d.retrieval_ms;
-            tokio::spawn(
-                stage(Stage::Retrieval, dl, async move {
-                    c.retrieve(req, Duration::from_millis(dl)).await
-                })
-                .in_current_span(),
-            )
+            let (c, req) = (
+                self.clients.retrieval.clone(),
+                pb::RetrieveRequest {
+                    query: q.text.clone(),
+                    store_id: q.store_id.clone(),
+                    embedding: embedding.clone(),
+                    // Over-fetch: context assembly diversifies by series for some intents.
+                    top_k: s.retrieval_candidates.max(s.top_k_products),
+                    filters: None,
+                    top_k_documents: s.top_k_documents,
+                },
+            );
+            spawn_stage(Stage::Retrieval, d.retrieval_ms, move |dl| async move {
+                c.retrieve(req, dl).await
+            })
         };
         let intent = {
-            let c = self.clients.intent.clone();
-            let req = pb::ClassifyRequest {
-                text: q.text.clone(),
-                store_id: q.store_id.clone(),
-                session_id: q.session_id.clone(),
-                embedding: embedding.clone(),
-                remaining_budget_ms: d.total_ms.saturating_sub(elapsed_ms()) as u32,
-            };
-            let dl = d.intent_ms;
-            tokio::spawn(
-                stage(Stage::Intent, dl, async move {
-                    c.classify(req, Duration::from_millis(dl)).await
-                })
-                .in_current_span(),
-            )
+            let (c, req) = (
+                self.clients.intent.clone(),
+                pb::ClassifyRequest {
+                    text: q.text.clone(),
+                    store_id: q.store_id.clone(),
+                    session_id: q.session_id.clone(),
+                    embedding: embedding.clone(),
+                    remaining_budget_ms: d.total_ms.saturating_sub(elapsed_ms()) as u32,
+                },
+            );
+            spawn_stage(Stage::Intent, d.intent_ms, move |dl| async move {
+                c.classify(req, dl).await
+            })
         };
         let history = {
-            let c = self.clients.memory.clone();
-            let req = pb::GetHistoryRequest {
-                session_id: q.session_id.clone(),
-                user_id: q.user_id.clone(),
-                limit: s.history_turns,
-            };
-            let dl = d.memory_ms;
-            tokio::spawn(
-                stage(Stage::History, dl, async move {
-                    c.get_history(req, Duration::from_millis(dl)).await
-                })
-                .in_current_span(),
-            )
+            let (c, req) = (
+                self.clients.memory.clone(),
+                pb::GetHistoryRequest {
+                    session_id: q.session_id.clone(),
+                    user_id: q.user_id.clone(),
+                    limit: s.history_turns,
+                },
+            );
+            spawn_stage(Stage::History, d.memory_ms, move |dl| async move {
+                c.get_history(req, dl).await
+            })
         };
         let profile = {
-            let c = self.clients.memory.clone();
-            let req = pb::GetProfileRequest {
-                user_id: q.user_id.clone(),
-            };
-            let dl = d.memory_ms;
-            tokio::spawn(
-                stage(Stage::Profile, dl, async move {
-                    c.get_profile(req, Duration::from_millis(dl)).await
-                })
-                .in_current_span(),
-            )
+            let (c, req) = (
+                self.clients.memory.clone(),
+                pb::GetProfileRequest {
+                    user_id: q.user_id.clone(),
+                },
+            );
+            spawn_stage(Stage::Profile, d.memory_ms, move |dl| async move {
+                c.get_profile(req, dl).await
+            })
         };
         let orders = {
-            let c = self.clients.memory.clone();
-            let req = pb::GetOrdersRequest {
-                user_id: q.user_id.clone(),
-                store_id: q.store_id.clone(),
-                limit: 5,
-            };
-            let dl = d.memory_ms;
-            tokio::spawn(
-                stage(Stage::Orders, dl, async move {
-                    c.get_orders(req, Duration::from_millis(dl)).await
-                })
-                .in_current_span(),
-            )
+            let (c, req) = (
+                self.clients.memory.clone(),
+                pb::GetOrdersRequest {
+                    user_id: q.user_id.clone(),
+                    store_id: q.store_id.clone(),
+                    limit: 5,
+                },
+            );
+            spawn_stage(Stage::Orders, d.memory_ms, move |dl| async move {
+                c.get_orders(req, dl).await
+            })
         };
         let phase1 = [
             retrieval.abort_handle(),
@@ -443,7 +445,7 @@ impl Orchestrator {
                     scores: vec![],
                     complexity: 0.5,
                     tier: pb::ModelTier::Fast as i32,
-                    needs_retrieval: needs_retrieval(guess.0),
+                    needs_retrieval: mangaassist_intent::needs_retrieval(guess.0),
                     classifier: "keyword-fallback".into(),
                 }
             }
@@ -614,7 +616,13 @@ impl Orchestrator {
     }
 
     /// Turn saving, cache write and follow-up prediction, tracked so shutdown waits for them.
-    fn after_answer(&self, q: Query, answer: String, outcome: Outcome) {
+    fn after_answer(
+        &self,
+        q: Query,
+        answer: String,
+        outcome: Outcome,
+        embedding: Option<pb::Embedding>,
+    ) {
         let clients = self.clients.clone();
         let settings = &self.settings;
         let cacheable = !outcome.cache_hit
@@ -682,7 +690,8 @@ impl Orchestrator {
                                 } else {
                                     pb::CacheScope::Store as i32
                                 },
-                                embedding: None,
+                                // The message's vector: the cache need not embed it again.
+                                embedding,
                                 answer: Some(pb::CachedAnswer {
                                     text: answer.clone(),
                                     intent: outcome.intent as i32,

@@ -65,7 +65,9 @@ pub async fn run(url: &str, data_dir: &Path, messages: usize) -> anyhow::Result<
             )?)
             .map(|l| l.text)
             .collect();
-    texts.dedup();
+    // Distinct questions only: a repeat in round one would be counted as a miss that hit.
+    let mut seen = std::collections::HashSet::new();
+    texts.retain(|t| seen.insert(t.clone()));
     texts.truncate(messages);
     let opts = ChatOptions {
         url: url.to_string(),

@@ -103,12 +103,7 @@ impl RetrievalDaemon {
         let catalog = tokio::task::spawn_blocking(move || Catalog::load(&dir))
             .await
             .map_err(|e| RetrievalError::Internal(e.to_string()))??;
-        let mut texts: Vec<String> = catalog
-            .products
-            .iter()
-            .map(product_embedding_text)
-            .collect();
-        texts.extend(catalog.documents.iter().map(document_embedding_text));
+        let texts = text::catalog_embedding_texts(&catalog);
         let (mut vectors, outcome) = catalog_vectors(
             embedder.inner().clone(),
             texts,
@@ -414,12 +409,7 @@ mod tests {
         .collect();
         // Look inside the local backend: the daemon was built by `new`, so it is one.
         let catalog = Catalog::load(&config.data.dir).unwrap();
-        let mut texts: Vec<String> = catalog
-            .products
-            .iter()
-            .map(product_embedding_text)
-            .collect();
-        texts.extend(catalog.documents.iter().map(document_embedding_text));
+        let texts = text::catalog_embedding_texts(&catalog);
         let (mut vectors, outcome) =
             catalog_vectors(model.clone(), texts, &config.data.resolved_cache_dir())
                 .await

@@ -119,6 +119,17 @@ pub fn document_embedding_text(d: &Document) -> String {
     format!("{}. {}", d.title, d.body)
 }
 
+/// Every text of a catalog that gets a vector: products, then documents (the order the
+/// vector cache file stores them in).
+pub fn catalog_embedding_texts(catalog: &mangaassist_catalog::Catalog) -> Vec<String> {
+    catalog
+        .products
+        .iter()
+        .map(product_embedding_text)
+        .chain(catalog.documents.iter().map(document_embedding_text))
+        .collect()
+}
+
 /// The BM25 field text of a product. Title, series and author are repeated because a query
 /// naming them is far more telling than the same word somewhere in a synopsis.
 pub fn product_lexical_text(p: &Product) -> String {

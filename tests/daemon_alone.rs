@@ -100,6 +100,12 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
         .await
         .unwrap();
     assert_eq!(body.status(), 200);
+    // One MangaAssist RPC, then its counter must be on /metrics.
+    mangaassist_client::GenerationClient::connect(&format!("http://{addr}"))
+        .unwrap()
+        .list_prompts(Duration::from_secs(5))
+        .await
+        .unwrap();
     let metrics = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
@@ -107,9 +113,9 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("rpc_server_requests_total")
-            || metrics.is_empty()
-            || metrics.starts_with('#'),
+        metrics.contains(
+            r#"rpc_server_requests_total{daemon="generation",method="ListPrompts",grpc_status="0"}"#
+        ),
         "{metrics}"
     );
 

@@ -17,12 +17,15 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   hash -r
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
-  step "installing chromium (browser test of the chat page)"
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
-fi
+SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+APT_UPDATED=""
+apt_install() { # package, why
+  step "installing $1 ($2)"
+  if [[ -z "$APT_UPDATED" ]]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
+command -v chromium >/dev/null 2>&1 || apt_install chromium "browser test of the chat page"
+command -v promtool >/dev/null 2>&1 || apt_install prometheus "promtool checks the SLO alerting rules"
 if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
   step "installing playwright-core (npm)"
   npm ci --prefix tests/browser --no-audit --no-fund --silent

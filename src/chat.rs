@@ -37,12 +37,17 @@ pub struct ChatOptions {
     pub session: Option<String>,
     pub store: Option<String>,
     pub user: Option<String>,
+    /// JWT for the gateway (`mangaassist token --user U`); the CLI issues one from the
+    /// configured secret when none is given.
+    pub token: Option<String>,
     pub timeout: Duration,
 }
 
 fn connect_url(o: &ChatOptions) -> String {
     let mut params = vec![];
-    if let Some(u) = &o.user {
+    if let Some(t) = &o.token {
+        params.push(format!("token={t}"));
+    } else if let Some(u) = &o.user {
         params.push(format!("user_id={u}"));
     }
     if let Some(s) = &o.session {

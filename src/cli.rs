@@ -64,6 +64,9 @@ enum Command {
         /// Gateway WebSocket URL (default: from gateway.listen).
         #[arg(long)]
         url: Option<String>,
+        /// JWT to connect with (default: one issued for --user from the configured secret).
+        #[arg(long, env = "MANGAASSIST_TOKEN")]
+        token: Option<String>,
         /// Give up after this long.
         #[arg(long, default_value = "30s", value_parser = humantime_duration)]
         timeout: Duration,
@@ -84,11 +87,186 @@ enum Command {
     },
     /// Compute and cache the catalog and training vectors (first start is then fast).
     Prepare,
+    /// Benchmarks: load over real WebSockets, statistical compare gate, prompt gate, ceiling.
+    Bench {
+        /// Start the whole mesh in this process for the run (ports chosen by the OS, fresh
+        /// state, no per-user rate limit, no precompute warm-up); with `run --overhead` it
+        /// also uses the zero-latency model, so the report is the mesh's own cost.
+        #[arg(long)]
+        local_mesh: bool,
+        #[command(subcommand)]
+        cmd: mangaassist_bench::BenchCommand,
+    },
+    /// Reports from recorded data.
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
+    },
+    /// Manage the generation daemon's system prompts while it runs (no redeploy).
+    Prompt {
+        #[command(subcommand)]
+        action: PromptAction,
+        /// Generation daemon endpoint (default: mesh.generation.endpoint).
+        #[arg(long, global = true)]
+        endpoint: Option<String>,
+    },
+    /// Issue a gateway token (HS256 JWT) for a user, signed with the configured secret.
+    Token {
+        /// User id (the token's `sub`).
+        #[arg(long, short)]
+        user: String,
+    },
     /// Evaluate the intent classifier on a labelled file (held-out split by default).
     EvalIntent {
         #[arg(long, default_value = "data/intents/heldout.jsonl")]
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportAction {
+    /// p50/p95/p99 trends per day and stage budget compliance, as Markdown with SVG charts,
+    /// from bench results and gateway recordings (`gateway.record_path`).
+    Weekly(mangaassist_bench::WeeklyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PromptAction {
+    /// Every prompt version per store and intent, the active one marked.
+    List,
+    /// Register a new version from a file (inactive unless --activate).
+    Put {
+        #[arg(long, default_value = "default")]
+        store: String,
+        #[arg(long)]
+        intent: String,
+        #[arg(long)]
+        version: String,
+        file: PathBuf,
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make a version the active one for new answers.
+    Activate {
+        #[arg(long, default_value = "default")]
+        store: String,
+        #[arg(long)]
+        intent: String,
+        #[arg(long)]
+        version: String,
+    },
+    /// Re-activate the version that was active before the last activation.
+    Rollback {
+        #[arg(long, default_value = "default")]
+        store: String,
+        #[arg(long)]
+        intent: String,
+    },
+}
+
+fn intent_arg(label: &str) -> anyhow::Result<mangaassist_proto::v1::Intent> {
+    mangaassist_proto::v1::Intent::from_label(label).with_context(|| {
+        format!(
+            "unknown intent `{label}` (one of {})",
+            mangaassist_config::INTENTS.join(", ")
+        )
+    })
+}
+
+fn show_prompt(p: &mangaassist_proto::v1::PromptInfo) -> String {
+    let intent = mangaassist_proto::v1::Intent::try_from(p.intent)
+        .map(|i| i.label())
+        .unwrap_or("?");
+    format!(
+        "{:<10} {:<15} {:<12} {:<6} {:>5} tokens  max {:>4}  {:<8}{}",
+        p.store_id,
+        intent,
+        p.version,
+        if p.active { "active" } else { "" },
+        p.tokens,
+        p.max_tokens,
+        p.style,
+        if p.rollback_to.is_empty() {
+            String::new()
+        } else {
+            format!("  (rollback → {})", p.rollback_to)
+        }
+    )
+}
+
+async fn prompt_command(
+    config: &Config,
+    action: &PromptAction,
+    endpoint: Option<&str>,
+) -> anyhow::Result<()> {
+    let endpoint = endpoint.unwrap_or(&config.mesh.generation.endpoint);
+    let c = mangaassist_client::GenerationClient::connect(endpoint)?;
+    let dl = Duration::from_secs(10);
+    let mut out = std::io::stdout();
+    let unreachable = || format!("generation daemon at {endpoint}");
+    match action {
+        PromptAction::List => {
+            for p in c.list_prompts(dl).await.with_context(unreachable)?.prompts {
+                writeln!(out, "{}", show_prompt(&p))?;
+            }
+        }
+        PromptAction::Put {
+            store,
+            intent,
+            version,
+            file,
+            activate,
+        } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read prompt file {}", file.display()))?;
+            let p = c
+                .put_prompt(
+                    mangaassist_proto::v1::PutPromptRequest {
+                        store_id: store.clone(),
+                        intent: intent_arg(intent)? as i32,
+                        version: version.clone(),
+                        text,
+                        activate: *activate,
+                    },
+                    dl,
+                )
+                .await
+                .with_context(unreachable)?;
+            writeln!(out, "{}", show_prompt(&p))?;
+        }
+        PromptAction::Activate {
+            store,
+            intent,
+            version,
+        } => {
+            let p = c
+                .activate_prompt(
+                    mangaassist_proto::v1::ActivatePromptRequest {
+                        store_id: store.clone(),
+                        intent: intent_arg(intent)? as i32,
+                        version: version.clone(),
+                    },
+                    dl,
+                )
+                .await
+                .with_context(unreachable)?;
+            writeln!(out, "{}", show_prompt(&p))?;
+        }
+        PromptAction::Rollback { store, intent } => {
+            let p = c
+                .rollback_prompt(
+                    mangaassist_proto::v1::RollbackPromptRequest {
+                        store_id: store.clone(),
+                        intent: intent_arg(intent)? as i32,
+                    },
+                    dl,
+                )
+                .await
+                .with_context(unreachable)?;
+            writeln!(out, "{}", show_prompt(&p))?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,12 +313,26 @@ fn init_logs(cli: &Cli, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
     let mut config = load_config(&cli)?;
+    // Bench commands are handed over by value; `cli` keeps its global options.
+    match std::mem::replace(&mut cli.command, Command::Prepare) {
+        Command::Bench { local_mesh, cmd } => {
+            let code = bench_command(&cli, config, local_mesh, cmd).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            return Ok(());
+        }
+        other => cli.command = other,
+    }
     match &cli.command {
         Command::Config { action } => {
             match action {
                 ConfigAction::Print => {
+                    if !config.gateway.auth.secret.is_empty() {
+                        config.gateway.auth.secret = "<redacted>".into();
+                    }
                     let text = toml::to_string_pretty(&config).context("cannot print config")?;
                     std::io::stdout().write_all(text.as_bytes())?;
                 }
@@ -156,17 +348,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             user,
             url,
+            token,
             timeout,
         } => {
             let url = url
                 .clone()
                 .unwrap_or_else(|| format!("ws://{}/ws", config.gateway.listen));
+            let token = match token {
+                Some(t) => Some(t.clone()),
+                None if config.gateway.auth.required => {
+                    let u = user
+                        .clone()
+                        .unwrap_or_else(|| config.gateway.default_user.clone());
+                    Some(mangaassist_gateway::issue_token(&config, &u)?)
+                }
+                None => None,
+            };
             chat::run(
                 ChatOptions {
                     url,
                     session: session.clone(),
                     store: store.clone(),
                     user: user.clone(),
+                    token,
                     timeout: *timeout,
                 },
                 text,
@@ -177,8 +381,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let url = url
                 .clone()
                 .unwrap_or_else(|| format!("ws://{}/ws", config.gateway.listen));
-            let report = mangaassist::probe::run(&url, &config.data.dir, *messages).await?;
+            let report = mangaassist::probe::run(&url, &config.data.dir, *messages, |u| {
+                Ok(mangaassist_gateway::issue_token(&config, u)?)
+            })
+            .await?;
             writeln!(std::io::stdout(), "{report}")?;
+            Ok(())
+        }
+        Command::Report {
+            action: ReportAction::Weekly(args),
+        } => {
+            mangaassist_bench::weekly(args.clone()).await?;
+            Ok(())
+        }
+        Command::Bench { .. } => Ok(()),
+        Command::Prompt { action, endpoint } => {
+            prompt_command(&config, action, endpoint.as_deref()).await
+        }
+        Command::Token { user } => {
+            let token = mangaassist_gateway::issue_token(&config, user)?;
+            writeln!(std::io::stdout(), "{token}")?;
             Ok(())
         }
         Command::Prepare => {
@@ -216,6 +438,64 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn bench_command(
+    cli: &Cli,
+    mut config: Config,
+    local_mesh: bool,
+    cmd: mangaassist_bench::BenchCommand,
+) -> anyhow::Result<i32> {
+    let overhead_run = matches!(&cmd, mangaassist_bench::BenchCommand::Run(a) if a.overhead);
+    let mut state = None;
+    let running = if local_mesh {
+        let dir = tempfile::tempdir().context("cannot create a state directory")?;
+        config.data.state_dir = dir.path().to_path_buf();
+        state = Some(dir);
+        config.gateway.listen = "127.0.0.1:0".into();
+        for (_, d) in config.mesh.daemons_mut() {
+            d.listen = "127.0.0.1:0".into();
+        }
+        config.gateway.limits.user_messages_per_minute = 0;
+        config.precompute.run_at_start = false;
+        if overhead_run {
+            config.generation.latency_profile = "zero".into();
+            config.gateway.predict_follow_ups = false;
+        }
+        init_logs(cli, &config)?;
+        Some(mesh::start(config.clone(), &Role::ALL).await?)
+    } else {
+        None
+    };
+    let cfg = running.as_ref().map_or(&config, |r| &r.config);
+    let ctx = mangaassist_bench::BenchContext {
+        default_url: running
+            .as_ref()
+            .and_then(mesh::RunningMesh::ws_url)
+            .unwrap_or_else(|| format!("ws://{}/ws", cfg.gateway.listen)),
+        token_secret: if cfg.gateway.auth.required {
+            Some(mangaassist_gateway::resolve_secret(cfg)?)
+        } else {
+            None
+        },
+        data_dir: cfg.data.dir.clone(),
+        overhead: cfg.generation.latency_profile == "zero",
+        generation_endpoint: cfg.mesh.generation.endpoint.clone(),
+        retrieval_endpoint: cfg.mesh.retrieval.endpoint.clone(),
+    };
+    let result = mangaassist_bench::execute(cmd, ctx).await;
+    if let Some(r) = running {
+        r.shutdown.cancel();
+        r.wait().await?;
+    }
+    drop(state);
+    Ok(match result {
+        Ok(code) => code,
+        Err(e) => {
+            writeln!(std::io::stderr(), "bench: {e}")?;
+            e.exit_code()
+        }
+    })
+}
+
 async fn run_roles(config: Config, roles: &[Role]) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let running = mesh::start(config, roles).await?;
@@ -249,7 +529,14 @@ async fn run_roles(config: Config, roles: &[Role]) -> anyhow::Result<()> {
             "  gateway     {url}  (WebSocket {})",
             running.ws_url().unwrap_or_default()
         )?;
-        writeln!(out, "\nChat in a browser at {url}")?;
+        let c = &running.config;
+        if c.gateway.auth.required {
+            let user = &c.gateway.default_user;
+            let token = mangaassist_gateway::issue_token(c, user)?;
+            writeln!(out, "\nChat in a browser as {user} at {url}?token={token}")?;
+        } else {
+            writeln!(out, "\nChat in a browser at {url}")?;
+        }
         writeln!(out, "or: mangaassist chat \"Suggest manga like One Piece\"")?;
     }
     out.flush()?;

@@ -84,6 +84,8 @@ pub struct RunningMesh {
     pub shutdown: CancellationToken,
     /// The configuration after binding (endpoints point at the real ports).
     pub config: Config,
+    /// Faults in force in every daemon of this process; change them while it runs.
+    pub faults: mangaassist_server::FaultSwitch,
     tasks: JoinSet<(Role, Result<(), String>)>,
 }
 
@@ -272,7 +274,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                     clients,
                     embedder.clone(),
                     shutdown.clone(),
-                );
+                )?;
                 tasks.spawn(
                     async move { (role, gw.serve(listener).await.map_err(|e| e.to_string())) },
                 );
@@ -284,10 +286,12 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             "daemon built"
         );
     }
+    let faults = opts.faults.clone();
     Ok(RunningMesh {
         addrs,
         shutdown,
         config,
+        faults,
         tasks,
     })
 }

@@ -56,7 +56,16 @@ impl std::fmt::Display for ProbeReport {
 }
 
 /// Runs the probe with `messages` distinct questions from the labelled intent data.
-pub async fn run(url: &str, data_dir: &Path, messages: usize) -> anyhow::Result<ProbeReport> {
+/// Messages are spread over this many users (each with its own session and token) so the
+/// per-user rate limit (30/min by default) is not what gets measured.
+const PROBE_USERS: usize = 200;
+
+pub async fn run(
+    url: &str,
+    data_dir: &Path,
+    messages: usize,
+    token_for: impl Fn(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<ProbeReport> {
     let mut texts: Vec<String> =
         mangaassist_catalog::load_intents(&data_dir.join("intents/train.jsonl"))?
             .into_iter()
@@ -69,17 +78,24 @@ pub async fn run(url: &str, data_dir: &Path, messages: usize) -> anyhow::Result<
     let mut seen = std::collections::HashSet::new();
     texts.retain(|t| seen.insert(t.clone()));
     texts.truncate(messages);
-    let opts = ChatOptions {
-        url: url.to_string(),
-        session: Some(format!("probe-{}", std::process::id())),
-        store: None,
-        user: None,
-        timeout: Duration::from_secs(30),
-    };
+    let users: Vec<ChatOptions> = (0..PROBE_USERS.min(texts.len().max(1)))
+        .map(|i| {
+            let user = format!("probe-{i}");
+            Ok(ChatOptions {
+                url: url.to_string(),
+                session: Some(format!("probe-{}-{i}", std::process::id())),
+                store: None,
+                token: Some(token_for(&user)?),
+                user: Some(user),
+                timeout: Duration::from_secs(30),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
     let mut report = ProbeReport::default();
     for round in 0..2 {
         for (i, text) in texts.iter().enumerate() {
-            let t = chat::ask(&opts, text, |_| {})
+            let opts = &users[i % users.len()];
+            let t = chat::ask(opts, text, |_| {})
                 .await
                 .with_context(|| format!("round {round}, message {i}"))?;
             let Some(done) = &t.done else {

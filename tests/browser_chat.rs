@@ -9,7 +9,11 @@ use common::TestMesh;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_page_streams_an_answer_in_chromium() {
     let m = TestMesh::start(&[]).await;
-    let url = m.mesh().gateway_url().unwrap();
+    let url = format!(
+        "{}?token={}",
+        m.mesh().gateway_url().unwrap(),
+        m.token("u-demo")
+    );
     let dir = common::repo().join("tests/browser");
     let shot = std::env::temp_dir().join("mangaassist-chat-page.png");
     let shot_arg = shot.clone();

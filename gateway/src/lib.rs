@@ -1,46 +1,103 @@
-//! The WebSocket gateway: serves the chat page and `/ws`, validates every frame, and runs the
-//! per-message orchestrator (phase-1 fan-out under deadlines, cache short-circuit, retrieval,
-//! streamed generation, degradation ladder). Protocol: docs/protocol.md.
+//! The WebSocket gateway: authenticates connections (HS256 JWT), serves the chat page and
+//! `/ws`, validates every frame, rate-limits, and runs the per-message orchestrator (budgets as
+//! deadlines, circuit breakers, degradation ladder, model routing, batched streaming through a
+//! resume buffer). Also `/slo`, `/routing`, `/breakers`, `/metrics`, `/healthz`.
+//! Protocol: docs/protocol.md.
 
+pub mod budget;
 pub mod degradation;
 pub mod orchestrator;
 pub mod protocol;
+pub mod recorder;
+pub mod routing;
+pub mod stream;
 pub mod texts;
 mod ws;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
-    Router,
+    Json, Router,
     extract::{Query as UrlQuery, State, WebSocketUpgrade},
-    http::StatusCode,
-    response::{Html, IntoResponse},
+    http::{HeaderMap, StatusCode},
+    response::{Html, IntoResponse, Response},
     routing::get,
     serve::ListenerExt,
 };
+use mangaassist_auth::JwtKey;
 use mangaassist_client::MeshClients;
 use mangaassist_config::Config;
 use mangaassist_embedding::QueryEmbedder;
+use mangaassist_resilience::KeyedLimiter;
+use mangaassist_resume::{InMemoryResumeStore, ResumeLimits, ResumeStore};
+use mangaassist_slo::{SloConfig, SloMonitor};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use orchestrator::{Orchestrator, Query};
-pub use ws::CLOSE_SERVICE_RESTART;
+pub use ws::{CLOSE_IDLE, CLOSE_SERVICE_RESTART};
 
 /// Hard cap on one WebSocket message before tungstenite drops the connection; messages between
 /// `gateway.max_frame_bytes` and this get an error frame and the connection stays usable.
 const HARD_MESSAGE_LIMIT: usize = 1024 * 1024;
 
+/// Users tracked by the per-user rate limiter before the longest-idle ones are forgotten.
+const MAX_LIMITED_USERS: usize = 200_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("gateway server failed: {0}")]
     Serve(std::io::Error),
+    #[error("gateway auth: {0}")]
+    Auth(#[from] mangaassist_auth::AuthError),
+    #[error("gateway SLO settings: {0}")]
+    Slo(#[from] mangaassist_slo::SloError),
+    #[error("gateway recording: {0}")]
+    Recorder(#[from] recorder::RecorderError),
+}
+
+/// The HMAC secret the gateway verifies tokens with: `gateway.auth.secret`, else the secret
+/// file (created with a random secret on first use).
+pub fn resolve_secret(config: &Config) -> Result<Vec<u8>, GatewayError> {
+    let a = &config.gateway.auth;
+    if !a.secret.is_empty() {
+        return Ok(a.secret.as_bytes().to_vec());
+    }
+    Ok(mangaassist_auth::load_or_create_secret(&secret_path(
+        config,
+    ))?)
+}
+
+/// Where the secret file is (whether or not it exists yet).
+pub fn secret_path(config: &Config) -> PathBuf {
+    let a = &config.gateway.auth;
+    if a.secret_file.as_os_str().is_empty() {
+        config.data.state_dir.join("jwt.secret")
+    } else {
+        a.secret_file.clone()
+    }
+}
+
+/// Issues a token for `user` with the configured lifetime (`mangaassist token`, `up`).
+pub fn issue_token(config: &Config, user: &str) -> Result<String, GatewayError> {
+    let key = JwtKey::new(&resolve_secret(config)?)?;
+    Ok(key.issue(
+        user,
+        Duration::from_secs(config.gateway.auth.token_ttl_seconds),
+        SystemTime::now(),
+    )?)
 }
 
 #[derive(Clone)]
 pub struct Gateway {
-    orchestrator: Arc<Orchestrator>,
+    shared: Arc<ws::Shared>,
+    auth: Option<Arc<JwtKey>>,
+    leeway: Duration,
     shutdown: CancellationToken,
     grace: Duration,
 }
@@ -50,6 +107,7 @@ struct ConnectParams {
     session_id: Option<String>,
     user_id: Option<String>,
     store_id: Option<String>,
+    token: Option<String>,
 }
 
 const CHAT_PAGE: &str = include_str!("../static/chat.html");
@@ -61,17 +119,73 @@ impl Gateway {
         clients: MeshClients,
         embedder: Option<QueryEmbedder>,
         shutdown: CancellationToken,
-    ) -> Self {
-        Self {
-            orchestrator: Arc::new(Orchestrator {
-                settings: config.gateway.clone(),
-                clients,
-                embedder,
-                background: TaskTracker::new(),
+    ) -> Result<Self, GatewayError> {
+        let g = &config.gateway;
+        let st = &g.stream;
+        let resume: Arc<dyn ResumeStore> = Arc::new(InMemoryResumeStore::new(ResumeLimits {
+            keep_after_done: Duration::from_secs(st.resume_keep_seconds),
+            ttl: Duration::from_secs(st.resume_ttl_seconds),
+            max_streams: st.resume_max_streams,
+            max_bytes_per_stream: 1024 * 1024,
+        }));
+        let auth = if g.auth.required {
+            Some(Arc::new(JwtKey::new(&resolve_secret(config)?)?))
+        } else {
+            tracing::warn!(
+                "gateway.auth.required = false: anyone can connect as any user (local use only)"
+            );
+            None
+        };
+        let slo = SloMonitor::new(SloConfig {
+            target_ms: g.slo.target_ms as f64,
+            error_budget: g.slo.error_budget,
+            ..SloConfig::default()
+        })?;
+        let recorder = if g.record_path.as_os_str().is_empty() {
+            None
+        } else {
+            Some(recorder::Recorder::open(&g.record_path)?)
+        };
+        let orchestrator = Arc::new(Orchestrator {
+            settings: g.clone(),
+            clients,
+            embedder,
+            background: TaskTracker::new(),
+            breakers: orchestrator::Breakers::new(&g.breakers),
+            router: routing::Router::new(&g.routing, &config.intent),
+            budgets: Arc::new(g.budgets.clone()),
+            slo: Arc::new(slo),
+            recorder,
+        });
+        Ok(Self {
+            shared: Arc::new(ws::Shared {
+                orchestrator,
+                resume,
+                user_limits: KeyedLimiter::new(
+                    g.limits.user_messages_per_minute,
+                    Duration::from_secs(60),
+                    MAX_LIMITED_USERS,
+                ),
+                answers: TaskTracker::new(),
             }),
+            auth,
+            leeway: Duration::from_secs(g.auth.leeway_seconds),
             shutdown,
             grace: Duration::from_secs(config.mesh.shutdown_grace_seconds),
+        })
+    }
+
+    /// Replaces the resume buffer, e.g. with one shared by several gateways so a client can
+    /// resume on any of them.
+    pub fn with_resume_store(mut self, store: Arc<dyn ResumeStore>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.resume = store;
         }
+        self
+    }
+
+    pub fn orchestrator(&self) -> &Arc<Orchestrator> {
+        &self.shared.orchestrator
     }
 
     pub fn router(&self) -> Router {
@@ -79,9 +193,16 @@ impl Gateway {
             .route("/", get(|| async { Html(CHAT_PAGE) }))
             .route("/ws", get(ws_upgrade))
             .route("/healthz", get(healthz))
+            .route("/slo", get(slo_status))
+            .route("/routing", get(routing_status))
+            .route("/breakers", get(breakers_status))
             .route(
                 "/metrics",
-                get(|| async {
+                get(|State(gw): State<Gateway>| async move {
+                    gw.shared
+                        .orchestrator
+                        .slo
+                        .publish_metrics(std::time::Instant::now());
                     (
                         [("content-type", "text/plain; version=0.0.4")],
                         mangaassist_telemetry::render_metrics(),
@@ -91,26 +212,40 @@ impl Gateway {
             .with_state(self.clone())
     }
 
-    /// Serves until shutdown; then stops accepting, lets answers in flight finish and saves
-    /// pending turns and cache writes, all within the grace period.
+    /// Serves until shutdown; then stops accepting, lets answers in flight finish, tells
+    /// clients to reconnect (1012), and saves pending turns, cache writes and recordings, all
+    /// within the grace period.
     pub async fn serve(self, listener: TcpListener) -> Result<(), GatewayError> {
         mangaassist_telemetry::install_metrics();
         let listener = listener.tap_io(|tcp| {
             // Small frames must leave at once (Nagle + delayed ACK costs ~40 ms).
             let _ = tcp.set_nodelay(true);
         });
-        let shutdown = self.shutdown.clone();
         let grace = self.grace;
-        let background = self.orchestrator.background.clone();
+        let shared = self.shared.clone();
+        let shutdown = self.shutdown.clone();
         let server = axum::serve(listener, self.router())
             .with_graceful_shutdown(async move { shutdown.cancelled().await });
         let shutdown = self.shutdown.clone();
+        let answers = shared.answers.clone();
+        // Connections close once their answers are done; answers whose client already left
+        // still finish into the resume buffer, so wait for those too.
+        let drained = async move {
+            let r = server.await;
+            answers.close();
+            answers.wait().await;
+            r
+        };
         tokio::select! {
-            r = server => r.map_err(GatewayError::Serve)?,
+            r = drained => r.map_err(GatewayError::Serve)?,
             () = async move { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!("grace period over, closing remaining connections");
+                tracing::warn!(
+                    unfinished = shared.answers.len(),
+                    "grace period over, closing remaining connections"
+                );
             }
         }
+        let background = shared.orchestrator.background.clone();
         background.close();
         if tokio::time::timeout(grace, background.wait())
             .await
@@ -120,6 +255,9 @@ impl Gateway {
                 pending = background.len(),
                 "background writes still pending at exit"
             );
+        }
+        if let Some(r) = &shared.orchestrator.recorder {
+            r.close();
         }
         tracing::info!("gateway stopped");
         Ok(())
@@ -134,32 +272,101 @@ async fn healthz(State(gw): State<Gateway>) -> impl IntoResponse {
     }
 }
 
+async fn slo_status(State(gw): State<Gateway>) -> impl IntoResponse {
+    let slo = &gw.shared.orchestrator.slo;
+    let now = std::time::Instant::now();
+    slo.publish_metrics(now);
+    Json(slo.status(now))
+}
+
+async fn routing_status(State(gw): State<Gateway>) -> impl IntoResponse {
+    Json(gw.shared.orchestrator.router.status())
+}
+
+async fn breakers_status(State(gw): State<Gateway>) -> impl IntoResponse {
+    Json(gw.shared.orchestrator.breakers.snapshot())
+}
+
+fn refuse(status: StatusCode, reason: &'static str, message: String) -> Response {
+    metrics::counter!("websocket_refused_total", "reason" => reason).increment(1);
+    (
+        status,
+        Json(serde_json::json!({ "error": reason, "message": message })),
+    )
+        .into_response()
+}
+
 async fn ws_upgrade(
     ws: WebSocketUpgrade,
     UrlQuery(params): UrlQuery<ConnectParams>,
+    headers: HeaderMap,
     State(gw): State<Gateway>,
-) -> impl IntoResponse {
-    let settings = &gw.orchestrator.settings;
+) -> Response {
+    if gw.shutdown.is_cancelled() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "gateway is shutting down; connect to another instance".into(),
+        );
+    }
+    let settings = &gw.shared.orchestrator.settings;
+    let user_id = match &gw.auth {
+        Some(key) => {
+            let header = headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(mangaassist_auth::bearer_token);
+            let Some(token) = header.or(params.token.as_deref()) else {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing token: pass `?token=<JWT>` or `Authorization: Bearer <JWT>` (`mangaassist token --user U` issues one)".into(),
+                );
+            };
+            match key.verify(token, SystemTime::now(), gw.leeway) {
+                Ok(claims) => {
+                    if let Some(u) = params.user_id.as_deref().filter(|u| !u.is_empty())
+                        && u != claims.sub
+                    {
+                        return refuse(
+                            StatusCode::FORBIDDEN,
+                            "forbidden",
+                            "`user_id` does not match the token's subject".into(),
+                        );
+                    }
+                    claims.sub
+                }
+                Err(e) => {
+                    return refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        format!("invalid token: {e}"),
+                    );
+                }
+            }
+        }
+        None => params
+            .user_id
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| settings.default_user.clone()),
+    };
     let conn = ws::Connection {
         session_id: params
             .session_id
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        user_id: params
-            .user_id
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| settings.default_user.clone()),
+        user_id,
         store_id: params
             .store_id
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| settings.default_store.clone()),
     };
-    let orch = gw.orchestrator.clone();
+    let shared = gw.shared.clone();
     let shutdown = gw.shutdown.clone();
     // Small buffers: an idle socket should cost a few KiB, not tungstenite's default 128 KiB.
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| ws::run(socket, conn, orch, shutdown))
+        .on_upgrade(move |socket| ws::run(socket, conn, shared, shutdown))
 }

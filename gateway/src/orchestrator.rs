@@ -1,28 +1,34 @@
 //! The per-message pipeline (docs/architecture.md): status at once; phase 1 in parallel under
 //! per-stage deadlines (intent, history, profile, orders, cache lookup, plus speculative
 //! retrieval); cache hit short-circuits; retrieval joined only when the intent needs it;
-//! streamed generation relayed as chunks; turn saving, cache writes and follow-up prediction
-//! off the critical path.
+//! routing (matrix, adaptive, quality gate); streamed generation relayed as batched chunks
+//! through the resume buffer; turn saving, cache writes and follow-up prediction off the
+//! critical path. Every dependency call runs under its breaker and its share of the budget
+//! (budget.rs); a failed stage moves the message down the ladder (degradation.rs).
 
 use std::{
-    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures::StreamExt;
 use mangaassist_client::MeshClients;
-use mangaassist_config::GatewaySettings;
+use mangaassist_config::{GatewaySettings, StageBudgets};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_intent::keyword::classify_keywords;
-use mangaassist_proto::v1::{self as pb, Intent};
-use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
+use mangaassist_proto::v1::{self as pb, Intent, ModelTier};
+use mangaassist_resilience::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
+use mangaassist_slo::SloMonitor;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, info_span};
 
 use crate::{
+    budget::{MessageClock, StageCtx, StageError, Timings, record_stage, run_stage},
     degradation::{Ladder, Level, Stage},
     protocol::{Done, ErrorCode, ServerFrame},
+    recorder::{Record, Recorder},
+    routing::{Route, Router},
+    stream::{AnswerSink, StreamState},
     texts,
 };
 
@@ -37,6 +43,56 @@ pub struct Query {
     pub received: Instant,
 }
 
+/// One circuit breaker per dependency the critical path calls.
+pub struct Breakers {
+    pub intent: Arc<CircuitBreaker>,
+    pub retrieval: Arc<CircuitBreaker>,
+    pub memory: Arc<CircuitBreaker>,
+    pub cache: Arc<CircuitBreaker>,
+    pub generation: Arc<CircuitBreaker>,
+}
+
+impl Breakers {
+    pub fn new(settings: &mangaassist_config::BreakerSettings) -> Self {
+        let cfg = BreakerConfig {
+            failure_threshold: settings.failure_threshold,
+            open_for: Duration::from_millis(settings.open_ms),
+            half_open_probes: settings.half_open_probes,
+        };
+        let b = |name: &str| Arc::new(CircuitBreaker::new(name, cfg.clone()));
+        Self {
+            intent: b("intent"),
+            retrieval: b("retrieval"),
+            memory: b("memory"),
+            cache: b("cache"),
+            generation: b("generation"),
+        }
+    }
+
+    pub fn for_stage(&self, stage: Stage) -> &Arc<CircuitBreaker> {
+        match stage {
+            Stage::Intent => &self.intent,
+            Stage::Retrieval => &self.retrieval,
+            Stage::History | Stage::Profile | Stage::Orders => &self.memory,
+            Stage::Cache => &self.cache,
+            Stage::Generation => &self.generation,
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<BreakerSnapshot> {
+        [
+            &self.intent,
+            &self.retrieval,
+            &self.memory,
+            &self.cache,
+            &self.generation,
+        ]
+        .iter()
+        .map(|b| b.snapshot())
+        .collect()
+    }
+}
+
 /// Everything the pipeline needs, shared by all connections.
 pub struct Orchestrator {
     pub settings: GatewaySettings,
@@ -44,73 +100,71 @@ pub struct Orchestrator {
     pub embedder: Option<QueryEmbedder>,
     /// Off-critical-path work (turn saving, cache writes) that shutdown waits for.
     pub background: TaskTracker,
+    pub breakers: Breakers,
+    pub router: Router,
+    pub budgets: Arc<StageBudgets>,
+    pub slo: Arc<SloMonitor>,
+    pub recorder: Option<Recorder>,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum StageError {
-    #[error("deadline of {0} ms exceeded")]
-    Deadline(u64),
-    #[error("{0}")]
-    Rpc(#[from] tonic::Status),
-}
-
-/// Runs `fut` under `deadline_ms`, in a span carrying the stage and its budget, and records
-/// the stage latency.
-async fn stage<T>(
-    stage: Stage,
-    deadline_ms: u64,
-    fut: impl Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, StageError> {
-    let started = Instant::now();
-    let span = info_span!(
-        "stage",
-        stage = stage.label(),
-        budget_ms = deadline_ms,
-        outcome = tracing::field::Empty
-    );
-    let result = async {
-        match tokio::time::timeout(Duration::from_millis(deadline_ms), fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(status)) => Err(StageError::Rpc(status)),
-            Err(_) => Err(StageError::Deadline(deadline_ms)),
-        }
-    }
-    .instrument(span.clone())
-    .await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(StageError::Deadline(_)) => "deadline",
-        Err(StageError::Rpc(_)) => "error",
-    };
-    span.record("outcome", outcome);
-    metrics::histogram!("stage_latency_ms", "stage" => stage.label())
-        .record(started.elapsed().as_secs_f64() * 1e3);
-    if let Err(e) = &result {
-        tracing::warn!(stage = stage.label(), error = %e, "stage failed, degrading");
-    }
-    result
+/// Why an answer ended without `done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The model stream broke after part of the answer was sent.
+    Interrupted,
+    /// The whole-message deadline passed.
+    TotalDeadline,
+    /// The client sent `cancel`.
+    Cancelled,
+    /// The session belongs to another user.
+    Forbidden,
 }
 
 /// Starts one phase-1 call as its own task under its stage deadline; `call` receives the
-/// deadline so it also travels as the RPC's `grpc-timeout`. Aborting the handle cancels the RPC.
+/// deadline so it also travels as the RPC's `grpc-timeout`. Aborting the handle cancels the
+/// RPC (and counts as neither success nor failure for the breaker).
 fn spawn_stage<T, F>(
-    stage_kind: Stage,
-    deadline_ms: u64,
+    ctx: &StageCtx,
+    breakers: &Breakers,
+    stage: Stage,
+    stage_ms: u64,
     call: impl FnOnce(Duration) -> F,
 ) -> tokio::task::JoinHandle<Result<T, StageError>>
 where
-    F: Future<Output = Result<T, tonic::Status>> + Send + 'static,
+    F: std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
     T: Send + 'static,
 {
-    let fut = call(Duration::from_millis(deadline_ms));
-    tokio::spawn(stage(stage_kind, deadline_ms, fut).in_current_span())
+    let deadline = ctx.clock.stage_deadline(stage_ms);
+    let fut = call(deadline);
+    let ctx = ctx.clone();
+    let breaker = breakers.for_stage(stage).clone();
+    tokio::spawn(
+        async move { run_stage(&ctx, stage, deadline, &breaker, fut).await }.in_current_span(),
+    )
 }
 
-/// The value of a spawned stage, `None` when it failed, timed out or was aborted.
-fn joined<T>(r: Result<Result<T, StageError>, tokio::task::JoinError>) -> Option<T> {
+/// The result of a spawned stage; an aborted or panicked task is a failed stage.
+fn joined<T>(
+    r: Result<Result<T, StageError>, tokio::task::JoinError>,
+) -> Result<T, Option<StageError>> {
     match r {
-        Ok(Ok(v)) => Some(v),
-        _ => None,
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Some(e)),
+        Err(_) => Err(None),
+    }
+}
+
+fn is_permission_denied<T>(r: &Result<T, Option<StageError>>) -> bool {
+    matches!(r, Err(Some(StageError::Rpc(s))) if s.code() == tonic::Code::PermissionDenied)
+}
+
+/// Aborts the phase-1 tasks when dropped, including when the answer future itself is
+/// dropped (client cancel, total deadline).
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::AbortHandle::abort);
     }
 }
 
@@ -161,38 +215,6 @@ fn split_for_replay(text: &str) -> Vec<String> {
     out
 }
 
-/// Sends frames of one answer and tracks chunk numbering and timing.
-struct Relay<'a> {
-    out: &'a mpsc::Sender<ServerFrame>,
-    q: &'a Query,
-    chunks: u32,
-    first_chunk_at: Option<Instant>,
-    text: String,
-}
-
-impl Relay<'_> {
-    /// False when the client is gone; the caller stops work.
-    async fn chunk(&mut self, text: String) -> bool {
-        if self.first_chunk_at.is_none() {
-            self.first_chunk_at = Some(Instant::now());
-        }
-        self.text.push_str(&text);
-        let frame = ServerFrame::Chunk {
-            message_id: self.q.message_id.clone(),
-            index: self.chunks,
-            text,
-        };
-        self.chunks += 1;
-        self.out.send(frame).await.is_ok()
-    }
-
-    fn first_token_ms(&self) -> u64 {
-        self.first_chunk_at
-            .map(|t| t.duration_since(self.q.received).as_millis() as u64)
-            .unwrap_or(0)
-    }
-}
-
 /// The answer's outcome, for `done`, metrics and background work.
 struct Outcome {
     intent: Intent,
@@ -201,12 +223,14 @@ struct Outcome {
     cache_hit: bool,
     level: Level,
     product_ids: Vec<String>,
+    route: Option<Route>,
 }
 
 impl Orchestrator {
-    /// Answers one query, sending frames to `out`. Returns when `done` (or an error) is sent
-    /// or the client went away.
-    pub async fn handle(self: Arc<Self>, q: Query, out: mpsc::Sender<ServerFrame>) {
+    /// Answers one query through `sink`. Returns when the terminal frame (done or error) is
+    /// written; the answer continues into the resume buffer if the client drops, and stops
+    /// when `cancel` fires or the message's total deadline passes.
+    pub async fn handle(self: Arc<Self>, q: Query, sink: AnswerSink, cancel: CancellationToken) {
         let span = info_span!(
             "message",
             message_id = %q.message_id,
@@ -215,104 +239,217 @@ impl Orchestrator {
             intent = tracing::field::Empty,
             degradation = tracing::field::Empty,
         );
-        self.handle_inner(q, out).instrument(span).await;
+        self.handle_inner(q, sink, cancel).instrument(span).await;
     }
 
-    async fn handle_inner(self: Arc<Self>, q: Query, out: mpsc::Sender<ServerFrame>) {
+    async fn handle_inner(
+        self: Arc<Self>,
+        q: Query,
+        mut sink: AnswerSink,
+        cancel: CancellationToken,
+    ) {
         let trace_id = mangaassist_telemetry::current_trace_id();
+        let ctx = StageCtx {
+            clock: MessageClock::new(q.received, &self.settings.deadlines),
+            timings: Timings::default(),
+            budgets: self.budgets.clone(),
+        };
         let (guess, guess_conf) = classify_keywords(&q.text);
-        let status = ServerFrame::Status {
+        sink.live(ServerFrame::Status {
             message_id: q.message_id.clone(),
             session_id: q.session_id.clone(),
             text: texts::status_text(guess).to_string(),
+        })
+        .await;
+        let embedding = self.embed(&q.text, &ctx).await;
+        let total_left = ctx.clock.total_left();
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(End::Cancelled),
+            r = tokio::time::timeout(
+                total_left,
+                self.answer(&q, &ctx, &mut sink, (guess, guess_conf), embedding.clone()),
+            ) => r.unwrap_or(Err(End::TotalDeadline)),
         };
-        if out.send(status).await.is_err() {
-            return;
-        }
-        let mut relay = Relay {
-            out: &out,
-            q: &q,
-            chunks: 0,
-            first_chunk_at: None,
-            text: String::new(),
-        };
-        let embedding = self.embed(&q.text).await;
-        let Some(outcome) = self
-            .answer(&q, &mut relay, (guess, guess_conf), embedding.clone())
-            .await
-        else {
-            metrics::counter!("stream_cancellations_total").increment(1);
-            return;
-        };
+        let first_token_ms = sink
+            .first_chunk_at
+            .map(|t| t.duration_since(q.received).as_millis() as u64);
         let total_ms = q.received.elapsed().as_millis() as u64;
+        let stages = ctx.timings.snapshot();
+        let outcome = match result {
+            Ok(o) => o,
+            Err(end) => {
+                let (code, text, state) = match end {
+                    End::Cancelled => (
+                        ErrorCode::Cancelled,
+                        "the answer was cancelled",
+                        StreamState::Cancelled,
+                    ),
+                    End::Forbidden => (
+                        ErrorCode::Forbidden,
+                        "this session belongs to another user",
+                        StreamState::Error,
+                    ),
+                    End::Interrupted | End::TotalDeadline => (
+                        ErrorCode::StreamInterrupted,
+                        "the answer was interrupted; please ask again",
+                        StreamState::Error,
+                    ),
+                };
+                sink.finish(ServerFrame::error(Some(q.message_id.clone()), code, text))
+                    .await;
+                sink.lifecycle.go(state);
+                if end != End::Cancelled && end != End::Forbidden {
+                    self.slo.record(std::time::Instant::now(), None);
+                }
+                self.record(&q, None, first_token_ms, total_ms, &stages, Some(code));
+                return;
+            }
+        };
         let intent_label = outcome.intent.label();
         tracing::Span::current().record("intent", intent_label);
         tracing::Span::current().record("degradation", outcome.level.label());
+        let ft = first_token_ms.unwrap_or(total_ms);
         metrics::histogram!("first_token_latency_ms", "model" => outcome.model.clone(), "intent" => intent_label)
-            .record(relay.first_token_ms() as f64);
+            .record(ft as f64);
         metrics::histogram!("e2e_latency_ms", "intent" => intent_label).record(total_ms as f64);
         metrics::counter!("messages_total", "intent" => intent_label, "degradation" => outcome.level.label()).increment(1);
         if outcome.level != Level::Full {
             metrics::counter!("degraded_invocations_total", "level" => outcome.level.label())
                 .increment(1);
         }
+        self.slo.record(std::time::Instant::now(), Some(ft as f64));
+        if ft > self.settings.slo.target_ms {
+            // One structured record with the whole waterfall (seed 003: every request over
+            // the SLO must be explainable from its trace).
+            tracing::warn!(
+                target: "waterfall",
+                message_id = %q.message_id,
+                trace_id = %trace_id,
+                intent = intent_label,
+                degradation = outcome.level.label(),
+                first_token_ms = ft,
+                total_ms,
+                slo_ms = self.settings.slo.target_ms,
+                stages = %serde_json::to_string(&stages).unwrap_or_default(),
+                "first token over the SLO"
+            );
+        }
+        let (tier, route) = outcome
+            .route
+            .map(|r| (r.tier.label().to_string(), r.reason.to_string()))
+            .unwrap_or_default();
         let done = ServerFrame::Done(Box::new(Done {
             message_id: q.message_id.clone(),
             session_id: q.session_id.clone(),
-            first_token_ms: relay.first_token_ms(),
+            first_token_ms: ft,
             total_ms,
             tokens: outcome.tokens,
-            chunks: relay.chunks,
+            chunks: sink.chunks,
             intent: intent_label.to_string(),
             model: outcome.model.clone(),
             cache_hit: outcome.cache_hit,
             degradation: outcome.level.label().to_string(),
             trace_id,
             product_ids: outcome.product_ids.clone(),
+            tier,
+            route,
+            stages: stages.clone(),
         }));
-        let answer_text = std::mem::take(&mut relay.text);
-        let _ = out.send(done).await;
+        sink.finish(done).await;
+        sink.lifecycle.go(StreamState::Completed);
+        self.record(&q, Some(&outcome), Some(ft), total_ms, &stages, None);
+        let answer_text = std::mem::take(&mut sink.text);
         self.after_answer(q, answer_text, outcome, embedding);
     }
 
-    async fn embed(&self, text: &str) -> Option<pb::Embedding> {
+    fn record(
+        &self,
+        q: &Query,
+        outcome: Option<&Outcome>,
+        first_token_ms: Option<u64>,
+        total_ms: u64,
+        stages: &[crate::budget::StageTiming],
+        error: Option<ErrorCode>,
+    ) {
+        let Some(rec) = &self.recorder else { return };
+        rec.write(Record {
+            ts_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            message_id: q.message_id.clone(),
+            store_id: q.store_id.clone(),
+            intent: outcome.map(|o| o.intent.label().to_string()),
+            ttft_ms: first_token_ms.map(|v| v as f64),
+            e2e_ms: Some(total_ms as f64),
+            tokens: outcome.map(|o| o.tokens),
+            model: outcome.map(|o| o.model.clone()),
+            cache_hit: outcome.is_some_and(|o| o.cache_hit),
+            degradation: outcome.map(|o| o.level.label().to_string()),
+            error: error.map(|c| {
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            }),
+            stages: stages.to_vec(),
+        });
+    }
+
+    async fn embed(&self, text: &str, ctx: &StageCtx) -> Option<pb::Embedding> {
         let embedder = self.embedder.clone()?;
         let text = text.to_string();
         let started = Instant::now();
+        let span = info_span!(
+            "stage",
+            stage = "embed",
+            budget_ms = ctx.budgets.orchestrator_ms
+        );
         let r = tokio::task::spawn_blocking(move || {
             embedder.embed_query(&text).map(|v| pb::Embedding {
                 values: v.to_vec(),
                 model: embedder.model_id().to_string(),
             })
         })
-        .instrument(info_span!("stage", stage = "embed"))
+        .instrument(span.clone())
         .await;
-        metrics::histogram!("stage_latency_ms", "stage" => "embed")
-            .record(started.elapsed().as_secs_f64() * 1e3);
-        match r {
-            Ok(Ok(e)) => Some(e),
+        let _e = span.enter();
+        let (out, outcome) = match r {
+            Ok(Ok(e)) => (Some(e), "ok"),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "embedding failed; services will embed themselves");
-                None
+                (None, "error")
             }
-            Err(_) => None,
-        }
+            Err(_) => (None, "error"),
+        };
+        record_stage(
+            &ctx.timings,
+            &ctx.budgets,
+            &ctx.clock,
+            "embed",
+            started,
+            outcome,
+        );
+        out
     }
 
-    /// Produces the answer. `None` when the client went away.
+    /// Produces the answer through `sink`.
     async fn answer(
         &self,
         q: &Query,
-        relay: &mut Relay<'_>,
+        ctx: &StageCtx,
+        sink: &mut AnswerSink,
         guess: (Intent, f32),
         embedding: Option<pb::Embedding>,
-    ) -> Option<Outcome> {
+    ) -> Result<Outcome, End> {
         let s = &self.settings;
         let d = &s.deadlines;
+        let br = &self.breakers;
         let mut ladder = Ladder::default();
-        let elapsed_ms = || q.received.elapsed().as_millis() as u64;
 
         // Speculative retrieval: starts with phase 1, aborted if the intent does not need it.
+        let spec_started = Instant::now();
         let retrieval = {
             let (c, req) = (
                 self.clients.retrieval.clone(),
@@ -326,9 +463,13 @@ impl Orchestrator {
                     top_k_documents: s.top_k_documents,
                 },
             );
-            spawn_stage(Stage::Retrieval, d.retrieval_ms, move |dl| async move {
-                c.retrieve(req, dl).await
-            })
+            spawn_stage(
+                ctx,
+                br,
+                Stage::Retrieval,
+                d.retrieval_ms,
+                move |dl| async move { c.retrieve(req, dl).await },
+            )
         };
         let intent = {
             let (c, req) = (
@@ -338,10 +479,15 @@ impl Orchestrator {
                     store_id: q.store_id.clone(),
                     session_id: q.session_id.clone(),
                     embedding: embedding.clone(),
-                    remaining_budget_ms: d.total_ms.saturating_sub(elapsed_ms()) as u32,
+                    // The routing matrix weighs the first-token SLO left, not the hard cap.
+                    remaining_budget_ms: self
+                        .budgets
+                        .end_to_end_ms
+                        .saturating_sub(ctx.clock.elapsed().as_millis() as u64)
+                        as u32,
                 },
             );
-            spawn_stage(Stage::Intent, d.intent_ms, move |dl| async move {
+            spawn_stage(ctx, br, Stage::Intent, d.intent_ms, move |dl| async move {
                 c.classify(req, dl).await
             })
         };
@@ -354,7 +500,7 @@ impl Orchestrator {
                     limit: s.history_turns,
                 },
             );
-            spawn_stage(Stage::History, d.memory_ms, move |dl| async move {
+            spawn_stage(ctx, br, Stage::History, d.memory_ms, move |dl| async move {
                 c.get_history(req, dl).await
             })
         };
@@ -365,7 +511,7 @@ impl Orchestrator {
                     user_id: q.user_id.clone(),
                 },
             );
-            spawn_stage(Stage::Profile, d.memory_ms, move |dl| async move {
+            spawn_stage(ctx, br, Stage::Profile, d.memory_ms, move |dl| async move {
                 c.get_profile(req, dl).await
             })
         };
@@ -378,35 +524,33 @@ impl Orchestrator {
                     limit: 5,
                 },
             );
-            spawn_stage(Stage::Orders, d.memory_ms, move |dl| async move {
+            spawn_stage(ctx, br, Stage::Orders, d.memory_ms, move |dl| async move {
                 c.get_orders(req, dl).await
             })
         };
-        let phase1 = [
+        // Dropping the answer future (cancel, total deadline) must stop phase 1 too.
+        let phase1 = AbortOnDrop(vec![
             retrieval.abort_handle(),
             intent.abort_handle(),
             history.abort_handle(),
             profile.abort_handle(),
             orders.abort_handle(),
-        ];
-        let abort_all = || phase1.iter().for_each(tokio::task::AbortHandle::abort);
+        ]);
 
         // The cache answers first (tightest deadline); a hit needs nothing else.
-        let cached = stage(
-            Stage::Cache,
-            d.cache_ms,
-            self.clients.cache.lookup(
-                pb::LookupRequest {
-                    text: q.text.clone(),
-                    store_id: q.store_id.clone(),
-                    user_id: q.user_id.clone(),
-                    session_id: q.session_id.clone(),
-                    embedding: embedding.clone(),
-                    semantic_threshold: 0.0,
-                },
-                Duration::from_millis(d.cache_ms),
-            ),
-        )
+        let cache_deadline = ctx.clock.stage_deadline(d.cache_ms);
+        let cached = run_stage(ctx, Stage::Cache, cache_deadline, &br.cache, {
+            let c = self.clients.cache.clone();
+            let req = pb::LookupRequest {
+                text: q.text.clone(),
+                store_id: q.store_id.clone(),
+                user_id: q.user_id.clone(),
+                session_id: q.session_id.clone(),
+                embedding: embedding.clone(),
+                semantic_threshold: 0.0,
+            };
+            async move { c.lookup(req, cache_deadline).await }
+        })
         .await;
         match cached {
             Ok(pb::LookupResponse {
@@ -414,53 +558,63 @@ impl Orchestrator {
                 answer: Some(answer),
                 kind,
                 ..
-            }) => {
-                abort_all();
+            }) if !answer.text.trim().is_empty() => {
+                drop(phase1);
                 metrics::counter!("cache_hits_total", "kind" => if kind == pb::HitKind::Semantic as i32 { "semantic" } else { "exact" }).increment(1);
                 for piece in split_for_replay(&answer.text) {
-                    if !relay.chunk(piece).await {
-                        return None;
-                    }
+                    sink.delta(piece).await;
                 }
-                return Some(Outcome {
+                sink.flush().await;
+                return Ok(Outcome {
                     intent: Intent::try_from(answer.intent).unwrap_or(Intent::Unspecified),
                     model: answer.model,
                     tokens: answer.text.split_whitespace().count() as u32,
                     cache_hit: true,
                     level: Level::Full,
                     product_ids: answer.product_ids,
+                    route: None,
                 });
             }
             Ok(_) => metrics::counter!("cache_misses_total").increment(1),
             Err(_) => ladder.record_failure(Stage::Cache),
         }
 
-        let classified = match joined(intent.await) {
-            Some(c) => c,
-            None => {
+        let (classified, from_daemon) = match joined(intent.await) {
+            Ok(c) => (c, true),
+            Err(_) => {
                 ladder.record_failure(Stage::Intent);
-                pb::ClassifyResponse {
-                    intent: guess.0 as i32,
-                    confidence: guess.1,
-                    scores: vec![],
-                    complexity: 0.5,
-                    tier: pb::ModelTier::Fast as i32,
-                    needs_retrieval: mangaassist_intent::needs_retrieval(guess.0),
-                    classifier: "keyword-fallback".into(),
-                }
+                let complexity = 0.5;
+                let budget_left = Duration::from_millis(self.budgets.end_to_end_ms)
+                    .saturating_sub(ctx.clock.elapsed());
+                (
+                    pb::ClassifyResponse {
+                        intent: guess.0 as i32,
+                        confidence: guess.1,
+                        scores: vec![],
+                        complexity,
+                        tier: self.router.matrix(complexity, budget_left) as i32,
+                        needs_retrieval: mangaassist_intent::needs_retrieval(guess.0),
+                        classifier: "keyword-fallback".into(),
+                    },
+                    false,
+                )
             }
         };
         let intent_kind = Intent::try_from(classified.intent).unwrap_or(Intent::Unspecified);
-        let history = joined(history.await).map(|h| h.turns);
+        let history = joined(history.await);
+        if is_permission_denied(&history) {
+            return Err(End::Forbidden);
+        }
+        let history = history.ok().map(|h| h.turns);
         if history.is_none() {
             ladder.record_failure(Stage::History);
         }
-        let profile = joined(profile.await);
+        let profile = joined(profile.await).ok();
         if profile.is_none() {
             ladder.record_failure(Stage::Profile);
         }
         let orders = if wants_orders(intent_kind) {
-            let o = joined(orders.await).map(|o| o.orders);
+            let o = joined(orders.await).ok().map(|o| o.orders);
             if o.is_none() {
                 ladder.record_failure(Stage::Orders);
             }
@@ -471,25 +625,44 @@ impl Orchestrator {
         };
         let (products, documents) = if classified.needs_retrieval {
             match joined(retrieval.await) {
-                Some(r) => (
+                Ok(r) => (
                     assemble_products(intent_kind, r.products, s.top_k_products as usize),
                     r.documents,
                 ),
-                None => {
+                Err(_) => {
                     ladder.record_failure(Stage::Retrieval);
                     (vec![], vec![])
                 }
             }
         } else {
+            // The speculation was not needed: stop it and count what it cost.
+            let finished = retrieval.is_finished();
             retrieval.abort();
+            let wasted_ms = spec_started.elapsed().as_secs_f64() * 1e3;
             metrics::counter!("speculative_retrieval_cancelled_total").increment(1);
+            metrics::histogram!("speculative_retrieval_wasted_ms").record(wasted_ms);
+            if !finished {
+                ctx.timings.push(crate::budget::StageTiming {
+                    stage: "retrieval".into(),
+                    start_ms: spec_started
+                        .saturating_duration_since(q.received)
+                        .as_secs_f64()
+                        * 1e3,
+                    duration_ms: wasted_ms,
+                    budget_ms: self.budgets.for_stage("retrieval"),
+                    outcome: "cancelled".into(),
+                });
+            }
             (vec![], vec![])
         };
+        drop(phase1);
 
+        let assembly_started = Instant::now();
+        let route = self.router.route(&classified, intent_kind, from_daemon);
         let gen_req = pb::GenerateRequest {
             query: q.text.clone(),
             intent: intent_kind as i32,
-            tier: classified.tier,
+            tier: route.tier as i32,
             store_id: q.store_id.clone(),
             session_id: q.session_id.clone(),
             user_id: q.user_id.clone(),
@@ -502,47 +675,148 @@ impl Orchestrator {
             prompt_version: String::new(),
             degradation: ladder.level().label().to_string(),
         };
-        self.generate(q, relay, gen_req, intent_kind, ladder).await
+        record_stage(
+            &ctx.timings,
+            &ctx.budgets,
+            &ctx.clock,
+            "context_assembly",
+            assembly_started,
+            "ok",
+        );
+        self.generate(ctx, sink, gen_req, intent_kind, route, ladder)
+            .await
     }
 
+    /// Streams the model's answer; escalates a low-confidence fast answer to the smart tier
+    /// while the first-token budget allows; falls back to a canned answer when the model is
+    /// unavailable before anything was sent.
     async fn generate(
         &self,
-        q: &Query,
-        relay: &mut Relay<'_>,
-        req: pb::GenerateRequest,
+        ctx: &StageCtx,
+        sink: &mut AnswerSink,
+        mut req: pb::GenerateRequest,
         intent: Intent,
+        mut route: Route,
         mut ladder: Ladder,
-    ) -> Option<Outcome> {
+    ) -> Result<Outcome, End> {
         let d = &self.settings.deadlines;
-        let elapsed = q.received.elapsed();
-        let total_left = Duration::from_millis(d.total_ms).saturating_sub(elapsed);
-        let first_left = Duration::from_millis(d.first_token_ms).saturating_sub(elapsed);
-        let started = Instant::now();
-        let span = info_span!("stage", stage = "generation", budget_ms = d.first_token_ms);
-        let stream = tokio::time::timeout(
-            first_left,
-            self.clients.generation.generate(req, total_left),
-        )
-        .instrument(span.clone())
-        .await;
         let mut model = String::new();
         let mut tokens = 0;
         let mut product_ids = Vec::new();
         let mut failed = false;
-        match stream {
-            Ok(Ok(mut stream)) => loop {
-                let wait = if relay.chunks == 0 {
-                    first_left.saturating_sub(started.elapsed())
+        let mut escalated = false;
+        let mut first_token_at: Option<Instant> = None;
+        'attempt: loop {
+            let Ok(permit) = self.breakers.generation.try_acquire() else {
+                tracing::warn!("generation circuit open; canned answer");
+                failed = true;
+                break;
+            };
+            sink.lifecycle.go(StreamState::WaitingFirstToken);
+            let call_started = Instant::now();
+            let first_left = ctx.clock.first_token_left();
+            let span = info_span!(
+                "stage",
+                stage = "generation",
+                tier = route.tier.label(),
+                budget_ms = ctx.budgets.first_token_ms,
+                deadline_ms = first_left.as_millis() as u64
+            );
+            let stream = tokio::time::timeout(
+                first_left,
+                self.clients
+                    .generation
+                    .generate(req.clone(), ctx.clock.total_left()),
+            )
+            .instrument(span.clone())
+            .await;
+            // Stage records made here become events of the generation span.
+            let record = |stage: &str, started: Instant, outcome: &str| {
+                span.in_scope(|| {
+                    record_stage(
+                        &ctx.timings,
+                        &ctx.budgets,
+                        &ctx.clock,
+                        stage,
+                        started,
+                        outcome,
+                    );
+                });
+            };
+            let mut stream = match stream {
+                Ok(Ok(s)) => s,
+                Ok(Err(status)) => {
+                    tracing::warn!(error = %status, "generation unavailable");
+                    permit.failure();
+                    record("generation", call_started, "error");
+                    failed = true;
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!("generation first-token deadline exceeded");
+                    permit.failure();
+                    record("generation", call_started, "deadline");
+                    failed = true;
+                    break;
+                }
+            };
+            let mut permit = Some(permit);
+            first_token_at = None;
+            loop {
+                let mut wait = if first_token_at.is_none() {
+                    first_left.saturating_sub(call_started.elapsed())
                 } else {
                     Duration::from_millis(d.idle_ms)
                 };
-                match tokio::time::timeout(wait, stream.next()).await {
+                let flush_at = sink.flush_due();
+                if let Some(at) = flush_at {
+                    wait = wait.min(at.saturating_duration_since(Instant::now()));
+                }
+                let ev = tokio::time::timeout(wait, stream.next())
+                    .instrument(span.clone())
+                    .await;
+                match ev {
                     Ok(Some(Ok(ev))) => match ev.event {
-                        Some(pb::generate_response::Event::Delta(delta)) => {
-                            let delivered = relay.chunk(delta.text).await;
-                            if !delivered {
-                                return None;
+                        Some(pb::generate_response::Event::Assessment(a))
+                            if a.low_confidence
+                                && route.tier == ModelTier::Fast
+                                && !escalated
+                                && self.router.quality_gate()
+                                && sink.chunks == 0
+                                && ctx.clock.first_token_left()
+                                    >= self.router.escalation_min_budget() =>
+                        {
+                            // Nothing is on screen yet: ask the smart tier instead.
+                            drop(stream);
+                            if let Some(p) = permit.take() {
+                                p.success();
                             }
+                            record("generation", call_started, "escalated");
+                            metrics::counter!("quality_escalations_total", "intent" => intent.label()).increment(1);
+                            tracing::info!(confidence = a.confidence, reason = %a.reason, "low-confidence fast answer escalated to the smart tier");
+                            escalated = true;
+                            route = Route {
+                                tier: ModelTier::Smart,
+                                reason: "escalated",
+                            };
+                            req.tier = ModelTier::Smart as i32;
+                            continue 'attempt;
+                        }
+                        Some(pb::generate_response::Event::Assessment(_)) => {}
+                        Some(pb::generate_response::Event::Delta(delta)) => {
+                            if first_token_at.is_none() {
+                                let now = Instant::now();
+                                first_token_at = Some(now);
+                                if let Some(p) = permit.take() {
+                                    p.success();
+                                }
+                                self.router.observe_first_token(
+                                    route.tier,
+                                    now.duration_since(call_started).as_secs_f64() * 1e3,
+                                );
+                                record("first_token", call_started, "ok");
+                            }
+                            sink.delta(delta.text).await;
                         }
                         Some(pb::generate_response::Event::Done(summary)) => {
                             model = summary.model;
@@ -551,67 +825,72 @@ impl Orchestrator {
                         }
                         None => {}
                     },
-                    Ok(None) => break,
+                    Ok(None) => break 'attempt,
                     Ok(Some(Err(status))) => {
                         tracing::warn!(error = %status, "generation stream failed");
+                        if let Some(p) = permit.take() {
+                            p.failure();
+                        }
                         failed = true;
-                        break;
+                        break 'attempt;
                     }
                     Err(_) => {
-                        tracing::warn!(chunks = relay.chunks, "generation deadline exceeded");
+                        if flush_at.is_some_and(|at| Instant::now() >= at) {
+                            sink.flush().await;
+                            continue;
+                        }
+                        tracing::warn!(chunks = sink.chunks, "generation deadline exceeded");
+                        if let Some(p) = permit.take() {
+                            p.failure();
+                        }
                         failed = true;
-                        break;
+                        break 'attempt;
                     }
                 }
-            },
-            Ok(Err(status)) => {
-                tracing::warn!(error = %status, "generation unavailable");
-                failed = true;
-            }
-            Err(_) => {
-                tracing::warn!("generation first-token deadline exceeded");
-                failed = true;
             }
         }
-        metrics::histogram!("stage_latency_ms", "stage" => "generation")
-            .record(started.elapsed().as_secs_f64() * 1e3);
-        if failed && relay.chunks > 0 {
+        sink.flush().await;
+        if let Some(t) = first_token_at {
+            let outcome = if failed { "error" } else { "ok" };
+            record_stage(
+                &ctx.timings,
+                &ctx.budgets,
+                &ctx.clock,
+                "streaming",
+                t,
+                outcome,
+            );
+        }
+        if failed && sink.chunks > 0 {
             // Part of the answer is on screen: say so rather than pretend it is complete.
-            let _ = relay
-                .out
-                .send(ServerFrame::error(
-                    Some(q.message_id.clone()),
-                    ErrorCode::StreamInterrupted,
-                    "the answer was interrupted; please ask again",
-                ))
-                .await;
-            return None;
+            return Err(End::Interrupted);
         }
-        if failed || relay.chunks == 0 {
+        if failed || sink.chunks == 0 {
             ladder.record_failure(Stage::Generation);
             metrics::counter!("canned_responses_total", "intent" => intent.label()).increment(1);
             let canned = texts::canned_answer(intent);
             for piece in split_for_replay(canned) {
-                if !relay.chunk(piece).await {
-                    return None;
-                }
+                sink.delta(piece).await;
             }
-            return Some(Outcome {
+            sink.flush().await;
+            return Ok(Outcome {
                 intent,
                 model: "canned".into(),
                 tokens: canned.split_whitespace().count() as u32,
                 cache_hit: false,
                 level: ladder.level(),
                 product_ids: vec![],
+                route: None,
             });
         }
-        Some(Outcome {
+        Ok(Outcome {
             intent,
             model,
             tokens,
             cache_hit: false,
             level: ladder.level(),
             product_ids,
+            route: Some(route),
         })
     }
 

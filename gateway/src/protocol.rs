@@ -17,6 +17,18 @@ pub enum ClientFrame {
         message_id: Option<String>,
     },
     Ping,
+    /// Replays the chunks of `message_id` after `last_chunk_idx` (absent or -1 = from the
+    /// start), then follows the answer live if it is still streaming.
+    Resume {
+        session_id: String,
+        message_id: String,
+        #[serde(default)]
+        last_chunk_idx: Option<i64>,
+    },
+    /// Stops an answer in flight (the client no longer wants it).
+    Cancel {
+        message_id: String,
+    },
 }
 
 /// What the gateway sends.
@@ -40,8 +52,16 @@ pub enum ServerFrame {
         message_id: Option<String>,
         code: ErrorCode,
         message: String,
+        /// Rate limits: when to try again.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_after_ms: Option<u64>,
     },
     Pong,
+    /// Sent every few seconds while answers are in flight, so proxies with idle timeouts
+    /// keep the connection open (seed 000 scenario 3).
+    Heartbeat {
+        in_flight: u32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -64,6 +84,15 @@ pub struct Done {
     pub trace_id: String,
     /// Catalog products the answer mentions.
     pub product_ids: Vec<String>,
+    /// `fast` or `smart` (empty for cached and canned answers).
+    #[serde(default)]
+    pub tier: String,
+    /// Why that tier: `matrix`, `fallback`, `adaptive`, `escalated`.
+    #[serde(default)]
+    pub route: String,
+    /// Every stage of this message: start and duration from receipt, budget, outcome.
+    #[serde(default)]
+    pub stages: Vec<crate::budget::StageTiming>,
 }
 
 /// Error codes of `error` frames.
@@ -85,6 +114,16 @@ pub enum ErrorCode {
     Internal,
     /// The model stream broke after some chunks were sent.
     StreamInterrupted,
+    /// Too many messages: see `retry_after_ms`.
+    RateLimited,
+    /// Resume of a stream that does not exist (or expired).
+    NotFound,
+    /// Resume of another user's stream, or a query in another user's session.
+    Forbidden,
+    /// The answer was cancelled by the client.
+    Cancelled,
+    /// A `message_id` already used for another answer.
+    DuplicateMessage,
 }
 
 impl ServerFrame {
@@ -93,6 +132,7 @@ impl ServerFrame {
             message_id,
             code,
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 
@@ -113,21 +153,56 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, (ErrorCode, String)
         .and_then(serde_json::Value::as_str)
         .ok_or((
             ErrorCode::BadRequest,
-            "missing string field `action` (query, ping)".to_string(),
+            "missing string field `action` (query, ping, resume, cancel)".to_string(),
         ))?
         .to_string();
-    if !matches!(action.as_str(), "query" | "ping") {
+    if !matches!(action.as_str(), "query" | "ping" | "resume" | "cancel") {
         return Err((
             ErrorCode::UnknownAction,
-            format!("unknown action `{action}` (query, ping)"),
+            format!("unknown action `{action}` (query, ping, resume, cancel)"),
         ));
     }
     let frame: ClientFrame = serde_json::from_value(value)
         .map_err(|e| (ErrorCode::BadRequest, format!("bad `{action}` frame: {e}")))?;
-    if let ClientFrame::Query { text, .. } = &frame
-        && text.trim().is_empty()
+    match &frame {
+        ClientFrame::Query { text, .. } if text.trim().is_empty() => {
+            return Err((ErrorCode::BadRequest, "`text` is empty".to_string()));
+        }
+        ClientFrame::Resume {
+            session_id,
+            message_id,
+            last_chunk_idx,
+        } => {
+            if session_id.trim().is_empty() || message_id.trim().is_empty() {
+                return Err((
+                    ErrorCode::BadRequest,
+                    "`session_id` and `message_id` must not be empty".to_string(),
+                ));
+            }
+            if let Some(i) = last_chunk_idx
+                && (*i < -1 || *i > i64::from(u32::MAX))
+            {
+                return Err((
+                    ErrorCode::BadRequest,
+                    format!("`last_chunk_idx` {i} is out of range (-1 or a chunk index)"),
+                ));
+            }
+        }
+        ClientFrame::Cancel { message_id } if message_id.trim().is_empty() => {
+            return Err((ErrorCode::BadRequest, "`message_id` is empty".to_string()));
+        }
+        _ => {}
+    }
+    if let ClientFrame::Query {
+        message_id: Some(id),
+        ..
+    } = &frame
+        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
     {
-        return Err((ErrorCode::BadRequest, "`text` is empty".to_string()));
+        return Err((
+            ErrorCode::BadRequest,
+            "`message_id` must be 1-128 printable characters".to_string(),
+        ));
     }
     Ok(frame)
 }
@@ -170,6 +245,41 @@ mod tests {
                 .unwrap_err()
                 .0,
             ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn resume_and_cancel_frames() {
+        assert_eq!(
+            parse_client_frame(
+                r#"{"action":"resume","session_id":"s","message_id":"m","last_chunk_idx":4}"#
+            )
+            .unwrap(),
+            ClientFrame::Resume {
+                session_id: "s".into(),
+                message_id: "m".into(),
+                last_chunk_idx: Some(4)
+            }
+        );
+        assert_eq!(
+            parse_client_frame(
+                r#"{"action":"resume","session_id":"s","message_id":"m","last_chunk_idx":-7}"#
+            )
+            .unwrap_err()
+            .0,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"action":"resume","session_id":"","message_id":"m"}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"action":"cancel","message_id":"m"}"#).unwrap(),
+            ClientFrame::Cancel {
+                message_id: "m".into()
+            }
         );
     }
 

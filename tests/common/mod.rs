@@ -78,8 +78,18 @@ impl TestMesh {
         self.mesh().ws_url().unwrap()
     }
 
+    /// A token for `user`, signed with this mesh's secret.
+    pub fn token(&self, user: &str) -> String {
+        mangaassist_gateway::issue_token(&self.mesh().config, user).unwrap()
+    }
+
+    /// `/ws` URL authenticated as `user`.
+    pub fn ws_url_as(&self, user: &str) -> String {
+        format!("{}?token={}", self.ws_url(), self.token(user))
+    }
+
     pub async fn client(&self) -> WsClient {
-        WsClient::connect(&format!("{}?user_id=u-demo", self.ws_url())).await
+        WsClient::connect(&self.ws_url_as("u-demo")).await
     }
 
     pub async fn stop(mut self) {
@@ -140,6 +150,14 @@ impl WsClient {
 
     pub async fn send_json(&mut self, v: Value) {
         self.send_raw(Message::Text(v.to_string().into())).await;
+    }
+
+    /// Next message of any kind (None when the socket ended), failing after 10 s.
+    pub async fn next_raw(&mut self) -> Option<Message> {
+        tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+            .await
+            .expect("a message within 10 s")
+            .and_then(Result::ok)
     }
 
     /// Next JSON frame (skipping control frames), failing after 10 s.

@@ -231,6 +231,46 @@ impl GenerationClient {
                 .into_inner(),
         )
     }
+
+    /// Registers a prompt version (persisted by the daemon), activating it when
+    /// `req.activate` is set. Re-sending identical text is a no-op; other text under an
+    /// existing version fails with `ALREADY_EXISTS`.
+    pub async fn put_prompt(
+        &self,
+        req: pb::PutPromptRequest,
+        deadline: Duration,
+    ) -> Result<pb::PromptInfo, Status> {
+        let mut c = self.inner.clone();
+        Ok(c.put_prompt(with_deadline(req, deadline))
+            .await?
+            .into_inner())
+    }
+
+    /// Makes a registered version the active one for new streams.
+    pub async fn activate_prompt(
+        &self,
+        req: pb::ActivatePromptRequest,
+        deadline: Duration,
+    ) -> Result<pb::PromptInfo, Status> {
+        let mut c = self.inner.clone();
+        Ok(c.activate_prompt(with_deadline(req, deadline))
+            .await?
+            .into_inner())
+    }
+
+    /// Re-activates the version active before the last activation; returns what new
+    /// streams of that store now get (`FAILED_PRECONDITION` when there is nothing to roll
+    /// back to).
+    pub async fn rollback_prompt(
+        &self,
+        req: pb::RollbackPromptRequest,
+        deadline: Duration,
+    ) -> Result<pb::PromptInfo, Status> {
+        let mut c = self.inner.clone();
+        Ok(c.rollback_prompt(with_deadline(req, deadline))
+            .await?
+            .into_inner())
+    }
 }
 
 impl PrecomputeClient {

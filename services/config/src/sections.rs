@@ -138,6 +138,119 @@ impl Config {
                 ));
             }
         }
+        let b = &self.gateway.budgets;
+        for (name, v) in [
+            ("edge_ms", b.edge_ms),
+            ("orchestrator_ms", b.orchestrator_ms),
+            ("intent_ms", b.intent_ms),
+            ("memory_ms", b.memory_ms),
+            ("cache_ms", b.cache_ms),
+            ("retrieval_ms", b.retrieval_ms),
+            ("context_assembly_ms", b.context_assembly_ms),
+            ("first_token_ms", b.first_token_ms),
+            ("streaming_ms", b.streaming_ms),
+        ] {
+            if v > b.end_to_end_ms {
+                return Err(ConfigError::field(
+                    format!("gateway.budgets.{name}"),
+                    format!(
+                        "{v} ms exceeds the end-to-end budget gateway.budgets.end_to_end_ms ({} ms)",
+                        b.end_to_end_ms
+                    ),
+                ));
+            }
+        }
+        if b.end_to_end_ms == 0 || b.degraded_ms < b.end_to_end_ms {
+            return Err(ConfigError::field(
+                "gateway.budgets.degraded_ms",
+                format!(
+                    "{} ms must be at least gateway.budgets.end_to_end_ms ({} ms, itself > 0)",
+                    b.degraded_ms, b.end_to_end_ms
+                ),
+            ));
+        }
+        for (intent, t) in &self.gateway.targets {
+            if !INTENTS.contains(&intent.as_str()) {
+                return Err(ConfigError::field(
+                    format!("gateway.targets.{intent}"),
+                    format!("unknown intent (one of {})", INTENTS.join(", ")),
+                ));
+            }
+            if !(t.p50 <= t.p95 && t.p95 <= t.p99) {
+                return Err(ConfigError::field(
+                    format!("gateway.targets.{intent}"),
+                    format!("needs p50 <= p95 <= p99, got {}/{}/{}", t.p50, t.p95, t.p99),
+                ));
+            }
+        }
+        let r = &self.gateway.routing;
+        if r.recover_below_ms > r.smart_p95_threshold_ms {
+            return Err(ConfigError::field(
+                "gateway.routing.recover_below_ms",
+                "must not exceed gateway.routing.smart_p95_threshold_ms",
+            ));
+        }
+        if r.window_seconds == 0 {
+            return Err(ConfigError::field(
+                "gateway.routing.window_seconds",
+                "must be > 0",
+            ));
+        }
+        let br = &self.gateway.breakers;
+        if br.failure_threshold == 0 || br.half_open_probes == 0 || br.open_ms == 0 {
+            return Err(ConfigError::field(
+                "gateway.breakers",
+                "failure_threshold, open_ms and half_open_probes must all be > 0",
+            ));
+        }
+        let st = &self.gateway.stream;
+        if st.batch_size == 0 {
+            return Err(ConfigError::field(
+                "gateway.stream.batch_size",
+                "must be > 0",
+            ));
+        }
+        if st.heartbeat_seconds == 0 || st.idle_timeout_seconds == 0 {
+            return Err(ConfigError::field(
+                "gateway.stream",
+                "heartbeat_seconds and idle_timeout_seconds must be > 0",
+            ));
+        }
+        if st.resume_keep_seconds > st.resume_ttl_seconds {
+            return Err(ConfigError::field(
+                "gateway.stream.resume_keep_seconds",
+                "must not exceed gateway.stream.resume_ttl_seconds",
+            ));
+        }
+        if self.gateway.limits.max_in_flight == 0 {
+            return Err(ConfigError::field(
+                "gateway.limits.max_in_flight",
+                "must be > 0",
+            ));
+        }
+        let a = &self.gateway.auth;
+        if !a.secret.is_empty() && a.secret.len() < 32 {
+            return Err(ConfigError::field(
+                "gateway.auth.secret",
+                format!(
+                    "{} bytes is too short for HS256; use at least 32",
+                    a.secret.len()
+                ),
+            ));
+        }
+        if a.token_ttl_seconds == 0 {
+            return Err(ConfigError::field(
+                "gateway.auth.token_ttl_seconds",
+                "must be > 0",
+            ));
+        }
+        let slo = &self.gateway.slo;
+        if slo.target_ms == 0 || !(slo.error_budget > 0.0 && slo.error_budget < 1.0) {
+            return Err(ConfigError::field(
+                "gateway.slo",
+                "target_ms must be > 0 and error_budget inside (0, 1)",
+            ));
+        }
         if self.gateway.max_frame_bytes == 0 {
             return Err(ConfigError::field("gateway.max_frame_bytes", "must be > 0"));
         }
@@ -326,7 +439,9 @@ impl MeshSettings {
     }
 }
 
-/// Per-call deadlines of the gateway's stages (ms). Every one must fit in `total_ms`.
+/// Hard per-call deadlines of the gateway's stages (ms): a call still running at its deadline
+/// is cancelled and the message moves down the degradation ladder. Every deadline is also
+/// capped by what is left of the message's first-token deadline, so a late stage gets less.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StageDeadlines {
@@ -334,7 +449,7 @@ pub struct StageDeadlines {
     pub memory_ms: u64,
     pub cache_ms: u64,
     pub retrieval_ms: u64,
-    /// Generation: time to the first token.
+    /// Generation: time from receiving the message to the first token.
     pub first_token_ms: u64,
     /// Generation: longest silence between two tokens.
     pub idle_ms: u64,
@@ -356,6 +471,256 @@ impl Default for StageDeadlines {
     }
 }
 
+/// The p95 latency budget of each stage (seed 003, ms). Exceeding one does not stop the
+/// stage (deadlines do that); it adds a span event and counts `budget_violations{stage}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StageBudgets {
+    /// Load balancer + TLS before the gateway sees the frame (not measured here; kept so the
+    /// table adds up like the seed's).
+    pub edge_ms: u64,
+    /// Routing + fan-out set-up, including embedding the message once.
+    pub orchestrator_ms: u64,
+    pub intent_ms: u64,
+    pub memory_ms: u64,
+    pub cache_ms: u64,
+    pub retrieval_ms: u64,
+    pub context_assembly_ms: u64,
+    /// Model time to first token (from the call, not from the message).
+    pub first_token_ms: u64,
+    pub streaming_ms: u64,
+    /// The SLO: first visible token within this (p95).
+    pub end_to_end_ms: u64,
+    /// A degraded answer (non-critical dependency down) must finish its first token in this.
+    pub degraded_ms: u64,
+}
+
+impl Default for StageBudgets {
+    fn default() -> Self {
+        Self {
+            edge_ms: 50,
+            orchestrator_ms: 50,
+            intent_ms: 35,
+            memory_ms: 10,
+            cache_ms: 2,
+            retrieval_ms: 200,
+            context_assembly_ms: 20,
+            first_token_ms: 400,
+            streaming_ms: 1_050,
+            end_to_end_ms: 2_000,
+            degraded_ms: 3_000,
+        }
+    }
+}
+
+impl StageBudgets {
+    /// Budget of a stage by the name used in spans and metrics.
+    pub fn for_stage(&self, stage: &str) -> Option<u64> {
+        Some(match stage {
+            "edge" => self.edge_ms,
+            "orchestrator" | "embed" => self.orchestrator_ms,
+            "intent" => self.intent_ms,
+            "history" | "profile" | "orders" | "memory" => self.memory_ms,
+            "cache" => self.cache_ms,
+            "retrieval" => self.retrieval_ms,
+            "context_assembly" => self.context_assembly_ms,
+            "first_token" | "generation" => self.first_token_ms,
+            "streaming" => self.streaming_ms,
+            _ => return None,
+        })
+    }
+}
+
+/// Latency targets of one intent (seed 001), first visible token, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentTarget {
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+}
+
+fn default_targets() -> BTreeMap<String, IntentTarget> {
+    [
+        ("greeting", 150, 250, 400),
+        ("chitchat", 150, 250, 400),
+        ("faq", 200, 400, 600),
+        ("order_status", 300, 500, 800),
+        ("return_refund", 300, 500, 800),
+        ("product_search", 800, 1_500, 2_200),
+        ("recommendation", 1_200, 2_500, 3_000),
+        ("comparison", 1_500, 2_800, 3_500),
+        ("complaint", 1_000, 2_000, 2_800),
+    ]
+    .into_iter()
+    .map(|(k, p50, p95, p99)| (k.to_string(), IntentTarget { p50, p95, p99 }))
+    .collect()
+}
+
+/// Per-dependency circuit breakers on the gateway's clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Consecutive failures (errors or missed deadlines) that open a circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit rejects calls before letting a probe through.
+    pub open_ms: u64,
+    /// Probe calls let through while half-open; that many successes close it.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_ms: 5_000,
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// Model routing on top of the seed-001 matrix the intent daemon applies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingSettings {
+    /// Seed 000 scenario 1: while the smart tier's first-token p95 is above the threshold,
+    /// medium-complexity messages go to the fast tier.
+    pub adaptive: bool,
+    pub smart_p95_threshold_ms: u64,
+    /// Hysteresis: back to normal routing below this.
+    pub recover_below_ms: u64,
+    /// Sliding window of smart-tier first-token samples.
+    pub window_seconds: u64,
+    /// Samples needed in the window before it may flip.
+    pub min_samples: u32,
+    /// Seed 001 quality gate: a fast-tier answer the model marks low-confidence is replaced
+    /// by a smart-tier one if at least `escalation_min_budget_ms` of the first-token deadline
+    /// is left.
+    pub quality_gate: bool,
+    pub escalation_min_budget_ms: u64,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            adaptive: true,
+            smart_p95_threshold_ms: 1_500,
+            recover_below_ms: 1_200,
+            window_seconds: 60,
+            min_samples: 20,
+            quality_gate: true,
+            escalation_min_budget_ms: 1_000,
+        }
+    }
+}
+
+/// How answers travel over the socket (seed 000 scenario 3, seed 002).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSettings {
+    /// The first chunks go out one model delta per frame so text appears at once.
+    pub unbatched_chunks: u32,
+    /// After those, deltas are batched this many per frame.
+    pub batch_size: u32,
+    /// A partial batch is flushed after this long, so a slow model never holds text back.
+    pub batch_max_wait_ms: u64,
+    /// Heartbeat frames while a message is being processed (keeps idle-timeout proxies open).
+    pub heartbeat_seconds: u64,
+    /// Connections with no client frame and nothing in flight for this long are closed.
+    pub idle_timeout_seconds: u64,
+    /// Resume buffer: kept this long after an answer completes (seed: 60 s) ...
+    pub resume_keep_seconds: u64,
+    /// ... and this long after the last write for streams that never complete (seed: 120 s).
+    pub resume_ttl_seconds: u64,
+    /// Streams held in the in-memory resume buffer before the oldest finished ones go.
+    pub resume_max_streams: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            unbatched_chunks: 3,
+            batch_size: 3,
+            batch_max_wait_ms: 50,
+            heartbeat_seconds: 5,
+            idle_timeout_seconds: 600,
+            resume_keep_seconds: 60,
+            resume_ttl_seconds: 120,
+            resume_max_streams: 100_000,
+        }
+    }
+}
+
+/// Abuse limits (seed 004, seed 002). 0 = unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Token bucket per user across all their connections to this gateway.
+    pub user_messages_per_minute: u32,
+    /// Token bucket per connection (every client frame counts).
+    pub connection_messages_per_second: u32,
+    /// Answers in flight per connection before new queries get `busy`.
+    pub max_in_flight: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            user_messages_per_minute: 30,
+            connection_messages_per_second: 100,
+            max_in_flight: 4,
+        }
+    }
+}
+
+/// Who may connect: HS256 JWTs whose `sub` is the user id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `false` lets anyone connect as `?user_id=` (local experiments only; logged loudly).
+    pub required: bool,
+    /// The HMAC secret (≥ 32 bytes); prefer `MANGAASSIST_GATEWAY__AUTH__SECRET` or a file.
+    pub secret: String,
+    /// Read (or, when missing, created with a random secret) if `secret` is empty; empty =
+    /// `<data.state_dir>/jwt.secret`.
+    pub secret_file: PathBuf,
+    /// Lifetime of tokens `mangaassist token` and `up` issue.
+    pub token_ttl_seconds: u64,
+    /// Clock skew tolerated on `exp`.
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            required: true,
+            secret: String::new(),
+            secret_file: PathBuf::new(),
+            token_ttl_seconds: 24 * 3_600,
+            leeway_seconds: 30,
+        }
+    }
+}
+
+/// The first-token SLO the gateway monitors (seed 003).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SloSettings {
+    /// A message is good when its first token arrives within this.
+    pub target_ms: u64,
+    /// Share of messages allowed to be bad (0.001 = 0.1 %).
+    pub error_budget: f64,
+}
+
+impl Default for SloSettings {
+    fn default() -> Self {
+        Self {
+            target_ms: 2_000,
+            error_budget: 0.001,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
@@ -364,6 +729,18 @@ pub struct GatewaySettings {
     /// Largest accepted WebSocket message (seed 002: 128 KB).
     pub max_frame_bytes: usize,
     pub deadlines: StageDeadlines,
+    pub budgets: StageBudgets,
+    /// Per-intent first-token targets (seed 001), used by the benchmark and the waterfall log.
+    pub targets: BTreeMap<String, IntentTarget>,
+    pub breakers: BreakerSettings,
+    pub routing: RoutingSettings,
+    pub stream: StreamSettings,
+    pub limits: LimitSettings,
+    pub auth: AuthSettings,
+    pub slo: SloSettings,
+    /// Append one JSON line per answered message (stage timings, latencies) to this file for
+    /// `mangaassist report weekly`; empty = off.
+    pub record_path: PathBuf,
     /// Turns of history given to the model.
     pub history_turns: u32,
     /// Products and documents put into the context.
@@ -378,7 +755,7 @@ pub struct GatewaySettings {
     pub personalised_intents: Vec<String>,
     /// Store used when the client sends none.
     pub default_store: String,
-    /// User id of unauthenticated local clients (the demo user of `data/users`).
+    /// User id of unauthenticated local clients when `auth.required = false`.
     pub default_user: String,
     /// Ask precompute for follow-up answers after each message.
     pub predict_follow_ups: bool,
@@ -390,6 +767,15 @@ impl Default for GatewaySettings {
             listen: "127.0.0.1:8080".into(),
             max_frame_bytes: 128 * 1024,
             deadlines: StageDeadlines::default(),
+            budgets: StageBudgets::default(),
+            targets: default_targets(),
+            breakers: BreakerSettings::default(),
+            routing: RoutingSettings::default(),
+            stream: StreamSettings::default(),
+            limits: LimitSettings::default(),
+            auth: AuthSettings::default(),
+            slo: SloSettings::default(),
+            record_path: PathBuf::new(),
             history_turns: 6,
             top_k_products: 5,
             top_k_documents: 2,
@@ -544,6 +930,12 @@ pub struct GenerationSettings {
     pub max_tokens: BTreeMap<String, u32>,
     /// Deltas buffered between the model and a slow reader before the model pauses.
     pub stream_buffer: usize,
+    /// A fast-tier answer whose model confidence is below this is marked low-confidence at
+    /// its first token; the gateway may escalate it to the smart tier (seed 001 quality gate).
+    pub low_confidence_below: f32,
+    /// Simulated model only: extra time to first token per 1,000 input tokens (prompt
+    /// processing), so a longer prompt costs first-token latency as it does on a real model.
+    pub prefill_ms_per_1k_tokens: f32,
 }
 
 impl Default for GenerationSettings {
@@ -580,6 +972,8 @@ impl Default for GenerationSettings {
             prompts_dir: "data/prompts".into(),
             max_tokens,
             stream_buffer: 32,
+            low_confidence_below: 0.5,
+            prefill_ms_per_1k_tokens: 60.0,
         }
     }
 }

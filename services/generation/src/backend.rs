@@ -36,6 +36,11 @@ pub struct ModelDone {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelEvent {
+    /// The model's confidence in the answer it is writing, sent once, before its first token
+    /// (a real model knows only once it has started; the simulated one sends it at its
+    /// first-token time). The daemon turns it into the stream's `Assessment`; a backend that
+    /// never sends one is reported as confident.
+    Assessment { confidence: f32, reason: String },
     /// One output token (text to append).
     Token(String),
     /// Last event of a successful stream.

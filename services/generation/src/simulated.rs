@@ -2,6 +2,14 @@
 //! templates, then streams it with the latency profile of its tier. It never names a product
 //! that is not in the request, and the same question in the same session always gets the same
 //! answer (phrasing is picked from a hash of query and session).
+//!
+//! Like a real model it pays for its prompt: the time to first token grows with the input
+//! tokens (`generation.prefill_ms_per_1k_tokens`), and the prompt's `#! style` front matter
+//! changes how much it writes ([`PromptStyle`]).
+//!
+//! Its confidence is a heuristic standing in for a model's self-assessment (see [`assess`]):
+//! it is what the quality gate acts on, so it is low exactly where escalating to the smart
+//! tier makes sense and high where the context supports the answer.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -12,7 +20,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::{
-    ModelBackend, ModelDone, ModelEvent, ModelStream, RenderedPrompt, StopReason,
+    ModelBackend, ModelDone, ModelEvent, ModelStream, PromptStyle, RenderedPrompt, StopReason,
     tokens::{has_japanese, tokenize},
 };
 
@@ -23,6 +31,8 @@ pub struct SimulatedModel {
     smart: TierProfile,
     /// No artificial delay at all.
     zero_latency: bool,
+    /// Prompt processing time per 1,000 input tokens.
+    prefill_ms_per_1k_tokens: f32,
 }
 
 impl SimulatedModel {
@@ -31,6 +41,7 @@ impl SimulatedModel {
             fast: settings.fast.clone(),
             smart: settings.smart.clone(),
             zero_latency: settings.latency_profile == "zero",
+            prefill_ms_per_1k_tokens: settings.prefill_ms_per_1k_tokens.max(0.0),
         }
     }
 
@@ -72,6 +83,8 @@ impl Pacing {
 }
 
 struct StreamState {
+    /// Sent at the first token's time, just before it.
+    assessment: Option<(f32, String)>,
     tokens: std::vec::IntoIter<String>,
     index: usize,
     pacing: Option<Pacing>,
@@ -90,7 +103,9 @@ impl ModelBackend for SimulatedModel {
         tier: pb::ModelTier,
         max_tokens: u32,
     ) -> ModelStream {
-        let c = compose(req, prompt.intent);
+        let c = compose_styled(req, prompt.intent, prompt.style);
+        let (confidence, reason) = assess(req, prompt.intent, tier, &c);
+        let input_tokens = prompt.input_tokens();
         let limit = usize::try_from(max_tokens).unwrap_or(usize::MAX);
         let all = tokenize(&c.text);
         let stop_reason = if all.len() > limit {
@@ -100,18 +115,21 @@ impl ModelBackend for SimulatedModel {
         };
         let tokens: Vec<String> = all.into_iter().take(limit).map(str::to_string).collect();
         let done = ModelDone {
-            input_tokens: prompt.input_tokens(),
+            input_tokens,
             output_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
             product_ids: c.product_ids,
-            confidence: c.confidence,
+            confidence,
             stop_reason,
         };
         let pacing = (!self.zero_latency).then(|| {
             let p = self.profile(tier);
             let tps = f64::from(p.tokens_per_second.max(1.0));
+            let prefill = Duration::from_secs_f64(
+                f64::from(input_tokens) * f64::from(self.prefill_ms_per_1k_tokens) / 1_000_000.0,
+            );
             Pacing {
                 start: Instant::now(),
-                first_token: sample_first_token(p),
+                first_token: sample_first_token(p) + prefill,
                 per_token: Duration::from_secs_f64(1.0 / tps),
                 group: if tps >= 100.0 {
                     3
@@ -123,12 +141,20 @@ impl ModelBackend for SimulatedModel {
             }
         });
         let state = StreamState {
+            assessment: Some((confidence, reason)),
             tokens: tokens.into_iter(),
             index: 0,
             pacing,
             done: Some(done),
         };
         futures::stream::unfold(state, |mut st| async move {
+            // A real model can judge its answer only once it has started writing it.
+            if let Some((confidence, reason)) = st.assessment.take() {
+                if let Some(p) = &st.pacing {
+                    tokio::time::sleep_until(p.due(0)).await;
+                }
+                return Some((Ok(ModelEvent::Assessment { confidence, reason }), st));
+            }
             match st.tokens.next() {
                 Some(t) => {
                     if let Some(p) = &st.pacing {
@@ -150,7 +176,11 @@ pub struct Composition {
     pub text: String,
     /// Products (and order items) the answer names.
     pub product_ids: Vec<String>,
+    /// How well the context supports the answer (before the tier is considered, see
+    /// [`assess`]).
     pub confidence: f32,
+    /// Why, in a few words.
+    pub reason: String,
 }
 
 fn fnv1a(parts: &[&str]) -> u64 {
@@ -170,6 +200,8 @@ struct Writer<'a> {
     out: String,
     mentioned: Vec<String>,
     degraded: bool,
+    style: PromptStyle,
+    reason: String,
 }
 
 fn yen(price: u32) -> String {
@@ -212,10 +244,47 @@ fn first_sentence(text: &str) -> &str {
     let end = text
         .char_indices()
         .find(|&(i, c)| {
-            c == '.' && text[i + 1..].starts_with(' ') || c == '!' || c == '?' || c == '。'
+            (c == '.' && text[i + 1..].starts_with(' ') && !is_abbreviation(&text[..i]))
+                || c == '!'
+                || c == '?'
+                || c == '。'
         })
         .map_or(text.len(), |(i, c)| i + c.len_utf8());
     text[..end].trim()
+}
+
+/// True when the word ending `before` is an initial ("Monkey D. Luffy") or a common
+/// abbreviation, so the period after it does not end a sentence.
+fn is_abbreviation(before: &str) -> bool {
+    let word = before.rsplit(char::is_whitespace).next().unwrap_or("");
+    let mut chars = word.chars();
+    let initial = matches!((chars.next(), chars.next()), (Some(c), None) if c.is_uppercase());
+    // "a.m." and "e.g." carry their own inner period.
+    initial
+        || word.contains('.')
+        || ["Vol", "Mr", "Mrs", "Ms", "Dr", "St", "Jr", "No", "vs"].contains(&word)
+}
+
+/// The sentences of `text`, split as [`first_sentence`] does.
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let s = first_sentence(rest);
+        if s.is_empty() {
+            break;
+        }
+        out.push(s);
+        rest = rest[rest.find(s).map_or(rest.len(), |i| i + s.len())..].trim_start();
+    }
+    out
+}
+
+/// The sentence after the first one (empty when there is none).
+fn second_sentence(text: &str) -> &str {
+    let text = text.trim();
+    let first = first_sentence(text);
+    first_sentence(text[first.len()..].trim())
 }
 
 fn words(text: &str) -> HashSet<String> {
@@ -253,7 +322,7 @@ fn best_sentence(query: &str, body: &str) -> String {
     let numeric = asks_for_a_number(query);
     let money = asks_for_money(query);
     let mut best = (0usize, String::new());
-    for sentence in body.split_inclusive(". ") {
+    for sentence in sentences(body) {
         let s = sentence.trim();
         let lower = s.to_lowercase();
         let mut score = 2 * words(s).intersection(&q).count();
@@ -294,6 +363,213 @@ fn requested_volume(query: &str) -> Option<u32> {
         }
     }
     None
+}
+
+/// Words of a shopping question that name nothing (as [`words`] stems them).
+const GENERIC_WORDS: &str = "have has had stock stocks manga mangas volume volumes vol vols buy \
+    buying price prices much many available availability any anything there looking look find \
+    search want wants sell sells selling carry carries got get does did some something title \
+    titles series book books comic comics read reading next new release released releases \
+    latest also please show tell know this that these those edition editions copy copies cheap \
+    cheapest expensive all by from about who wrote written write still left sale store shop here \
+    which where why when will would could should need like good best recommend suggest their \
+    they them its we us our yes no not be been if at as so up out order japanese english \
+    language version print physical set box complete first last part number yen cost costs \
+    hi hello thanks thank interested else other more another similar kind type sort genre story \
+    stories check see copy";
+
+/// Genre and audience labels a question asks for, from everyday words ("scary" is horror).
+fn requested_tags(query: &str) -> Vec<&'static str> {
+    const TAGS: &[(&str, &[&str])] = &[
+        (
+            "comedy",
+            &["comedy", "funny", "humor", "humour", "hilarious", "laugh"],
+        ),
+        (
+            "action",
+            &["action", "fight", "fighting", "battle", "battles"],
+        ),
+        ("drama", &["drama", "dramatic"]),
+        ("romance", &["romance", "romantic", "love story"]),
+        ("adventure", &["adventure", "adventures", "journey"]),
+        ("fantasy", &["fantasy", "magic", "wizard", "dragons"]),
+        (
+            "slice_of_life",
+            &["slice of life", "cozy", "cosy", "relaxing", "wholesome"],
+        ),
+        (
+            "supernatural",
+            &["supernatural", "ghost", "ghosts", "yokai", "spirits"],
+        ),
+        ("school", &["school", "high school", "classroom"]),
+        (
+            "sci_fi",
+            &[
+                "sci-fi",
+                "scifi",
+                "sci fi",
+                "science fiction",
+                "robot",
+                "robots",
+                "mecha",
+                "space",
+            ],
+        ),
+        (
+            "historical",
+            &["historical", "history", "samurai", "feudal"],
+        ),
+        ("horror", &["horror", "scary", "creepy", "terrifying"]),
+        ("psychological", &["psychological", "mind games"]),
+        (
+            "mystery",
+            &["mystery", "mysteries", "detective", "whodunit"],
+        ),
+        ("martial_arts", &["martial arts", "kung fu", "karate"]),
+        (
+            "sports",
+            &[
+                "sports",
+                "sport",
+                "soccer",
+                "football",
+                "basketball",
+                "volleyball",
+                "baseball",
+                "tennis",
+                "boxing",
+            ],
+        ),
+        ("cooking", &["cooking", "food", "cuisine", "chef"]),
+        ("thriller", &["thriller", "suspense", "suspenseful"]),
+        ("music", &["music", "band", "musician"]),
+        ("isekai", &["isekai", "another world", "reincarnated"]),
+        ("workplace", &["workplace", "office", "work life"]),
+        ("shonen", &["shonen", "shounen"]),
+        ("seinen", &["seinen"]),
+        ("shojo", &["shojo", "shoujo"]),
+        ("josei", &["josei"]),
+        ("kodomo", &["kodomo", "kids", "children", "child"]),
+    ];
+    let q = format!(
+        " {} ",
+        query
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_alphanumeric() || c == '-' {
+                c
+            } else {
+                ' '
+            })
+            .collect::<String>()
+    );
+    TAGS.iter()
+        .filter(|(_, cues)| cues.iter().any(|c| q.contains(&format!(" {c} "))))
+        .map(|(tag, _)| *tag)
+        .collect()
+}
+
+/// Words of `query` that could name a title, an author or a genre.
+fn naming_words(query: &str) -> HashSet<String> {
+    let generic = words(GENERIC_WORDS);
+    words(query)
+        .into_iter()
+        .filter(|w| !generic.contains(w) && !w.chars().all(|c| c.is_ascii_digit()))
+        .collect()
+}
+
+/// False when the question names things and none of them occurs in any product (title,
+/// series, author, genres, audience, synopsis): retrieval brought back something else.
+fn matches_product(query: &str, products: &[&pb::Product]) -> bool {
+    let naming = naming_words(query);
+    let tags = requested_tags(query);
+    if naming.is_empty() && tags.is_empty() {
+        return true;
+    }
+    products.iter().any(|p| {
+        let text = format!(
+            "{} {} {} {} {} {}",
+            p.title,
+            p.series,
+            p.author,
+            p.genres
+                .iter()
+                .map(|g| genre_text(g))
+                .collect::<Vec<_>>()
+                .join(" "),
+            p.demographic,
+            p.synopsis
+        );
+        !words(&text).is_disjoint(&naming)
+            || tags
+                .iter()
+                .any(|t| p.genres.iter().any(|g| g == t) || p.demographic == *t)
+    })
+}
+
+/// False when a question of two or more naming words shares none with `text`.
+fn matches_any_word(query: &str, text: &str) -> bool {
+    let naming = naming_words(query);
+    naming.len() < 2 || !words(text).is_disjoint(&naming)
+}
+
+/// Rough count of the questions in one message ("Is X in stock? And how much is Y?" is 2).
+fn question_parts(query: &str) -> usize {
+    const JOINS: [&str; 14] = [
+        " and what ",
+        " and how ",
+        " and when ",
+        " and where ",
+        " and which ",
+        " and is ",
+        " and are ",
+        " and do ",
+        " and does ",
+        " and can ",
+        " and will ",
+        " and also ",
+        ". also ",
+        "; ",
+    ];
+    let q = format!(" {} ", query.to_lowercase());
+    let marks = q.matches(['?', '？']).count();
+    let joins = JOINS.iter().filter(|j| q.contains(**j)).count();
+    let mut parts = marks.max(1).max(1 + joins);
+    if q.split_whitespace().count() > 40 {
+        parts = parts.max(2);
+    }
+    parts
+}
+
+/// Confidence of a fast-tier answer to a question in several parts: below the default
+/// `generation.low_confidence_below` (0.5), so the quality gate escalates it.
+const FAST_MULTI_PART_CAP: f32 = 0.42;
+
+/// The simulated model's self-assessment for `tier`: the composition's confidence (how well
+/// the context supports the answer), capped on the fast tier when the question has several
+/// parts, which a small model tends to answer only in part. Simulated: a real backend reports
+/// what its model says.
+pub fn assess(
+    req: &pb::GenerateRequest,
+    intent: pb::Intent,
+    tier: pb::ModelTier,
+    c: &Composition,
+) -> (f32, String) {
+    let parts = question_parts(&req.query);
+    if tier != pb::ModelTier::Smart
+        && parts >= 2
+        && !matches!(intent, pb::Intent::Greeting | pb::Intent::Chitchat)
+        && c.confidence > FAST_MULTI_PART_CAP
+    {
+        return (
+            FAST_MULTI_PART_CAP,
+            format!(
+                "a question in {parts} parts is more than the fast tier answers reliably ({})",
+                c.reason
+            ),
+        );
+    }
+    (c.confidence, c.reason.clone())
 }
 
 impl<'a> Writer<'a> {
@@ -474,6 +750,75 @@ impl<'a> Writer<'a> {
         }
     }
 
+    fn because(&mut self, confidence: f32, reason: impl Into<String>) -> f32 {
+        self.reason = reason.into();
+        confidence
+    }
+
+    /// 0.80-0.95, varying by query so dashboards show a spread rather than one value.
+    fn grounded(&mut self, reason: impl Into<String>) -> f32 {
+        let c = 0.8 + f32::from(u8::try_from(self.hash % 16).unwrap_or(0)) / 100.0;
+        self.because(c, reason)
+    }
+
+    fn detailed(&self) -> bool {
+        self.style == PromptStyle::Detailed
+    }
+
+    /// A closing pleasantry, which a concise prompt leaves out.
+    fn closing(&mut self, salt: u64, options: &[&str]) {
+        if self.style != PromptStyle::Concise {
+            self.line(self.pick(salt, options));
+        }
+    }
+
+    /// Detailed style: the synopsis beyond its first sentence (one more sentence).
+    fn more_synopsis(&mut self, p: &pb::Product) {
+        let second = second_sentence(&p.synopsis);
+        if !second.is_empty() {
+            self.line(second);
+        }
+    }
+
+    /// Detailed style: the other policy sentences that share words with the question.
+    fn more_policy(&mut self) {
+        let docs = self.documents();
+        let Some(d) = docs.first() else {
+            return;
+        };
+        let quoted = best_sentence(&self.req.query, &d.body);
+        let q = words(&self.req.query);
+        let extra: Vec<&str> = sentences(&d.body)
+            .into_iter()
+            .filter(|s| *s != quoted && *s != first_sentence(&d.body))
+            .filter(|s| !words(s).is_disjoint(&q))
+            .take(2)
+            .collect();
+        for s in extra {
+            self.line(s);
+        }
+        if let Some(d2) = docs.get(1) {
+            let s = best_sentence(&self.req.query, &d2.body);
+            self.line(&format!("Also see \"{}\": \"{s}\"", d2.title));
+        }
+    }
+
+    /// Detailed style: when the order was placed and exactly what is in it.
+    fn order_details(&mut self, o: &pb::Order) {
+        let items: Vec<String> = o
+            .items
+            .iter()
+            .map(|i| format!("{} x{} ({})", i.title, i.quantity, yen(i.price_yen)))
+            .collect();
+        if !items.is_empty() {
+            self.line(&format!(
+                "It was placed on {} and contains {}.",
+                o.placed_at,
+                join_and(&items)
+            ));
+        }
+    }
+
     fn greeting(&mut self) -> f32 {
         let name = self.first_name();
         let opener = match (name, self.req.history.is_empty()) {
@@ -514,11 +859,11 @@ impl<'a> Writer<'a> {
                 "If you're in the mood for some {g}, just say the word."
             ));
         }
-        self.line(self.pick(
+        self.closing(
             3,
             &["What can I do for you today?", "What are you looking for?"],
-        ));
-        0.9
+        );
+        self.because(0.9, "a greeting needs no context")
     }
 
     fn chitchat(&mut self) -> f32 {
@@ -526,7 +871,10 @@ impl<'a> Writer<'a> {
         let has = |ws: &[&str]| ws.iter().any(|w| q.contains(w));
         if has(&["thank", "arigato", "ありがと", "thx"]) {
             self.line(self.pick(1, &["You're very welcome!", "Happy to help!", "Anytime!"]));
-            self.line("If anything else comes up, about manga or your orders, just ask.");
+            self.closing(
+                2,
+                &["If anything else comes up, about manga or your orders, just ask."],
+            );
         } else if has(&["bye", "see you", "sayonara", "またね", "good night"]) {
             self.line(self.pick(
                 1,
@@ -552,7 +900,7 @@ impl<'a> Writer<'a> {
                     "I'd tell you a joke about an unfinished manga series, but it's still on hiatus.",
                 ],
             ));
-            self.line("Now, can I help you find something to read?");
+            self.closing(2, &["Now, can I help you find something to read?"]);
         } else {
             self.line(self.pick(
                 1,
@@ -564,28 +912,39 @@ impl<'a> Writer<'a> {
             ));
             self.line("I'm best at manga, though: finding titles, recommendations, orders and store questions. What can I help with?");
         }
-        0.85
+        self.because(0.85, "small talk needs no context")
     }
 
     fn faq(&mut self) -> f32 {
         if self.quote_policy(1) {
             let docs = self.documents();
+            let mut on_topic = true;
             if let Some(d) = docs.first() {
                 let extra = first_sentence(&d.body).to_string();
                 let quoted = best_sentence(&self.req.query, &d.body);
                 if !extra.is_empty() && extra != quoted {
                     self.line(&extra);
                 }
+                on_topic = matches_any_word(&self.req.query, &format!("{} {}", d.title, d.body));
             }
-            self.line(self.pick(
+            if self.detailed() {
+                self.more_policy();
+            }
+            self.closing(
                 2,
                 &[
                     "Let me know if you need anything else.",
                     "Is there anything else I can help with?",
                     "Happy to explain anything else about the store.",
                 ],
-            ));
-            return 0.9;
+            );
+            if !on_topic {
+                return self.because(
+                    0.45,
+                    "the policy page found shares no words with the question",
+                );
+            }
+            return self.because(0.9, "quoted the store policy");
         }
         if self.degraded {
             self.line("I can't reach our help articles right now, so I don't want to guess at the exact policy.");
@@ -593,7 +952,7 @@ impl<'a> Writer<'a> {
             self.line("I couldn't find a store policy that answers that exactly, and I don't want to guess.");
         }
         self.line("Customer support can confirm the details from the Help page, or try asking me in a different way.");
-        0.5
+        self.because(0.45, "no policy document in context")
     }
 
     fn order_status(&mut self) -> f32 {
@@ -610,11 +969,14 @@ impl<'a> Writer<'a> {
                 ));
             }
             self.line("Could you tell me your order number? It starts with MA- followed by six digits and is in your confirmation email.");
-            return 0.8;
+            return self.because(0.8, "asked for the order number instead of guessing");
         };
         let s = self.order_sentence(o);
         self.line(&s);
         self.mention_order(o);
+        if self.detailed() {
+            self.order_details(o);
+        }
         let others: Vec<String> = self
             .req
             .orders
@@ -631,14 +993,14 @@ impl<'a> Writer<'a> {
         if !others.is_empty() {
             self.line(&format!("You also have {} on the way.", join_and(&others)));
         }
-        self.line(self.pick(
+        self.closing(
             2,
             &[
                 "Anything else I can check for you?",
                 "Let me know if you need help with anything else.",
             ],
-        ));
-        0.92
+        );
+        self.because(0.92, "answered from the order record")
     }
 
     fn no_catalog(&mut self) -> f32 {
@@ -656,7 +1018,15 @@ impl<'a> Writer<'a> {
                 "Since you enjoy {g}, browsing those genres on the store page is a good start, and I can check stock for anything you find."
             ));
         }
-        0.4 + f32::from(u8::try_from(self.hash % 21).unwrap_or(0)) / 100.0
+        let c = 0.4 + f32::from(u8::try_from(self.hash % 10).unwrap_or(0)) / 100.0;
+        self.because(
+            c,
+            if self.degraded {
+                "the catalog is unavailable, so no products are in context"
+            } else {
+                "no catalog products in context"
+            },
+        )
     }
 
     fn product_search(&mut self) -> f32 {
@@ -665,15 +1035,24 @@ impl<'a> Writer<'a> {
             return self.no_catalog();
         }
         let wanted = requested_volume(&self.req.query);
-        let best = wanted
-            .and_then(|v| {
-                products
-                    .iter()
-                    .find(|p| p.volume == v && p.series == products[0].series)
-            })
-            .copied()
-            .unwrap_or(products[0]);
-        let intro = self.pick(1, &["", "Yes, we carry it: ", "Here's what I found: "]);
+        let exact = wanted.and_then(|v| {
+            products
+                .iter()
+                .find(|p| p.volume == v && p.series == products[0].series)
+                .copied()
+        });
+        let best = exact.unwrap_or(products[0]);
+        let missing_volume = wanted.filter(|_| exact.is_none());
+        if let Some(v) = missing_volume {
+            self.line(&format!(
+                "I couldn't find volume {v} among this store's results."
+            ));
+        }
+        let intro = if missing_volume.is_some() {
+            "Here's the closest match: "
+        } else {
+            self.pick(1, &["", "Yes, we carry it: ", "Here's what I found: "])
+        };
         let mut s = format!(
             "{intro}{} by {} is {} and {}.",
             best.title,
@@ -700,11 +1079,19 @@ impl<'a> Writer<'a> {
         if best.volume == 1 {
             self.line(first_sentence(&best.synopsis));
         }
+        if self.detailed() {
+            if best.volume == 1 {
+                self.more_synopsis(best);
+            } else {
+                self.line(first_sentence(&best.synopsis));
+            }
+            self.line(&format!("It was released on {}.", best.release_date));
+        }
         let others: Vec<&pb::Product> = products
             .iter()
             .copied()
             .filter(|p| p.id != best.id)
-            .take(2)
+            .take(if self.detailed() { 4 } else { 2 })
             .collect();
         if !others.is_empty() {
             let described: Vec<String> = others.iter().map(|p| self.describe(p)).collect();
@@ -716,7 +1103,16 @@ impl<'a> Writer<'a> {
         if best.stock == 0 {
             self.line("Would you like an in-stock alternative?");
         }
-        0.8 + f32::from(u8::try_from(self.hash % 16).unwrap_or(0)) / 100.0
+        if !matches_product(&self.req.query, &products) {
+            return self.because(
+                0.45,
+                "the products retrieved match none of the names or genres asked for",
+            );
+        }
+        if let Some(v) = missing_volume {
+            return self.because(0.48, format!("volume {v} is not among the products found"));
+        }
+        self.grounded("answered from matching catalog products")
     }
 
     fn recommendation(&mut self) -> f32 {
@@ -734,7 +1130,18 @@ impl<'a> Writer<'a> {
         if candidates.is_empty() {
             candidates = products.clone();
         }
-        // One volume per series, in-stock first, keeping retrieval order otherwise.
+        // Titles of the genre or audience asked for come first (stable, so retrieval order
+        // decides otherwise).
+        let asked = requested_tags(&self.req.query);
+        let fits = |p: &pb::Product| {
+            asked
+                .iter()
+                .any(|t| p.genres.iter().any(|g| g == t) || p.demographic == *t)
+        };
+        if !asked.is_empty() {
+            candidates.sort_by_key(|p| !fits(p));
+        }
+        // One volume per series, in-stock first, keeping the order above otherwise.
         let mut seen = HashSet::new();
         let mut picks: Vec<&pb::Product> = Vec::new();
         for in_stock in [true, false] {
@@ -792,11 +1199,20 @@ impl<'a> Writer<'a> {
                     p.demographic
                 )
             };
-            let synopsis = if p.volume == 1 {
+            let mut synopsis = if p.volume == 1 && self.style != PromptStyle::Concise {
                 format!(" {}", first_sentence(&p.synopsis))
             } else {
                 String::new()
             };
+            if self.detailed() {
+                let second = second_sentence(&p.synopsis);
+                if p.volume != 1 {
+                    synopsis = format!(" {}", first_sentence(&p.synopsis));
+                } else if !second.is_empty() {
+                    synopsis = format!("{synopsis} {second}");
+                }
+                synopsis = format!("{synopsis} Released {}.", p.release_date);
+            }
             self.out.push_str(&format!(
                 "- {} by {}: {why}.{synopsis} {}, {}.\n",
                 p.title,
@@ -806,18 +1222,38 @@ impl<'a> Writer<'a> {
             ));
             self.mention(p);
         }
-        if picks.iter().all(|p| p.stock == 0) {
+        let all_out = picks.iter().all(|p| p.stock == 0);
+        if all_out {
             self.line("All of these are out of stock at the moment, sorry about that.");
+        } else if self.detailed() {
+            let ready: Vec<String> = picks
+                .iter()
+                .filter(|p| p.stock > 0)
+                .map(|p| p.series.clone())
+                .collect();
+            self.line(&format!("{} can ship right away.", join_and(&ready)));
         }
-        self.line(self.pick(
+        self.closing(
             2,
             &[
                 "Want more details on any of these?",
                 "Shall I check the next volumes for you?",
                 "Let me know if you'd like something different.",
             ],
-        ));
-        0.8 + f32::from(u8::try_from(self.hash % 16).unwrap_or(0)) / 100.0
+        );
+        if !asked.is_empty() && !picks.iter().any(|p| fits(p)) {
+            return self.because(
+                0.45,
+                format!(
+                    "no product in context is {} as asked",
+                    join_and(&asked.iter().map(|t| genre_text(t)).collect::<Vec<_>>())
+                ),
+            );
+        }
+        if all_out {
+            return self.because(0.48, "every candidate in context is out of stock");
+        }
+        self.grounded("recommended from catalog products in context")
     }
 
     fn comparison(&mut self) -> f32 {
@@ -832,7 +1268,7 @@ impl<'a> Writer<'a> {
         match firsts.as_slice() {
             [] => {
                 if self.quote_policy(1) {
-                    return 0.7;
+                    return self.because(0.45, "no catalog products to compare");
                 }
                 self.no_catalog()
             }
@@ -844,8 +1280,11 @@ impl<'a> Writer<'a> {
                     first_sentence(&a.synopsis)
                 ));
                 self.mention(a);
+                if self.detailed() {
+                    self.more_synopsis(a);
+                }
                 self.line("I couldn't find the other title in this store. Which one would you like to compare it with?");
-                0.6
+                self.because(0.45, "only one of the titles to compare is in context")
             }
             [a, b, ..] => {
                 let ga: Vec<String> = a.genres.iter().map(|g| genre_text(g)).collect();
@@ -861,6 +1300,16 @@ impl<'a> Writer<'a> {
                     b.author,
                     join_and(&gb)
                 ));
+                if self.detailed() {
+                    for p in [a, b] {
+                        self.line(&format!(
+                            "{} (released {}): {}",
+                            p.title,
+                            p.release_date,
+                            first_sentence(&p.synopsis)
+                        ));
+                    }
+                }
                 let shared: Vec<String> = ga.iter().filter(|g| gb.contains(g)).cloned().collect();
                 if shared.is_empty() {
                     self.line("They have little in common in genre, so it comes down to taste.");
@@ -884,7 +1333,7 @@ impl<'a> Writer<'a> {
                     "If you want more {only_a}, start with {}; for more {only_b}, go with {}.",
                     a.series, b.series
                 ));
-                0.8 + f32::from(u8::try_from(self.hash % 16).unwrap_or(0)) / 100.0
+                self.grounded("compared two catalog series from context")
             }
         }
     }
@@ -906,8 +1355,13 @@ impl<'a> Writer<'a> {
                 o.status.replace('_', " ")
             ));
             self.mention_order(o);
+            if self.detailed() {
+                self.order_details(o);
+            }
         }
-        self.quote_policy(2);
+        if self.quote_policy(2) && self.detailed() {
+            self.more_policy();
+        }
         self.line(self.pick(
             3,
             &[
@@ -915,11 +1369,14 @@ impl<'a> Writer<'a> {
                 "I can raise this with our support team right away, or help you request a replacement or refund.",
             ],
         ));
-        0.85
+        self.because(0.85, "apologised and offered the standard remedies")
     }
 
     fn return_refund(&mut self) -> f32 {
         let quoted = self.quote_policy(1);
+        if quoted && self.detailed() {
+            self.more_policy();
+        }
         match self.pick_order() {
             Some(o) => {
                 let items = self.order_items(o);
@@ -929,13 +1386,20 @@ impl<'a> Writer<'a> {
                     o.status.replace('_', " ")
                 ));
                 self.mention_order(o);
+                if self.detailed() {
+                    self.order_details(o);
+                }
                 self.line("If it is within the return window, I can start the request for you; the refund goes back to your original payment method.");
             }
             None => {
                 self.line("Which order is it? Please share the order number (MA- followed by six digits) and I'll check whether it can be returned.");
             }
         }
-        if quoted { 0.88 } else { 0.6 }
+        if quoted {
+            self.because(0.88, "quoted the return policy")
+        } else {
+            self.because(0.48, "no return policy document in context")
+        }
     }
 }
 
@@ -952,12 +1416,25 @@ fn lower_first(s: &str) -> String {
 
 /// Writes the simulated model's answer for `req` (deterministic for a query and session).
 pub fn compose(req: &pb::GenerateRequest, intent: pb::Intent) -> Composition {
+    compose_styled(req, intent, PromptStyle::Standard)
+}
+
+/// [`compose`] for a prompt's `#! style`: `detailed` adds facts from the context (more of a
+/// synopsis, release dates, order lines, further policy sentences), `concise` leaves out
+/// closing pleasantries. Neither adds anything the context does not hold.
+pub fn compose_styled(
+    req: &pb::GenerateRequest,
+    intent: pb::Intent,
+    style: PromptStyle,
+) -> Composition {
     let mut w = Writer {
         req,
         hash: fnv1a(&[req.query.trim(), &req.session_id]),
         out: String::new(),
         mentioned: Vec::new(),
         degraded: !req.degradation.is_empty() && req.degradation != "full",
+        style,
+        reason: String::new(),
     };
     let japanese =
         has_japanese(&req.query) || req.profile.as_ref().is_some_and(|p| p.language == "ja");
@@ -985,6 +1462,7 @@ pub fn compose(req: &pb::GenerateRequest, intent: pb::Intent) -> Composition {
         text: w.out.trim_end().to_string(),
         product_ids: w.mentioned,
         confidence,
+        reason: w.reason,
     }
 }
 
@@ -1034,6 +1512,14 @@ mod tests {
         assert_eq!(requested_volume("volume 12 of naruto"), Some(12));
         assert_eq!(requested_volume("berserk"), None);
         assert_eq!(first_sentence("One. Two."), "One.");
+        let luffy = "Monkey D. Luffy sets out to sea. He finds Zoro in Vol. 1 of it. End.";
+        assert_eq!(first_sentence(luffy), "Monkey D. Luffy sets out to sea.");
+        assert_eq!(second_sentence(luffy), "He finds Zoro in Vol. 1 of it.");
+        assert_eq!(second_sentence("Only one."), "");
+        assert_eq!(
+            sentences("Order by 5 p.m. Eastern Time. It ships. Done"),
+            ["Order by 5 p.m. Eastern Time.", "It ships.", "Done"]
+        );
     }
 
     #[test]
@@ -1069,7 +1555,8 @@ mod tests {
         r.products.truncate(1);
         let c = compose(&r, pb::Intent::Comparison);
         assert!(c.text.contains("Which one"), "{}", c.text);
-        assert!((c.confidence - 0.6).abs() < 1e-6);
+        // Only one of the two titles: low, so a fast answer is escalated.
+        assert!(c.confidence < 0.5, "{}", c.confidence);
         r.products.clear();
         let c = compose(&r, pb::Intent::Comparison);
         assert!((0.4..=0.6).contains(&c.confidence), "{}", c.confidence);
@@ -1140,5 +1627,143 @@ mod tests {
             })
             .collect();
         assert!(texts.len() > 1, "no variety");
+    }
+
+    #[test]
+    fn confidence_is_low_where_escalation_helps_and_high_otherwise() {
+        let alpha = || vec![product("P1", "Alpha", 1, 10), product("P2", "Beta", 1, 3)];
+        let conf = |q: &str, intent: pb::Intent, products: Vec<pb::ProductHit>| {
+            let mut r = req(q);
+            r.products = products;
+            compose(&r, intent)
+        };
+        // Grounded answers.
+        for (q, intent) in [
+            ("is Alpha in stock?", pb::Intent::ProductSearch),
+            ("any sci-fi manga?", pb::Intent::ProductSearch),
+            ("recommend something", pb::Intent::Recommendation),
+            ("recommend some action manga", pb::Intent::Recommendation),
+            ("Alpha vs Beta", pb::Intent::Comparison),
+            ("hello", pb::Intent::Greeting),
+        ] {
+            let c = conf(q, intent, alpha());
+            assert!(c.confidence >= 0.8, "{q}: {} ({})", c.confidence, c.reason);
+            assert!(!c.reason.is_empty());
+        }
+        // Weak or missing context.
+        let horror = conf(
+            "recommend some scary manga",
+            pb::Intent::Recommendation,
+            alpha(),
+        );
+        assert!(horror.confidence < 0.5, "{}", horror.reason);
+        assert!(horror.reason.contains("horror"), "{}", horror.reason);
+        for (q, intent, products) in [
+            (
+                "do you have Zeta Force?",
+                pb::Intent::ProductSearch,
+                alpha(),
+            ),
+            ("do you have Zeta Force?", pb::Intent::ProductSearch, vec![]),
+            ("recommend something", pb::Intent::Recommendation, vec![]),
+            (
+                "recommend something",
+                pb::Intent::Recommendation,
+                vec![product("P1", "Alpha", 1, 0), product("P2", "Beta", 1, 0)],
+            ),
+            (
+                "Alpha vs Zeta",
+                pb::Intent::Comparison,
+                vec![product("P1", "Alpha", 1, 3)],
+            ),
+            ("Alpha vs Zeta", pb::Intent::Comparison, vec![]),
+            ("how long does shipping take?", pb::Intent::Faq, vec![]),
+            ("can I return this?", pb::Intent::ReturnRefund, vec![]),
+        ] {
+            let c = conf(q, intent, products);
+            assert!(
+                c.confidence < 0.5,
+                "{q} {intent:?}: {} ({})",
+                c.confidence,
+                c.reason
+            );
+        }
+        // A genre match is preferred over retrieval order.
+        let mut mixed = alpha();
+        if let Some(p) = mixed[1].product.as_mut() {
+            p.genres = vec!["horror".into()];
+        }
+        let c = conf(
+            "recommend some scary manga",
+            pb::Intent::Recommendation,
+            mixed,
+        );
+        assert!(c.confidence >= 0.8, "{}", c.reason);
+        assert!(
+            c.text.find("Beta").unwrap() < c.text.find("Alpha").unwrap(),
+            "{}",
+            c.text
+        );
+    }
+
+    #[test]
+    fn fast_tier_is_unsure_of_multi_part_questions() {
+        let mut r = req("Is Alpha vol 2 in stock? And how much is Beta?");
+        r.products = vec![product("P2", "Alpha", 2, 4), product("P3", "Beta", 1, 9)];
+        let c = compose(&r, pb::Intent::ProductSearch);
+        assert!(c.confidence >= 0.8, "{}", c.reason);
+        let (fast, why) = assess(&r, pb::Intent::ProductSearch, pb::ModelTier::Fast, &c);
+        assert!(fast < 0.5 && why.contains("2 parts"), "{fast} {why}");
+        let (smart, _) = assess(&r, pb::Intent::ProductSearch, pb::ModelTier::Smart, &c);
+        assert_eq!(smart, c.confidence);
+        // One question stays as it is on the fast tier too.
+        r.query = "Is Alpha vol 2 in stock?".into();
+        let c = compose(&r, pb::Intent::ProductSearch);
+        assert_eq!(
+            assess(&r, pb::Intent::ProductSearch, pb::ModelTier::Fast, &c).0,
+            c.confidence
+        );
+        assert_eq!(
+            question_parts("recommend a romance and what ships today"),
+            2
+        );
+        assert_eq!(question_parts("I also like action, recommend something"), 1);
+    }
+
+    #[test]
+    fn detailed_style_says_more_from_the_context_and_concise_less() {
+        let mut r = req("what should I read next?");
+        r.products = vec![
+            product("P1", "Alpha", 1, 9),
+            product("P2", "Beta", 1, 2),
+            product("P3", "Gamma", 1, 0),
+        ];
+        let standard = compose(&r, pb::Intent::Recommendation);
+        let detailed = compose_styled(&r, pb::Intent::Recommendation, PromptStyle::Detailed);
+        let concise = compose_styled(&r, pb::Intent::Recommendation, PromptStyle::Concise);
+        let n = |c: &Composition| tokenize(&c.text).len() as f64;
+        assert!(
+            n(&detailed) >= n(&standard) * 1.25,
+            "{} vs {}",
+            detailed.text,
+            standard.text
+        );
+        assert!(n(&concise) < n(&standard), "{}", concise.text);
+        // More facts, all from the context: the second synopsis sentence and release dates.
+        assert!(detailed.text.contains("More happens."), "{}", detailed.text);
+        assert!(
+            detailed.text.contains("Released 2020-01-01."),
+            "{}",
+            detailed.text
+        );
+        assert!(
+            detailed
+                .text
+                .contains("Alpha and Beta can ship right away."),
+            "{}",
+            detailed.text
+        );
+        assert_eq!(detailed.product_ids, standard.product_ids);
+        assert_eq!(detailed.confidence, standard.confidence);
     }
 }

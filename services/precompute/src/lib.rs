@@ -224,7 +224,8 @@ async fn answer(peers: &PrecomputePeers, item: &Item, target: &Target) -> Result
         {
             Some(pb::generate_response::Event::Delta(d)) => text.push_str(&d.text),
             Some(pb::generate_response::Event::Done(d)) => summary = Some(d),
-            None => {}
+            // Pre-computed answers are stored whatever the model's confidence.
+            Some(pb::generate_response::Event::Assessment(_)) | None => {}
         }
     }
     let summary = summary.ok_or("generation: stream ended without a summary")?;

@@ -10,19 +10,42 @@ use futures::future::BoxFuture;
 use mangaassist_config::{FaultKind, FaultSpec};
 use tower::{Layer, Service};
 
+/// The faults in force, changeable while daemons run (`RunningMesh::faults`), so a test or
+/// a rehearsal can break a dependency and then heal it without a restart.
+#[derive(Clone, Default)]
+pub struct FaultSwitch(Arc<parking_lot::RwLock<Arc<[FaultSpec]>>>);
+
+impl std::fmt::Debug for FaultSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.get().iter()).finish()
+    }
+}
+
+impl FaultSwitch {
+    pub fn new(faults: Vec<FaultSpec>) -> Self {
+        Self(Arc::new(parking_lot::RwLock::new(faults.into())))
+    }
+
+    /// Replaces every fault (an empty list heals everything).
+    pub fn set(&self, faults: Vec<FaultSpec>) {
+        *self.0.write() = faults.into();
+        tracing::warn!(faults = ?self.get(), "injected faults changed");
+    }
+
+    pub fn get(&self) -> Arc<[FaultSpec]> {
+        self.0.read().clone()
+    }
+}
+
 #[derive(Clone)]
 pub struct FaultLayer {
     daemon: &'static str,
-    faults: Arc<[FaultSpec]>,
+    faults: FaultSwitch,
 }
 
 impl FaultLayer {
-    pub fn new(daemon: &'static str, faults: Vec<FaultSpec>) -> Self {
-        let faults: Vec<FaultSpec> = faults.into_iter().filter(|f| f.service == daemon).collect();
-        Self {
-            daemon,
-            faults: faults.into(),
-        }
+    pub fn new(daemon: &'static str, faults: FaultSwitch) -> Self {
+        Self { daemon, faults }
     }
 }
 
@@ -67,9 +90,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let faults = self.layer.faults.get();
         let fault = mangaassist_method(req.uri().path()).and_then(|m| {
-            self.layer
-                .faults
+            faults
                 .iter()
                 .find(|f| f.matches(self.layer.daemon, m))
                 .map(|f| f.kind)

@@ -17,13 +17,13 @@ use std::{
     time::Duration,
 };
 
-use mangaassist_config::{Config, FaultSpec};
+use mangaassist_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
 use tower::Service;
 
-pub use fault::FaultLayer;
+pub use fault::{FaultLayer, FaultSwitch};
 pub use rpc_span::RpcSpanLayer;
 pub use shutdown::shutdown_signal;
 
@@ -48,7 +48,7 @@ pub enum ServerError {
 /// How a daemon runs: faults to inject, when to stop, how long to drain.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    pub faults: Vec<FaultSpec>,
+    pub faults: FaultSwitch,
     pub shutdown: CancellationToken,
     /// Time given to in-flight RPCs after shutdown is requested.
     pub grace: Duration,
@@ -59,7 +59,7 @@ pub struct ServeOptions {
 impl ServeOptions {
     pub fn from_config(config: &Config, shutdown: CancellationToken) -> Self {
         Self {
-            faults: config.faults.clone(),
+            faults: FaultSwitch::new(config.faults.clone()),
             shutdown,
             grace: Duration::from_secs(config.mesh.shutdown_grace_seconds),
             max_rpc: Duration::from_secs(config.mesh.max_rpc_seconds.max(1)),
@@ -69,7 +69,7 @@ impl ServeOptions {
     /// No faults, a fresh token, short grace: for tests.
     pub fn for_tests() -> Self {
         Self {
-            faults: vec![],
+            faults: FaultSwitch::default(),
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(2),
             max_rpc: Duration::from_secs(60),

@@ -1,0 +1,599 @@
+//! Clap commands; the `mangaassist` binary mounts [`BenchCommand`] under `bench` and
+//! [`WeeklyArgs`] under `report weekly`.
+
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    time::Duration,
+};
+
+use crate::{
+    BenchError,
+    ceiling::{self, CeilingOptions},
+    compare::{CompareSettings, compare_results},
+    driver::{self, LoadMode, RunConfig, TokenSource},
+    fake::{FakeConfig, FakeGateway},
+    prompt::{
+        NO_RETRIEVAL, PromptGateConfig, TierChoice, normalize_endpoint, run_prompt_gate,
+        write_prompt_gate,
+    },
+    queries::{MIN_QUERIES_PER_INTENT, QueryMix},
+    sample::{Results, write_file},
+    summary::{fmt_ms, intent_stats, write_outputs},
+};
+
+/// What the binary knows that the commands need.
+#[derive(Debug, Clone)]
+pub struct BenchContext {
+    /// `ws://127.0.0.1:8080/ws` from the config (`gateway.listen`).
+    pub default_url: String,
+    /// HS256 secret the gateway verifies tokens with; `None` = connect without a token.
+    pub token_secret: Option<Vec<u8>>,
+    /// The repository's `data/` directory (labelled intents).
+    pub data_dir: PathBuf,
+    /// The mesh runs the zero-latency model: add the per-stage overhead table.
+    pub overhead: bool,
+    /// gRPC endpoint of the generation daemon for `bench prompt`, e.g.
+    /// `http://127.0.0.1:50065` (from `mesh.generation`); `--generation` overrides it.
+    pub generation_endpoint: String,
+    /// gRPC endpoint of the retrieval daemon `bench prompt` builds each query's context with
+    /// (from `mesh.retrieval`); `--retrieval` overrides it. Empty or `none`: no retrieval,
+    /// both arms get an empty context.
+    pub retrieval_endpoint: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Drive the gateway with virtual users and write results.json, summary.md and plots.
+    // Boxed: the arguments are large, and enums embedding this one stay small.
+    Run(Box<RunArgs>),
+    /// Compare two results.json files; exit 1 when the gate fails, 2 on bad input.
+    Compare(CompareArgs),
+    /// Measure this client's own ceiling against a fake gateway that answers instantly.
+    Ceiling(CeilingArgs),
+    /// Re-render summary.md and the plots from an existing results.json.
+    Render(RenderArgs),
+    /// Benchmark a candidate system prompt against the active one on the generation daemon
+    /// (registered inactive); exit 1 when it is significantly slower, 2 on bad input.
+    // Boxed like `Run`: the arguments are large.
+    Prompt(Box<PromptArgs>),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 30s, 500ms, 2m)"))
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Gateway WebSocket URL [default: from gateway.listen, e.g. ws://127.0.0.1:8080/ws].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Virtual users, each with its own connection, user id (bench-vu-<i>) and session.
+    #[arg(long, short = 'u', default_value_t = 4)]
+    pub vus: usize,
+    /// Open loop: Poisson arrivals at this many messages per second (default: closed loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Open loop: answers in flight at most (arrivals beyond are dropped and counted)
+    /// [default: 4 per virtual user].
+    #[arg(long, requires = "rate")]
+    pub max_in_flight: Option<usize>,
+    /// Closed loop: pause after each answer before the next message.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, conflicts_with = "rate")]
+    pub think: Duration,
+    /// Messages to send in total [default: 50 per intent when --duration is not given].
+    #[arg(long, short = 'n')]
+    pub messages: Option<u64>,
+    /// Stop sending after this long (with --messages: whichever comes first).
+    #[arg(long, short = 'd', value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Only these intents (comma-separated), e.g. greeting,faq.
+    #[arg(long, value_delimiter = ',')]
+    pub intents: Vec<String>,
+    /// Storefront for every connection (store_id), e.g. comics_us.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Make every text unique so the exact-match cache misses (semantic hits may still happen).
+    #[arg(long)]
+    pub unique: bool,
+    /// First messages of each intent flagged as warm-up and excluded from statistics.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: u64,
+    /// A message without `done` after this long is recorded as a `timeout` error.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Name of the run (in results and the default output directory).
+    #[arg(long, default_value = "run")]
+    pub label: String,
+    /// Output directory [default: target/bench/<label>].
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Use this token for every virtual user instead of minting one per user.
+    #[arg(long, env = "MANGAASSIST_BENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seed for the question order and open-loop arrivals.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the per-stage overhead table (the mesh runs the zero-latency model).
+    #[arg(long)]
+    pub overhead: bool,
+    /// Directory holding intents/train.jsonl and intents/heldout.jsonl [default: data/].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// results.json of the reference run.
+    pub baseline: PathBuf,
+    /// results.json of the run under test.
+    pub current: PathBuf,
+    /// Fail on a significant p95 regression above this fraction (0.15 = 15 %).
+    #[arg(long, default_value_t = 0.15)]
+    pub gate: f64,
+    /// Significance level of the Mann-Whitney U test.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// |Cliff's delta| below this is negligible (never a regression).
+    #[arg(long, default_value_t = 0.147)]
+    pub effect_floor: f64,
+    /// Rows with fewer answered samples on either side get no verdict.
+    #[arg(long, default_value_t = 20)]
+    pub min_samples: usize,
+    /// Bootstrap resamples for the Δp95 confidence interval.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: usize,
+    /// Also write the Markdown report to this file.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PromptArgs {
+    /// Intent whose prompt changes, e.g. recommendation.
+    #[arg(long)]
+    pub intent: String,
+    /// The candidate prompt file (may start with `#! style:` / `#! max_tokens:` front matter).
+    #[arg(long)]
+    pub candidate: PathBuf,
+    /// Store whose prompt changes; the candidate is registered for it.
+    #[arg(long, default_value = "manga_jp")]
+    pub store: String,
+    /// Compare against this registered version instead of the active one.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Queries, i.e. calls per arm, warm-up included.
+    #[arg(long, short = 'n', default_value_t = 60)]
+    pub messages: usize,
+    /// First queries excluded from the statistics (both arms).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Model tier of every call; auto = the intent's tier in seed 001's routing table.
+    #[arg(long, value_enum, default_value_t = TierChoice::Auto)]
+    pub tier: TierChoice,
+    /// Fail on a significant p95 regression of TTFT or e2e above this fraction.
+    #[arg(long, default_value_t = 0.15)]
+    pub gate: f64,
+    /// Significance level of the Mann-Whitney U test.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// |Cliff's delta| below this is negligible (never a regression).
+    #[arg(long, default_value_t = 0.147)]
+    pub effect_floor: f64,
+    /// Fewer answered measured calls per arm than this: no verdict (exit 2).
+    #[arg(long, default_value_t = 20)]
+    pub min_samples: usize,
+    /// Bootstrap resamples for the Δp95 confidence interval.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: usize,
+    /// Queries in flight at once; each runs its two arms one after the other.
+    #[arg(long, short = 'c', default_value_t = 4)]
+    pub concurrency: usize,
+    /// Deadline of one answer stream.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Seed of the question order and of the arm order per query.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output directory for prompt_gate.md and prompt_gate.json
+    /// [default: target/bench/prompt-<intent>-<candidate version>].
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Generation daemon endpoint [default: from mesh.generation].
+    #[arg(long)]
+    pub generation: Option<String>,
+    /// Retrieval daemon endpoint, or `none` for an empty context [default: from mesh.retrieval].
+    #[arg(long)]
+    pub retrieval: Option<String>,
+    /// Directory holding intents/train.jsonl and intents/heldout.jsonl [default: data/].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CeilingArgs {
+    /// Measure against this fake gateway (see --serve) instead of one in this process.
+    #[arg(long, conflicts_with = "serve")]
+    pub url: Option<String>,
+    /// Only run the fake gateway on this address (e.g. 127.0.0.1:9901) until interrupted.
+    #[arg(long)]
+    pub serve: Option<String>,
+    /// Virtual-user counts to try for throughput.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 16, 64, 256])]
+    pub vus: Vec<usize>,
+    /// Length of each throughput run.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Idle connections to try to hold (capped by the open-files limit).
+    #[arg(long, default_value_t = 20_000)]
+    pub connections: usize,
+    /// Chunk frames per fake answer.
+    #[arg(long, default_value_t = 8)]
+    pub chunks: u32,
+    /// Also write the Markdown report to this file.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RenderArgs {
+    /// The results.json to render.
+    pub results: PathBuf,
+    /// Output directory [default: the results file's directory].
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Include the per-stage overhead table [default: as recorded in the run].
+    #[arg(long)]
+    pub overhead: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WeeklyArgs {
+    /// results.json files, gateway recordings (*.jsonl) or directories holding them.
+    #[arg(long, short = 'i', required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Output directory for weekly.md and its charts.
+    #[arg(long, short = 'o', default_value = "target/bench/weekly")]
+    pub out: PathBuf,
+}
+
+fn out_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
+/// Runs one command; returns the process exit code.
+pub async fn execute(cmd: BenchCommand, ctx: BenchContext) -> Result<i32, BenchError> {
+    match cmd {
+        BenchCommand::Run(args) => run_command(*args, &ctx).await.map(|()| 0),
+        BenchCommand::Compare(args) => match compare_command(&args) {
+            Ok(code) => Ok(code),
+            // Exit 2 here, whatever the caller does with errors: 1 must mean "gate failed".
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error: {e}");
+                Ok(e.exit_code())
+            }
+        },
+        BenchCommand::Ceiling(args) => ceiling_command(args).await.map(|()| 0),
+        BenchCommand::Render(args) => render_command(&args).map(|()| 0),
+        // As for compare: every failure is 2, so 1 keeps meaning "the candidate is slower".
+        BenchCommand::Prompt(args) => match prompt_command(&args, &ctx).await {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error: {e}");
+                Ok(e.exit_code())
+            }
+        },
+    }
+}
+
+async fn prompt_command(args: &PromptArgs, ctx: &BenchContext) -> Result<i32, BenchError> {
+    let intent = mangaassist_proto::v1::Intent::from_label(&args.intent).ok_or_else(|| {
+        BenchError::Usage(format!(
+            "unknown intent `{}` (one of {})",
+            args.intent,
+            mangaassist_proto::v1::Intent::ALL
+                .map(mangaassist_proto::v1::Intent::label)
+                .join(", ")
+        ))
+    })?;
+    let candidate_text =
+        std::fs::read_to_string(&args.candidate).map_err(|source| BenchError::Read {
+            path: args.candidate.clone(),
+            source,
+        })?;
+    let generation = args
+        .generation
+        .clone()
+        .unwrap_or_else(|| ctx.generation_endpoint.clone());
+    if generation.trim().is_empty() {
+        return Err(BenchError::Usage(
+            "no generation daemon endpoint: pass --generation URL".into(),
+        ));
+    }
+    let retrieval = args
+        .retrieval
+        .clone()
+        .unwrap_or_else(|| ctx.retrieval_endpoint.clone());
+    let retrieval = match retrieval.trim() {
+        "" | NO_RETRIEVAL => None,
+        r => Some(normalize_endpoint(r)),
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| ctx.data_dir.clone());
+    let mix = QueryMix::load(
+        &data_dir,
+        std::slice::from_ref(&args.intent),
+        MIN_QUERIES_PER_INTENT,
+        args.seed,
+    )?;
+    let cfg = PromptGateConfig {
+        generation: normalize_endpoint(generation.trim()),
+        retrieval,
+        store: args.store.clone(),
+        intent,
+        candidate_file: args.candidate.clone(),
+        candidate_text,
+        baseline_version: args.baseline.clone(),
+        tier: args.tier.resolve(intent),
+        messages: args.messages,
+        warmup: args.warmup,
+        concurrency: args.concurrency,
+        timeout: args.timeout,
+        seed: args.seed,
+        settings: CompareSettings {
+            gate: args.gate,
+            alpha: args.alpha,
+            effect_floor: args.effect_floor,
+            min_samples: args.min_samples,
+            bootstrap_resamples: args.resamples,
+            seed: None,
+        },
+        progress: !args.quiet,
+    };
+    let report = run_prompt_gate(&cfg, &mix).await?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("target/bench").join(format!(
+            "prompt-{}-{}",
+            report.intent, report.candidate.version
+        ))
+    });
+    write_prompt_gate(&report, &out)?;
+    out_line(&report.to_markdown());
+    out_line(&format!(
+        "(written to {})",
+        out.join("prompt_gate.md").display()
+    ));
+    Ok(report.exit_code)
+}
+
+fn render_command(args: &RenderArgs) -> Result<(), BenchError> {
+    let results = Results::load(&args.results)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.results
+            .parent()
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
+    });
+    write_outputs(&results, &out, args.overhead || results.run.overhead)?;
+    report_run(&results, &out);
+    Ok(())
+}
+
+async fn run_command(args: RunArgs, ctx: &BenchContext) -> Result<(), BenchError> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| ctx.data_dir.clone());
+    let mix = QueryMix::load(&data_dir, &args.intents, MIN_QUERIES_PER_INTENT, args.seed)?;
+    let messages = match (args.messages, args.duration) {
+        (None, None) => Some(50 * mix.intents().len() as u64),
+        (m, _) => m,
+    };
+    let token = match (&args.token, &ctx.token_secret) {
+        (Some(t), _) => TokenSource::Fixed(t.clone()),
+        (None, Some(secret)) => TokenSource::Mint(secret.clone()),
+        (None, None) => TokenSource::None,
+    };
+    let overhead = args.overhead || ctx.overhead;
+    let cfg = RunConfig {
+        url: args.url.clone().unwrap_or_else(|| ctx.default_url.clone()),
+        token,
+        vus: args.vus,
+        mode: match args.rate {
+            Some(rate) => LoadMode::Open {
+                rate,
+                max_in_flight: args.max_in_flight.unwrap_or(args.vus * 4),
+            },
+            None => LoadMode::Closed { think: args.think },
+        },
+        messages,
+        duration: args.duration,
+        store: args.store.clone(),
+        unique: args.unique,
+        warmup_per_intent: args.warmup,
+        timeout: args.timeout,
+        label: args.label.clone(),
+        seed: args.seed,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+        overhead,
+    };
+    let results = driver::run(&cfg, &mix).await?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/bench").join(&args.label));
+    write_outputs(&results, &out, overhead)?;
+    report_run(&results, &out);
+    Ok(())
+}
+
+fn report_run(results: &Results, out: &std::path::Path) {
+    let c = &results.counters;
+    out_line(&format!(
+        "{} sent, {} answered, {} errors, {} dropped in {:.1} s → {}",
+        c.sent,
+        c.answered,
+        c.errors,
+        c.dropped,
+        results.wall_s,
+        out.display()
+    ));
+    for s in intent_stats(results) {
+        out_line(&format!(
+            "  {:<16} n={:<5} errors={:<4} ttft p50={} p95={}  e2e p50={} p95={}",
+            s.intent,
+            s.n,
+            s.errors,
+            s.ttft.as_ref().map_or("–".into(), |x| fmt_ms(x.p50)),
+            s.ttft.as_ref().map_or("–".into(), |x| fmt_ms(x.p95)),
+            s.e2e.as_ref().map_or("–".into(), |x| fmt_ms(x.p50)),
+            s.e2e.as_ref().map_or("–".into(), |x| fmt_ms(x.p95)),
+        ));
+    }
+}
+
+fn compare_command(args: &CompareArgs) -> Result<i32, BenchError> {
+    if !(args.gate.is_finite() && args.gate >= 0.0) {
+        return Err(BenchError::Usage(format!(
+            "--gate must be a fraction ≥ 0, got {}",
+            args.gate
+        )));
+    }
+    let baseline = Results::load(&args.baseline)?;
+    let current = Results::load(&args.current)?;
+    let settings = CompareSettings {
+        gate: args.gate,
+        alpha: args.alpha,
+        effect_floor: args.effect_floor,
+        min_samples: args.min_samples,
+        bootstrap_resamples: args.resamples,
+        seed: None,
+    };
+    let report = compare_results(&baseline, &current, &settings)?;
+    let md = report.to_markdown();
+    if let Some(out) = &args.out {
+        write_file(out, md.as_bytes())?;
+    }
+    out_line(&md);
+    Ok(report.exit_code())
+}
+
+async fn ceiling_command(args: CeilingArgs) -> Result<(), BenchError> {
+    if let Some(addr) = &args.serve {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| BenchError::Usage(format!("cannot listen on {addr}: {e}")))?;
+        let fake = FakeGateway::serve(
+            listener,
+            FakeConfig {
+                chunks: args.chunks,
+                ..FakeConfig::default()
+            },
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "fake gateway on {} (Ctrl-C to stop)",
+            fake.url()
+        );
+        tokio::select! {
+            () = fake.wait() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        return Ok(());
+    }
+    let report = ceiling::measure(&CeilingOptions {
+        url: args.url.clone(),
+        vus: args.vus.clone(),
+        duration: args.duration,
+        connections: args.connections,
+        chunks: args.chunks,
+    })
+    .await?;
+    let md = report.to_markdown();
+    if let Some(out) = &args.out {
+        write_file(out, md.as_bytes())?;
+    }
+    out_line(&md);
+    Ok(())
+}
+
+/// `report weekly`.
+pub async fn weekly(args: WeeklyArgs) -> Result<(), BenchError> {
+    let written = crate::weekly::write_weekly(&args.input, &args.out)?;
+    for p in written {
+        out_line(&p.display().to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Top,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Top {
+        #[command(subcommand)]
+        Bench(BenchCommand),
+        Weekly(WeeklyArgs),
+    }
+
+    #[test]
+    fn commands_parse() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "x",
+            "bench",
+            "run",
+            "--vus",
+            "8",
+            "--rate",
+            "20",
+            "--duration",
+            "1m",
+            "--intents",
+            "greeting,faq",
+            "--unique",
+            "--label",
+            "l",
+        ])
+        .unwrap();
+        let Top::Bench(BenchCommand::Run(args)) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(args.intents, ["greeting", "faq"]);
+        assert_eq!(args.duration, Some(Duration::from_secs(60)));
+        assert_eq!(args.rate, Some(20.0));
+        assert!(args.unique);
+        // Think time is closed-loop only.
+        assert!(
+            Cli::try_parse_from(["x", "bench", "run", "--rate", "5", "--think", "1s"]).is_err()
+        );
+        let cli =
+            Cli::try_parse_from(["x", "bench", "compare", "a.json", "b.json", "--gate", "0.2"])
+                .unwrap();
+        assert!(
+            matches!(cli.command, Top::Bench(BenchCommand::Compare(CompareArgs { gate, .. })) if gate == 0.2)
+        );
+        assert!(
+            Cli::try_parse_from(["x", "weekly"]).is_err(),
+            "--input is required"
+        );
+    }
+}

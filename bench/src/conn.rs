@@ -1,0 +1,357 @@
+//! One virtual user's WebSocket: a task that owns the socket, stamps every frame with the
+//! monotonic clock the moment it is read, and routes frames to the message they belong to.
+//! Frames are parsed as `serde_json::Value` by `type`, so new fields or frame types never
+//! break the client.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{self, Message, protocol::WebSocketConfig},
+};
+
+use crate::BenchError;
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The gateway's per-connection limit on answers in flight.
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 4;
+
+/// Small socket buffers: thousands of virtual users must fit in memory (tungstenite's default
+/// read buffer is 128 KiB per socket). A zero write buffer sends every frame at once.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20))
+}
+
+/// Opens a WebSocket with Nagle off (small frames must not wait for ACKs).
+pub async fn connect(url: &str) -> Result<Ws, BenchError> {
+    match tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(e) => Err(BenchError::Connect {
+            url: redact(url),
+            reason: describe_connect_error(&e),
+        }),
+    }
+}
+
+fn describe_connect_error(e: &tungstenite::Error) -> String {
+    match e {
+        tungstenite::Error::Http(resp) if resp.status().as_u16() == 401 => {
+            "HTTP 401: the gateway rejected the token (check the signing secret, or pass --token)"
+                .to_string()
+        }
+        tungstenite::Error::Http(resp) => format!("HTTP {}", resp.status()),
+        other => other.to_string(),
+    }
+}
+
+/// The URL without its `token` query parameter, for messages and results.
+pub fn redact(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.starts_with("token="))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// What happened to one message, as seen by the client.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub sent_at: Instant,
+    pub status_at: Option<Instant>,
+    pub first_chunk_at: Option<Instant>,
+    pub last_chunk_at: Option<Instant>,
+    pub done_at: Option<Instant>,
+    pub chunk_gaps_ms: Vec<f64>,
+    pub chunks_received: u32,
+    pub index_faults: u32,
+    /// The `done` frame.
+    pub done: Option<Value>,
+    /// (code, message) of an `error` frame or of a client-side failure (`timeout`...).
+    pub error: Option<(String, String)>,
+}
+
+impl Exchange {
+    fn new(sent_at: Instant) -> Self {
+        Self {
+            sent_at,
+            status_at: None,
+            first_chunk_at: None,
+            last_chunk_at: None,
+            done_at: None,
+            chunk_gaps_ms: Vec::new(),
+            chunks_received: 0,
+            index_faults: 0,
+            done: None,
+            error: None,
+        }
+    }
+
+    fn failed(sent_at: Instant, code: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(sent_at);
+        e.error = Some((code.to_string(), message.into()));
+        e
+    }
+}
+
+struct Request {
+    message_id: String,
+    text: String,
+    reply: oneshot::Sender<Exchange>,
+}
+
+struct InFlight {
+    ex: Exchange,
+    reply: oneshot::Sender<Exchange>,
+}
+
+/// Handle to a connection task. Dropping it lets the task finish the messages in flight and
+/// close the socket.
+pub struct Connection {
+    tx: mpsc::Sender<Request>,
+    task: JoinHandle<ConnStats>,
+}
+
+/// Counts the task reports when it ends.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnStats {
+    pub unattributed_errors: u64,
+}
+
+impl Connection {
+    pub async fn open(url: &str, timeout: Duration) -> Result<Self, BenchError> {
+        let ws = connect(url).await?;
+        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION * 4);
+        let task = tokio::spawn(run_connection(ws, rx, timeout));
+        Ok(Self { tx, task })
+    }
+
+    /// False once the socket is gone; the caller should reconnect.
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Sends one query; the receiver yields the exchange when `done`, an `error`, the timeout
+    /// or a dropped connection ends it. Never hangs longer than the timeout.
+    pub fn send(&self, message_id: String, text: String) -> oneshot::Receiver<Exchange> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(e) = self.tx.try_send(Request {
+            message_id,
+            text,
+            reply,
+        }) {
+            let req = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+            };
+            let _ = req.reply.send(Exchange::failed(
+                Instant::now(),
+                "connection_closed",
+                "the connection task is gone or saturated",
+            ));
+        }
+        rx
+    }
+
+    /// Waits for the task to finish (after the handle's sender is dropped).
+    pub async fn close(self) -> ConnStats {
+        drop(self.tx);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Duration) -> ConnStats {
+    let (mut sink, mut stream) = ws.split();
+    let mut inflight: HashMap<String, InFlight> = HashMap::new();
+    let mut stats = ConnStats::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(50).min(timeout / 4));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut accepting = true;
+    loop {
+        if !accepting && inflight.is_empty() {
+            let _ = sink.send(Message::Close(None)).await;
+            break;
+        }
+        tokio::select! {
+            req = rx.recv(), if accepting => match req {
+                Some(req) => {
+                    let frame = serde_json::json!({
+                        "action": "query",
+                        "text": req.text,
+                        "message_id": req.message_id,
+                    })
+                    .to_string();
+                    let sent_at = Instant::now();
+                    // A peer that stops reading must not stall this task past the timeout.
+                    let sent = tokio::time::timeout(timeout, sink.send(Message::text(frame)))
+                        .await
+                        .unwrap_or_else(|_| Err(tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into())));
+                    match sent {
+                        Ok(()) => {
+                            inflight.insert(req.message_id, InFlight { ex: Exchange::new(sent_at), reply: req.reply });
+                        }
+                        Err(e) => {
+                            let _ = req.reply.send(Exchange::failed(sent_at, "connection_closed", format!("send failed: {e}")));
+                            fail_all(&mut inflight, "connection_closed", "the connection broke");
+                            break;
+                        }
+                    }
+                }
+                None => accepting = false,
+            },
+            msg = stream.next() => {
+                let now = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(text))) => on_frame(&text, now, &mut inflight, &mut stats),
+                    Some(Ok(Message::Close(frame))) => {
+                        let why = frame.map(|f| format!("closed by the server: {} {}", f.code, f.reason)).unwrap_or_else(|| "closed by the server".to_string());
+                        fail_all(&mut inflight, "connection_closed", &why);
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        fail_all(&mut inflight, "connection_closed", &format!("read failed: {e}"));
+                        break;
+                    }
+                    None => {
+                        fail_all(&mut inflight, "connection_closed", "the server closed the socket");
+                        break;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let expired: Vec<String> = inflight
+                    .iter()
+                    .filter(|(_, f)| now.duration_since(f.ex.sent_at) >= timeout)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for id in expired {
+                    if let Some(mut f) = inflight.remove(&id) {
+                        f.ex.error = Some(("timeout".to_string(), format!("no done frame within {}", humantime::format_duration(timeout))));
+                        let _ = f.reply.send(f.ex);
+                    }
+                }
+            }
+        }
+    }
+    // Requests queued after the socket broke: answer them so no caller waits.
+    rx.close();
+    while let Ok(req) = rx.try_recv() {
+        let _ = req.reply.send(Exchange::failed(
+            Instant::now(),
+            "connection_closed",
+            "the connection broke before the query was sent",
+        ));
+    }
+    stats
+}
+
+fn fail_all(inflight: &mut HashMap<String, InFlight>, code: &str, message: &str) {
+    for (_, mut f) in inflight.drain() {
+        f.ex.error = Some((code.to_string(), message.to_string()));
+        let _ = f.reply.send(f.ex);
+    }
+}
+
+fn on_frame(
+    text: &str,
+    now: Instant,
+    inflight: &mut HashMap<String, InFlight>,
+    stats: &mut ConnStats,
+) {
+    let Ok(frame) = serde_json::from_str::<Value>(text) else {
+        return;
+    };
+    let kind = frame.get("type").and_then(Value::as_str).unwrap_or("");
+    let id = frame
+        .get("message_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    match kind {
+        "status" | "chunk" => {
+            let Some(f) = id.as_ref().and_then(|id| inflight.get_mut(id)) else {
+                return;
+            };
+            if kind == "status" {
+                f.ex.status_at.get_or_insert(now);
+                return;
+            }
+            let index = frame.get("index").and_then(Value::as_u64);
+            if index != Some(u64::from(f.ex.chunks_received)) {
+                f.ex.index_faults += 1;
+            }
+            f.ex.chunks_received += 1;
+            if let Some(last) = f.ex.last_chunk_at {
+                f.ex.chunk_gaps_ms.push(ms(now.duration_since(last)));
+            }
+            f.ex.first_chunk_at.get_or_insert(now);
+            f.ex.last_chunk_at = Some(now);
+        }
+        "done" => {
+            if let Some(mut f) = id.and_then(|id| inflight.remove(&id)) {
+                f.ex.done_at = Some(now);
+                f.ex.done = Some(frame);
+                let _ = f.reply.send(f.ex);
+            }
+        }
+        "error" => {
+            let code = frame
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string();
+            let mut message = frame
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if let Some(after) = frame.get("retry_after_ms").and_then(Value::as_u64) {
+                message = format!("{message} (retry after {after} ms)");
+            }
+            // Without a message id: the gateway answers queries in order and a refusal comes
+            // instead of `status`, so it concerns the oldest query that has seen no frame.
+            let target = id.filter(|id| inflight.contains_key(id)).or_else(|| {
+                inflight
+                    .iter()
+                    .filter(|(_, f)| f.ex.status_at.is_none() && f.ex.first_chunk_at.is_none())
+                    .min_by_key(|(_, f)| f.ex.sent_at)
+                    .map(|(k, _)| k.clone())
+            });
+            match target.and_then(|id| inflight.remove(&id)) {
+                Some(mut f) => {
+                    f.ex.done_at = Some(now);
+                    f.ex.error = Some((code, message));
+                    let _ = f.reply.send(f.ex);
+                }
+                None => stats.unattributed_errors += 1,
+            }
+        }
+        // heartbeat, pong and frame types this client does not know.
+        _ => {}
+    }
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

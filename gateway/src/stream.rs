@@ -1,0 +1,303 @@
+//! One answer on its way to the client: the stream lifecycle as an explicit state machine
+//! (seed 002 `StreamState`), chunk batching (first chunks alone, then batches), and the sink
+//! that writes every chunk to the resume buffer before the socket, so a client that drops
+//! and reconnects can replay exactly what it missed (seed 000 scenario 3).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mangaassist_config::StreamSettings;
+use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey};
+use tokio::sync::mpsc;
+
+use crate::protocol::ServerFrame;
+
+/// What the connection's writer task sends: typed frames, or frames already encoded (chunks
+/// are encoded once for both the resume buffer and the socket; replays come encoded).
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(ServerFrame),
+    Raw(String),
+    /// Close the socket with this code and reason.
+    Close(u16, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    Initializing,
+    WaitingFirstToken,
+    Streaming,
+    Completed,
+    Error,
+    Cancelled,
+}
+
+impl StreamState {
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamState::Initializing => "initializing",
+            StreamState::WaitingFirstToken => "waiting_first_token",
+            StreamState::Streaming => "streaming",
+            StreamState::Completed => "completed",
+            StreamState::Error => "error",
+            StreamState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StreamState::Completed | StreamState::Error | StreamState::Cancelled
+        )
+    }
+
+    /// The allowed transitions. A cached or canned answer streams without waiting for a
+    /// model; a quality-gate escalation waits for a first token again.
+    pub fn can_go(self, to: StreamState) -> bool {
+        use StreamState::*;
+        matches!(
+            (self, to),
+            (
+                Initializing | WaitingFirstToken,
+                WaitingFirstToken | Streaming | Error | Cancelled
+            ) | (Streaming, Completed | Error | Cancelled)
+        )
+    }
+}
+
+/// Tracks one stream's state and reports its outcome once.
+#[derive(Debug)]
+pub struct Lifecycle {
+    state: StreamState,
+}
+
+impl Lifecycle {
+    pub fn new() -> Self {
+        metrics::gauge!("streams_active").increment(1.0);
+        Self {
+            state: StreamState::Initializing,
+        }
+    }
+
+    pub fn state(&self) -> StreamState {
+        self.state
+    }
+
+    pub fn go(&mut self, to: StreamState) {
+        if !self.state.can_go(to) {
+            // A bug in the orchestrator, not a user error: log it and keep serving.
+            tracing::error!(
+                from = self.state.label(),
+                to = to.label(),
+                "invalid stream transition"
+            );
+            if self.state.is_terminal() {
+                return;
+            }
+        }
+        self.state = to;
+        if to.is_terminal() {
+            metrics::gauge!("streams_active").decrement(1.0);
+            metrics::counter!("streams_total", "outcome" => to.label()).increment(1);
+            if to == StreamState::Cancelled {
+                metrics::counter!("stream_cancellations_total").increment(1);
+            }
+        }
+    }
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Lifecycle {
+    fn drop(&mut self) {
+        // Aborted (e.g. at the end of a shutdown grace period) without reaching an end.
+        if !self.state.is_terminal() {
+            self.go(StreamState::Cancelled);
+        }
+    }
+}
+
+/// Writes one answer's frames: resume buffer first, then the socket while it is attached.
+pub struct AnswerSink {
+    key: StreamKey,
+    store: Arc<dyn ResumeStore>,
+    buffered: bool,
+    conn: Option<mpsc::Sender<Outgoing>>,
+    settings: StreamSettings,
+    pub lifecycle: Lifecycle,
+    /// Chunk frames sent so far (= the next chunk's index).
+    pub chunks: u32,
+    pub first_chunk_at: Option<Instant>,
+    /// The whole answer text, for the turn log and the cache.
+    pub text: String,
+    pending: String,
+    pending_deltas: u32,
+    pending_since: Option<Instant>,
+}
+
+impl AnswerSink {
+    /// Opens the resume buffer of `key` for `owner`. A buffer that cannot be opened (the
+    /// message id is taken) is the caller's error; other store failures only cost resumability.
+    pub async fn open(
+        key: StreamKey,
+        owner: &str,
+        store: Arc<dyn ResumeStore>,
+        conn: mpsc::Sender<Outgoing>,
+        settings: StreamSettings,
+    ) -> Result<Self, ResumeError> {
+        let buffered = match store.open(&key, owner).await {
+            Ok(()) => true,
+            Err(ResumeError::AlreadyExists) => return Err(ResumeError::AlreadyExists),
+            Err(e) => {
+                tracing::warn!(error = %e, "resume buffer unavailable; answer not resumable");
+                false
+            }
+        };
+        Ok(Self {
+            key,
+            store,
+            buffered,
+            conn: Some(conn),
+            settings,
+            lifecycle: Lifecycle::new(),
+            chunks: 0,
+            first_chunk_at: None,
+            text: String::new(),
+            pending: String::new(),
+            pending_deltas: 0,
+            pending_since: None,
+        })
+    }
+
+    pub fn message_id(&self) -> &str {
+        &self.key.message_id
+    }
+
+    /// Whether the client's socket still takes frames.
+    pub fn attached(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Frames that only make sense live (status, heartbeats) go to the socket only.
+    pub async fn live(&mut self, frame: ServerFrame) {
+        self.send(Outgoing::Frame(frame)).await;
+    }
+
+    async fn send(&mut self, out: Outgoing) {
+        if let Some(c) = &self.conn
+            && c.send(out).await.is_err()
+        {
+            self.conn = None;
+            metrics::counter!("streams_detached_total").increment(1);
+            tracing::debug!(
+                message_id = %self.key.message_id,
+                "client went away; answer continues into the resume buffer"
+            );
+        }
+    }
+
+    /// A model delta: the first chunks go out alone, later ones in batches.
+    pub async fn delta(&mut self, text: String) {
+        if text.is_empty() {
+            return;
+        }
+        if self.chunks < self.settings.unbatched_chunks && self.pending.is_empty() {
+            self.emit(text).await;
+            return;
+        }
+        if self.pending.is_empty() {
+            self.pending_since = Some(Instant::now());
+        }
+        self.pending.push_str(&text);
+        self.pending_deltas += 1;
+        if self.pending_deltas >= self.settings.batch_size {
+            self.flush().await;
+        }
+    }
+
+    /// When the pending batch must go out even if no further delta arrives.
+    pub fn flush_due(&self) -> Option<Instant> {
+        self.pending_since
+            .map(|t| t + Duration::from_millis(self.settings.batch_max_wait_ms))
+    }
+
+    pub async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.pending);
+        self.pending_deltas = 0;
+        self.pending_since = None;
+        self.emit(text).await;
+    }
+
+    async fn emit(&mut self, text: String) {
+        if self.first_chunk_at.is_none() {
+            self.first_chunk_at = Some(Instant::now());
+            self.lifecycle.go(StreamState::Streaming);
+        }
+        self.text.push_str(&text);
+        let index = self.chunks;
+        self.chunks += 1;
+        let json = ServerFrame::Chunk {
+            message_id: self.key.message_id.clone(),
+            index,
+            text,
+        }
+        .to_json();
+        if self.buffered
+            && let Err(e) = self
+                .store
+                .append(
+                    &self.key,
+                    BufferedFrame::Chunk {
+                        index,
+                        json: json.clone(),
+                    },
+                )
+                .await
+        {
+            tracing::warn!(error = %e, "resume buffer write failed; answer no longer resumable");
+            self.buffered = false;
+        }
+        self.send(Outgoing::Raw(json)).await;
+    }
+
+    /// The last frame (done or error): buffered as the stream's terminal frame, then sent.
+    pub async fn finish(&mut self, frame: ServerFrame) {
+        self.flush().await;
+        let json = frame.to_json();
+        if self.buffered
+            && let Err(e) = self
+                .store
+                .append(&self.key, BufferedFrame::Terminal { json: json.clone() })
+                .await
+        {
+            tracing::warn!(error = %e, "resume buffer terminal write failed");
+        }
+        self.send(Outgoing::Raw(json)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_follow_the_lifecycle() {
+        use StreamState::*;
+        assert!(Initializing.can_go(WaitingFirstToken));
+        assert!(WaitingFirstToken.can_go(Streaming));
+        assert!(WaitingFirstToken.can_go(WaitingFirstToken));
+        assert!(Streaming.can_go(Completed));
+        assert!(!Completed.can_go(Streaming));
+        assert!(!Initializing.can_go(Completed));
+        assert!(!Cancelled.can_go(Error));
+    }
+}

@@ -94,6 +94,9 @@ enum Command {
         /// also uses the zero-latency model, so the report is the mesh's own cost.
         #[arg(long)]
         local_mesh: bool,
+        /// With --local-mesh: inject a fault (repeatable), as for `up`.
+        #[arg(long = "fault", value_parser = parse_fault, requires = "local_mesh")]
+        faults: Vec<FaultSpec>,
         #[command(subcommand)]
         cmd: mangaassist_bench::BenchCommand,
     },
@@ -317,7 +320,12 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
     let mut config = load_config(&cli)?;
     // Bench commands are handed over by value; `cli` keeps its global options.
     match std::mem::replace(&mut cli.command, Command::Prepare) {
-        Command::Bench { local_mesh, cmd } => {
+        Command::Bench {
+            local_mesh,
+            faults,
+            cmd,
+        } => {
+            config.faults.extend(faults);
             let code = bench_command(&cli, config, local_mesh, cmd).await?;
             if code != 0 {
                 std::process::exit(code);

@@ -42,7 +42,7 @@ pub struct BenchContext {
     pub retrieval_endpoint: String,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum BenchCommand {
     /// Drive the gateway with virtual users and write results.json, summary.md and plots.
     // Boxed: the arguments are large, and enums embedding this one stay small.
@@ -594,6 +594,45 @@ mod tests {
         assert!(
             Cli::try_parse_from(["x", "weekly"]).is_err(),
             "--input is required"
+        );
+        let cli = Cli::try_parse_from([
+            "x",
+            "bench",
+            "prompt",
+            "--intent",
+            "recommendation",
+            "--candidate",
+            "rec.txt",
+            "--retrieval",
+            "none",
+        ])
+        .unwrap();
+        let Top::Bench(BenchCommand::Prompt(args)) = cli.command else {
+            panic!("not prompt");
+        };
+        assert_eq!(
+            (args.store.as_str(), args.messages, args.warmup, args.gate),
+            ("manga_jp", 60, 5, 0.15)
+        );
+        assert_eq!(args.tier, TierChoice::Auto);
+        assert_eq!(args.retrieval.as_deref(), Some("none"));
+        assert!(
+            Cli::try_parse_from(["x", "bench", "prompt", "--intent", "faq"]).is_err(),
+            "--candidate is required"
+        );
+        assert!(
+            Cli::try_parse_from([
+                "x",
+                "bench",
+                "prompt",
+                "--intent",
+                "faq",
+                "--candidate",
+                "f",
+                "--tier",
+                "huge"
+            ])
+            .is_err()
         );
     }
 }

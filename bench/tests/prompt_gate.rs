@@ -57,10 +57,12 @@ async fn start_mesh(short: bool) -> Mesh {
     c.generation.latency_profile = "realistic".into();
     // Realistic shape (prefill per input token, pacing per output token, jitter), but short
     // enough that a run of 60 calls takes seconds.
-    for (tier, first) in [(&mut c.generation.fast, 20), (&mut c.generation.smart, 40)] {
-        tier.first_token_ms = first;
-        tier.tokens_per_second = 400.0;
-        tier.jitter = 0.1;
+    if short {
+        for (tier, first) in [(&mut c.generation.fast, 20), (&mut c.generation.smart, 40)] {
+            tier.first_token_ms = first;
+            tier.tokens_per_second = 400.0;
+            tier.jitter = 0.1;
+        }
     }
     let opts = ServeOptions::for_tests();
 

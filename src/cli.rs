@@ -90,7 +90,7 @@ enum Command {
     /// Benchmarks: load over real WebSockets, statistical compare gate, prompt gate, ceiling.
     Bench {
         /// Start the whole mesh in this process for the run (ports chosen by the OS, fresh
-        /// state, no per-user rate limit, no precompute warm-up); with `run --overhead` it
+        /// state, no rate limits, no precompute warm-up); with `run --overhead` it
         /// also uses the zero-latency model, so the report is the mesh's own cost.
         #[arg(long)]
         local_mesh: bool,
@@ -463,6 +463,7 @@ async fn bench_command(
             d.listen = "127.0.0.1:0".into();
         }
         config.gateway.limits.user_messages_per_minute = 0;
+        config.gateway.limits.connection_messages_per_second = 0;
         config.precompute.run_at_start = false;
         if overhead_run {
             config.generation.latency_profile = "zero".into();

@@ -113,8 +113,10 @@ pub fn record_stage(
         && duration_ms > b as f64
     {
         metrics::counter!("budget_violations_total", "stage" => stage.to_string()).increment(1);
-        // Inside the stage's span this becomes a span event on the trace.
+        // Inside the stage's span this becomes a span event on the trace; as a log line it is
+        // noise (the `budget` target is at warn in the default filter).
         tracing::info!(
+            target: "budget",
             stage,
             duration_ms,
             budget_ms = b,

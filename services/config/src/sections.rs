@@ -71,10 +71,20 @@ impl Config {
                 ),
             ));
         }
-        if !matches!(self.generation.backend.as_str(), "simulated") {
+        if !matches!(self.generation.backend.as_str(), "simulated" | "openai") {
             return Err(ConfigError::field(
                 "generation.backend",
-                format!("`{}` is not one of simulated", self.generation.backend),
+                format!(
+                    "`{}` is not one of simulated, openai",
+                    self.generation.backend
+                ),
+            ));
+        }
+        let oa = &self.generation.openai;
+        if !(oa.base_url.starts_with("http://") || oa.base_url.starts_with("https://")) {
+            return Err(ConfigError::field(
+                "generation.openai.base_url",
+                format!("`{}` must start with http:// or https://", oa.base_url),
             ));
         }
         if !matches!(
@@ -938,6 +948,35 @@ pub struct GenerationSettings {
     /// Simulated model only: extra time to first token per 1,000 input tokens (prompt
     /// processing), so a longer prompt costs first-token latency as it does on a real model.
     pub prefill_ms_per_1k_tokens: f32,
+    /// `backend = "openai"`: any OpenAI-compatible chat-completions server (vLLM, Ollama,
+    /// llama.cpp server, LiteLLM).
+    pub openai: OpenAiSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiSettings {
+    /// Base URL up to and including `/v1`, e.g. `http://127.0.0.1:11434/v1` (Ollama).
+    pub base_url: String,
+    /// Environment variable holding the API key (sent as a Bearer token when set).
+    pub api_key_env: String,
+    /// Model names per tier.
+    pub fast_model: String,
+    pub smart_model: String,
+    /// Connect timeout; the caller's deadline bounds the rest.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for OpenAiSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:11434/v1".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            fast_model: "llama3.2:3b".into(),
+            smart_model: "llama3.1:8b".into(),
+            connect_timeout_ms: 1_000,
+        }
+    }
 }
 
 impl Default for GenerationSettings {
@@ -976,6 +1015,7 @@ impl Default for GenerationSettings {
             stream_buffer: 32,
             low_confidence_below: 0.5,
             prefill_ms_per_1k_tokens: 60.0,
+            openai: OpenAiSettings::default(),
         }
     }
 }

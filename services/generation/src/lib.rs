@@ -3,6 +3,9 @@
 //! server-streaming gRPC call. Answers come from a [`ModelBackend`]; the embedded default is
 //! [`SimulatedModel`], a deterministic template writer with realistic per-tier latency, so the
 //! whole mesh runs and can be benchmarked without an LLM.
+//! `generation.backend = "openai"` selects [`OpenAiBackend`] instead: any OpenAI-compatible
+//! chat-completions server (vLLM, Ollama, llama.cpp server, LiteLLM) streamed over SSE; it
+//! reports confidence 1.0, since such a server gives none.
 //!
 //! - **Prompts**: versioned per-store, per-intent system prompts are loaded from
 //!   `generation.prompts_dir` at start and can be registered (`PutPrompt`), activated
@@ -35,6 +38,7 @@
 //! See [`compose`] and [`assess`].
 
 mod backend;
+mod openai;
 mod prompts;
 mod registry;
 mod service;
@@ -44,6 +48,7 @@ mod tokens;
 use std::path::PathBuf;
 
 pub use backend::{ModelBackend, ModelDone, ModelEvent, ModelStream, StopReason};
+pub use openai::{OPENAI_CONFIDENCE, OpenAiBackend, SseParser};
 pub use prompts::{
     DEFAULT_STORE, MAX_PROMPT_BYTES, PromptStore, PromptStyle, PromptVersion, RenderedPrompt,
     is_valid_version, render_context, validate_store_id,

@@ -24,8 +24,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    GenerationError, ModelBackend, ModelDone, ModelEvent, PromptRegistry, PromptStore,
-    RenderedPrompt, SimulatedModel, StopReason,
+    GenerationError, ModelBackend, ModelDone, ModelEvent, OpenAiBackend, PromptRegistry,
+    PromptStore, RenderedPrompt, SimulatedModel, StopReason,
     prompts::PromptChange,
     registry::{parse_intent, parse_put},
 };
@@ -133,13 +133,15 @@ async fn send(
 }
 
 impl GenerationDaemon {
-    /// Loads the prompts and builds the configured backend (`simulated`).
+    /// Loads the prompts and builds the configured backend (`simulated`, or `openai` with
+    /// the API key read from `generation.openai.api_key_env`).
     pub async fn new(config: &Config) -> Result<Self, GenerationError> {
         let backend: Arc<dyn ModelBackend> = match config.generation.backend.as_str() {
             "simulated" => Arc::new(SimulatedModel::new(&config.generation)),
+            "openai" => Arc::new(OpenAiBackend::from_settings(&config.generation.openai)?),
             other => {
                 return Err(GenerationError::Config(format!(
-                    "generation.backend `{other}` is not available (one of: simulated)"
+                    "generation.backend `{other}` is not available (one of: simulated, openai)"
                 )));
             }
         };
@@ -355,14 +357,21 @@ impl GenerationDaemon {
                     return;
                 }
             };
-            let (input_tokens, product_ids, confidence) = match &done {
+            // A model that finished on its own knows its output count best (a provider's
+            // delta may hold several tokens); when the daemon cut it short, the deltas sent.
+            let (input_tokens, output_tokens, product_ids, confidence) = match &done {
                 Some(d) => {
                     if d.stop_reason == StopReason::MaxTokens {
                         stop = StopReason::MaxTokens;
                     }
-                    (d.input_tokens, d.product_ids.clone(), d.confidence)
+                    (
+                        d.input_tokens,
+                        d.output_tokens,
+                        d.product_ids.clone(),
+                        d.confidence,
+                    )
                 }
-                None => (0, Vec::new(), assessed.unwrap_or(0.5)),
+                None => (0, index, Vec::new(), assessed.unwrap_or(0.5)),
             };
             // A stream without tokens still tells the caller how sure the model was.
             if assessed.is_none() {
@@ -376,7 +385,7 @@ impl GenerationDaemon {
                 model: model.clone(),
                 tier: tier as i32,
                 input_tokens,
-                output_tokens: index,
+                output_tokens,
                 first_token_ms: first_token_ms.unwrap_or_else(|| ms(t0.elapsed())),
                 total_ms: ms(t0.elapsed()),
                 prompt_version,

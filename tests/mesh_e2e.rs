@@ -214,31 +214,9 @@ async fn history_is_kept_across_messages_of_a_session() {
     let m = TestMesh::start(&[]).await;
     let mut c = m.client().await;
     c.ask("Suggest manga like One Piece", "s-hist").await;
-    let memory = mangaassist_client::MemoryClient::connect(&format!(
-        "http://{}",
-        m.mesh().addrs[&Role::Memory]
-    ))
-    .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let h = memory
-            .get_history(
-                mangaassist_proto::v1::GetHistoryRequest {
-                    session_id: "s-hist".into(),
-                    user_id: "u-demo".into(),
-                    limit: 10,
-                },
-                Duration::from_secs(1),
-            )
-            .await
-            .unwrap();
-        if h.turns.len() == 2 {
-            assert_eq!(h.turns[0].role, "assistant", "newest first");
-            assert_eq!(h.turns[1].text, "Suggest manga like One Piece");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "turns never saved");
-        tokio::task::yield_now().await;
-    }
+    let turns = m.wait_for_turns("s-hist", "u-demo", 2).await;
+    assert_eq!(turns.len(), 2);
+    assert_eq!(turns[0].role, "assistant", "newest first");
+    assert_eq!(turns[1].text, "Suggest manga like One Piece");
     m.stop().await;
 }

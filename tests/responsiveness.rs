@@ -425,27 +425,7 @@ async fn a_user_cannot_resume_another_users_stream() {
         .await;
     read_until_done(&mut alice, "m-alice").await;
     // Her turn is saved off the critical path; wait until the session is hers.
-    let memory =
-        mangaassist_client::MemoryClient::connect(&m.mesh().config.mesh.memory.endpoint).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let h = memory
-            .get_history(
-                mangaassist_proto::v1::GetHistoryRequest {
-                    session_id: "s-alice".into(),
-                    user_id: "u-demo".into(),
-                    limit: 5,
-                },
-                Duration::from_secs(1),
-            )
-            .await
-            .unwrap();
-        if !h.turns.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "turn never saved");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    m.wait_for_turns("s-alice", "u-demo", 1).await;
     let mut mallory = WsClient::connect(&m.ws_url_as("u-mallory")).await;
     mallory
         .send_json(json!({"action":"resume","session_id":"s-alice","message_id":"m-alice","last_chunk_idx":-1}))

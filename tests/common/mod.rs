@@ -88,6 +88,41 @@ impl TestMesh {
         format!("{}?token={}", self.ws_url(), self.token(user))
     }
 
+    /// Polls the memory daemon until `session` holds at least `turns` turns of `user`
+    /// (turns are saved off the critical path, after `done`); returns them newest first.
+    pub async fn wait_for_turns(
+        &self,
+        session: &str,
+        user: &str,
+        turns: usize,
+    ) -> Vec<mangaassist_proto::v1::Turn> {
+        let memory =
+            mangaassist_client::MemoryClient::connect(&self.mesh().config.mesh.memory.endpoint)
+                .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let h = memory
+                .get_history(
+                    mangaassist_proto::v1::GetHistoryRequest {
+                        session_id: session.into(),
+                        user_id: user.into(),
+                        limit: 10,
+                    },
+                    Duration::from_secs(1),
+                )
+                .await
+                .unwrap();
+            if h.turns.len() >= turns {
+                return h.turns;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{turns} turns of {session} never saved"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn client(&self) -> WsClient {
         WsClient::connect(&self.ws_url_as("u-demo")).await
     }

@@ -448,6 +448,20 @@ impl GenerationDaemon {
         Ok(applied.store)
     }
 
+    /// What `PutPrompt` and `ActivatePrompt` answer: the version as the changed store has it.
+    fn describe_version(
+        &self,
+        snapshot: &PromptStore,
+        store: &str,
+        intent: pb::Intent,
+        version: &str,
+    ) -> Result<Response<pb::PromptInfo>, Status> {
+        let info = snapshot
+            .describe(store, intent, version, |i| self.inner.max_tokens_for(i))
+            .ok_or_else(|| Self::not_found(store, intent, version))?;
+        Ok(Response::new(info))
+    }
+
     fn not_found(store: &str, intent: pb::Intent, version: &str) -> GenerationError {
         GenerationError::NotFound(format!(
             "version `{version}` of store `{store}` intent {}",
@@ -542,12 +556,7 @@ impl pb::generation_service_server::GenerationService for GenerationDaemon {
                 s.put(&store, intent, prompt, activate)
             })
             .await?;
-        let info = snapshot
-            .describe(&r.store_id, intent, &r.version, |i| {
-                self.inner.max_tokens_for(i)
-            })
-            .ok_or_else(|| Self::not_found(&r.store_id, intent, &r.version))?;
-        Ok(Response::new(info))
+        self.describe_version(&snapshot, &r.store_id, intent, &r.version)
     }
 
     async fn activate_prompt(
@@ -563,12 +572,7 @@ impl pb::generation_service_server::GenerationService for GenerationDaemon {
                 s.activate(&store, intent, &version)
             })
             .await?;
-        let info = snapshot
-            .describe(&r.store_id, intent, &r.version, |i| {
-                self.inner.max_tokens_for(i)
-            })
-            .ok_or_else(|| Self::not_found(&r.store_id, intent, &r.version))?;
-        Ok(Response::new(info))
+        self.describe_version(&snapshot, &r.store_id, intent, &r.version)
     }
 
     async fn rollback_prompt(

@@ -26,6 +26,8 @@ apt_install() { # package, why
 }
 command -v chromium >/dev/null 2>&1 || apt_install chromium "browser test of the chat page"
 command -v promtool >/dev/null 2>&1 || apt_install prometheus "promtool checks the SLO alerting rules"
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server "Redis cache and resume-buffer tests"
+command -v moto_server >/dev/null 2>&1 || { step "installing moto[server] (DynamoDB API emulator for the memory tests)"; python3 -m pip install --quiet 'moto[server]'; hash -r; }
 python3 -c 'import yaml' 2>/dev/null || { step "installing PyYAML (deploy file checks)"; python3 -m pip install --quiet pyyaml; }
 command -v kubernetes-validate >/dev/null 2>&1 || { step "installing kubernetes-validate (k8s schema checks)"; python3 -m pip install --quiet kubernetes-validate; hash -r; }
 

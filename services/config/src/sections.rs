@@ -6,6 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ConfigError, FaultSpec};
 
+/// Rejects a value outside a fixed set, naming the field and the choices.
+fn one_of(field: &str, value: &str, choices: &[&str]) -> Result<(), ConfigError> {
+    if choices.contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::field(
+            field,
+            format!("`{value}` is not one of {}", choices.join(", ")),
+        ))
+    }
+}
+
 /// The whole mesh. Each daemon reads the sections it needs; `mangaassist config print` shows it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +36,8 @@ pub struct Config {
     pub cache: CacheSettings,
     pub generation: GenerationSettings,
     pub precompute: PrecomputeSettings,
+    /// Shared Redis for `cache.backend = "redis"` and `gateway.resume_backend = "redis"`.
+    pub redis: RedisSettings,
 }
 
 impl Config {
@@ -71,12 +85,79 @@ impl Config {
                 ),
             ));
         }
-        if !matches!(self.generation.backend.as_str(), "simulated" | "openai") {
+        one_of(
+            "generation.backend",
+            &self.generation.backend,
+            &["simulated", "openai", "bedrock"],
+        )?;
+        one_of("memory.backend", &self.memory.backend, &["redb", "dynamodb"])?;
+        one_of("cache.backend", &self.cache.backend, &["memory", "redis"])?;
+        one_of(
+            "retrieval.backend",
+            &self.retrieval.backend,
+            &["embedded", "opensearch"],
+        )?;
+        one_of(
+            "gateway.resume_backend",
+            &self.gateway.resume_backend,
+            &["memory", "redis"],
+        )?;
+        for (field, url, schemes) in [
+            ("redis.url", &self.redis.url, &["redis://", "rediss://"][..]),
+            (
+                "retrieval.opensearch.url",
+                &self.retrieval.opensearch.url,
+                &["http://", "https://"][..],
+            ),
+        ] {
+            if !schemes.iter().any(|s| url.starts_with(s)) {
+                return Err(ConfigError::field(
+                    field,
+                    format!("`{url}` must start with {}", schemes.join(" or ")),
+                ));
+            }
+        }
+        for (field, url) in [
+            ("memory.dynamodb.endpoint_url", &self.memory.dynamodb.endpoint_url),
+            (
+                "generation.bedrock.endpoint_url",
+                &self.generation.bedrock.endpoint_url,
+            ),
+            ("telemetry.otlp_endpoint", &self.telemetry.otlp_endpoint),
+        ] {
+            if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::field(
+                    field,
+                    format!("`{url}` must be empty or start with http:// or https://"),
+                ));
+            }
+        }
+        if self.redis.pool_size == 0 || self.redis.pool_size > 64 {
             return Err(ConfigError::field(
-                "generation.backend",
+                "redis.pool_size",
+                format!("{} is outside 1..=64", self.redis.pool_size),
+            ));
+        }
+        let bedrock = &self.generation.bedrock;
+        if bedrock.fast_model_id.trim().is_empty() || bedrock.smart_model_id.trim().is_empty() {
+            return Err(ConfigError::field(
+                "generation.bedrock.fast_model_id",
+                "model ids must not be empty",
+            ));
+        }
+        let os = &self.retrieval.opensearch;
+        if os.index_prefix.is_empty()
+            || os.index_prefix != os.index_prefix.to_lowercase()
+            || os.index_prefix.starts_with(['_', '-', '+'])
+            || os
+                .index_prefix
+                .contains(['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':'])
+        {
+            return Err(ConfigError::field(
+                "retrieval.opensearch.index_prefix",
                 format!(
-                    "`{}` is not one of simulated, openai",
-                    self.generation.backend
+                    "`{}` is not a valid OpenSearch index name prefix (lowercase, no spaces or \\/*?\"<>|,#:, not starting with _ - +)",
+                    os.index_prefix
                 ),
             ));
         }
@@ -303,6 +384,10 @@ pub struct TelemetrySettings {
     pub log_format: String,
     /// `tracing` filter directive, e.g. `info,mangaassist_gateway=debug`.
     pub log_level: String,
+    /// OTLP/HTTP collector base URL (e.g. `http://jaeger:4318`) to export spans to. Empty =
+    /// the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// variables; when neither is set, spans are not exported.
+    pub otlp_endpoint: String,
 }
 
 impl Default for TelemetrySettings {
@@ -312,6 +397,7 @@ impl Default for TelemetrySettings {
             // Over-budget stages are span events on every trace; one log line each would drown
             // the rest (they are counted in `budget_violations_total`).
             log_level: "info,budget=warn".into(),
+            otlp_endpoint: String::new(),
         }
     }
 }
@@ -771,6 +857,9 @@ pub struct GatewaySettings {
     pub default_user: String,
     /// Ask precompute for follow-up answers after each message.
     pub predict_follow_ups: bool,
+    /// Where streamed answers are buffered for `resume`: `memory` (this gateway only) or
+    /// `redis` (any gateway sharing the `redis` section can resume them).
+    pub resume_backend: String,
 }
 
 impl Default for GatewaySettings {
@@ -805,6 +894,7 @@ impl Default for GatewaySettings {
             default_store: "manga_jp".into(),
             default_user: "u-demo".into(),
             predict_follow_ups: true,
+            resume_backend: "memory".into(),
         }
     }
 }
@@ -848,6 +938,41 @@ pub struct RetrievalSettings {
     /// like X" shows other series instead of X's volumes 1-5. Further volumes still fill
     /// the list when too few other products match.
     pub max_per_series: u32,
+    /// `embedded` (in-process HNSW + BM25, the default) or `opensearch`.
+    pub backend: String,
+    pub opensearch: OpenSearchSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenSearchSettings {
+    /// Cluster URL, e.g. `https://search-x.eu-west-1.es.amazonaws.com` or
+    /// `http://127.0.0.1:9200`.
+    pub url: String,
+    /// One index per store: `<prefix><store>` for products and `<prefix><store>-docs` for
+    /// documents.
+    pub index_prefix: String,
+    /// Environment variables with basic-auth credentials (unset = no auth).
+    pub username_env: String,
+    pub password_env: String,
+    /// Create missing indices with the `knn_vector` mapping and bulk-load the catalog at
+    /// start when an index holds a different number of documents.
+    pub index_at_start: bool,
+    /// Per-request timeout; the caller's deadline bounds it further.
+    pub timeout_ms: u64,
+}
+
+impl Default for OpenSearchSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:9200".into(),
+            index_prefix: "mangaassist-".into(),
+            username_env: "OPENSEARCH_USERNAME".into(),
+            password_env: "OPENSEARCH_PASSWORD".into(),
+            index_at_start: true,
+            timeout_ms: 2_000,
+        }
+    }
 }
 
 impl Default for RetrievalSettings {
@@ -858,6 +983,8 @@ impl Default for RetrievalSettings {
             rrf_k: 60.0,
             ef_search: 64,
             max_per_series: 2,
+            backend: "embedded".into(),
+            opensearch: OpenSearchSettings::default(),
         }
     }
 }
@@ -873,6 +1000,40 @@ pub struct MemorySettings {
     pub turn_ttl_days: u32,
     /// Load `data/users` into the store at start (idempotent).
     pub seed_demo_data: bool,
+    /// `redb` (embedded file, the default) or `dynamodb`.
+    pub backend: String,
+    pub dynamodb: DynamoDbSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DynamoDbSettings {
+    /// Empty = the standard AWS chain (`AWS_REGION`, profile, instance metadata).
+    pub region: String,
+    /// Empty = AWS; e.g. `http://127.0.0.1:8000` for DynamoDB Local or moto.
+    pub endpoint_url: String,
+    /// session_id (S) + ts (N): turns, newest-first queries, TTL attribute `expires_at`.
+    pub sessions_table: String,
+    /// user_id (S): profiles.
+    pub users_table: String,
+    /// user_id (S) + order_key (S): orders, newest first.
+    pub orders_table: String,
+    /// Create missing tables at start (local use; production tables come from infrastructure
+    /// code, see docs/operations.md).
+    pub create_tables: bool,
+}
+
+impl Default for DynamoDbSettings {
+    fn default() -> Self {
+        Self {
+            region: String::new(),
+            endpoint_url: String::new(),
+            sessions_table: "mangaassist-sessions".into(),
+            users_table: "mangaassist-users".into(),
+            orders_table: "mangaassist-orders".into(),
+            create_tables: false,
+        }
+    }
 }
 
 impl Default for MemorySettings {
@@ -882,6 +1043,8 @@ impl Default for MemorySettings {
             history_limit: 10,
             turn_ttl_days: 30,
             seed_demo_data: true,
+            backend: "redb".into(),
+            dynamodb: DynamoDbSettings::default(),
         }
     }
 }
@@ -898,6 +1061,33 @@ pub struct CacheSettings {
     pub follow_up_ttl_seconds: u32,
     /// Entries kept before the oldest are evicted.
     pub max_entries: usize,
+    /// `memory` (in-process, the default) or `redis` (shared by every cache replica; see
+    /// the `redis` section).
+    pub backend: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` or `rediss://` for TLS.
+    pub url: String,
+    /// Connections in the pool (commands are pipelined on each).
+    pub pool_size: usize,
+    /// Prefix of every key, so several meshes can share one Redis.
+    pub key_prefix: String,
+    /// Connect and per-command timeout; the caller's deadline bounds it further.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            pool_size: 4,
+            key_prefix: "ma:".into(),
+            timeout_ms: 1_000,
+        }
+    }
 }
 
 impl Default for CacheSettings {
@@ -908,6 +1098,7 @@ impl Default for CacheSettings {
             recommendation_ttl_seconds: 4 * 3_600,
             follow_up_ttl_seconds: 300,
             max_entries: 50_000,
+            backend: "memory".into(),
         }
     }
 }
@@ -951,6 +1142,51 @@ pub struct GenerationSettings {
     /// `backend = "openai"`: any OpenAI-compatible chat-completions server (vLLM, Ollama,
     /// llama.cpp server, LiteLLM).
     pub openai: OpenAiSettings,
+    /// `backend = "bedrock"`: Claude on AWS Bedrock through ConverseStream.
+    pub bedrock: BedrockSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BedrockSettings {
+    /// Empty = the standard AWS chain (`AWS_REGION`, profile, instance metadata).
+    pub region: String,
+    /// Empty = the regional Bedrock runtime endpoint.
+    pub endpoint_url: String,
+    /// Model (or inference profile) ids per tier.
+    pub fast_model_id: String,
+    pub smart_model_id: String,
+    /// One tiny ConverseStream call per tier at start so the first customer does not pay
+    /// for TLS and connection set-up.
+    pub warm_up: bool,
+    /// Seconds between keep-alive calls per tier; 0 = off. Each call is billed (seed 002
+    /// prices it), so it is off by default.
+    pub keep_alive_seconds: u64,
+    /// Retries of a throttled or unavailable call, each only if it still fits the caller's
+    /// deadline; then the other tier is tried.
+    pub max_retries: u32,
+    /// Base of the jittered exponential back-off between retries.
+    pub retry_base_ms: u64,
+    /// Ask the other tier when this one stays throttled.
+    pub fallback_to_other_tier: bool,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for BedrockSettings {
+    fn default() -> Self {
+        Self {
+            region: String::new(),
+            endpoint_url: String::new(),
+            fast_model_id: "anthropic.claude-3-5-haiku-20241022-v1:0".into(),
+            smart_model_id: "anthropic.claude-3-5-sonnet-20241022-v2:0".into(),
+            warm_up: true,
+            keep_alive_seconds: 0,
+            max_retries: 2,
+            retry_base_ms: 40,
+            fallback_to_other_tier: true,
+            connect_timeout_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1016,6 +1252,7 @@ impl Default for GenerationSettings {
             low_confidence_below: 0.5,
             prefill_ms_per_1k_tokens: 60.0,
             openai: OpenAiSettings::default(),
+            bedrock: BedrockSettings::default(),
         }
     }
 }

@@ -127,6 +127,26 @@ def compose():
         elif env.get(f"MANGAASSIST_MESH__{role.upper()}__LISTEN") != f"0.0.0.0:{port}":
             err(f"service {role}: MANGAASSIST_MESH__{role.upper()}__LISTEN must be 0.0.0.0:{port}")
         envs[role] = env
+        # A daemon on a networked backend must point at a compose service and wait for it.
+        backends = [
+            ("cache", "MANGAASSIST_CACHE__BACKEND", "redis", "MANGAASSIST_REDIS__URL"),
+            ("memory", "MANGAASSIST_MEMORY__BACKEND", "dynamodb", "MANGAASSIST_MEMORY__DYNAMODB__ENDPOINT_URL"),
+            ("retrieval", "MANGAASSIST_RETRIEVAL__BACKEND", "opensearch", "MANGAASSIST_RETRIEVAL__OPENSEARCH__URL"),
+            ("gateway", "MANGAASSIST_GATEWAY__RESUME_BACKEND", "redis", "MANGAASSIST_REDIS__URL"),
+        ]
+        for owner, var, value, url_var in backends:
+            if owner != role or env.get(var) != value:
+                continue
+            url = env.get(url_var, "")
+            host = re.sub(r"^[a-z]+://", "", url).split("/")[0].split(":")[0]
+            if host not in services:
+                err(f"service {role}: {url_var}={url!r} does not name a compose service")
+            deps = svc.get("depends_on") or {}
+            if not isinstance(deps, dict) or (deps.get(host) or {}).get("condition") != "service_healthy":
+                err(f"service {role} uses {host} ({var}={value}) but does not depend on it being healthy")
+        otlp = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+        if otlp and not otlp.endswith(":4318"):
+            err(f"service {role}: OTEL_EXPORTER_OTLP_ENDPOINT={otlp} must be an OTLP/HTTP port (4318)")
     for infra in ("redis", "dynamodb", "opensearch", "jaeger"):
         if infra not in services:
             err(f"missing infrastructure service {infra}")

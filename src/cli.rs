@@ -310,9 +310,10 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_logs(cli: &Cli, config: &Config) -> anyhow::Result<()> {
+/// `service` names the process in exported traces (daemon spans are exported per daemon).
+fn init_logs(cli: &Cli, config: &Config, service: &str) -> anyhow::Result<()> {
     let filter = cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok());
-    mangaassist_telemetry::init(&config.telemetry, filter.as_deref())?;
+    mangaassist_telemetry::init(&config.telemetry, filter.as_deref(), service)?;
     Ok(())
 }
 
@@ -412,7 +413,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Prepare => {
-            init_logs(&cli, &config)?;
+            init_logs(&cli, &config, "mangaassist")?;
             let started = std::time::Instant::now();
             let embedder = mesh::load_embedder(&config).await?;
             mangaassist_intent::IntentDaemon::new(&config, embedder.clone()).await?;
@@ -425,7 +426,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::EvalIntent { file } => {
-            init_logs(&cli, &config)?;
+            init_logs(&cli, &config, "mangaassist")?;
             let embedder = mesh::load_embedder(&config).await?;
             let daemon = mangaassist_intent::IntentDaemon::new(&config, embedder).await?;
             let examples = mangaassist_catalog::load_intents(file)?;
@@ -435,12 +436,13 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
         }
         Command::Up { faults } => {
             config.faults.extend(faults.iter().cloned());
-            init_logs(&cli, &config)?;
+            // Gateway spans have no `daemon` attribute: they take the process's name.
+            init_logs(&cli, &config, "mangaassist-gateway")?;
             run_roles(config, &Role::ALL).await
         }
         Command::Serve { daemon, faults } => {
             config.faults.extend(faults.iter().cloned());
-            init_logs(&cli, &config)?;
+            init_logs(&cli, &config, &format!("mangaassist-{}", daemon.name()))?;
             run_roles(config, &[*daemon]).await
         }
     }
@@ -469,7 +471,7 @@ async fn bench_command(
             config.generation.latency_profile = "zero".into();
             config.gateway.predict_follow_ups = false;
         }
-        init_logs(cli, &config)?;
+        init_logs(cli, &config, "mangaassist-bench")?;
         Some(mesh::start(config.clone(), &Role::ALL).await?)
     } else {
         None

@@ -155,6 +155,21 @@ fn compose_checker_rejects_broken_files() {
             "      precompyte:\n        condition: service_healthy",
             "depends_on unknown service precompyte",
         ),
+        (
+            "MANGAASSIST_REDIS__URL: redis://redis:6379",
+            "MANGAASSIST_REDIS__URL: redis://rediss:6379",
+            "does not name a compose service",
+        ),
+        (
+            "    depends_on:\n      dynamodb:\n        condition: service_healthy\n",
+            "",
+            "service memory uses dynamodb (MANGAASSIST_MEMORY__BACKEND=dynamodb) but does not depend on it",
+        ),
+        (
+            "${OTEL_EXPORTER_OTLP_ENDPOINT:-http://jaeger:4318}",
+            "http://jaeger:4317",
+            "must be an OTLP/HTTP port (4318)",
+        ),
         ("services:\n", "services:\n  broken: [\n", "compose.yaml"),
     ];
     for (from, to, want) in cases {

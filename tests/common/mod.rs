@@ -44,8 +44,13 @@ pub fn init_telemetry() {
     let settings = mangaassist_config::TelemetrySettings {
         log_format: "text".into(),
         log_level: "warn".into(),
+        otlp_endpoint: String::new(),
     };
-    let _ = mangaassist_telemetry::init(&settings, std::env::var("RUST_LOG").ok().as_deref());
+    let _ = mangaassist_telemetry::init(
+        &settings,
+        std::env::var("RUST_LOG").ok().as_deref(),
+        "mangaassist-test",
+    );
 }
 
 pub struct TestMesh {

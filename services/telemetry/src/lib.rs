@@ -2,6 +2,7 @@
 //! W3C trace context carried in gRPC metadata, and the Prometheus metrics registry.
 
 mod metrics_registry;
+mod otlp;
 mod propagation;
 
 use std::sync::OnceLock;
@@ -25,21 +26,56 @@ pub enum TelemetryError {
     Filter { filter: String, message: String },
     #[error("a global subscriber is already installed")]
     AlreadyInstalled,
+    #[error("OTLP trace export: {0}")]
+    Otlp(String),
 }
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// Installs the global subscriber and tracer. `log_filter` overrides `settings.log_level`
-/// (it is what `RUST_LOG`/`MANGAASSIST_LOG` carry).
-pub fn init(settings: &TelemetrySettings, log_filter: Option<&str>) -> Result<(), TelemetryError> {
-    init_with(settings, log_filter, None::<NoExport>)
+/// (it is what `RUST_LOG`/`MANGAASSIST_LOG` carry). `service` names this process in exported
+/// traces (`OTEL_SERVICE_NAME` wins); spans of a daemon hosted in it are exported under
+/// `mangaassist-<daemon>`, so `mangaassist up` shows one service per daemon like a deployment.
+/// Spans go to OTLP/HTTP when `settings.otlp_endpoint` or the standard
+/// `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` variables are set.
+pub fn init(
+    settings: &TelemetrySettings,
+    log_filter: Option<&str>,
+    service: &str,
+) -> Result<(), TelemetryError> {
+    match otlp::endpoint(settings, std::env::vars()) {
+        Some(endpoint) => {
+            let exporter = otlp::RoutingExporter::new(endpoint.clone(), service)?;
+            init_inner(settings, log_filter, Exporter::<NoExport>::Batch(exporter))?;
+            tracing::info!(target: "telemetry", endpoint = %endpoint.describe(), "exporting spans over OTLP/HTTP");
+            Ok(())
+        }
+        None => init_inner(settings, log_filter, Exporter::<NoExport>::None),
+    }
 }
 
-/// [`init`] with a span exporter (tests collect spans in memory with it).
+/// [`init`] with a span exporter called synchronously (tests collect spans in memory with it).
 pub fn init_with<E: SpanExporter + 'static>(
     settings: &TelemetrySettings,
     log_filter: Option<&str>,
     exporter: Option<E>,
+) -> Result<(), TelemetryError> {
+    match exporter {
+        Some(e) => init_inner(settings, log_filter, Exporter::Simple(e)),
+        None => init_inner(settings, log_filter, Exporter::<E>::None),
+    }
+}
+
+enum Exporter<E> {
+    None,
+    Simple(E),
+    Batch(otlp::RoutingExporter),
+}
+
+fn init_inner<E: SpanExporter + 'static>(
+    settings: &TelemetrySettings,
+    log_filter: Option<&str>,
+    exporter: Exporter<E>,
 ) -> Result<(), TelemetryError> {
     let filter_text = log_filter.unwrap_or(&settings.log_level).to_string();
     let filter = EnvFilter::try_new(&filter_text).map_err(|e| TelemetryError::Filter {
@@ -50,8 +86,11 @@ pub fn init_with<E: SpanExporter + 'static>(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
     let mut builder = SdkTracerProvider::builder();
-    if let Some(e) = exporter {
-        builder = builder.with_simple_exporter(e);
+    match exporter {
+        Exporter::None => {}
+        Exporter::Simple(e) => builder = builder.with_simple_exporter(e),
+        // Export happens on the batch processor's own thread, off the request path.
+        Exporter::Batch(e) => builder = builder.with_batch_exporter(e),
     }
     let provider = builder.build();
     let tracer = provider.tracer("mangaassist");
@@ -85,10 +124,11 @@ pub fn init_with<E: SpanExporter + 'static>(
     result.map_err(|_| TelemetryError::AlreadyInstalled)
 }
 
-/// Flushes spans still buffered (call before exit).
+/// Flushes spans still buffered and stops the exporter (call once, before exit).
 pub fn shutdown() {
     if let Some(p) = PROVIDER.get() {
         let _ = p.force_flush();
+        let _ = p.shutdown();
     }
 }
 

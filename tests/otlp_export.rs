@@ -1,0 +1,235 @@
+//! Traces leave the mesh over OTLP/HTTP: seven `mangaassist serve` processes (one per daemon,
+//! as in a deployment) export to a local OTLP receiver, and one chat message yields spans
+//! from every daemon it touched under the single trace id the `done` frame reports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use parking_lot::Mutex;
+use prost::Message;
+
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    service: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    name: String,
+}
+
+#[derive(Default)]
+struct Received {
+    spans: Vec<ReceivedSpan>,
+    content_types: BTreeSet<String>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn export(
+    State(rx): State<Arc<Mutex<Received>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (axum::http::StatusCode, [(&'static str, &'static str); 1], Vec<u8>) {
+    let Ok(req) = ExportTraceServiceRequest::decode(body) else {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            [("content-type", "text/plain")],
+            b"not an ExportTraceServiceRequest".to_vec(),
+        );
+    };
+    let mut rx = rx.lock();
+    if let Some(ct) = headers.get("content-type").and_then(|v| v.to_str().ok()) {
+        rx.content_types.insert(ct.to_string());
+    }
+    for rs in req.resource_spans {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| r.attributes.iter())
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                rx.spans.push(ReceivedSpan {
+                    service: service.clone(),
+                    trace_id: hex(&s.trace_id),
+                    span_id: hex(&s.span_id),
+                    parent_span_id: hex(&s.parent_span_id),
+                    name: s.name,
+                });
+            }
+        }
+    }
+    (
+        axum::http::StatusCode::OK,
+        [("content-type", "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+}
+
+/// Kills every daemon process when the test ends, however it ends.
+struct Processes(Vec<(String, Child)>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_exports_spans_from_every_daemon_under_one_trace() {
+    let received = Arc::new(Mutex::new(Received::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp_addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(received.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let state = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(state.path(), &[]);
+    config.gateway.auth.required = false;
+    config.gateway.predict_follow_ups = true;
+    let mut ports = BTreeMap::new();
+    for (name, d) in config.mesh.daemons_mut() {
+        let port = free_port();
+        d.listen = format!("127.0.0.1:{port}");
+        d.endpoint = format!("http://127.0.0.1:{port}");
+        ports.insert(name.to_string(), port);
+    }
+    let gateway_port = free_port();
+    config.gateway.listen = format!("127.0.0.1:{gateway_port}");
+    ports.insert("gateway".into(), gateway_port);
+    config.validate().unwrap();
+    let config_path = state.path().join("mesh.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+
+    let mut processes = Processes(Vec::new());
+    for role in ports.keys() {
+        let child = Command::new(env!("CARGO_BIN_EXE_mangaassist"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["serve", role])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        processes.0.push((role.clone(), child));
+    }
+
+    // Readiness: every process answers /healthz on its port (no fixed sleeps).
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    for (role, port) in &ports {
+        loop {
+            for (name, child) in &mut processes.0 {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("`mangaassist serve {name}` exited early: {status}");
+                }
+            }
+            let ok = http
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "{role} not healthy after 180 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let mut ws = common::WsClient::connect(&format!("ws://127.0.0.1:{gateway_port}/ws")).await;
+    let answer = ws
+        .ask("do you have any dark fantasy manga in stock?", "s-otlp")
+        .await;
+    let trace_id = answer.done()["trace_id"].as_str().unwrap().to_string();
+    assert_eq!(trace_id.len(), 32, "{:?}", answer.done());
+
+    // Batches leave every 50 ms; wait until the trace is complete or give up.
+    let want = [
+        "mangaassist-gateway",
+        "mangaassist-intent",
+        "mangaassist-retrieval",
+        "mangaassist-memory",
+        "mangaassist-cache",
+        "mangaassist-generation",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let spans: Vec<ReceivedSpan> = received
+            .lock()
+            .spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect();
+        let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+        if want.iter().all(|w| services.contains(w)) || Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+    assert!(
+        services.len() >= 5 && want.iter().all(|w| services.contains(w)),
+        "services in trace {trace_id}: {services:?}; spans: {:#?}",
+        spans
+            .iter()
+            .map(|s| (&s.service, &s.name))
+            .collect::<Vec<_>>()
+    );
+    // Every daemon's server span hangs off a span the gateway exported in the same trace:
+    // the W3C context crossed each process boundary.
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    for s in spans.iter().filter(|s| s.service != "mangaassist-gateway" && s.name.starts_with("mangaassist.v1.")) {
+        assert!(
+            ids.contains(s.parent_span_id.as_str()),
+            "{} span {} has parent {} outside the trace",
+            s.service,
+            s.name,
+            s.parent_span_id
+        );
+    }
+    let cts = received.lock().content_types.clone();
+    assert!(cts.iter().all(|c| c == "application/x-protobuf"), "{cts:?}");
+}

@@ -269,12 +269,15 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Gateway => {
                 let clients = MeshClients::connect(&cfg.mesh)?;
-                let gw = mangaassist_gateway::Gateway::new(
+                let mut gw = mangaassist_gateway::Gateway::new(
                     cfg,
                     clients,
                     embedder.clone(),
                     shutdown.clone(),
                 )?;
+                if let Some(store) = mangaassist_gateway::connect_resume_store(cfg).await? {
+                    gw = gw.with_resume_store(store);
+                }
                 tasks.spawn(
                     async move { (role, gw.serve(listener).await.map_err(|e| e.to_string())) },
                 );

@@ -61,6 +61,38 @@ pub enum GatewayError {
     Slo(#[from] mangaassist_slo::SloError),
     #[error("gateway recording: {0}")]
     Recorder(#[from] recorder::RecorderError),
+    #[error("gateway resume buffer: {0}")]
+    Resume(#[from] mangaassist_resume::ResumeError),
+}
+
+/// Buffer limits from `gateway.stream`.
+pub fn resume_limits(config: &Config) -> ResumeLimits {
+    let st = &config.gateway.stream;
+    ResumeLimits {
+        keep_after_done: Duration::from_secs(st.resume_keep_seconds),
+        ttl: Duration::from_secs(st.resume_ttl_seconds),
+        max_streams: st.resume_max_streams,
+        max_bytes_per_stream: 1024 * 1024,
+    }
+}
+
+/// The resume buffer `gateway.resume_backend` asks for: `None` = this gateway's own memory
+/// (what [`Gateway::new`] sets up), else a Redis-backed store shared by every gateway using
+/// the same `redis` section, connected now so a wrong URL fails at start.
+pub async fn connect_resume_store(
+    config: &Config,
+) -> Result<Option<Arc<dyn ResumeStore>>, GatewayError> {
+    match config.gateway.resume_backend.as_str() {
+        "redis" => {
+            let store = mangaassist_resume::RedisResumeStore::connect(
+                &config.redis,
+                resume_limits(config),
+            )
+            .await?;
+            Ok(Some(Arc::new(store)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The HMAC secret the gateway verifies tokens with: `gateway.auth.secret`, else the secret
@@ -123,13 +155,8 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Result<Self, GatewayError> {
         let g = &config.gateway;
-        let st = &g.stream;
-        let resume: Arc<dyn ResumeStore> = Arc::new(InMemoryResumeStore::new(ResumeLimits {
-            keep_after_done: Duration::from_secs(st.resume_keep_seconds),
-            ttl: Duration::from_secs(st.resume_ttl_seconds),
-            max_streams: st.resume_max_streams,
-            max_bytes_per_stream: 1024 * 1024,
-        }));
+        let resume: Arc<dyn ResumeStore> =
+            Arc::new(InMemoryResumeStore::new(resume_limits(config)));
         let auth = if g.auth.required {
             Some(Arc::new(JwtKey::new(&resolve_secret(config)?)?))
         } else {

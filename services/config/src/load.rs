@@ -178,4 +178,72 @@ mod tests {
         let e = load_str("[cache]\nsemantic_threshold = 1.5\n", "t", env(&[])).unwrap_err();
         assert!(e.to_string().contains("cache.semantic_threshold"), "{e}");
     }
+
+    #[test]
+    fn backend_choices_and_addresses_are_checked() {
+        let c = load_str(
+            "",
+            "t",
+            env(&[
+                ("MANGAASSIST_MEMORY__BACKEND", "dynamodb"),
+                ("MANGAASSIST_CACHE__BACKEND", "redis"),
+                ("MANGAASSIST_RETRIEVAL__BACKEND", "opensearch"),
+                ("MANGAASSIST_GENERATION__BACKEND", "bedrock"),
+                ("MANGAASSIST_GATEWAY__RESUME_BACKEND", "redis"),
+                ("MANGAASSIST_REDIS__URL", "rediss://cache.example:6380/0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.memory.backend, "dynamodb");
+        assert_eq!(c.redis.url, "rediss://cache.example:6380/0");
+        for (var, value, field) in [
+            ("MANGAASSIST_MEMORY__BACKEND", "dynamo", "memory.backend"),
+            ("MANGAASSIST_CACHE__BACKEND", "memcached", "cache.backend"),
+            (
+                "MANGAASSIST_RETRIEVAL__BACKEND",
+                "elastic",
+                "retrieval.backend",
+            ),
+            (
+                "MANGAASSIST_GENERATION__BACKEND",
+                "claude",
+                "generation.backend",
+            ),
+            (
+                "MANGAASSIST_GATEWAY__RESUME_BACKEND",
+                "disk",
+                "gateway.resume_backend",
+            ),
+            ("MANGAASSIST_REDIS__URL", "localhost:6379", "redis.url"),
+            ("MANGAASSIST_REDIS__POOL_SIZE", "0", "redis.pool_size"),
+            (
+                "MANGAASSIST_RETRIEVAL__OPENSEARCH__URL",
+                "opensearch:9200",
+                "retrieval.opensearch.url",
+            ),
+            (
+                "MANGAASSIST_RETRIEVAL__OPENSEARCH__INDEX_PREFIX",
+                "Manga",
+                "retrieval.opensearch.index_prefix",
+            ),
+            (
+                "MANGAASSIST_MEMORY__DYNAMODB__ENDPOINT_URL",
+                "dynamodb:8000",
+                "memory.dynamodb.endpoint_url",
+            ),
+            (
+                "MANGAASSIST_GENERATION__BEDROCK__FAST_MODEL_ID",
+                " ",
+                "generation.bedrock.fast_model_id",
+            ),
+            (
+                "MANGAASSIST_TELEMETRY__OTLP_ENDPOINT",
+                "jaeger:4318",
+                "telemetry.otlp_endpoint",
+            ),
+        ] {
+            let e = load_str("", "t", env(&[(var, value)])).unwrap_err();
+            assert!(e.to_string().contains(field), "{var}={value}: {e}");
+        }
+    }
 }

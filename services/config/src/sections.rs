@@ -90,7 +90,11 @@ impl Config {
             &self.generation.backend,
             &["simulated", "openai", "bedrock"],
         )?;
-        one_of("memory.backend", &self.memory.backend, &["redb", "dynamodb"])?;
+        one_of(
+            "memory.backend",
+            &self.memory.backend,
+            &["redb", "dynamodb"],
+        )?;
         one_of("cache.backend", &self.cache.backend, &["memory", "redis"])?;
         one_of(
             "retrieval.backend",
@@ -118,14 +122,18 @@ impl Config {
             }
         }
         for (field, url) in [
-            ("memory.dynamodb.endpoint_url", &self.memory.dynamodb.endpoint_url),
+            (
+                "memory.dynamodb.endpoint_url",
+                &self.memory.dynamodb.endpoint_url,
+            ),
             (
                 "generation.bedrock.endpoint_url",
                 &self.generation.bedrock.endpoint_url,
             ),
             ("telemetry.otlp_endpoint", &self.telemetry.otlp_endpoint),
         ] {
-            if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            let http = url.starts_with("http://") || url.starts_with("https://");
+            if !url.is_empty() && !http {
                 return Err(ConfigError::field(
                     field,
                     format!("`{url}` must be empty or start with http:// or https://"),

@@ -1,9 +1,9 @@
-//! The seam between the daemon and a model. The simulated model implements it today; a Bedrock
-//! ConverseStream or OpenAI-compatible backend only has to turn its provider's stream into
-//! [`ModelEvent`]s.
+//! The seam between the daemon and a model: the simulated model, the OpenAI-compatible
+//! backend and Bedrock ConverseStream each turn their provider's stream into [`ModelEvent`]s.
 
 use futures::stream::BoxStream;
 use mangaassist_proto::v1 as pb;
+use tokio::time::Instant;
 
 use crate::{GenerationError, RenderedPrompt};
 
@@ -32,6 +32,9 @@ pub struct ModelDone {
     pub product_ids: Vec<String>,
     pub confidence: f32,
     pub stop_reason: StopReason,
+    /// The model that actually answered, when it is not [`ModelBackend::model_name`] of the
+    /// requested tier (a backend that fell back to another model); `None` = that one.
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,4 +66,19 @@ pub trait ModelBackend: Send + Sync {
         tier: pb::ModelTier,
         max_tokens: u32,
     ) -> ModelStream;
+
+    /// [`ModelBackend::stream`] for a caller whose deadline is known (`None`: none), so a
+    /// backend that retries can keep its retries within it. The daemon calls this one; the
+    /// default ignores the deadline (the daemon enforces it anyway).
+    fn stream_with_deadline(
+        &self,
+        prompt: RenderedPrompt,
+        req: &pb::GenerateRequest,
+        tier: pb::ModelTier,
+        max_tokens: u32,
+        deadline: Option<Instant>,
+    ) -> ModelStream {
+        let _ = deadline;
+        self.stream(prompt, req, tier, max_tokens)
+    }
 }

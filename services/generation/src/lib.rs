@@ -6,6 +6,10 @@
 //! `generation.backend = "openai"` selects [`OpenAiBackend`] instead: any OpenAI-compatible
 //! chat-completions server (vLLM, Ollama, llama.cpp server, LiteLLM) streamed over SSE; it
 //! reports confidence 1.0, since such a server gives none.
+//! `generation.backend = "bedrock"` selects [`BedrockBackend`]: Claude on AWS Bedrock through
+//! ConverseStream, with warm-up calls, retries with jittered back-off within the caller's
+//! deadline, and a fall-back to the other tier's model when one stays throttled (the `bedrock`
+//! module documents the policy).
 //!
 //! - **Prompts**: versioned per-store, per-intent system prompts are loaded from
 //!   `generation.prompts_dir` at start and can be registered (`PutPrompt`), activated
@@ -38,6 +42,7 @@
 //! See [`compose`] and [`assess`].
 
 mod backend;
+mod bedrock;
 mod openai;
 mod prompts;
 mod registry;
@@ -48,6 +53,7 @@ mod tokens;
 use std::path::PathBuf;
 
 pub use backend::{ModelBackend, ModelDone, ModelEvent, ModelStream, StopReason};
+pub use bedrock::{BEDROCK_CONFIDENCE, BedrockBackend};
 pub use openai::{OPENAI_CONFIDENCE, OpenAiBackend, SseParser};
 pub use prompts::{
     DEFAULT_STORE, MAX_PROMPT_BYTES, PromptStore, PromptStyle, PromptVersion, RenderedPrompt,

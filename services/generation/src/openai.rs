@@ -294,6 +294,7 @@ impl State {
                 Some("length") => StopReason::MaxTokens,
                 _ => StopReason::EndTurn,
             },
+            model: None,
         }));
     }
 }

@@ -24,8 +24,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    GenerationError, ModelBackend, ModelDone, ModelEvent, OpenAiBackend, PromptRegistry,
-    PromptStore, RenderedPrompt, SimulatedModel, StopReason,
+    BedrockBackend, GenerationError, ModelBackend, ModelDone, ModelEvent, OpenAiBackend,
+    PromptRegistry, PromptStore, RenderedPrompt, SimulatedModel, StopReason,
     prompts::PromptChange,
     registry::{parse_intent, parse_put},
 };
@@ -133,15 +133,18 @@ async fn send(
 }
 
 impl GenerationDaemon {
-    /// Loads the prompts and builds the configured backend (`simulated`, or `openai` with
-    /// the API key read from `generation.openai.api_key_env`).
+    /// Loads the prompts and builds the configured backend (`simulated`, `openai` with the
+    /// API key read from `generation.openai.api_key_env`, or `bedrock` with the AWS
+    /// credential chain; Bedrock's warm-up calls start in the background).
     pub async fn new(config: &Config) -> Result<Self, GenerationError> {
         let backend: Arc<dyn ModelBackend> = match config.generation.backend.as_str() {
             "simulated" => Arc::new(SimulatedModel::new(&config.generation)),
             "openai" => Arc::new(OpenAiBackend::from_settings(&config.generation.openai)?),
+            "bedrock" => Arc::new(BedrockBackend::new(&config.generation.bedrock).await?),
             other => {
                 return Err(GenerationError::Config(format!(
-                    "generation.backend `{other}` is not available (one of: simulated, openai)"
+                    "generation.backend `{other}` is not available (one of: simulated, openai, \
+                     bedrock)"
                 )));
             }
         };
@@ -269,7 +272,13 @@ impl GenerationDaemon {
         };
         drop(prompts);
         let model = self.inner.backend.model_name(tier);
-        let mut events = self.inner.backend.stream(rendered, &req, tier, max_tokens);
+        let mut events = self.inner.backend.stream_with_deadline(
+            rendered,
+            &req,
+            tier,
+            max_tokens,
+            deadline.map(|d| t0 + d),
+        );
         let (tx, rx) = mpsc::channel(self.inner.stream_buffer);
         let inner = self.inner.clone();
         inner.counters.started.fetch_add(1, Ordering::Relaxed);
@@ -357,6 +366,8 @@ impl GenerationDaemon {
                     return;
                 }
             };
+            // A backend that fell back to another model says which one answered.
+            let model = done.as_ref().and_then(|d| d.model.clone()).unwrap_or(model);
             // A model that finished on its own knows its output count best (a provider's
             // delta may hold several tokens); when the daemon cut it short, the deltas sent.
             let (input_tokens, output_tokens, product_ids, confidence) = match &done {

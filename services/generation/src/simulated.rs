@@ -120,6 +120,7 @@ impl ModelBackend for SimulatedModel {
             product_ids: c.product_ids,
             confidence,
             stop_reason,
+            model: None,
         };
         let pacing = (!self.zero_latency).then(|| {
             let p = self.profile(tier);

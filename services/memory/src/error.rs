@@ -23,6 +23,17 @@ pub enum MemoryError {
     Data(#[from] DataError),
     #[error("storage task failed: {0}")]
     Task(String),
+    /// The backend cannot be reached or is shedding load (DynamoDB throttling, 5xx, timeouts):
+    /// the caller may retry or degrade.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error(
+        "DynamoDB table `{table}` does not exist: set memory.dynamodb.create_tables = true \
+         (local use) or create it as described in docs/operations.md"
+    )]
+    MissingTable { table: String },
+    #[error(transparent)]
+    Aws(#[from] mangaassist_aws::AwsError),
 }
 
 impl MemoryError {
@@ -34,7 +45,10 @@ impl MemoryError {
             | Self::Corrupt { .. }
             | Self::CreateDir { .. }
             | Self::Data(_)
-            | Self::Task(_) => tonic::Code::Internal,
+            | Self::Task(_)
+            | Self::MissingTable { .. }
+            | Self::Aws(_) => tonic::Code::Internal,
+            Self::Unavailable(_) => tonic::Code::Unavailable,
         }
     }
 

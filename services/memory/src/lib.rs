@@ -1,8 +1,10 @@
 //! Memory daemon: conversation history per session, user profiles and orders, served over
 //! gRPC (`MemoryService`). Storage sits behind the [`MemoryStore`] trait; the embedded default
-//! is a redb file ([`RedbStore`]) that survives restarts, the production backend DynamoDB.
+//! is a redb file ([`RedbStore`]) that survives restarts, the production backend DynamoDB
+//! ([`DynamoStore`], `memory.backend = "dynamodb"`; table layout in the `dynamo` module docs).
 //! A session belongs to the first user who writes to it; anyone else gets `permission_denied`.
 
+mod dynamo;
 mod error;
 mod store;
 
@@ -13,6 +15,7 @@ use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
 use tonic::{Request, Response, Status};
 
+pub use dynamo::{DynamoStore, DynamoTables, aws_target};
 pub use error::MemoryError;
 pub use store::{MemoryStore, RedbStore};
 
@@ -39,26 +42,37 @@ impl std::fmt::Debug for MemoryDaemon {
 }
 
 impl MemoryDaemon {
-    /// Opens the redb file (`memory.path`, default `<data.state_dir>/memory.redb`), drops
-    /// expired turns, and loads the demo users and orders when `memory.seed_demo_data` is on.
+    /// Opens the configured backend (`memory.backend`): the redb file (`memory.path`,
+    /// default `<data.state_dir>/memory.redb`, expired turns dropped at open) or DynamoDB
+    /// (credential chain; tables created when `memory.dynamodb.create_tables`). Then loads
+    /// the demo users and orders when `memory.seed_demo_data` is on.
     pub async fn new(config: &Config) -> Result<Self, MemoryError> {
-        let path = store_path(config);
+        Self::new_with_aws_credentials(config, None).await
+    }
+
+    /// [`MemoryDaemon::new`] with fixed AWS keys instead of the credential chain for the
+    /// DynamoDB backend (moto, DynamoDB Local). `None` = the chain.
+    pub async fn new_with_aws_credentials(
+        config: &Config,
+        static_credentials: Option<(String, String)>,
+    ) -> Result<Self, MemoryError> {
         let ttl = Duration::from_secs(u64::from(config.memory.turn_ttl_days) * 86_400);
-        let store = tokio::task::spawn_blocking(move || -> Result<RedbStore, MemoryError> {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|source| MemoryError::CreateDir {
-                    path: parent.display().to_string(),
-                    source,
-                })?;
+        let store: Arc<dyn MemoryStore> = match config.memory.backend.as_str() {
+            "redb" => Arc::new(open_redb(store_path(config), ttl).await?),
+            "dynamodb" => {
+                let settings = &config.memory.dynamodb;
+                let target = aws_target(settings, static_credentials);
+                let store = DynamoStore::connect_to(&target, settings, ttl).await?;
+                tracing::info!(tables = ?store.tables(), "memory store on DynamoDB");
+                Arc::new(store)
             }
-            let store = RedbStore::open(&path, ttl)?;
-            let pruned = store.prune_expired()?;
-            tracing::info!(path = %path.display(), pruned, "memory store open");
-            Ok(store)
-        })
-        .await
-        .map_err(|e| MemoryError::Task(e.to_string()))??;
-        let daemon = Self::with_store(Arc::new(store), &config.memory);
+            other => {
+                return Err(MemoryError::InvalidArgument(format!(
+                    "memory.backend `{other}` is not one of redb, dynamodb"
+                )));
+            }
+        };
+        let daemon = Self::with_store(store, &config.memory);
         if config.memory.seed_demo_data {
             daemon.seed_demo_data(&config.data.dir).await?;
         }
@@ -112,6 +126,23 @@ impl MemoryDaemon {
             .serve(listener, opts)
             .await
     }
+}
+
+async fn open_redb(path: PathBuf, ttl: Duration) -> Result<RedbStore, MemoryError> {
+    tokio::task::spawn_blocking(move || {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| MemoryError::CreateDir {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let store = RedbStore::open(&path, ttl)?;
+        let pruned = store.prune_expired()?;
+        tracing::info!(path = %path.display(), pruned, "memory store open");
+        Ok(store)
+    })
+    .await
+    .map_err(|e| MemoryError::Task(e.to_string()))?
 }
 
 fn store_path(config: &Config) -> PathBuf {

@@ -80,9 +80,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const TURN_SEQ: &str = "turn_seq";
 
-type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub(crate) type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-fn system_now_ms() -> i64 {
+pub(crate) fn system_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -370,13 +370,16 @@ impl RedbStore {
     }
 }
 
-fn not_owner(session_id: &str, user_id: &str) -> MemoryError {
+pub(crate) fn not_owner(session_id: &str, user_id: &str) -> MemoryError {
     MemoryError::PermissionDenied(format!(
         "session `{session_id}` belongs to another user than `{user_id}`"
     ))
 }
 
-fn decode<M: Message + Default>(table: &'static str, bytes: &[u8]) -> Result<M, MemoryError> {
+pub(crate) fn decode<M: Message + Default>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<M, MemoryError> {
     M::decode(bytes).map_err(|e| MemoryError::Corrupt {
         table,
         message: e.to_string(),

@@ -3,10 +3,12 @@
 //! embeddings) share one entry set, scoped per store, per user (personalised intents) or
 //! per session (predicted follow-ups), with TTLs and invalidation by product id when stock or
 //! prices change. Storage sits behind [`CacheStore`]; the default is in process
-//! ([`InMemoryStore`]), the production backend Redis.
+//! ([`InMemoryStore`]), the production backend Redis ([`RedisCacheStore`], selected with
+//! `cache.backend = "redis"` and shared by every replica).
 
 mod clock;
 mod error;
+mod redis;
 mod store;
 
 use std::{
@@ -25,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CacheError;
+pub use redis::{METADATA_GRACE, RedisCacheStore};
 pub use store::{CacheEntry, CacheStore, InMemoryStore, Partition, PutOutcome, StoreStats};
 
 /// Largest accepted question or answer text.
@@ -71,9 +74,21 @@ impl std::fmt::Debug for CacheDaemon {
 }
 
 impl CacheDaemon {
-    /// An in-process cache of at most `cache.max_entries` answers on the wall clock.
+    /// A cache of at most `cache.max_entries` answers on the wall clock: in process, or on the
+    /// shared Redis of the `redis` section when `cache.backend = "redis"` (an unreachable
+    /// Redis is an error naming `redis.url`).
     pub async fn new(config: &Config, embedder: QueryEmbedder) -> Result<Self, CacheError> {
-        let store = Arc::new(InMemoryStore::new(config.cache.max_entries));
+        let store: Arc<dyn CacheStore> = match config.cache.backend.as_str() {
+            "redis" => {
+                Arc::new(RedisCacheStore::connect(&config.redis, config.cache.max_entries).await?)
+            }
+            "memory" => Arc::new(InMemoryStore::new(config.cache.max_entries)),
+            other => {
+                return Err(invalid(format!(
+                    "cache.backend {other:?} is not one of \"memory\", \"redis\""
+                )));
+            }
+        };
         Ok(Self::with_parts(
             &config.cache,
             embedder,

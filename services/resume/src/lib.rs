@@ -3,21 +3,25 @@
 //! `{"action":"resume","session_id","message_id","last_chunk_idx"}` and receive exactly the
 //! chunks after `last_chunk_idx`, then the rest live while the answer is still streaming.
 //!
-//! [`ResumeStore`] is the contract. It is shaped after Redis Streams so a shared backend can
-//! replace [`InMemoryResumeStore`] and let one gateway resume a stream another one produced:
-//! `open` = `SET owner NX` + `EXPIRE`, `append` = `XADD` (chunk index as the entry id) +
-//! `EXPIRE`, `read_after` = `XRANGE` then `XREAD BLOCK` for the long poll. Buffers live 60 s
-//! after the answer finished, and 120 s after the last write when the producer vanished.
-//! [`replay_stream`] turns repeated `read_after` calls into one stream a resuming connection
-//! simply forwards.
+//! [`ResumeStore`] is the contract, small enough for a shared backend to let one gateway resume
+//! a stream another one produced. Buffers live 60 s after the answer finished, and 120 s after
+//! the last write when the producer vanished. [`replay_stream`] turns repeated `read_after`
+//! calls into one stream a resuming connection simply forwards.
+//!
+//! Two backends: [`InMemoryResumeStore`] (one gateway) and [`RedisResumeStore`] (shared by every
+//! gateway on the same Redis; the gateway builds it when `gateway.resume_backend = "redis"`):
+//! Lua scripts over a hash and a list per stream with key TTLs, and pub/sub to wake long polls
+//! (its module docs say why not `XREAD BLOCK`).
 
 mod memory;
+mod redis;
 
 use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
 
 use futures::Stream;
 
 pub use memory::InMemoryResumeStore;
+pub use redis::RedisResumeStore;
 
 /// Identifies one answer's stream.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,567 @@
+//! [`RedisResumeStore`] against a real `redis-server` started per test: the in-memory store's
+//! behaviour (ported from its unit tests, on real time with short limits), resumption on
+//! another store instance (another gateway), and atomic appends under concurrent writers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::RedisServer;
+use futures::StreamExt;
+use mangaassist_resume::{
+    BufferedFrame, RedisResumeStore, Replay, ResumeError, ResumeLimits, ResumeStore, StreamKey,
+    replay_stream,
+};
+
+fn key(m: &str) -> StreamKey {
+    StreamKey::new("s1", m)
+}
+
+async fn store_with(server: &RedisServer, limits: ResumeLimits) -> RedisResumeStore {
+    RedisResumeStore::connect(&server.settings(), limits)
+        .await
+        .unwrap()
+}
+
+async fn store(server: &RedisServer) -> RedisResumeStore {
+    store_with(server, ResumeLimits::default()).await
+}
+
+async fn chunk(store: &RedisResumeStore, k: &StreamKey, i: u32) {
+    store
+        .append(k, BufferedFrame::chunk(i, format!("c{i}")))
+        .await
+        .unwrap();
+}
+
+/// Waits until `store` has a reader long-polling `k` that already told Redis it waits (its
+/// read found nothing), so the next append must reach it through pub/sub.
+async fn wait_for_parked_reader(server: &RedisServer, store: &RedisResumeStore, k: &StreamKey) {
+    let start = Instant::now();
+    while store.waiting_readers(k) == 0
+        || !server.command(&["KEYS", "test:resume:*:w"]).contains(":w")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "reader never parked"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Polls `owner` until the stream is gone; returns when that happened.
+async fn wait_gone(store: &RedisResumeStore, k: &StreamKey, within: Duration) -> Instant {
+    let start = Instant::now();
+    while store.owner(k).await.unwrap().is_some() {
+        assert!(start.elapsed() < within, "{k} never expired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Instant::now()
+}
+
+#[tokio::test]
+async fn owner_checks() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    assert_eq!(
+        store.open(&k, "alice").await,
+        Err(ResumeError::AlreadyExists)
+    );
+    chunk(&store, &k, 0).await;
+    let err = store
+        .read_after(&k, "bob", None, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(err, ResumeError::Forbidden);
+    // Also when long-polling: refused at once, not after the wait.
+    let start = Instant::now();
+    assert_eq!(
+        store
+            .read_after(&k, "bob", Some(0), Duration::from_secs(30))
+            .await,
+        Err(ResumeError::Forbidden)
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let ok = store
+        .read_after(&k, "alice", None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(ok.frames, vec![BufferedFrame::chunk(0, "c0")]);
+    assert_eq!(store.owner(&k).await.unwrap().as_deref(), Some("alice"));
+    assert_eq!(store.owner(&key("nope")).await.unwrap(), None);
+    assert_eq!(
+        store
+            .read_after(&key("nope"), "alice", None, Duration::ZERO)
+            .await,
+        Err(ResumeError::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn chunks_must_be_consecutive_and_nothing_follows_terminal() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key("m1");
+    assert_eq!(
+        store.append(&k, BufferedFrame::chunk(0, "x")).await,
+        Err(ResumeError::NotFound)
+    );
+    store.open(&k, "alice").await.unwrap();
+    assert_eq!(
+        store.append(&k, BufferedFrame::chunk(1, "x")).await,
+        Err(ResumeError::OutOfOrder {
+            expected: 0,
+            got: 1
+        })
+    );
+    chunk(&store, &k, 0).await;
+    assert_eq!(
+        store.append(&k, BufferedFrame::chunk(0, "x")).await,
+        Err(ResumeError::OutOfOrder {
+            expected: 1,
+            got: 0
+        })
+    );
+    chunk(&store, &k, 1).await;
+    store
+        .append(&k, BufferedFrame::terminal("done"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.append(&k, BufferedFrame::chunk(2, "x")).await,
+        Err(ResumeError::Finished)
+    );
+    assert_eq!(
+        store.append(&k, BufferedFrame::terminal("again")).await,
+        Err(ResumeError::Finished)
+    );
+    let replay = store
+        .read_after(&k, "alice", Some(0), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        replay,
+        Replay {
+            frames: vec![
+                BufferedFrame::chunk(1, "c1"),
+                BufferedFrame::terminal("done")
+            ],
+            finished: true
+        }
+    );
+    let replay = store
+        .read_after(&k, "alice", None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(replay.frames.len(), 3);
+    // Past the last chunk: only the terminal frame, at once even with a long wait.
+    let replay = store
+        .read_after(&k, "alice", Some(7), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(replay.frames, vec![BufferedFrame::terminal("done")]);
+    // Frames survive byte-exact, including non-ASCII JSON.
+    let k2 = key("m2");
+    store.open(&k2, "alice").await.unwrap();
+    let json = r#"{"type":"chunk","text":"ワンピース 105巻 \"限定版\""}"#;
+    store
+        .append(&k2, BufferedFrame::chunk(0, json))
+        .await
+        .unwrap();
+    let replay = store
+        .read_after(&k2, "alice", None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(replay.frames, vec![BufferedFrame::chunk(0, json)]);
+}
+
+#[tokio::test]
+async fn size_cap_refuses_chunks_but_not_the_terminal() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        ResumeLimits {
+            max_bytes_per_stream: 110,
+            ..ResumeLimits::default()
+        },
+    )
+    .await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    // 40 + 32 overhead fits in 110; a second such chunk would need 144 bytes.
+    store
+        .append(&k, BufferedFrame::chunk(0, "x".repeat(40)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .append(&k, BufferedFrame::chunk(1, "y".repeat(40)))
+            .await,
+        Err(ResumeError::TooLarge)
+    );
+    assert_eq!(store.append(&k, BufferedFrame::chunk(1, "")).await, Ok(()));
+    assert_eq!(
+        store.append(&k, BufferedFrame::chunk(2, "")).await,
+        Err(ResumeError::TooLarge)
+    );
+    store
+        .append(&k, BufferedFrame::terminal("error: too large"))
+        .await
+        .unwrap();
+    let replay = store
+        .read_after(&k, "alice", Some(1), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(replay.finished);
+}
+
+#[tokio::test]
+async fn long_poll_wakes_as_soon_as_a_frame_is_appended() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    chunk(&store, &k, 0).await;
+    let start = Instant::now();
+    let reader = {
+        let (store, k) = (store.clone(), k.clone());
+        tokio::spawn(async move {
+            store
+                .read_after(&k, "alice", Some(0), Duration::from_secs(60))
+                .await
+        })
+    };
+    wait_for_parked_reader(&server, &store, &k).await;
+    chunk(&store, &k, 1).await;
+    let replay = reader.await.unwrap().unwrap();
+    assert_eq!(replay.frames, vec![BufferedFrame::chunk(1, "c1")]);
+    assert!(!replay.finished);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(store.waiting_readers(&k), 0, "the reader unregistered");
+}
+
+#[tokio::test]
+async fn long_poll_returns_empty_after_wait() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    let start = Instant::now();
+    let replay = store
+        .read_after(&k, "alice", None, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(replay, Replay::default());
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn finished_stream_expires_after_keep_after_done() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        ResumeLimits {
+            keep_after_done: Duration::from_millis(300),
+            ttl: Duration::from_secs(30),
+            ..ResumeLimits::default()
+        },
+    )
+    .await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    chunk(&store, &k, 0).await;
+    let finished = Instant::now();
+    store
+        .append(&k, BufferedFrame::terminal("d"))
+        .await
+        .unwrap();
+    let replay = store
+        .read_after(&k, "alice", None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(replay.frames.len(), 2);
+    // Gone after keep_after_done, long before the 30 s ttl.
+    let gone = wait_gone(&store, &k, Duration::from_secs(10)).await;
+    let after = gone - finished;
+    assert!(after >= Duration::from_millis(250), "{after:?}");
+    assert_eq!(
+        store.read_after(&k, "alice", None, Duration::ZERO).await,
+        Err(ResumeError::NotFound)
+    );
+    // The key is free again, and starts empty.
+    store.open(&k, "bob").await.unwrap();
+    assert_eq!(
+        store.read_after(&k, "bob", None, Duration::ZERO).await,
+        Ok(Replay::default())
+    );
+}
+
+#[tokio::test]
+async fn unfinished_stream_expires_ttl_after_last_write() {
+    let server = RedisServer::start();
+    let ttl = Duration::from_millis(600);
+    let store = store_with(
+        &server,
+        ResumeLimits {
+            ttl,
+            ..ResumeLimits::default()
+        },
+    )
+    .await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    chunk(&store, &k, 0).await;
+    let last_write = Instant::now();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // 800 ms after open but only 400 ms after the last write: the write renewed it.
+    assert_eq!(store.owner(&k).await.unwrap().as_deref(), Some("alice"));
+    let gone = wait_gone(&store, &k, Duration::from_secs(10)).await;
+    assert!(
+        gone - last_write >= Duration::from_millis(550),
+        "{:?}",
+        gone - last_write
+    );
+    assert_eq!(
+        store.append(&k, BufferedFrame::chunk(1, "late")).await,
+        Err(ResumeError::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn replay_stream_ends_with_not_found_when_the_producer_vanishes() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        ResumeLimits {
+            ttl: Duration::from_millis(500),
+            ..ResumeLimits::default()
+        },
+    )
+    .await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    chunk(&store, &k, 0).await;
+    chunk(&store, &k, 1).await;
+    let got: Vec<_> = tokio::time::timeout(
+        Duration::from_secs(20),
+        replay_stream(
+            Arc::new(store.clone()),
+            k,
+            "alice".into(),
+            None,
+            Duration::from_millis(200),
+        )
+        .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Ok(BufferedFrame::chunk(0, "c0")),
+            Ok(BufferedFrame::chunk(1, "c1")),
+            Err(ResumeError::NotFound)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn replay_stream_stops_on_forbidden() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    let got: Vec<_> = replay_stream(
+        Arc::new(store),
+        k,
+        "mallory".into(),
+        None,
+        Duration::from_secs(10),
+    )
+    .collect()
+    .await;
+    assert_eq!(got, vec![Err(ResumeError::Forbidden)]);
+}
+
+/// Gateway A produces, gateway B resumes: B's long poll is woken by A's appends.
+#[tokio::test]
+async fn a_stream_produced_on_one_instance_resumes_on_another() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server).await, store(&server).await);
+    let k = key("m1");
+    a.open(&k, "alice").await.unwrap();
+    chunk(&a, &k, 0).await;
+    chunk(&a, &k, 1).await;
+    assert_eq!(b.owner(&k).await.unwrap().as_deref(), Some("alice"));
+
+    // A long poll on B wakes on A's append, well before its 60 s wait.
+    let start = Instant::now();
+    let reader = {
+        let (b, k) = (b.clone(), k.clone());
+        tokio::spawn(async move {
+            b.read_after(&k, "alice", Some(1), Duration::from_secs(60))
+                .await
+        })
+    };
+    wait_for_parked_reader(&server, &b, &k).await;
+    chunk(&a, &k, 2).await;
+    let replay = reader.await.unwrap().unwrap();
+    assert_eq!(replay.frames, vec![BufferedFrame::chunk(2, "c2")]);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A full resume on B from several cut points while A keeps producing.
+    let texts: Vec<String> = (3..40).map(|i| format!("c{i}")).collect();
+    let readers: Vec<_> = [None, Some(0), Some(2), Some(20)]
+        .into_iter()
+        .map(|cut| {
+            let dyn_b: Arc<dyn ResumeStore> = Arc::new(b.clone());
+            let k = k.clone();
+            tokio::spawn(async move {
+                let got: Vec<_> =
+                    replay_stream(dyn_b, k, "alice".into(), cut, Duration::from_secs(5))
+                        .collect()
+                        .await;
+                (cut, got)
+            })
+        })
+        .collect();
+    for (i, t) in texts.iter().enumerate() {
+        a.append(&k, BufferedFrame::chunk(i as u32 + 3, t.clone()))
+            .await
+            .unwrap();
+        if i % 5 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    a.append(&k, BufferedFrame::terminal("done")).await.unwrap();
+    for r in readers {
+        let (cut, got) = tokio::time::timeout(Duration::from_secs(30), r)
+            .await
+            .expect("replay must end after the terminal frame")
+            .unwrap();
+        let first = cut.map_or(0, |c| c + 1);
+        let mut expected: Vec<BufferedFrame> = (first..40)
+            .map(|i| BufferedFrame::chunk(i, format!("c{i}")))
+            .collect();
+        expected.push(BufferedFrame::terminal("done"));
+        let got: Vec<BufferedFrame> = got.into_iter().map(Result::unwrap).collect();
+        assert_eq!(got, expected, "cut {cut:?}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_appenders_with_the_same_index_exactly_one_wins() {
+    let server = RedisServer::start();
+    let stores = [store(&server).await, store(&server).await];
+    let k = key("race");
+    stores[0].open(&k, "alice").await.unwrap();
+    for index in 0..20u32 {
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (s, k) = (stores[w % 2].clone(), k.clone());
+                tokio::spawn(async move {
+                    s.append(&k, BufferedFrame::chunk(index, format!("w{w}")))
+                        .await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for w in writers {
+            match w.await.unwrap() {
+                Ok(()) => wins += 1,
+                Err(e) => assert_eq!(
+                    e,
+                    ResumeError::OutOfOrder {
+                        expected: index + 1,
+                        got: index
+                    }
+                ),
+            }
+        }
+        assert_eq!(wins, 1, "index {index}");
+    }
+    let replay = stores[1]
+        .read_after(&k, "alice", None, Duration::ZERO)
+        .await
+        .unwrap();
+    let indices: Vec<u32> = replay
+        .frames
+        .iter()
+        .filter_map(BufferedFrame::chunk_index)
+        .collect();
+    assert_eq!(indices, (0..20).collect::<Vec<_>>());
+    // Two producers racing to open the same stream: one gets AlreadyExists.
+    let k2 = key("race-open");
+    let (x, y) = tokio::join!(stores[0].open(&k2, "alice"), stores[1].open(&k2, "alice"));
+    assert!(
+        matches!(
+            (&x, &y),
+            (Ok(()), Err(ResumeError::AlreadyExists)) | (Err(ResumeError::AlreadyExists), Ok(()))
+        ),
+        "{x:?} {y:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_redis_gives_backend_errors_not_panics() {
+    let mut server = RedisServer::start();
+    let store = store(&server).await;
+    let k = key("m1");
+    store.open(&k, "alice").await.unwrap();
+    server.kill();
+    let start = Instant::now();
+    let err = store
+        .append(&k, BufferedFrame::chunk(0, "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ResumeError::Backend(_)), "{err:?}");
+    assert_eq!(err.code(), "backend");
+    assert!(matches!(
+        store
+            .read_after(&k, "alice", None, Duration::from_secs(1))
+            .await,
+        Err(ResumeError::Backend(_))
+    ));
+    assert!(store.open(&key("m2"), "alice").await.is_err());
+    assert!(store.owner(&k).await.is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_names_redis_url() {
+    let server = RedisServer::start();
+    let settings = server.settings();
+    drop(server);
+    let err = RedisResumeStore::connect(&settings, ResumeLimits::default())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ResumeError::Backend(_)), "{err:?}");
+    assert!(
+        msg.contains("redis.url") && msg.contains(&settings.url),
+        "{msg}"
+    );
+}

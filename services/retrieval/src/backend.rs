@@ -112,11 +112,11 @@ struct Corpus<T> {
 const LEXICAL_FLOOR: f32 = 0.3;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Scored {
-    idx: usize,
-    fused: f32,
-    vector: f32,
-    lexical: f32,
+pub(crate) struct Scored {
+    pub(crate) idx: usize,
+    pub(crate) fused: f32,
+    pub(crate) vector: f32,
+    pub(crate) lexical: f32,
 }
 
 impl<T> Corpus<T> {
@@ -173,43 +173,65 @@ impl<T> Corpus<T> {
             .map(|(i, s)| (i, *s))
             .collect();
         sort_desc(&mut by_text);
-        // Hits far below the best lexical match share only an incidental word with the
-        // query ("one" in "One Piece"); in a rank-based fusion they would still earn
-        // nearly as much as a strong match at the same rank.
-        let floor = by_text
-            .first()
-            .map_or(0.0, |(_, best)| best * LEXICAL_FLOOR);
-        by_text.retain(|(_, s)| *s >= floor);
+        apply_lexical_floor(&mut by_text);
         by_text.truncate(cands);
 
-        let mut fused: HashMap<usize, f32> = HashMap::new();
-        for list in [&by_vector, &by_text] {
-            for (rank, (i, _)) in list.iter().enumerate() {
-                *fused.entry(*i).or_default() += 1.0 / (p.rrf_k + rank as f32 + 1.0);
-            }
-        }
-        let mut out: Vec<Scored> = fused
-            .into_iter()
-            .map(|(idx, f)| Scored {
-                idx,
-                fused: f,
-                vector: crate::ann::dot(vector, self.ann.vector(idx)),
-                lexical: bm25[idx],
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.fused
-                .total_cmp(&a.fused)
-                .then(b.vector.total_cmp(&a.vector))
-                .then(a.idx.cmp(&b.idx))
-        });
-        out
+        fuse(
+            &by_vector,
+            &by_text,
+            p.rrf_k,
+            |idx| crate::ann::dot(vector, self.ann.vector(idx)),
+            |idx| bm25[idx],
+        )
     }
+}
+
+/// Drops the lexical hits (sorted best first) far below the best one: they share only an
+/// incidental word with the query ("one" in "One Piece"), and in a rank-based fusion they
+/// would still earn nearly as much as a strong match at the same rank.
+pub(crate) fn apply_lexical_floor(by_text: &mut Vec<(usize, f32)>) {
+    let floor = by_text
+        .first()
+        .map_or(0.0, |(_, best)| best * LEXICAL_FLOOR);
+    by_text.retain(|(_, s)| *s >= floor);
+}
+
+/// Reciprocal rank fusion of two rankings (best first), sorted by fused score, then
+/// vector score, then index so equal scores rank deterministically.
+pub(crate) fn fuse(
+    by_vector: &[(usize, f32)],
+    by_text: &[(usize, f32)],
+    rrf_k: f32,
+    vector: impl Fn(usize) -> f32,
+    lexical: impl Fn(usize) -> f32,
+) -> Vec<Scored> {
+    let mut fused: HashMap<usize, f32> = HashMap::new();
+    for list in [by_vector, by_text] {
+        for (rank, (i, _)) in list.iter().enumerate() {
+            *fused.entry(*i).or_default() += 1.0 / (rrf_k + rank as f32 + 1.0);
+        }
+    }
+    let mut out: Vec<Scored> = fused
+        .into_iter()
+        .map(|(idx, f)| Scored {
+            idx,
+            fused: f,
+            vector: vector(idx),
+            lexical: lexical(idx),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.fused
+            .total_cmp(&a.fused)
+            .then(b.vector.total_cmp(&a.vector))
+            .then(a.idx.cmp(&b.idx))
+    });
+    out
 }
 
 /// The first `k` of `ranked`, taking at most `per_group` from any group before allowing
 /// more; the order within the result stays the ranking order.
-fn diversify<'a>(
+pub(crate) fn diversify<'a>(
     ranked: Vec<Scored>,
     k: usize,
     per_group: usize,
@@ -260,42 +282,96 @@ struct StoreIndex {
 
 /// A series name as tokens, its volumes, and their mean vector.
 #[derive(Debug)]
-struct Series {
-    tokens: Vec<String>,
-    members: Vec<usize>,
-    centroid: Vec<f32>,
+pub(crate) struct Series {
+    pub(crate) name: String,
+    pub(crate) tokens: Vec<String>,
+    /// Positions of the volumes among the products the series were built from.
+    pub(crate) members: Vec<usize>,
+    pub(crate) centroid: Vec<f32>,
+}
+
+/// The series of one store's products (`products[i]` with its vector), sorted by tokens.
+pub(crate) fn build_series(products: &[(&Product, &[f32])]) -> Vec<Series> {
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (p, _)) in products.iter().enumerate() {
+        groups.entry(p.series.as_str()).or_default().push(i);
+    }
+    let mut series: Vec<Series> = groups
+        .into_iter()
+        .map(|(name, members)| {
+            let mut centroid = vec![0.0f32; products[members[0]].1.len()];
+            for &i in &members {
+                let v = products[i].1;
+                centroid.iter_mut().zip(v.iter()).for_each(|(c, x)| *c += x);
+            }
+            mangaassist_embedding::normalize(&mut centroid);
+            Series {
+                name: name.to_string(),
+                tokens: text::tokenize(name),
+                members,
+                centroid,
+            }
+        })
+        .collect();
+    series.sort_by(|a, b| a.tokens.cmp(&b.tokens).then(a.name.cmp(&b.name)));
+    series
+}
+
+/// The series whose full name appears in the query tokens.
+pub(crate) fn named_series<'a>(series: &'a [Series], tokens: &[String]) -> Vec<&'a Series> {
+    series
+        .iter()
+        .filter(|s| {
+            !s.tokens.is_empty()
+                && tokens
+                    .windows(s.tokens.len())
+                    .any(|w| w == s.tokens.as_slice())
+        })
+        .collect()
+}
+
+/// The query tokens without the named series' full names (they score as phrases for
+/// those series only).
+pub(crate) fn without_series(tokens: &[String], named: &[&Series]) -> Vec<String> {
+    let mut rest: Vec<String> = tokens.to_vec();
+    for s in named {
+        let n = s.tokens.len();
+        let mut i = 0;
+        while i + n <= rest.len() {
+            if rest[i..i + n] == s.tokens[..] {
+                rest.drain(i..i + n);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    rest
+}
+
+/// The query vector moved towards the series the query names. "Manga like One Piece"
+/// embeds close to "manga" in general; the volumes of One Piece say what it is like
+/// (query expansion with known-item feedback).
+pub(crate) fn expand(named: &[&Series], vector: &[f32]) -> Option<Vec<f32>> {
+    if named.is_empty() {
+        return None;
+    }
+    let weight = SERIES_WEIGHT / named.len() as f32;
+    let mut v = vector.to_vec();
+    for s in named {
+        for (x, c) in v.iter_mut().zip(&s.centroid) {
+            *x += weight * c;
+        }
+    }
+    mangaassist_embedding::normalize(&mut v);
+    Some(v)
 }
 
 impl StoreIndex {
-    /// The series whose full name appears in the query tokens.
-    fn named_series(&self, tokens: &[String]) -> Vec<&Series> {
-        self.series
-            .iter()
-            .filter(|s| {
-                !s.tokens.is_empty()
-                    && tokens
-                        .windows(s.tokens.len())
-                        .any(|w| w == s.tokens.as_slice())
-            })
-            .collect()
-    }
-
     /// BM25 of every product where a named series counts as a phrase: its words score
     /// only for that series' volumes, so "like One Piece" does not pull in One-Punch Man
     /// through "one".
     fn product_lexical(&self, tokens: &[String], named: &[&Series]) -> Vec<f32> {
-        let mut rest: Vec<String> = tokens.to_vec();
-        for s in named {
-            let n = s.tokens.len();
-            let mut i = 0;
-            while i + n <= rest.len() {
-                if rest[i..i + n] == s.tokens[..] {
-                    rest.drain(i..i + n);
-                } else {
-                    i += 1;
-                }
-            }
-        }
+        let rest = without_series(tokens, named);
         let mut scores = self.products.bm25.scores_tokens(&rest);
         for s in named {
             let phrase = self.products.bm25.scores_tokens(&s.tokens);
@@ -304,24 +380,6 @@ impl StoreIndex {
             }
         }
         scores
-    }
-
-    /// The query vector moved towards the series the query names. "Manga like One Piece"
-    /// embeds close to "manga" in general; the volumes of One Piece say what it is like
-    /// (query expansion with known-item feedback).
-    fn expand(&self, named: &[&Series], vector: &[f32]) -> Option<Vec<f32>> {
-        if named.is_empty() {
-            return None;
-        }
-        let weight = SERIES_WEIGHT / named.len() as f32;
-        let mut v = vector.to_vec();
-        for s in named {
-            for (x, c) in v.iter_mut().zip(&s.centroid) {
-                *x += weight * c;
-            }
-        }
-        mangaassist_embedding::normalize(&mut v);
-        Some(v)
     }
 }
 
@@ -376,27 +434,8 @@ impl LocalBackend {
                 .enumerate()
                 .map(|(i, (p, _))| (p.id.clone(), i))
                 .collect();
-            let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
-            for (i, (p, _)) in products.iter().enumerate() {
-                groups.entry(p.series.as_str()).or_default().push(i);
-            }
-            let mut series: Vec<Series> = groups
-                .into_iter()
-                .map(|(name, members)| {
-                    let mut centroid = vec![0.0f32; products[members[0]].1.len()];
-                    for &i in &members {
-                        let v = &products[i].1;
-                        centroid.iter_mut().zip(v.iter()).for_each(|(c, x)| *c += x);
-                    }
-                    mangaassist_embedding::normalize(&mut centroid);
-                    Series {
-                        tokens: text::tokenize(name),
-                        members,
-                        centroid,
-                    }
-                })
-                .collect();
-            series.sort_by(|a, b| a.tokens.cmp(&b.tokens));
+            let refs: Vec<(&Product, &[f32])> = products.iter().map(|(p, v)| (p, &v[..])).collect();
+            let series = build_series(&refs);
             by_store.insert(
                 store.clone(),
                 StoreIndex {
@@ -426,8 +465,8 @@ impl LocalBackend {
         let store = self.store(&q.store_id)?;
         let filtered = !q.filter.is_empty();
         let tokens = text::query_tokens(&q.text);
-        let named = store.named_series(&tokens);
-        let expanded = store.expand(&named, &q.vector);
+        let named = named_series(&store.series, &tokens);
+        let expanded = expand(&named, &q.vector);
         let lexical = store.product_lexical(&tokens, &named);
         let products = store.products.hybrid(
             &lexical,

@@ -2,12 +2,18 @@
 //! Sentence vectors go through an HNSW graph, the query text through BM25, and the two
 //! rankings are merged with reciprocal rank fusion; product filters (genre, demographic,
 //! stock) apply before the top k is cut. Catalog vectors are embedded once and cached on
-//! disk. The engine sits behind [`SearchBackend`] so an OpenSearch k-NN backend can replace
-//! the in-process one without changing the gRPC service.
+//! disk. The engine sits behind [`SearchBackend`]: the embedded backend (in-process, the
+//! default) or [`OpenSearchBackend`] (`retrieval.backend = "opensearch"`: k-NN and BM25 in
+//! OpenSearch, fused here the same way), without changing the gRPC service. With the
+//! `testing` feature, [`testing`] offers a local simulation of the OpenSearch REST subset
+//! the backend uses.
 
 mod ann;
 mod backend;
 mod bm25;
+mod opensearch;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod text;
 mod vectors;
 
@@ -28,6 +34,7 @@ pub use backend::{
     HybridParams, LocalBackend, ProductFilter, SearchBackend, SearchQuery, SearchResults,
 };
 pub use bm25::Bm25;
+pub use opensearch::{OpenSearchBackend, OpenSearchConfig, StartupReport};
 pub use text::{document_embedding_text, product_embedding_text, tokenize};
 pub use vectors::{VectorsOutcome, catalog_vectors};
 
@@ -46,14 +53,22 @@ pub enum RetrievalError {
     Embed(#[from] EmbedError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The search engine cannot be reached or is failing (retrying later may work).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The search engine answers but is not set up for this daemon (missing index,
+    /// rejected documents, credentials).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl RetrievalError {
     pub fn code(&self) -> tonic::Code {
         match self {
             Self::InvalidArgument(_) => tonic::Code::InvalidArgument,
-            Self::Data(_) => tonic::Code::FailedPrecondition,
+            Self::Data(_) | Self::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             Self::Embed(_) | Self::Internal(_) => tonic::Code::Internal,
+            Self::Unavailable(_) => tonic::Code::Unavailable,
         }
     }
 
@@ -96,7 +111,9 @@ impl std::fmt::Debug for RetrievalDaemon {
 
 impl RetrievalDaemon {
     /// Loads the catalog from `config.data.dir`, gets its vectors (disk cache or the
-    /// embedder) and builds the in-process indexes.
+    /// embedder) and builds the in-process indexes, or with `retrieval.backend =
+    /// "opensearch"` connects to OpenSearch (creating and loading its indices when
+    /// `retrieval.opensearch.index_at_start` is set).
     pub async fn new(config: &Config, embedder: QueryEmbedder) -> Result<Self, RetrievalError> {
         let start = Instant::now();
         let dir = config.data.dir.clone();
@@ -113,12 +130,36 @@ impl RetrievalDaemon {
         let documents = vectors.split_off(catalog.products.len());
         let params = HybridParams::from(&config.retrieval);
         let build_start = Instant::now();
-        let backend = tokio::task::spawn_blocking(move || {
-            LocalBackend::build(&catalog, &vectors, &documents, params)
-        })
-        .await
-        .map_err(|e| RetrievalError::Internal(e.to_string()))??;
+        let backend: Arc<dyn SearchBackend> = match config.retrieval.backend.as_str() {
+            "opensearch" => {
+                let os = OpenSearchConfig::from_settings(&config.retrieval.opensearch)?;
+                Arc::new(
+                    OpenSearchBackend::connect(
+                        &os,
+                        params,
+                        &catalog,
+                        &vectors,
+                        &documents,
+                        embedder.inner().dim(),
+                    )
+                    .await?,
+                )
+            }
+            "embedded" | "" => Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    LocalBackend::build(&catalog, &vectors, &documents, params)
+                })
+                .await
+                .map_err(|e| RetrievalError::Internal(e.to_string()))??,
+            ),
+            other => {
+                return Err(RetrievalError::InvalidArgument(format!(
+                    "unknown retrieval.backend `{other}` (embedded, opensearch)"
+                )));
+            }
+        };
         tracing::info!(
+            backend = %config.retrieval.backend,
             stores = ?backend.stores(),
             model = embedder.model_id(),
             vectors_cache_hit = outcome.cache_hit,
@@ -127,7 +168,7 @@ impl RetrievalDaemon {
             total_ms = start.elapsed().as_millis() as u64,
             "retrieval indexes ready"
         );
-        let mut daemon = Self::with_backend(Arc::new(backend), embedder, config.retrieval.clone());
+        let mut daemon = Self::with_backend(backend, embedder, config.retrieval.clone());
         if let Some(inner) = Arc::get_mut(&mut daemon.inner) {
             inner.vectors = Some(outcome);
         }

@@ -5,7 +5,7 @@ use mangaassist_catalog::{Document, Product};
 /// Words so common in English questions and synopses that matching them says nothing about
 /// relevance; dropping them keeps "the"/"with" from pulling random products into the
 /// lexical ranking.
-const STOPWORDS: &[&str] = &[
+pub(crate) const STOPWORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "by", "do", "for", "from", "has", "have", "i", "in",
     "is", "it", "its", "me", "my", "of", "on", "or", "that", "the", "their", "this", "to", "was",
     "what", "with", "you", "your",

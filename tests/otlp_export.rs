@@ -6,8 +6,8 @@
 mod common;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    process::{Child, Command, Stdio},
+    collections::BTreeSet,
+    process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -42,7 +42,11 @@ async fn export(
     State(rx): State<Arc<Mutex<Received>>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (axum::http::StatusCode, [(&'static str, &'static str); 1], Vec<u8>) {
+) -> (
+    axum::http::StatusCode,
+    [(&'static str, &'static str); 1],
+    Vec<u8>,
+) {
     let Ok(req) = ExportTraceServiceRequest::decode(body) else {
         return (
             axum::http::StatusCode::BAD_REQUEST,
@@ -87,26 +91,6 @@ async fn export(
     )
 }
 
-/// Kills every daemon process when the test ends, however it ends.
-struct Processes(Vec<(String, Child)>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_exports_spans_from_every_daemon_under_one_trace() {
     let received = Arc::new(Mutex::new(Received::default()));
@@ -121,21 +105,12 @@ async fn one_message_exports_spans_from_every_daemon_under_one_trace() {
     let mut config = common::test_config(state.path(), &[]);
     config.gateway.auth.required = false;
     config.gateway.predict_follow_ups = true;
-    let mut ports = BTreeMap::new();
-    for (name, d) in config.mesh.daemons_mut() {
-        let port = free_port();
-        d.listen = format!("127.0.0.1:{port}");
-        d.endpoint = format!("http://127.0.0.1:{port}");
-        ports.insert(name.to_string(), port);
-    }
-    let gateway_port = free_port();
-    config.gateway.listen = format!("127.0.0.1:{gateway_port}");
-    ports.insert("gateway".into(), gateway_port);
+    let ports = common::assign_ports(&mut config);
     config.validate().unwrap();
     let config_path = state.path().join("mesh.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
 
-    let mut processes = Processes(Vec::new());
+    let mut processes = common::Processes(Vec::new());
     for role in ports.keys() {
         let child = Command::new(env!("CARGO_BIN_EXE_mangaassist"))
             .arg("--config")
@@ -149,34 +124,13 @@ async fn one_message_exports_spans_from_every_daemon_under_one_trace() {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        processes.0.push((role.clone(), child));
+        processes.0.push((format!("serve {role}"), child));
     }
-
     // Readiness: every process answers /healthz on its port (no fixed sleeps).
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    for (role, port) in &ports {
-        loop {
-            for (name, child) in &mut processes.0 {
-                if let Some(status) = child.try_wait().unwrap() {
-                    panic!("`mangaassist serve {name}` exited early: {status}");
-                }
-            }
-            let ok = http
-                .get(format!("http://127.0.0.1:{port}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(180),
-                "{role} not healthy after 180 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    processes
+        .wait_healthy(ports.iter().map(|(r, p)| (r.clone(), *p)))
+        .await;
+    let gateway_port = ports["gateway"];
 
     let mut ws = common::WsClient::connect(&format!("ws://127.0.0.1:{gateway_port}/ws")).await;
     let answer = ws
@@ -204,7 +158,13 @@ async fn one_message_exports_spans_from_every_daemon_under_one_trace() {
             .cloned()
             .collect();
         let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
-        if want.iter().all(|w| services.contains(w)) || Instant::now() > deadline {
+        let ids: BTreeSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+        // Parents end after their children, so they may arrive in a later batch.
+        let parents_in = spans
+            .iter()
+            .filter(|s| s.service != "mangaassist-gateway" && s.name.starts_with("mangaassist.v1."))
+            .all(|s| ids.contains(s.parent_span_id.as_str()));
+        if (want.iter().all(|w| services.contains(w)) && parents_in) || Instant::now() > deadline {
             break spans;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -221,7 +181,10 @@ async fn one_message_exports_spans_from_every_daemon_under_one_trace() {
     // Every daemon's server span hangs off a span the gateway exported in the same trace:
     // the W3C context crossed each process boundary.
     let ids: BTreeSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
-    for s in spans.iter().filter(|s| s.service != "mangaassist-gateway" && s.name.starts_with("mangaassist.v1.")) {
+    for s in spans
+        .iter()
+        .filter(|s| s.service != "mangaassist-gateway" && s.name.starts_with("mangaassist.v1."))
+    {
         assert!(
             ids.contains(s.parent_span_id.as_str()),
             "{} span {} has parent {} outside the trace",

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestMesh, WsClient};
+use common::{TestMesh, WsClient, chunk_texts, read_until_done};
 use futures::StreamExt;
 use mangaassist_config::FaultSpec;
 use serde_json::{Value, json};
@@ -287,34 +287,6 @@ async fn heartbeats_keep_a_slow_answer_alive() {
         "no heartbeat before the first chunk: {types:?}"
     );
     m.stop().await;
-}
-
-async fn read_until_done(c: &mut WsClient, mid: &str) -> Vec<Value> {
-    let mut frames = vec![];
-    loop {
-        let f = c.next_frame().await;
-        if f["message_id"] != mid {
-            continue;
-        }
-        let t = f["type"].as_str().unwrap().to_string();
-        frames.push(f);
-        if t == "done" || t == "error" {
-            return frames;
-        }
-    }
-}
-
-fn chunk_texts(frames: &[Value]) -> Vec<(u64, String)> {
-    frames
-        .iter()
-        .filter(|f| f["type"] == "chunk")
-        .map(|f| {
-            (
-                f["index"].as_u64().unwrap(),
-                f["text"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// Cuts the connection after `cut` chunks and resumes on a new one; returns the chunks the

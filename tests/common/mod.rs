@@ -244,3 +244,99 @@ pub fn catalog_titles() -> Vec<(String, String, String)> {
         .map(|p| (p.id, p.title, p.series))
         .collect()
 }
+
+/// `mangaassist` child processes, killed when the test ends however it ends.
+pub struct Processes(pub Vec<(String, std::process::Child)>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Processes {
+    /// Polls `GET /healthz` on each port until it answers 200, failing fast if a process exits.
+    pub async fn wait_healthy(&mut self, ports: impl IntoIterator<Item = (String, u16)>) {
+        let http = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        for (role, port) in ports {
+            loop {
+                for (name, child) in &mut self.0 {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        panic!("`mangaassist {name}` exited early: {status}");
+                    }
+                }
+                let ok = http
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(180),
+                    "{role} not healthy after 180 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Fixed free ports for every daemon and the gateway (child processes must know their peers
+/// before they start). Returns role → port.
+pub fn assign_ports(config: &mut Config) -> std::collections::BTreeMap<String, u16> {
+    let mut ports = std::collections::BTreeMap::new();
+    for (name, d) in config.mesh.daemons_mut() {
+        let port = free_port();
+        d.listen = format!("127.0.0.1:{port}");
+        d.endpoint = format!("http://127.0.0.1:{port}");
+        ports.insert(name.to_string(), port);
+    }
+    let gateway = free_port();
+    config.gateway.listen = format!("127.0.0.1:{gateway}");
+    ports.insert("gateway".into(), gateway);
+    ports
+}
+
+/// Frames of one message up to and including its `done` or `error`.
+pub async fn read_until_done(c: &mut WsClient, mid: &str) -> Vec<Value> {
+    let mut frames = vec![];
+    loop {
+        let f = c.next_frame().await;
+        if f["message_id"] != mid {
+            continue;
+        }
+        let t = f["type"].as_str().unwrap().to_string();
+        frames.push(f);
+        if t == "done" || t == "error" {
+            return frames;
+        }
+    }
+}
+
+/// (index, text) of the chunk frames.
+pub fn chunk_texts(frames: &[Value]) -> Vec<(u64, String)> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "chunk")
+        .map(|f| {
+            (
+                f["index"].as_u64().unwrap(),
+                f["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

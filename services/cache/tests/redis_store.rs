@@ -2,20 +2,18 @@
 //! the in-memory store, shared by replicas, real TTLs, and errors (not panics) when Redis dies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::RedisServer;
 use mangaassist_cache::{
     CacheDaemon, CacheEntry, CacheError, CacheStore, Clock, Partition, RedisCacheStore, SystemClock,
 };
 use mangaassist_config::Config;
 use mangaassist_embedding::{HashedNgrams, QueryEmbedder};
 use mangaassist_proto::v1::{self as pb, cache_service_server::CacheService};
+use mangaassist_testkit::RedisServer;
 use tonic::{Code, Request};
 
 const HOUR_MS: i64 = 3_600_000;

@@ -2,8 +2,6 @@
 //! daemon over gRPC with `memory.backend = "dynamodb"`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::{
     path::Path,
     sync::{
@@ -20,7 +18,7 @@ use mangaassist_config::{Config, DynamoDbSettings};
 use mangaassist_memory::{DynamoStore, MemoryDaemon, MemoryError, MemoryStore};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::ServeOptions;
-use support::{closed_port, moto};
+use mangaassist_testkit::{closed_port, moto};
 use tonic::Code;
 
 fn target(endpoint: &str) -> AwsTarget {
@@ -299,7 +297,7 @@ async fn a_session_belongs_to_its_first_writer() {
 async fn racing_claims_on_a_new_session_have_one_winner() {
     let (_, s) = store(Duration::ZERO).await;
     let upstream = moto().url.trim_start_matches("http://").to_string();
-    let proxy = support::serializing_proxy(&upstream).await;
+    let proxy = mangaassist_testkit::serializing_proxy(&upstream).await;
     // Eight replicas, each with its own client and connections.
     let mut replicas = Vec::new();
     for _ in 0..8 {

@@ -3,19 +3,17 @@
 //! another store instance (another gateway), and atomic appends under concurrent writers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::RedisServer;
 use futures::StreamExt;
 use mangaassist_resume::{
     BufferedFrame, RedisResumeStore, Replay, ResumeError, ResumeLimits, ResumeStore, StreamKey,
     replay_stream,
 };
+use mangaassist_testkit::RedisServer;
 
 fn key(m: &str) -> StreamKey {
     StreamKey::new("s1", m)

@@ -1,5 +1,4 @@
 //! A throwaway `redis-server` per test: free port, no persistence, killed on drop.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     io::{Read, Write},

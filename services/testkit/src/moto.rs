@@ -1,6 +1,5 @@
 //! A moto server (`moto_server`, PyPI `moto[server]`) for this test binary: started on first
 //! use on a free port, polled over HTTP until it answers, stopped when the binary exits.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::{
     io::{Read, Write},

@@ -1,0 +1,192 @@
+//! The product on its production backends: `mangaassist up` as a child process with memory
+//! on DynamoDB (moto_server), the cache and the resume buffer on Redis (redis-server), and
+//! retrieval on OpenSearch (the simulated OpenSearch in `mangaassist_retrieval::testing`,
+//! since no OpenSearch server can be installed here); a second gateway process shares Redis
+//! and resumes an answer the first one was streaming.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{WsClient, chunk_texts, read_until_done};
+use mangaassist_proto::v1 as pb;
+use mangaassist_retrieval::testing::FakeOpenSearch;
+use mangaassist_testkit::RedisServer;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
+    let redis = RedisServer::start();
+    let moto = mangaassist_testkit::moto();
+    let opensearch = FakeOpenSearch::start().await.unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(state.path(), &[]);
+    config.gateway.auth.required = false;
+    config.gateway.limits.user_messages_per_minute = 0;
+    config.gateway.predict_follow_ups = false;
+    // Tokens spaced out so the answer is still streaming when the client is cut.
+    config.generation.latency_profile = "realistic".into();
+    config.generation.fast.first_token_ms = 30;
+    config.generation.fast.tokens_per_second = 150.0;
+    config.generation.fast.jitter = 0.0;
+    config.generation.smart = config.generation.fast.clone();
+    config.generation.prefill_ms_per_1k_tokens = 0.0;
+    config.memory.backend = "dynamodb".into();
+    config.memory.dynamodb.endpoint_url = moto.url.clone();
+    config.memory.dynamodb.region = "us-east-1".into();
+    config.memory.dynamodb.create_tables = true;
+    let tables = format!("e2e-{}", std::process::id());
+    config.memory.dynamodb.sessions_table = format!("{tables}-sessions");
+    config.memory.dynamodb.users_table = format!("{tables}-users");
+    config.memory.dynamodb.orders_table = format!("{tables}-orders");
+    config.cache.backend = "redis".into();
+    config.gateway.resume_backend = "redis".into();
+    config.redis.url = redis.url();
+    config.retrieval.backend = "opensearch".into();
+    config.retrieval.opensearch.url = opensearch.url();
+    let ports = common::assign_ports(&mut config);
+    config.validate().unwrap();
+    let path_a = state.path().join("a.toml");
+    std::fs::write(&path_a, toml::to_string(&config).unwrap()).unwrap();
+    // Gateway B: same daemons, same Redis, its own port.
+    let port_b = common::free_port();
+    let mut config_b = config.clone();
+    config_b.gateway.listen = format!("127.0.0.1:{port_b}");
+    let path_b = state.path().join("b.toml");
+    std::fs::write(&path_b, toml::to_string(&config_b).unwrap()).unwrap();
+
+    let spawn = |path: &std::path::Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mangaassist"))
+            .arg("--config")
+            .arg(path)
+            .args(args)
+            // Static keys for the emulator; in production the standard chain (IRSA, ...).
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut procs = common::Processes(vec![("up".into(), spawn(&path_a, &["up"]))]);
+    procs
+        .wait_healthy(ports.iter().map(|(r, p)| (r.clone(), *p)))
+        .await;
+    procs.0.push((
+        "serve gateway".into(),
+        spawn(&path_b, &["serve", "gateway"]),
+    ));
+    procs
+        .wait_healthy([("gateway b".to_string(), port_b)])
+        .await;
+
+    // A grounded answer through every backend, not degraded.
+    let gw_a = format!("ws://127.0.0.1:{}/ws", ports["gateway"]);
+    let mut c = WsClient::connect(&gw_a).await;
+    let question = "do you have any dark fantasy manga in stock?";
+    let first = c.ask(question, "s-one").await;
+    let done = first.done().clone();
+    assert_eq!(done["degradation"], "full", "{done}");
+    assert!(
+        !done["product_ids"].as_array().unwrap().is_empty(),
+        "{done}"
+    );
+    assert!(
+        opensearch.request_count("POST", "_msearch") >= 1,
+        "retrieval did not query OpenSearch"
+    );
+    assert!(
+        opensearch.doc_count("mangaassist-manga_jp").unwrap_or(0) > 0,
+        "catalog not bulk-loaded"
+    );
+    // A repeated question in another session is served from the Redis cache once the
+    // (off-critical-path) cache write has landed.
+    let faq = "What payment methods do you accept?";
+    assert_eq!(c.ask(faq, "s-faq-1").await.done()["cache_hit"], false);
+    let cache =
+        mangaassist_client::CacheClient::connect(&format!("http://127.0.0.1:{}", ports["cache"]))
+            .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cache
+        .stats(std::time::Duration::from_secs(1))
+        .await
+        .unwrap()
+        .entries
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "answers never cached");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = c.ask(faq, "s-faq-2").await;
+    assert_eq!(second.done()["cache_hit"], true, "{}", second.done());
+    let keys = redis.command(&["KEYS", "ma:*"]);
+    assert!(keys.contains("ma:"), "nothing in Redis: {keys}");
+
+    // History went to DynamoDB: the memory daemon (backend = dynamodb) returns both turns,
+    // and no embedded store file was created.
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", ports["memory"]))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut memory = pb::memory_service_client::MemoryServiceClient::new(channel);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let turns = loop {
+        let h = memory
+            .get_history(pb::GetHistoryRequest {
+                session_id: "s-one".into(),
+                user_id: "u-demo".into(),
+                limit: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if h.turns.len() >= 2 || std::time::Instant::now() > deadline {
+            break h.turns;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(turns.len() >= 2, "{turns:?}");
+    assert!(!state.path().join("memory.redb").exists());
+
+    // Cut on gateway A mid-answer, resume on gateway B from the shared Redis buffer.
+    let mut a = WsClient::connect(&gw_a).await;
+    a.send_json(json!({"action":"query","text":"What is your shipping policy to Osaka?","session_id":"s-cut","message_id":"m-cut"}))
+        .await;
+    let mut got = vec![];
+    while got.len() < 2 {
+        let f = a.next_frame().await;
+        if f["type"] == "chunk" {
+            got.push((
+                f["index"].as_u64().unwrap(),
+                f["text"].as_str().unwrap().to_string(),
+            ));
+        }
+        assert_ne!(f["type"], "done", "answer ended before the cut: {f}");
+    }
+    drop(a);
+    let mut b = WsClient::connect(&format!("ws://127.0.0.1:{port_b}/ws")).await;
+    b.send_json(json!({"action":"resume","session_id":"s-cut","message_id":"m-cut","last_chunk_idx":got.last().unwrap().0}))
+        .await;
+    let rest = read_until_done(&mut b, "m-cut").await;
+    let done = rest.last().unwrap().clone();
+    assert_eq!(done["type"], "done", "{rest:?}");
+    got.extend(chunk_texts(&rest));
+    let idx: Vec<u64> = got.iter().map(|(i, _)| *i).collect();
+    assert_eq!(
+        idx,
+        (0..done["chunks"].as_u64().unwrap()).collect::<Vec<_>>(),
+        "chunks lost or repeated across gateways"
+    );
+    // A full replay on B equals what the client assembled.
+    b.send_json(
+        json!({"action":"resume","session_id":"s-cut","message_id":"m-cut","last_chunk_idx":-1}),
+    )
+    .await;
+    assert_eq!(chunk_texts(&read_until_done(&mut b, "m-cut").await), got);
+}

@@ -84,11 +84,9 @@ pub async fn connect_resume_store(
 ) -> Result<Option<Arc<dyn ResumeStore>>, GatewayError> {
     match config.gateway.resume_backend.as_str() {
         "redis" => {
-            let store = mangaassist_resume::RedisResumeStore::connect(
-                &config.redis,
-                resume_limits(config),
-            )
-            .await?;
+            let store =
+                mangaassist_resume::RedisResumeStore::connect(&config.redis, resume_limits(config))
+                    .await?;
             Ok(Some(Arc::new(store)))
         }
         _ => Ok(None),

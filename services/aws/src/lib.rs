@@ -29,9 +29,7 @@ pub struct AwsTarget {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
-    #[error(
-        "no AWS region: set {field} or AWS_REGION (or a region in the AWS profile)"
-    )]
+    #[error("no AWS region: set {field} or AWS_REGION (or a region in the AWS profile)")]
     NoRegion { field: String },
 }
 

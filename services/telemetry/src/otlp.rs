@@ -94,7 +94,10 @@ impl RoutingExporter {
             .unwrap_or_else(|| self.process_service.clone())
     }
 
-    fn exporter(&self, service: &str) -> Result<Arc<opentelemetry_otlp::SpanExporter>, OTelSdkError> {
+    fn exporter(
+        &self,
+        service: &str,
+    ) -> Result<Arc<opentelemetry_otlp::SpanExporter>, OTelSdkError> {
         let mut map = self.exporters.lock();
         if let Some(e) = map.get(service) {
             return Ok(e.clone());
@@ -112,7 +115,10 @@ impl RoutingExporter {
     }
 }
 
-fn build(endpoint: &Endpoint, service: &str) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+fn build(
+    endpoint: &Endpoint,
+    service: &str,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary);
@@ -123,7 +129,11 @@ fn build(endpoint: &Endpoint, service: &str) -> Result<opentelemetry_otlp::SpanE
         .build()
         .map_err(|e| TelemetryError::Otlp(format!("{e} (only OTLP/HTTP protobuf is built in; point the endpoint at the collector's port 4318)")))?;
     // `Resource::builder` also reads OTEL_RESOURCE_ATTRIBUTES.
-    exporter.set_resource(&Resource::builder().with_service_name(service.to_string()).build());
+    exporter.set_resource(
+        &Resource::builder()
+            .with_service_name(service.to_string())
+            .build(),
+    );
     Ok(exporter)
 }
 
@@ -185,8 +195,16 @@ mod tests {
         assert_eq!(endpoint(&s, env(&[])), None);
         assert_eq!(endpoint(&s, env(&[(ENDPOINT, "  ")])), None);
         assert_eq!(
-            endpoint(&s, env(&[(ENDPOINT, "http://c:4318"), (TRACES_ENDPOINT, "http://t/v1/traces")])),
-            Some(Endpoint::Env(format!("{TRACES_ENDPOINT}=http://t/v1/traces")))
+            endpoint(
+                &s,
+                env(&[
+                    (ENDPOINT, "http://c:4318"),
+                    (TRACES_ENDPOINT, "http://t/v1/traces")
+                ])
+            ),
+            Some(Endpoint::Env(format!(
+                "{TRACES_ENDPOINT}=http://t/v1/traces"
+            )))
         );
         assert_eq!(
             endpoint(&s, env(&[(ENDPOINT, "http://c:4318")])),

@@ -671,11 +671,7 @@ impl DynamoStore {
                         AttributeValue::B(Blob::new(o.encode_to_vec())),
                     ),
                 ]);
-                let put = PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(build_error)?;
-                puts.push(WriteRequest::builder().put_request(put).build());
+                puts.push(put_request(item)?);
             }
             // New rows first: a reader never sees the order missing, at worst twice.
             self.batch_write(&table, puts).await?;
@@ -707,11 +703,7 @@ impl DynamoStore {
                     AttributeValue::B(Blob::new(p.encode_to_vec())),
                 ),
             ]);
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(build_error)?;
-            puts.push(WriteRequest::builder().put_request(put).build());
+            puts.push(put_request(item)?);
         }
         let table = self.tables.users.clone();
         self.batch_write(&table, puts).await
@@ -973,4 +965,13 @@ impl MemoryStore for DynamoStore {
         self.write_profiles(profiles).await?;
         self.write_orders(orders).await
     }
+}
+
+/// One item of a `BatchWriteItem` put.
+fn put_request(item: HashMap<String, AttributeValue>) -> Result<WriteRequest, MemoryError> {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(build_error)?;
+    Ok(WriteRequest::builder().put_request(put).build())
 }

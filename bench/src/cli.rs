@@ -96,6 +96,10 @@ pub struct RunArgs {
     /// Make every text unique so the exact-match cache misses (semantic hits may still happen).
     #[arg(long)]
     pub unique: bool,
+    /// Start a new conversation after about this many messages per virtual user (0: one
+    /// session per virtual user for the whole run). Long sessions make history reads grow.
+    #[arg(long, default_value_t = 0)]
+    pub turns_per_session: u64,
     /// First messages of each intent flagged as warm-up and excluded from statistics.
     #[arg(long, default_value_t = 5)]
     pub warmup: u64,
@@ -424,6 +428,7 @@ async fn run_command(args: RunArgs, ctx: &BenchContext) -> Result<(), BenchError
         seed: args.seed,
         progress: !args.quiet && std::io::stderr().is_terminal(),
         overhead,
+        turns_per_session: args.turns_per_session,
     };
     let results = driver::run(&cfg, &mix).await?;
     let out = args

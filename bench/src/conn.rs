@@ -118,6 +118,7 @@ impl Exchange {
 struct Request {
     message_id: String,
     text: String,
+    session_id: Option<String>,
     reply: oneshot::Sender<Exchange>,
 }
 
@@ -154,11 +155,17 @@ impl Connection {
 
     /// Sends one query; the receiver yields the exchange when `done`, an `error`, the timeout
     /// or a dropped connection ends it. Never hangs longer than the timeout.
-    pub fn send(&self, message_id: String, text: String) -> oneshot::Receiver<Exchange> {
+    pub fn send(
+        &self,
+        message_id: String,
+        text: String,
+        session_id: Option<String>,
+    ) -> oneshot::Receiver<Exchange> {
         let (reply, rx) = oneshot::channel();
         if let Err(e) = self.tx.try_send(Request {
             message_id,
             text,
+            session_id,
             reply,
         }) {
             let req = match e {
@@ -195,12 +202,15 @@ async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Durati
         tokio::select! {
             req = rx.recv(), if accepting => match req {
                 Some(req) => {
-                    let frame = serde_json::json!({
+                    let mut frame = serde_json::json!({
                         "action": "query",
                         "text": req.text,
                         "message_id": req.message_id,
-                    })
-                    .to_string();
+                    });
+                    if let Some(session) = req.session_id {
+                        frame["session_id"] = session.into();
+                    }
+                    let frame = frame.to_string();
                     let sent_at = Instant::now();
                     // A peer that stops reading must not stall this task past the timeout.
                     let sent = tokio::time::timeout(timeout, sink.send(Message::text(frame)))

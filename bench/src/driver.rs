@@ -80,6 +80,9 @@ pub struct RunConfig {
     pub seed: u64,
     pub progress: bool,
     pub overhead: bool,
+    /// Start a new session (conversation) after about this many messages per virtual user;
+    /// 0 keeps one session per virtual user for the whole run.
+    pub turns_per_session: u64,
 }
 
 impl RunConfig {
@@ -102,6 +105,7 @@ impl RunConfig {
             seed: 1,
             progress: false,
             overhead: false,
+            turns_per_session: 0,
         }
     }
 
@@ -146,6 +150,8 @@ struct Meta {
     vu: u32,
     message_id: String,
     text: String,
+    /// `None`: the connection's session.
+    session_id: Option<String>,
     expected_intent: String,
     warmup: bool,
     late_ms: Option<f64>,
@@ -244,6 +250,7 @@ pub async fn run(cfg: &RunConfig, mix: &QueryMix) -> Result<Results, BenchError>
             intents: shared.mix.intents().to_vec(),
             store: cfg.store.clone(),
             unique: cfg.unique,
+            turns_per_session: cfg.turns_per_session,
             seed: cfg.seed,
             overhead: cfg.overhead,
             auth: cfg.token.label().to_string(),
@@ -272,10 +279,17 @@ impl Shared {
         } else {
             pick.text.to_string()
         };
+        // Messages are spread over the virtual users, so every `turns * vus` messages each
+        // user has had about `turns` in the current session.
+        let session_id = (self.cfg.turns_per_session > 0).then(|| {
+            let per_round = self.cfg.turns_per_session * self.cfg.vus.max(1) as u64;
+            format!("bench-{}-vu{vu}-s{}", self.run_id, k / per_round)
+        });
         Meta {
             vu: vu as u32,
             message_id: format!("{}-{k}", self.run_id),
             text,
+            session_id,
             expected_intent: pick.intent.to_string(),
             warmup: pick.seq_in_intent < self.cfg.warmup_per_intent,
             late_ms,
@@ -352,7 +366,11 @@ async fn closed_loop(
                 }
                 let Some(c) = conn.as_ref() else { continue };
                 counters.sent += 1;
-                let rx = c.send(meta.message_id.clone(), meta.text.clone());
+                let rx = c.send(
+                    meta.message_id.clone(),
+                    meta.text.clone(),
+                    meta.session_id.clone(),
+                );
                 let ex = rx.await.unwrap_or_else(|_| {
                     let mut ex = exchange_at(Instant::now());
                     ex.error = Some(("connection_closed".into(), "connection task ended".into()));
@@ -441,7 +459,11 @@ async fn open_loop(
         counters.sent += 1;
         per_conn[vu].fetch_add(1, Ordering::AcqRel);
         total_in_flight.fetch_add(1, Ordering::AcqRel);
-        let rx = c.send(meta.message_id.clone(), meta.text.clone());
+        let rx = c.send(
+            meta.message_id.clone(),
+            meta.text.clone(),
+            meta.session_id.clone(),
+        );
         let slot = per_conn[vu].clone();
         let total = total_in_flight.clone();
         let clock = shared.clock.clone();

@@ -70,8 +70,16 @@ impl FakeConfig {
 /// A running fake; stops (with all its connections) when dropped.
 pub struct FakeGateway {
     pub addr: SocketAddr,
-    queries: Arc<AtomicU64>,
+    seen: Arc<Seen>,
     task: JoinHandle<()>,
+}
+
+/// What the fake received.
+#[derive(Default)]
+struct Seen {
+    queries: AtomicU64,
+    /// Queries per `session_id` field (`""` for queries without one).
+    sessions: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl FakeGateway {
@@ -85,13 +93,9 @@ impl FakeGateway {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let queries = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(accept_loop(listener, Arc::new(cfg), queries.clone()));
-        Self {
-            addr,
-            queries,
-            task,
-        }
+        let seen = Arc::new(Seen::default());
+        let task = tokio::spawn(accept_loop(listener, Arc::new(cfg), seen.clone()));
+        Self { addr, seen, task }
     }
 
     pub fn url(&self) -> String {
@@ -100,7 +104,16 @@ impl FakeGateway {
 
     /// Queries received so far.
     pub fn queries(&self) -> u64 {
-        self.queries.load(Ordering::Relaxed)
+        self.seen.queries.load(Ordering::Relaxed)
+    }
+
+    /// Queries received per `session_id` field (`""`: the query named none).
+    pub fn sessions(&self) -> std::collections::BTreeMap<String, u64> {
+        self.seen
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Serves until the task ends (it does not, unless the listener fails).
@@ -115,7 +128,7 @@ impl Drop for FakeGateway {
     }
 }
 
-async fn accept_loop(listener: TcpListener, cfg: Arc<FakeConfig>, queries: Arc<AtomicU64>) {
+async fn accept_loop(listener: TcpListener, cfg: Arc<FakeConfig>, seen: Arc<Seen>) {
     // Dropping the set (when this task is aborted) aborts every connection.
     let mut conns = JoinSet::new();
     loop {
@@ -123,7 +136,7 @@ async fn accept_loop(listener: TcpListener, cfg: Arc<FakeConfig>, queries: Arc<A
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(connection(stream, cfg.clone(), queries.clone()));
+                    conns.spawn(connection(stream, cfg.clone(), seen.clone()));
                 }
                 // Out of file descriptors: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -133,7 +146,7 @@ async fn accept_loop(listener: TcpListener, cfg: Arc<FakeConfig>, queries: Arc<A
     }
 }
 
-async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, queries: Arc<AtomicU64>) {
+async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, seen: Arc<Seen>) {
     let required = cfg.require_token.clone();
     // The handshake callback's signature is tungstenite's, large error type included.
     #[allow(clippy::result_large_err)]
@@ -188,7 +201,18 @@ async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, queries
                 let _ = tx.send(json!({"type":"pong"}).to_string());
             }
             Some("query") => {
-                queries.fetch_add(1, Ordering::Relaxed);
+                seen.queries.fetch_add(1, Ordering::Relaxed);
+                let session = frame
+                    .get("session_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                *seen
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(session)
+                    .or_default() += 1;
                 let id = frame
                     .get("message_id")
                     .and_then(Value::as_str)

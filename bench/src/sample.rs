@@ -164,6 +164,8 @@ pub struct RunRecord {
     pub intents: Vec<String>,
     pub store: Option<String>,
     pub unique: bool,
+    /// Messages per virtual user per session; 0 = one session for the whole run.
+    pub turns_per_session: u64,
     pub seed: u64,
     pub overhead: bool,
     /// `mint` (HS256 JWT per virtual user), `fixed` or `none`.

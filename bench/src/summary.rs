@@ -316,9 +316,14 @@ pub fn render_summary(results: &Results, overhead: bool) -> String {
     let _ = writeln!(md, "- {load}; gateway `{}`, auth `{}`", r.url, r.auth);
     let _ = writeln!(
         md,
-        "- {} per intent excluded as warm-up · unique texts: {} · store: {} · timeout {} ms · seed {}",
+        "- {} per intent excluded as warm-up · unique texts: {} · sessions: {} · store: {} · timeout {} ms · seed {}",
         r.warmup_per_intent,
         if r.unique { "yes" } else { "no" },
+        if r.turns_per_session == 0 {
+            "one per virtual user".to_string()
+        } else {
+            format!("new every ~{} turns", r.turns_per_session)
+        },
         r.store.as_deref().unwrap_or("default"),
         fmt_ms(r.timeout_ms),
         r.seed

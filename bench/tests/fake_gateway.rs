@@ -103,6 +103,45 @@ async fn closed_loop_records_every_message() {
 }
 
 #[tokio::test]
+async fn sessions_rotate_after_the_given_number_of_turns() {
+    let gw = fake(&[]).await;
+    // Without the option every query uses its connection's session (no field sent).
+    let r = run(&RunConfig::closed(gw.url(), 1, 6), &mix())
+        .await
+        .unwrap();
+    assert_eq!(r.counters.answered, 6);
+    assert_eq!(
+        gw.sessions().into_iter().collect::<Vec<_>>(),
+        [(String::new(), 6)]
+    );
+
+    let gw = fake(&[]).await;
+    let mut cfg = RunConfig::closed(gw.url(), 1, 7);
+    cfg.turns_per_session = 3;
+    let r = run(&cfg, &mix()).await.unwrap();
+    assert_eq!(r.counters.answered, 7);
+    assert_eq!(r.run.turns_per_session, 3);
+    let sessions = gw.sessions();
+    let mut sizes: Vec<u64> = sessions.values().copied().collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [1, 3, 3], "{sessions:?}");
+    assert!(
+        sessions.keys().all(|k| k.contains("-vu0-s")),
+        "{sessions:?}"
+    );
+
+    // Two users: sessions are per user, so no session is shared between them.
+    let gw = fake(&[]).await;
+    let mut cfg = RunConfig::closed(gw.url(), 2, 40);
+    cfg.turns_per_session = 5;
+    run(&cfg, &mix()).await.unwrap();
+    let sessions = gw.sessions();
+    assert_eq!(sessions.values().sum::<u64>(), 40);
+    assert!(sessions.len() >= 8, "{sessions:?}");
+    assert!(sessions.values().all(|&n| n <= 10), "{sessions:?}");
+}
+
+#[tokio::test]
 async fn open_loop_sends_on_schedule_over_all_connections() {
     let gw = fake(&[("faq", 5)]).await;
     let mut cfg = RunConfig::closed(gw.url(), 2, 40);

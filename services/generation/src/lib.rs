@@ -48,6 +48,8 @@ mod prompts;
 mod registry;
 mod service;
 mod simulated;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tokens;
 
 use std::path::PathBuf;

@@ -11,8 +11,6 @@ use std::{
     time::Duration,
 };
 
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::{
     Router,
     body::Body,
@@ -26,6 +24,7 @@ use futures::StreamExt;
 use mangaassist_aws::AwsTarget;
 use mangaassist_client::GenerationClient;
 use mangaassist_config::{BedrockSettings, Config};
+use mangaassist_generation::testing::{answer, delta, exception, message_start};
 use mangaassist_generation::{
     BedrockBackend, GenerationDaemon, GenerationError, ModelBackend, ModelDone, ModelEvent,
     ModelStream, PromptStyle, RenderedPrompt, StopReason,
@@ -162,74 +161,6 @@ async fn fake(
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}"), rx)
-}
-
-fn frame(headers: [(&str, &str); 3], payload: serde_json::Value) -> Bytes {
-    let mut message = Message::new(payload.to_string().into_bytes());
-    for (name, value) in headers {
-        message = message.add_header(Header::new(
-            name.to_string(),
-            HeaderValue::String(value.to_string().into()),
-        ));
-    }
-    let mut buf = Vec::new();
-    write_message_to(&message, &mut buf).unwrap();
-    buf.into()
-}
-
-fn event(kind: &str, payload: serde_json::Value) -> Bytes {
-    frame(
-        [
-            (":message-type", "event"),
-            (":event-type", kind),
-            (":content-type", "application/json"),
-        ],
-        payload,
-    )
-}
-
-fn exception(kind: &str, message: &str) -> Bytes {
-    frame(
-        [
-            (":message-type", "exception"),
-            (":exception-type", kind),
-            (":content-type", "application/json"),
-        ],
-        serde_json::json!({ "message": message }),
-    )
-}
-
-fn start() -> Bytes {
-    event("messageStart", serde_json::json!({"role": "assistant"}))
-}
-
-fn delta(text: &str) -> Bytes {
-    event(
-        "contentBlockDelta",
-        serde_json::json!({"contentBlockIndex": 0, "delta": {"text": text}}),
-    )
-}
-
-/// A whole answer: start, the deltas, stop and usage.
-fn answer(tokens: &[&str], stop: &str, usage: (u32, u32)) -> Vec<Bytes> {
-    let mut frames = vec![start()];
-    frames.extend(tokens.iter().map(|t| delta(t)));
-    frames.push(event(
-        "contentBlockStop",
-        serde_json::json!({"contentBlockIndex": 0}),
-    ));
-    frames.push(event(
-        "messageStop",
-        serde_json::json!({"stopReason": stop}),
-    ));
-    frames.push(event(
-        "metadata",
-        serde_json::json!({
-            "usage": {"inputTokens": usage.0, "outputTokens": usage.1, "totalTokens": usage.0 + usage.1},
-            "metrics": {"latencyMs": 42},
-        }),
-    ));
-    frames
 }
 
 const TOKENS: &[&str] = &[
@@ -424,7 +355,7 @@ async fn throttles_before_the_first_token_are_retried_within_the_budget() {
         // Throttled before the response, then inside the stream before any text.
         0 => Reply::Error(429, "ThrottlingException", "Too many requests, please wait"),
         1 => Reply::Frames(vec![
-            start(),
+            message_start(),
             exception("throttlingException", "Too many tokens, please wait"),
         ]),
         _ => Reply::Frames(answer(&TOKENS[..3], "max_tokens", (100, 3))),
@@ -509,7 +440,7 @@ async fn no_retry_when_the_back_off_does_not_fit_the_deadline() {
 async fn a_throttle_after_the_first_token_is_an_error_not_a_retry() {
     let (url, mut seen) = fake(|_, _| {
         Reply::Frames(vec![
-            start(),
+            message_start(),
             delta("Hello"),
             delta(" there"),
             exception("throttlingException", "Too many tokens"),
@@ -533,7 +464,7 @@ async fn a_stream_cut_midway_is_an_error_and_nothing_is_repeated() {
     let cut = Mutex::new(Some(cut));
     let (url, mut seen) = fake(move |_, _| {
         Reply::Cut(
-            vec![start(), delta(TOKENS[0]), delta(TOKENS[1])],
+            vec![message_start(), delta(TOKENS[0]), delta(TOKENS[1])],
             cut.lock().unwrap().take().expect("one call"),
         )
     })
@@ -596,7 +527,7 @@ async fn the_calls_operation_timeout_is_the_callers_deadline() {
 
 #[tokio::test]
 async fn a_clean_end_without_message_stop_is_an_error() {
-    let (url, _seen) = fake(|_, _| Reply::Frames(vec![start(), delta("Hi")])).await;
+    let (url, _seen) = fake(|_, _| Reply::Frames(vec![message_start(), delta("Hi")])).await;
     let b = backend(&url, |_| {}).await;
     let got = collect(run(&b, pb::ModelTier::Fast, None)).await;
     let e = got.error.expect("an error");
@@ -642,7 +573,7 @@ async fn dropping_the_stream_closes_the_upstream_body() {
     let fired_tx = Mutex::new(Some(fired_tx));
     let (url, _seen) = fake(move |_, _| {
         Reply::Hang(
-            vec![start(), delta("Hello")],
+            vec![message_start(), delta("Hello")],
             fired_tx.lock().unwrap().take().expect("one call"),
         )
     })
@@ -824,4 +755,53 @@ async fn grpc_daemon_with_the_bedrock_backend_streams_and_reports_the_model_used
         !system.is_empty() && !system.contains("{store_id}"),
         "{system}"
     );
+}
+
+/// The simulated Bedrock endpoint that `mangaassist-standins` and the backend benchmark run
+/// must read through the real SDK like the scripted server above: whole answers, usage, the
+/// `maxTokens` cap as a stop reason, and a count of the calls answered.
+#[tokio::test]
+async fn the_simulated_endpoint_streams_through_the_real_sdk() {
+    use mangaassist_generation::testing::{SimulatedAnswer, SimulatedBedrock};
+    let sim = SimulatedBedrock::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SimulatedAnswer {
+            tokens: 10,
+            ..SimulatedAnswer::default()
+        },
+    )
+    .await
+    .unwrap();
+    let b = backend(&sim.url(), |s| s.warm_up = false).await;
+    let got = collect(run(&b, pb::ModelTier::Fast, Some(Duration::from_secs(10)))).await;
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert_eq!(got.tokens.len(), 10);
+    assert!(
+        got.tokens.concat().starts_with("Simulated answer to: "),
+        "{:?}",
+        got.tokens
+    );
+    let done = got.done.unwrap();
+    assert_eq!(done.stop_reason, StopReason::EndTurn);
+    assert_eq!(done.output_tokens, 10);
+    assert!(done.input_tokens > 0);
+    assert_eq!(done.model.as_deref(), Some(FAST));
+    sim.stop().await;
+
+    // Longer than the request's maxTokens (64): cut there, reported as such.
+    let sim = SimulatedBedrock::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SimulatedAnswer {
+            tokens: 500,
+            ..SimulatedAnswer::default()
+        },
+    )
+    .await
+    .unwrap();
+    let b = backend(&sim.url(), |s| s.warm_up = false).await;
+    let got = collect(run(&b, pb::ModelTier::Smart, Some(Duration::from_secs(10)))).await;
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert_eq!(got.tokens.len(), 64);
+    assert_eq!(got.done.unwrap().stop_reason, StopReason::MaxTokens);
+    assert_eq!(sim.calls(), 1);
 }

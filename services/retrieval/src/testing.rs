@@ -39,6 +39,7 @@ use axum::{
     extract::State as AxumState,
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
+    serve::ListenerExt as _,
 };
 use base64::Engine as _;
 use parking_lot::Mutex;
@@ -92,18 +93,28 @@ struct State {
 impl FakeOpenSearch {
     /// Starts the simulation on a free loopback port, without authentication.
     pub async fn start() -> std::io::Result<Self> {
-        Self::start_inner(None).await
+        Self::start_inner(SocketAddr::from(([127, 0, 0, 1], 0)), None).await
+    }
+
+    /// Starts the simulation on `addr`, without authentication (for a stand-in process that
+    /// other processes are pointed at).
+    pub async fn start_at(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_inner(addr, None).await
     }
 
     /// Starts the simulation requiring HTTP basic auth with these credentials (as the
     /// security plugin does: 401 without them).
     pub async fn start_with_basic_auth(user: &str, password: &str) -> std::io::Result<Self> {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        Self::start_inner(Some(format!("Basic {token}"))).await
+        Self::start_inner(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some(format!("Basic {token}")),
+        )
+        .await
     }
 
-    async fn start_inner(auth: Option<String>) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    async fn start_inner(addr: SocketAddr, auth: Option<String>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -112,6 +123,10 @@ impl FakeOpenSearch {
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // Small responses must not wait for the client's delayed ACK (Nagle).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;

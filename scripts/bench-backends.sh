@@ -175,7 +175,8 @@ def stage_values(samples, stage):
 stages = ["embed", "intent", "cache", "history", "profile", "orders", "retrieval", "context_assembly", "first_token", "streaming"]
 seen = sorted({st["stage"] for ss in data.values() for s in ss for st in s.get("stages", [])})
 stages = [s for s in stages if s in seen] + [s for s in seen if s not in stages]
-print(f"# Added latency per backend (overhead benchmark, 1 stream, unique texts)\n")
+print(f"# Added latency per backend (overhead benchmark, 1 stream, unique texts, new session every 10 turns)\n")
+print(f"Command: `scripts/bench-backends.sh` — runs per backend: {max(len(glob.glob(os.path.join(out, b + '-*', 'results.json'))) for b in only)}\n")
 print(f"machine: {machine['cpus']} × {machine['cpu_model']}, {machine['os']}, commit {machine['git_commit'][:12]}{' (dirty)' if machine.get('git_dirty') else ''}\n")
 base = data.get("embedded")
 print("| backend | n | cache hits | TTFT p50 | TTFT p99 | e2e p50 | e2e p99 | Δ TTFT p50 vs embedded | Δ TTFT p99 |")

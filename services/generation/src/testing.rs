@@ -29,11 +29,10 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
-    serve::ListenerExt as _,
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::{sync::oneshot, task::JoinHandle};
+use mangaassist_server::LocalHttpServer;
 
 /// One event-stream frame with three string headers and a JSON payload.
 pub fn frame(headers: [(&str, &str); 3], payload: &serde_json::Value) -> Bytes {
@@ -147,16 +146,14 @@ struct Shared {
 
 /// The running simulation. Dropping it stops the server.
 pub struct SimulatedBedrock {
-    addr: SocketAddr,
+    server: LocalHttpServer,
     calls: Arc<AtomicUsize>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for SimulatedBedrock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimulatedBedrock")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .finish()
     }
 }
@@ -164,8 +161,6 @@ impl std::fmt::Debug for SimulatedBedrock {
 impl SimulatedBedrock {
     /// Serves on `addr` (`127.0.0.1:0` for a free port).
     pub async fn start(addr: SocketAddr, answer: SimulatedAnswer) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
         let calls = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
             .route("/model/{model_id}/converse-stream", post(converse_stream))
@@ -180,35 +175,18 @@ impl SimulatedBedrock {
                 answer,
                 calls: calls.clone(),
             });
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            // Deltas are small writes: without TCP_NODELAY, Nagle's algorithm holds them
-            // until the client's delayed ACK (~40 ms), which no real endpoint does.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(Self {
-            addr,
-            calls,
-            shutdown: Some(tx),
-            task: Some(task),
-        })
+        let server = LocalHttpServer::start(addr, app).await?;
+        Ok(Self { server, calls })
     }
 
     /// `http://<addr>`: the `generation.bedrock.endpoint_url` to use.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// ConverseStream calls answered so far.
@@ -216,22 +194,9 @@ impl SimulatedBedrock {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// Stops accepting and waits for the server task.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SimulatedBedrock {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    /// Stops accepting and waits for in-flight answers to finish.
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

@@ -39,12 +39,11 @@ use axum::{
     extract::State as AxumState,
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
-    serve::ListenerExt as _,
 };
 use base64::Engine as _;
+use mangaassist_server::LocalHttpServer;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
-use tokio::{sync::oneshot, task::JoinHandle};
 
 /// BM25 parameters (Lucene's defaults, which OpenSearch uses).
 const K1: f32 = 1.2;
@@ -60,16 +59,14 @@ const ENGLISH_STOPWORDS: &[&str] = &[
 
 /// The running simulation. Dropping it stops the server.
 pub struct FakeOpenSearch {
-    addr: SocketAddr,
+    server: LocalHttpServer,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for FakeOpenSearch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeOpenSearch")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .finish()
     }
 }
@@ -114,50 +111,27 @@ impl FakeOpenSearch {
     }
 
     async fn start_inner(addr: SocketAddr, auth: Option<String>) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             auth,
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            // Small responses must not wait for the client's delayed ACK (Nagle).
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(Self {
-            addr,
-            shared,
-            shutdown: Some(tx),
-            task: Some(task),
-        })
+        let server = LocalHttpServer::start(addr, app).await?;
+        Ok(Self { server, shared })
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Stops accepting connections and waits for the server to finish.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 
     /// From now on answer every request with 503 (`true`) or normally (`false`).
@@ -193,17 +167,6 @@ impl FakeOpenSearch {
             .indices
             .get(index)
             .map(|i| i.live.len())
-    }
-}
-
-impl Drop for FakeOpenSearch {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The product on its production backends: `mangaassist up` as a child process with memory
 //! on DynamoDB (moto_server), the cache and the resume buffer on Redis (redis-server), and
-//! retrieval on OpenSearch (the simulated OpenSearch in `mangaassist_retrieval::testing`,
+//! retrieval on OpenSearch (the simulated OpenSearch in `mangaassist_standins::opensearch`,
 //! since no OpenSearch server can be installed here); a second gateway process shares Redis
 //! and resumes an answer the first one was streaming.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::{WsClient, chunk_texts, read_until_done};
 use mangaassist_proto::v1 as pb;
-use mangaassist_retrieval::testing::FakeOpenSearch;
+use mangaassist_standins::opensearch::FakeOpenSearch;
 use mangaassist_testkit::RedisServer;
 use serde_json::json;
 

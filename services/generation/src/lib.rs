@@ -48,8 +48,6 @@ mod prompts;
 mod registry;
 mod service;
 mod simulated;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod tokens;
 
 use std::path::PathBuf;

@@ -24,7 +24,7 @@ use futures::StreamExt;
 use mangaassist_aws::AwsTarget;
 use mangaassist_client::GenerationClient;
 use mangaassist_config::{BedrockSettings, Config};
-use mangaassist_generation::testing::{answer, delta, exception, message_start};
+use mangaassist_standins::bedrock::{answer, delta, exception, message_start};
 use mangaassist_generation::{
     BedrockBackend, GenerationDaemon, GenerationError, ModelBackend, ModelDone, ModelEvent,
     ModelStream, PromptStyle, RenderedPrompt, StopReason,
@@ -762,7 +762,7 @@ async fn grpc_daemon_with_the_bedrock_backend_streams_and_reports_the_model_used
 /// `maxTokens` cap as a stop reason, and a count of the calls answered.
 #[tokio::test]
 async fn the_simulated_endpoint_streams_through_the_real_sdk() {
-    use mangaassist_generation::testing::{SimulatedAnswer, SimulatedBedrock};
+    use mangaassist_standins::bedrock::{SimulatedAnswer, SimulatedBedrock};
     let sim = SimulatedBedrock::start(
         "127.0.0.1:0".parse().unwrap(),
         SimulatedAnswer {

@@ -5,15 +5,13 @@
 //! disk. The engine sits behind [`SearchBackend`]: the embedded backend (in-process, the
 //! default) or [`OpenSearchBackend`] (`retrieval.backend = "opensearch"`: k-NN and BM25 in
 //! OpenSearch, fused here the same way), without changing the gRPC service. With the
-//! `testing` feature, [`testing`] offers a local simulation of the OpenSearch REST subset
+//! `mangaassist-standins` crate (testing/standins) simulates the OpenSearch REST subset
 //! the backend uses.
 
 mod ann;
 mod backend;
 mod bm25;
 mod opensearch;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod text;
 mod vectors;
 

@@ -12,8 +12,8 @@ use mangaassist_proto::v1 as pb;
 use mangaassist_retrieval::{
     HybridParams, LocalBackend, OpenSearchBackend, OpenSearchConfig, ProductFilter,
     RetrievalDaemon, RetrievalError, SearchBackend, SearchQuery, catalog_vectors,
-    testing::FakeOpenSearch,
 };
+use mangaassist_standins::opensearch::FakeOpenSearch;
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")

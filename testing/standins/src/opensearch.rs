@@ -41,7 +41,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::Engine as _;
-use mangaassist_server::LocalHttpServer;
+use crate::LocalHttpServer;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 

@@ -4,8 +4,8 @@
 //! neither a cluster nor an AWS account (`scripts/bench-backends.sh` uses them).
 //!
 //! Neither is the real service: the OpenSearch simulation does exact k-NN and BM25 in memory
-//! (see `mangaassist_retrieval::testing`); the Bedrock simulation restates the question with
-//! filler words (see `mangaassist_generation::testing`). Numbers measured against them are
+//! (see `mangaassist_standins::opensearch`); the Bedrock simulation restates the question with
+//! filler words (see `mangaassist_standins::bedrock`). Numbers measured against them are
 //! the cost of the client path (HTTP, serialisation, event-stream decoding, fusion), not of
 //! the services.
 
@@ -13,8 +13,8 @@ use std::{io::Write as _, net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use mangaassist_generation::testing::{SimulatedAnswer, SimulatedBedrock};
-use mangaassist_retrieval::testing::FakeOpenSearch;
+use mangaassist_standins::bedrock::{SimulatedAnswer, SimulatedBedrock};
+use mangaassist_standins::opensearch::FakeOpenSearch;
 
 #[derive(Parser)]
 #[command(

@@ -1,4 +1,4 @@
-//! Test and benchmark helpers for the Bedrock backend (feature `testing`): AWS event-stream
+//! Test and benchmark helpers for the Bedrock backend: AWS event-stream
 //! frames as Bedrock's ConverseStream sends them, and [`SimulatedBedrock`], a **simulated**
 //! Bedrock runtime endpoint that answers every ConverseStream call with a deterministic text.
 //!
@@ -32,7 +32,7 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use mangaassist_server::LocalHttpServer;
+use crate::LocalHttpServer;
 
 /// One event-stream frame with three string headers and a JSON payload.
 pub fn frame(headers: [(&str, &str); 3], payload: &serde_json::Value) -> Bytes {

@@ -4,7 +4,6 @@
 
 mod fault;
 mod http_routes;
-mod local_http;
 mod rpc_span;
 mod shutdown;
 
@@ -25,7 +24,6 @@ use tonic::{server::NamedService, service::Routes, transport::server::TcpIncomin
 use tower::Service;
 
 pub use fault::{FaultLayer, FaultSwitch};
-pub use local_http::LocalHttpServer;
 pub use rpc_span::RpcSpanLayer;
 pub use shutdown::shutdown_signal;
 

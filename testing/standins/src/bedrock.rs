@@ -20,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use crate::LocalHttpServer;
 use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::{
@@ -32,7 +33,6 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use crate::LocalHttpServer;
 
 /// One event-stream frame with three string headers and a JSON payload.
 pub fn frame(headers: [(&str, &str); 3], payload: &serde_json::Value) -> Bytes {

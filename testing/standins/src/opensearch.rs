@@ -33,6 +33,7 @@ use std::{
     time::Instant,
 };
 
+use crate::LocalHttpServer;
 use axum::{
     Router,
     body::{Body, Bytes},
@@ -41,7 +42,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::Engine as _;
-use crate::LocalHttpServer;
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 

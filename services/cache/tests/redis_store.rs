@@ -8,49 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mangaassist_cache::{
-    CacheDaemon, CacheEntry, CacheError, CacheStore, Clock, Partition, RedisCacheStore, SystemClock,
-};
+use mangaassist_cache::{CacheDaemon, CacheError, CacheStore, Partition, RedisCacheStore};
 use mangaassist_config::Config;
 use mangaassist_embedding::{HashedNgrams, QueryEmbedder};
 use mangaassist_proto::v1::{self as pb, cache_service_server::CacheService};
 use mangaassist_testkit::RedisServer;
 use tonic::{Code, Request};
 
-const HOUR_MS: i64 = 3_600_000;
-
-fn now() -> i64 {
-    SystemClock.now_ms()
-}
-
-/// An entry created now that lives `ttl_ms`.
-fn entry(
-    p: &Partition,
-    text: &str,
-    v: Option<Vec<f32>>,
-    products: &[&str],
-    ttl_ms: i64,
-) -> CacheEntry {
-    let created = now();
-    CacheEntry {
-        key: p.exact_key(text),
-        partition: p.clone(),
-        vector: v,
-        answer: pb::CachedAnswer {
-            text: format!("answer to {text}"),
-            product_ids: products.iter().map(|s| s.to_string()).collect(),
-            created_ms: created,
-            expires_ms: created + ttl_ms,
-            ..Default::default()
-        },
-    }
-}
-
-fn unit(i: usize, dim: usize) -> Vec<f32> {
-    let mut v = vec![0.0; dim];
-    v[i] = 1.0;
-    v
-}
+mod common;
+use common::*;
 
 async fn store(server: &RedisServer, max_entries: usize) -> RedisCacheStore {
     RedisCacheStore::connect(&server.settings(), max_entries)

@@ -6,51 +6,17 @@
 
 use std::any::Any;
 
-use mangaassist_cache::{
-    CacheEntry, CacheStore, Clock, InMemoryStore, Partition, RedisCacheStore, SystemClock,
-};
+use mangaassist_cache::{CacheStore, InMemoryStore, Partition, RedisCacheStore};
 use mangaassist_proto::v1 as pb;
 use mangaassist_testkit::RedisServer;
 
-const HOUR_MS: i64 = 3_600_000;
+mod common;
+use common::*;
 
 /// A store under test and whatever must outlive it (the Redis server).
 struct Backend {
     store: Box<dyn CacheStore>,
     _keep: Box<dyn Any>,
-}
-
-fn now() -> i64 {
-    SystemClock.now_ms()
-}
-
-/// An entry created now that lives `ttl_ms`.
-fn entry(
-    p: &Partition,
-    text: &str,
-    v: Option<Vec<f32>>,
-    products: &[&str],
-    ttl_ms: i64,
-) -> CacheEntry {
-    let created = now();
-    CacheEntry {
-        key: p.exact_key(text),
-        partition: p.clone(),
-        vector: v,
-        answer: pb::CachedAnswer {
-            text: format!("answer to {text}"),
-            product_ids: products.iter().map(|s| s.to_string()).collect(),
-            created_ms: created,
-            expires_ms: created + ttl_ms,
-            ..Default::default()
-        },
-    }
-}
-
-fn unit(i: usize, dim: usize) -> Vec<f32> {
-    let mut v = vec![0.0; dim];
-    v[i] = 1.0;
-    v
 }
 
 async fn text_of(s: &dyn CacheStore, p: &Partition, text: &str) -> Option<String> {

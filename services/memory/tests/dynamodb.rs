@@ -23,6 +23,9 @@ use mangaassist_server::ServeOptions;
 use mangaassist_testkit::{closed_port, moto};
 use tonic::Code;
 
+mod common;
+use common::*;
+
 fn target(endpoint: &str) -> AwsTarget {
     AwsTarget {
         region: "us-east-1".into(),
@@ -59,19 +62,6 @@ async fn raw_client() -> aws_sdk_dynamodb::Client {
         .await
         .unwrap();
     aws_sdk_dynamodb::Client::new(&sdk)
-}
-
-fn turn(role: &str, text: &str, ts_ms: i64) -> pb::Turn {
-    pb::Turn {
-        role: role.into(),
-        text: text.into(),
-        ts_ms,
-        ..Default::default()
-    }
-}
-
-fn texts(turns: &[pb::Turn]) -> Vec<&str> {
-    turns.iter().map(|t| t.text.as_str()).collect()
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ use mangaassist_proto::v1 as pb;
 use mangaassist_testkit::moto;
 use tonic::Code;
 
+mod common;
+use common::*;
+
 /// A store under test, the clock it reads (epoch ms; starts at 10,000 s) and whatever must
 /// outlive it.
 struct Backend {
@@ -73,33 +76,6 @@ async fn dynamodb(ttl: Duration) -> Backend {
         now,
         _keep: Box::new(()),
     }
-}
-
-fn turn(role: &str, text: &str, ts_ms: i64) -> pb::Turn {
-    pb::Turn {
-        role: role.into(),
-        text: text.into(),
-        ts_ms,
-        ..Default::default()
-    }
-}
-
-fn texts(turns: &[pb::Turn]) -> Vec<&str> {
-    turns.iter().map(|t| t.text.as_str()).collect()
-}
-
-fn order(id: &str, user: &str, store: &str, placed: &str) -> pb::Order {
-    pb::Order {
-        order_id: id.into(),
-        user_id: user.into(),
-        store_id: store.into(),
-        placed_at: placed.into(),
-        ..Default::default()
-    }
-}
-
-fn ids(v: Vec<pb::Order>) -> Vec<String> {
-    v.into_iter().map(|o| o.order_id).collect()
 }
 
 async fn history_is_newest_first_with_limit_and_sessions_stay_apart(b: Backend) {

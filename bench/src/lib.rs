@@ -5,8 +5,9 @@
 //!   [`Sample`]: TTFT, inter-chunk gaps, time to `done`, the server's own timings and stages.
 //! - [`write_outputs`] writes `results.json` (all raw samples, versioned), `summary.md`
 //!   (per-intent percentiles against the seed 001 targets) and hand-written SVG plots.
-//! - [`compare_results`] is the CI gate (`bench compare`): Mann-Whitney U, Cliff's delta and a
-//!   bootstrap interval of the p95 change per intent, from `mangaassist-stats`.
+//! - [`compare_results`] is the latency regression gate (`bench compare`, run by hand; CI
+//!   does not run it): Mann-Whitney U, Cliff's delta and a bootstrap interval of the p95
+//!   change per intent, from `mangaassist-stats`.
 //! - `bench render` re-renders a run from its `results.json`.
 //! - [`run_prompt_gate`] is the prompt-change gate (`bench prompt`, seed 000 scenario 5): a
 //!   candidate system prompt is registered inactive on the generation daemon and benchmarked

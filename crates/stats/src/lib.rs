@@ -1,6 +1,6 @@
-//! Statistics behind `mangaassist bench compare BASELINE CURRENT`, the CI gate that refuses
-//! latency regressions (seed 001 "Mann-Whitney U test", seed 002 "Regression Severity
-//! Classification").
+//! Statistics behind `mangaassist bench compare BASELINE CURRENT`, the gate (run by hand, not
+//! by CI) that refuses latency regressions (seed 001 "Mann-Whitney U test", seed 002
+//! "Regression Severity Classification").
 //!
 //! Latency distributions are right-skewed, so the gate is non-parametric:
 //!

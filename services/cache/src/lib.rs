@@ -1,10 +1,12 @@
 //! Cache daemon: answers already written, served again without a model call. An exact cache
 //! (normalised question text) and a semantic cache (cosine similarity of question
 //! embeddings) share one entry set, scoped per store, per user (personalised intents) or
-//! per session (predicted follow-ups), with TTLs and invalidation by product id when stock or
-//! prices change. Storage sits behind [`CacheStore`]; the default is in process
-//! ([`InMemoryStore`]), the production backend Redis ([`RedisCacheStore`], selected with
-//! `cache.backend = "redis"` and shared by every replica).
+//! per session (predicted follow-ups), with TTLs. Every entry records the product ids its
+//! answer mentions and `InvalidateProducts` drops the entries naming a product, but nothing in
+//! the mesh calls it yet (there is no inventory or price feed): today an entry leaves by TTL,
+//! eviction or an operator's call. Storage sits behind [`CacheStore`]; the default is in
+//! process ([`InMemoryStore`]), the production backend Redis ([`RedisCacheStore`], selected
+//! with `cache.backend = "redis"` and shared by every replica).
 
 mod clock;
 mod error;

@@ -3,8 +3,9 @@
 //! in-process scheduler runs the `trending` job (hourly) and the `genre_recommendations` job
 //! (nightly); `PredictFollowUps` pre-generates the answers to the questions likely to follow
 //! the one just answered, scoped to the session. Every answer goes retrieval → generation →
-//! cache through the mesh clients, and records the product ids it mentions so an inventory
-//! change can invalidate it.
+//! cache through the mesh clients, and records the product ids it mentions so the cache's
+//! `InvalidateProducts` can drop it; nothing calls that yet (no inventory feed), so a
+//! pre-computed answer lives until its TTL even if stock or price changes.
 
 mod plan;
 

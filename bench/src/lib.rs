@@ -17,6 +17,10 @@
 //!
 //! The binary mounts [`BenchCommand`] (`mangaassist bench ...`) and [`WeeklyArgs`]
 //! (`mangaassist report weekly`) and calls [`execute`] / [`weekly`]. See docs/benchmarks.md.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "bench is a load-generating client, not a daemon: no shutdown drains it, and its connection, collector and exchange tasks end with the run's connections before `run` returns"
+)]
 
 pub mod ceiling;
 mod cli;

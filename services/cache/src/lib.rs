@@ -25,6 +25,7 @@ use mangaassist_config::{CacheSettings, Config};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -130,9 +131,12 @@ impl CacheDaemon {
         listener: tokio::net::TcpListener,
         opts: ServeOptions,
     ) -> Result<(), ServerError> {
-        let purge = tokio::spawn({
+        let background = TaskTracker::new();
+        // A child token: the purge also stops when the server fails without a shutdown.
+        let stop = opts.shutdown.child_token();
+        background.spawn({
             let daemon = self.clone();
-            let shutdown = opts.shutdown.clone();
+            let shutdown = stop.clone();
             async move {
                 let mut tick = tokio::time::interval(PURGE_INTERVAL);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,8 +153,10 @@ impl CacheDaemon {
             .add_service(pb::cache_service_server::CacheServiceServer::new(self))
             .serve(listener, opts)
             .await;
-        // Also covers a server that failed without shutdown being requested.
-        purge.abort();
+        // Lets a sweep in progress finish rather than cutting a store call in half.
+        stop.cancel();
+        background.close();
+        background.wait().await;
         result
     }
 

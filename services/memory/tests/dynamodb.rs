@@ -1,6 +1,10 @@
 //! The DynamoDB backend against a real moto server: the store directly, and the memory
 //! daemon over gRPC with `memory.backend = "dynamodb"`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{
     path::Path,

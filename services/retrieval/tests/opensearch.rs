@@ -2,6 +2,10 @@
 //! HTTP: index creation and loading, hybrid search compared with the embedded backend,
 //! filters, GetProducts, documents, error mapping, and the daemon over real gRPC.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

@@ -318,8 +318,8 @@ impl Reported {
             let next = tokio::time::timeout(Duration::from_secs(180), self.0.recv())
                 .await
                 .unwrap_or_else(|_| panic!("{roles:?} not reported after 180 s: {ports:?}"));
-            let (role, port) =
-                next.unwrap_or_else(|| panic!("child exited before reporting {roles:?}: {ports:?}"));
+            let (role, port) = next
+                .unwrap_or_else(|| panic!("child exited before reporting {roles:?}: {ports:?}"));
             ports.insert(role, port);
         }
         ports

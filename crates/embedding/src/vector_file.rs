@@ -178,7 +178,10 @@ mod tests {
 
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(matches!(read(&p, 2, 2), Err(VectorFileError::Length { .. })));
+        assert!(matches!(
+            read(&p, 2, 2),
+            Err(VectorFileError::Length { .. })
+        ));
         let mut nan = bytes.clone();
         let at = nan.len() - 4;
         nan[at..].copy_from_slice(&f32::NAN.to_le_bytes());
@@ -199,7 +202,10 @@ mod tests {
         assert_ne!(base, cache_path(d, "m", 3, &["ab", "c"]));
         assert_ne!(base, cache_path(d, "n", 2, &["ab", "c"]));
         assert_ne!(base, cache_path(d, "m", 2, &["ab"]));
-        assert_eq!(base, cache_path(d, "m", 2, &["ab".to_string(), "c".to_string()]));
+        assert_eq!(
+            base,
+            cache_path(d, "m", 2, &["ab".to_string(), "c".to_string()])
+        );
         assert!(base.starts_with("/c/vectors"));
     }
 

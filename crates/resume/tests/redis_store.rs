@@ -358,7 +358,10 @@ async fn unfinished_stream_expires_ttl_after_last_write() {
     chunk(&store, &k, 0).await;
     // The write renewed the ttl: more time is left than before it.
     let renewed = pttl(&server, &meta);
-    assert!(renewed > left, "{left} ms left before the write, {renewed} after");
+    assert!(
+        renewed > left,
+        "{left} ms left before the write, {renewed} after"
+    );
     let gone = wait_gone(&store, &k, Duration::from_secs(10)).await;
     // Redis never expires a key early: gone no sooner than a full ttl after the write.
     assert!(

@@ -184,7 +184,11 @@ mod tests {
     fn nearest_rank_matches_the_integer_rule() {
         // ⌈q·n⌉ in exact integer arithmetic, for every window size the router can hold.
         for n in 1..=5000usize {
-            assert_eq!(nearest_rank(n, 0.95), Some((n * 95).div_ceil(100)), "n = {n}");
+            assert_eq!(
+                nearest_rank(n, 0.95),
+                Some((n * 95).div_ceil(100)),
+                "n = {n}"
+            );
             assert_eq!(nearest_rank(n, 0.5), Some(n.div_ceil(2)), "n = {n}");
         }
         assert_eq!(nearest_rank(100, 0.0), Some(1));

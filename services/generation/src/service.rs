@@ -196,7 +196,10 @@ impl GenerationDaemon {
         // grace gets one more grace, then the process may exit under it. A prompt change
         // finishes writing. Then the backend's own calls.
         inner.tasks.close();
-        if tokio::time::timeout(grace, inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, inner.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 streams = inner.tasks.len(),
                 "generation streams still running after the grace period"

@@ -28,13 +28,13 @@ use futures::StreamExt;
 use mangaassist_aws::AwsTarget;
 use mangaassist_client::GenerationClient;
 use mangaassist_config::{BedrockSettings, Config};
-use mangaassist_standins::bedrock::{answer, delta, exception, message_start};
 use mangaassist_generation::{
     BedrockBackend, GenerationDaemon, GenerationError, ModelBackend, ModelDone, ModelEvent,
     ModelStream, PromptStyle, RenderedPrompt, StopReason,
 };
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{ServeOptions, bind_with_addr};
+use mangaassist_standins::bedrock::{answer, delta, exception, message_start};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,

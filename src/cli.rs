@@ -552,6 +552,10 @@ async fn run_roles(config: Config, roles: &[Role]) -> anyhow::Result<()> {
     }
     out.flush()?;
     let shutdown = running.shutdown.clone();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "lives as long as the process to turn a signal into the shutdown token; it holds nothing that shutdown would have to drain"
+    )]
     tokio::spawn(async move {
         mangaassist_server::shutdown_signal().await;
         shutdown.cancel();

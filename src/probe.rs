@@ -15,15 +15,12 @@ pub struct Samples {
     pub done_ms: Vec<f64>,
 }
 
-/// Nearest-rank percentile of unsorted samples (`p` in 0..=100).
+/// Percentile (`p` in 0..=100) of the measured samples, by the mesh's one definition
+/// ([`mangaassist_stats::percentile`], the one `bench` reports too). A NaN marks an answer
+/// without a first chunk: it is not a latency and is left out. NaN when nothing was measured.
 pub fn percentile(samples: &[f64], p: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = samples.to_vec();
-    s.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
-    s[rank.min(s.len()) - 1]
+    let measured: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+    mangaassist_stats::percentile(&measured, p / 100.0).unwrap_or(f64::NAN)
 }
 
 #[derive(Debug, Default)]
@@ -120,12 +117,13 @@ mod tests {
     use super::percentile;
 
     #[test]
-    fn nearest_rank_percentiles() {
+    fn percentiles_interpolate_and_skip_missing_first_chunks() {
         let s: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&s, 50.0), 50.0);
-        assert_eq!(percentile(&s, 99.0), 99.0);
+        assert_eq!(percentile(&s, 50.0), 50.5);
+        assert!((percentile(&s, 99.0) - 99.01).abs() < 1e-9);
         assert_eq!(percentile(&s, 100.0), 100.0);
-        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), 2.0);
+        assert_eq!(percentile(&[3.0, 1.0, f64::NAN, 2.0], 50.0), 2.0);
         assert!(percentile(&[], 50.0).is_nan());
+        assert!(percentile(&[f64::NAN], 50.0).is_nan());
     }
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{WsClient, chunk_texts, read_until_done};
 use mangaassist_proto::v1 as pb;
@@ -46,20 +46,15 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
     config.redis.url = redis.url();
     config.retrieval.backend = "opensearch".into();
     config.retrieval.opensearch.url = opensearch.url();
-    let ports = common::assign_ports(&mut config);
+    // Every process binds port 0 and reports the ports it got.
+    common::listen_on_any_port(&mut config);
     config.validate().unwrap();
     let path_a = state.path().join("a.toml");
     std::fs::write(&path_a, toml::to_string(&config).unwrap()).unwrap();
-    // Gateway B: same daemons, same Redis, its own port.
-    let port_b = common::free_port();
-    let mut config_b = config.clone();
-    config_b.gateway.listen = format!("127.0.0.1:{port_b}");
-    let path_b = state.path().join("b.toml");
-    std::fs::write(&path_b, toml::to_string(&config_b).unwrap()).unwrap();
 
-    let spawn = |path: &std::path::Path, args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_mangaassist"))
-            .arg("--config")
+    let command = |path: &std::path::Path, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mangaassist"));
+        cmd.arg("--config")
             .arg(path)
             .args(args)
             // Static keys for the emulator; in production the standard chain (IRSA, ...).
@@ -67,19 +62,28 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env_remove("AWS_PROFILE")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
+            .env("RUST_LOG", "warn");
+        cmd
     };
-    let mut procs = common::Processes(vec![("up".into(), spawn(&path_a, &["up"]))]);
+    let (up, mut reported) = common::spawn_reporting(command(&path_a, &["up"]));
+    let mut procs = common::Processes(vec![("up".into(), up)]);
+    let roles: Vec<&str> = mangaassist::mesh::Role::ALL
+        .iter()
+        .map(|r| r.name())
+        .collect();
+    let ports = reported.wait_for(&roles).await;
     procs
         .wait_healthy(ports.iter().map(|(r, p)| (r.clone(), *p)))
         .await;
-    procs.0.push((
-        "serve gateway".into(),
-        spawn(&path_b, &["serve", "gateway"]),
-    ));
+    // Gateway B: same daemons, same Redis, its own port.
+    let mut config_b = config.clone();
+    common::set_endpoints(&mut config_b, &ports);
+    let path_b = state.path().join("b.toml");
+    std::fs::write(&path_b, toml::to_string(&config_b).unwrap()).unwrap();
+    let (gateway_b, mut reported_b) =
+        common::spawn_reporting(command(&path_b, &["serve", "gateway"]));
+    procs.0.push(("serve gateway".into(), gateway_b));
+    let port_b = reported_b.wait_for(&["gateway"]).await["gateway"];
     procs
         .wait_healthy([("gateway b".to_string(), port_b)])
         .await;

@@ -2,12 +2,16 @@
 //! as in a deployment) export to a local OTLP receiver, and one chat message yields spans
 //! from every daemon it touched under the single trace id the `done` frame reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 mod common;
 
 use std::{
     collections::BTreeSet,
-    process::{Command, Stdio},
+    process::Command,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -105,26 +109,40 @@ async fn one_message_exports_spans_from_every_daemon_under_one_trace() {
     let mut config = common::test_config(state.path(), &[]);
     config.gateway.auth.required = false;
     config.gateway.predict_follow_ups = true;
-    let ports = common::assign_ports(&mut config);
+    common::listen_on_any_port(&mut config);
     config.validate().unwrap();
-    let config_path = state.path().join("mesh.toml");
-    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
 
+    // Each process binds port 0 and reports its port; a process starts once the peers it
+    // calls have reported theirs, with a config naming them.
     let mut processes = common::Processes(Vec::new());
-    for role in ports.keys() {
-        let child = Command::new(env!("CARGO_BIN_EXE_mangaassist"))
-            .arg("--config")
-            .arg(&config_path)
-            .args(["serve", role])
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}"))
-            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-            .env_remove("OTEL_SERVICE_NAME")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        processes.0.push((format!("serve {role}"), child));
+    let mut ports = std::collections::BTreeMap::new();
+    let stages: [&[&str]; 3] = [
+        &["intent", "retrieval", "memory", "cache", "generation"],
+        &["precompute"],
+        &["gateway"],
+    ];
+    for stage in stages {
+        common::set_endpoints(&mut config, &ports);
+        let mut reporting = Vec::new();
+        for &role in stage {
+            let config_path = state.path().join(format!("{role}.toml"));
+            std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mangaassist"));
+            cmd.arg("--config")
+                .arg(&config_path)
+                .args(["serve", role])
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}"))
+                .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+                .env_remove("OTEL_SERVICE_NAME")
+                .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .env("RUST_LOG", "warn");
+            let (child, reported) = common::spawn_reporting(cmd);
+            processes.0.push((format!("serve {role}"), child));
+            reporting.push((role, reported));
+        }
+        for (role, mut reported) in reporting {
+            ports.extend(reported.wait_for(&[role]).await);
+        }
     }
     // Readiness: every process answers /healthz on its port (no fixed sleeps).
     processes

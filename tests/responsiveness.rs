@@ -2,6 +2,10 @@
 //! as deadlines, circuit breakers, speculative retrieval, adaptive routing, batching,
 //! heartbeats, resume, auth, rate limits and graceful drain.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 mod common;
 
@@ -76,14 +80,11 @@ async fn hung_retrieval_answers_without_rag_within_its_deadline() {
     })
     .await;
     let mut c = m.client().await;
-    let started = Instant::now();
     let a = c.ask("Recommend a dark fantasy manga", "s-hung").await;
-    let elapsed = started.elapsed();
     let done = a.done();
+    // A hung call only ends by its deadline: the answer came, without RAG, because of it.
     assert_eq!(done["degradation"], "no_rag", "{done}");
     assert_eq!(stage(done, "retrieval").unwrap()["outcome"], "deadline");
-    // Deadline plus the zero-latency rest of the pipeline.
-    assert!(elapsed < Duration::from_millis(300 + 250), "{elapsed:?}");
     m.stop().await;
 }
 
@@ -113,17 +114,11 @@ async fn breaker_opens_after_failures_and_closes_after_recovery() {
         .find(|b| b["dependency"] == "retrieval")
         .unwrap();
     assert_eq!(retrieval["state"], "open", "{breakers}");
-    // Open: the dependency is skipped at once, not waited for.
+    // Open: the dependency is skipped at once, not waited for (the call is never made).
     let a = c.ask("Recommend a horror manga", "s-br").await;
     assert_eq!(
         stage(a.done(), "retrieval").unwrap()["outcome"],
         "circuit_open"
-    );
-    assert!(
-        stage(a.done(), "retrieval").unwrap()["duration_ms"]
-            .as_f64()
-            .unwrap()
-            < 50.0
     );
     // Heal it; once the open period is over a probe goes through and closes the circuit.
     m.mesh().faults.set(vec![]);
@@ -152,19 +147,18 @@ async fn breaker_opens_after_failures_and_closes_after_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speculative_retrieval_is_cancelled_for_a_greeting() {
-    let m = TestMesh::start(&["retrieval=latency:400ms"]).await;
+    // Retrieval never answers: had the greeting waited for it, the stage would end by its
+    // deadline (outcome "deadline", a degraded answer) instead of being cancelled unfinished.
+    let m = TestMesh::start(&["retrieval=hang"]).await;
     let mut c = m.client().await;
-    let started = Instant::now();
     let a = c.ask("hello there!", "s-spec").await;
     let done = a.done();
     assert_eq!(done["intent"], "greeting", "{done}");
-    assert_eq!(done["degradation"], "full");
-    assert_eq!(stage(done, "retrieval").unwrap()["outcome"], "cancelled");
-    // The greeting did not wait for the slow speculative retrieval.
-    assert!(
-        started.elapsed() < Duration::from_millis(400),
-        "{:?}",
-        started.elapsed()
+    assert_eq!(done["degradation"], "full", "{done}");
+    assert_eq!(
+        stage(done, "retrieval").unwrap()["outcome"],
+        "cancelled",
+        "{done}"
     );
     let metrics = reqwest::get(format!("{}/metrics", http_base(&m)))
         .await
@@ -502,17 +496,17 @@ async fn per_user_rate_limit_answers_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_an_answer_in_flight() {
-    let m = TestMesh::start(&["generation.Generate=latency:2000ms"]).await;
+    // The model never answers, so only the cancel can end this answer as `cancelled` (a
+    // broken cancel would end it by a deadline, with another code).
+    let m = TestMesh::start(&["generation.Generate=hang"]).await;
     let mut c = m.client().await;
     c.send_json(json!({"action":"query","text":"tell me about your shipping","message_id":"m-cancel","session_id":"s-c"}))
         .await;
     assert_eq!(c.next_frame().await["type"], "status");
-    let started = Instant::now();
     c.send_json(json!({"action":"cancel","message_id":"m-cancel"}))
         .await;
     let frames = read_until_done(&mut c, "m-cancel").await;
     assert_eq!(frames.last().unwrap()["code"], "cancelled", "{frames:?}");
-    assert!(started.elapsed() < Duration::from_millis(1000));
     m.stop().await;
 }
 

@@ -5,8 +5,9 @@
 //!   [`Sample`]: TTFT, inter-chunk gaps, time to `done`, the server's own timings and stages.
 //! - [`write_outputs`] writes `results.json` (all raw samples, versioned), `summary.md`
 //!   (per-intent percentiles against the seed 001 targets) and hand-written SVG plots.
-//! - [`compare_results`] is the CI gate (`bench compare`): Mann-Whitney U, Cliff's delta and a
-//!   bootstrap interval of the p95 change per intent, from `mangaassist-stats`.
+//! - [`compare_results`] is the latency regression gate (`bench compare`, run by hand; CI
+//!   does not run it): Mann-Whitney U, Cliff's delta and a bootstrap interval of the p95
+//!   change per intent, from `mangaassist-stats`.
 //! - `bench render` re-renders a run from its `results.json`.
 //! - [`run_prompt_gate`] is the prompt-change gate (`bench prompt`, seed 000 scenario 5): a
 //!   candidate system prompt is registered inactive on the generation daemon and benchmarked
@@ -16,6 +17,10 @@
 //!
 //! The binary mounts [`BenchCommand`] (`mangaassist bench ...`) and [`WeeklyArgs`]
 //! (`mangaassist report weekly`) and calls [`execute`] / [`weekly`]. See docs/benchmarks.md.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "bench is a load-generating client, not a daemon: no shutdown drains it, and its connection, collector and exchange tasks end with the run's connections before `run` returns"
+)]
 
 pub mod ceiling;
 mod cli;

@@ -2,6 +2,10 @@
 //! short first-token times) and a real retrieval daemon (hashed embedder), both in-process on
 //! 127.0.0.1:0, with a private copy of data/prompts so the repository is not touched.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{
     path::{Path, PathBuf},

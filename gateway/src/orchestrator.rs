@@ -19,7 +19,10 @@ use mangaassist_intent::keyword::classify_keywords;
 use mangaassist_proto::v1::{self as pb, Intent, ModelTier};
 use mangaassist_resilience::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use mangaassist_slo::SloMonitor;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::{
+    sync::CancellationToken,
+    task::{AbortOnDropHandle, TaskTracker},
+};
 use tracing::{Instrument, info_span};
 
 use crate::{
@@ -121,15 +124,16 @@ enum End {
 }
 
 /// Starts one phase-1 call as its own task under its stage deadline; `call` receives the
-/// deadline so it also travels as the RPC's `grpc-timeout`. Aborting the handle cancels the
-/// RPC (and counts as neither success nor failure for the breaker).
+/// deadline so it also travels as the RPC's `grpc-timeout`. Aborting or dropping the handle
+/// cancels the RPC (and counts as neither success nor failure for the breaker), so dropping
+/// the answer future (cancel, total deadline) stops phase 1 too.
 fn spawn_stage<T, F>(
     ctx: &StageCtx,
     breakers: &Breakers,
     stage: Stage,
     stage_ms: u64,
     call: impl FnOnce(Duration) -> F,
-) -> tokio::task::JoinHandle<Result<T, StageError>>
+) -> AbortOnDropHandle<Result<T, StageError>>
 where
     F: std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
     T: Send + 'static,
@@ -138,9 +142,14 @@ where
     let fut = call(deadline);
     let ctx = ctx.clone();
     let breaker = breakers.for_stage(stage).clone();
-    tokio::spawn(
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the handle aborts the task when dropped: it never outlives the answer that awaits it, and answers belong to the gateway's tracker"
+    )]
+    let task = tokio::spawn(
         async move { run_stage(&ctx, stage, deadline, &breaker, fut).await }.in_current_span(),
-    )
+    );
+    AbortOnDropHandle::new(task)
 }
 
 /// The result of a spawned stage; an aborted or panicked task is a failed stage.
@@ -156,16 +165,6 @@ fn joined<T>(
 
 fn is_permission_denied<T>(r: &Result<T, Option<StageError>>) -> bool {
     matches!(r, Err(Some(StageError::Rpc(s))) if s.code() == tonic::Code::PermissionDenied)
-}
-
-/// Aborts the phase-1 tasks when dropped, including when the answer future itself is
-/// dropped (client cancel, total deadline).
-struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.iter().for_each(tokio::task::AbortHandle::abort);
-    }
 }
 
 fn wants_orders(intent: Intent) -> bool {
@@ -528,14 +527,8 @@ impl Orchestrator {
                 c.get_orders(req, dl).await
             })
         };
-        // Dropping the answer future (cancel, total deadline) must stop phase 1 too.
-        let phase1 = AbortOnDrop(vec![
-            retrieval.abort_handle(),
-            intent.abort_handle(),
-            history.abort_handle(),
-            profile.abort_handle(),
-            orders.abort_handle(),
-        ]);
+        // Each phase-1 handle aborts its task when dropped: on a cache hit, an early return
+        // or when the answer future itself is dropped (cancel, total deadline).
 
         // The cache answers first (tightest deadline); a hit needs nothing else.
         let cache_deadline = ctx.clock.stage_deadline(d.cache_ms);
@@ -559,7 +552,7 @@ impl Orchestrator {
                 kind,
                 ..
             }) if !answer.text.trim().is_empty() => {
-                drop(phase1);
+                drop((retrieval, intent, history, profile, orders));
                 metrics::counter!("cache_hits_total", "kind" => if kind == pb::HitKind::Semantic as i32 { "semantic" } else { "exact" }).increment(1);
                 for piece in split_for_replay(&answer.text) {
                     sink.delta(piece).await;
@@ -655,7 +648,6 @@ impl Orchestrator {
             }
             (vec![], vec![])
         };
-        drop(phase1);
 
         let assembly_started = Instant::now();
         let route = self.router.route(&classified, intent_kind, from_daemon);

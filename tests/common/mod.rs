@@ -2,7 +2,7 @@
 //! model, a fresh state directory, and a WebSocket client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use futures::{SinkExt, StreamExt};
 use mangaassist::mesh::{self, Role, RunningMesh};
@@ -287,28 +287,77 @@ impl Processes {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Every daemon and the gateway listen on port 0: a child process binds its own port and
+/// reports it ([`spawn_reporting`]). A port picked by the test, freed and handed to a child
+/// could be taken by anyone in between; a port the child bound itself cannot.
+pub fn listen_on_any_port(config: &mut Config) {
+    for (_, d) in config.mesh.daemons_mut() {
+        d.listen = "127.0.0.1:0".into();
+    }
+    config.gateway.listen = "127.0.0.1:0".into();
 }
 
-/// Fixed free ports for every daemon and the gateway (child processes must know their peers
-/// before they start). Returns role → port.
-pub fn assign_ports(config: &mut Config) -> std::collections::BTreeMap<String, u16> {
-    let mut ports = std::collections::BTreeMap::new();
+/// Points the mesh's endpoints at the ports children reported (role → port).
+pub fn set_endpoints(config: &mut Config, ports: &BTreeMap<String, u16>) {
     for (name, d) in config.mesh.daemons_mut() {
-        let port = free_port();
-        d.listen = format!("127.0.0.1:{port}");
-        d.endpoint = format!("http://127.0.0.1:{port}");
-        ports.insert(name.to_string(), port);
+        if let Some(port) = ports.get(name) {
+            d.endpoint = format!("http://127.0.0.1:{port}");
+        }
     }
-    let gateway = free_port();
-    config.gateway.listen = format!("127.0.0.1:{gateway}");
-    ports.insert("gateway".into(), gateway);
-    ports
+}
+
+/// The ports a child reported in its ready banner, as it reports them.
+pub struct Reported(tokio::sync::mpsc::UnboundedReceiver<(String, u16)>);
+
+impl Reported {
+    /// Waits until each of `roles` has reported its port; fails if the child's output ends
+    /// first (it exited) or after 180 s, as [`Processes::wait_healthy`] does.
+    pub async fn wait_for(&mut self, roles: &[&str]) -> BTreeMap<String, u16> {
+        let mut ports = BTreeMap::new();
+        while roles.iter().any(|r| !ports.contains_key(*r)) {
+            let next = tokio::time::timeout(Duration::from_secs(180), self.0.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{roles:?} not reported after 180 s: {ports:?}"));
+            let (role, port) = next
+                .unwrap_or_else(|| panic!("child exited before reporting {roles:?}: {ports:?}"));
+            ports.insert(role, port);
+        }
+        ports
+    }
+}
+
+/// Spawns `cmd` (a `mangaassist up` or `serve`) with stdout piped. A thread passes on each
+/// role and port of the ready banner (`  cache       grpc://127.0.0.1:PORT  ...`,
+/// `  gateway     http://127.0.0.1:PORT/  ...`), then keeps draining, so the child never
+/// blocks on a full pipe.
+pub fn spawn_reporting(mut cmd: std::process::Command) -> (std::process::Child, Reported) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let mut words = line.split_whitespace();
+            let (Some(role), Some(url)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Some(addr) = url
+                .strip_prefix("grpc://")
+                .or_else(|| url.strip_prefix("http://"))
+            else {
+                continue;
+            };
+            if let Some(Ok(port)) = addr
+                .trim_end_matches('/')
+                .rsplit_once(':')
+                .map(|(_, p)| p.parse::<u16>())
+            {
+                let _ = tx.send((role.to_string(), port));
+            }
+        }
+    });
+    (child, Reported(rx))
 }
 
 /// Frames of one message up to and including its `done` or `error`.

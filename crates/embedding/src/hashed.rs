@@ -1,4 +1,4 @@
-use crate::{EmbedError, Embedder, normalize};
+use crate::{EmbedError, Embedder, fnv1a, normalize};
 
 /// Fallback embedder: character 3-grams and word unigrams hashed into 384 buckets (signed
 /// feature hashing), L2-normalised. No model files; captures spelling overlap, not meaning.
@@ -11,15 +11,6 @@ impl Default for HashedNgrams {
     fn default() -> Self {
         Self { dim: 384 }
     }
-}
-
-fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 impl HashedNgrams {
@@ -35,10 +26,10 @@ impl HashedNgrams {
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
         {
-            add(fnv1a(word.bytes().chain([0xff])), 1.0);
+            add(fnv1a(&[word.as_bytes(), &[0xff]]), 1.0);
             let chars: Vec<char> = format!(" {word} ").chars().collect();
             for g in chars.windows(3) {
-                add(fnv1a(g.iter().collect::<String>().bytes()), 0.5);
+                add(fnv1a(&[g.iter().collect::<String>().as_bytes()]), 0.5);
             }
         }
         normalize(&mut v);

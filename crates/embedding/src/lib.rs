@@ -1,11 +1,13 @@
 //! Sentence embeddings for the mesh. The default is all-MiniLM-L6-v2 run on CPU with candle
 //! (mean pooling, L2-normalised, 384 dimensions); when its files cannot be had, a hashed
 //! character n-gram embedder keeps every feature working with lower quality. Query vectors
-//! are cached so a message is embedded once however many stages need it.
+//! are cached so a message is embedded once however many stages need it. [`vector_file`] is
+//! the on-disk cache format for vectors embedded once and read back on the next start.
 
 mod hashed;
 mod minilm;
 mod query_cache;
+pub mod vector_file;
 
 use std::{path::Path, sync::Arc};
 
@@ -54,6 +56,18 @@ pub fn from_backend(backend: &str, model_dir: &Path) -> Result<Arc<dyn Embedder>
         },
         other => Err(EmbedError::Backend(other.to_string())),
     }
+}
+
+/// 64-bit FNV-1a of the concatenated `parts` (the `fnv` crate's hasher). Feature hashing and
+/// on-disk cache keys need a hash that is stable across Rust versions and platforms, which
+/// `DefaultHasher` does not promise; every such hash in the mesh is this one.
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    for p in parts {
+        h.write(p);
+    }
+    h.finish()
 }
 
 /// Dot product; equals cosine similarity for the unit vectors every embedder returns.

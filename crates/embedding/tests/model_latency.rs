@@ -19,9 +19,8 @@ fn model_dir() -> PathBuf {
     base.join("models/all-MiniLM-L6-v2")
 }
 
-fn pct(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((p / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+fn pct(v: Vec<f64>, p: f64) -> f64 {
+    mangaassist_stats::percentile(&v, p / 100.0).unwrap_or(f64::NAN)
 }
 
 #[test]

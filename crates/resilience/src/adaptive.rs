@@ -69,17 +69,11 @@ impl LatencyWindow {
         evicted
     }
 
-    /// Nearest-rank percentile, `q` in `[0, 1]` (0.95 for p95); `None` if the window is empty or
-    /// `q` is out of range.
+    /// Nearest-rank percentile ([`mangaassist_stats::nearest_rank`]), `q` in `[0, 1]` (0.95 for
+    /// p95); `None` if the window is empty or `q` is out of range.
     pub fn percentile(&mut self, now: Instant, q: f64) -> Option<f64> {
         self.prune(now);
-        if self.samples.is_empty() || !(0.0..=1.0).contains(&q) {
-            return None;
-        }
-        let n = self.samples.len();
-        // Nearest rank: the smallest value with at least q·n samples at or below it.
-        // The epsilon keeps float noise (0.95 · 100 = 95.000…01) from bumping the rank.
-        let rank = (((q * n as f64) - 1e-9).ceil() as usize).clamp(1, n);
+        let rank = mangaassist_stats::nearest_rank(self.samples.len(), q)?;
         self.scratch.clear();
         self.scratch.extend(self.samples.iter().map(|&(_, ms)| ms));
         let (_, value, _) = self
@@ -223,9 +217,10 @@ impl RouterInner {
     }
 }
 
-/// Nearest rank of the 95th percentile among `n` samples, in integers (no float rounding).
+/// Nearest rank of the 95th percentile among `n` samples: the rule [`LatencyWindow::percentile`]
+/// reports with, so the counted decision and the reported p95 always agree.
 fn p95_rank(n: usize) -> usize {
-    (n * 95).div_ceil(100).max(1)
+    mangaassist_stats::nearest_rank(n, 0.95).unwrap_or(1)
 }
 
 #[derive(Clone, Copy)]

@@ -335,6 +335,10 @@ impl ResumeStore for InMemoryResumeStore {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(
+        clippy::disallowed_methods,
+        reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+    )]
 
     use super::*;
     use crate::replay_stream;

@@ -300,6 +300,10 @@ impl RedisResumeStore {
         let channel = format!("{prefix}notify");
         let waiters: Waiters = Arc::default();
         // Listen before subscribing so no message can slip between the two.
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "owned by the store's Inner, which aborts it when the store goes; it only wakes waiters and holds nothing to drain"
+        )]
         let listener = tokio::spawn(listen(subscriber.clone(), channel.clone(), waiters.clone()));
         subscriber
             .subscribe(channel.as_str())

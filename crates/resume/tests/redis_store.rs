@@ -3,6 +3,10 @@
 //! store instance (another gateway), and atomic appends under concurrent writers. The rules
 //! every resume store shares are checked by `store_conformance.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{
     sync::Arc,
@@ -151,10 +155,30 @@ async fn finished_stream_expires_after_keep_after_done() {
     );
 }
 
+/// The one stream's meta key (`P{h}`) in `server`.
+fn meta_key(server: &RedisServer) -> String {
+    let keys = server.command(&["KEYS", "test:resume:*"]);
+    keys.lines()
+        .filter(|l| l.starts_with("test:resume:"))
+        .find(|l| !l.contains("notify") && !l.ends_with(":c") && !l.ends_with(":w"))
+        .unwrap_or_else(|| panic!("no stream key in {keys:?}"))
+        .to_string()
+}
+
+/// The key's remaining time to live by Redis's own clock, in ms (-2: gone).
+fn pttl(server: &RedisServer, key: &str) -> i64 {
+    let reply = server.command(&["PTTL", key]);
+    reply
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or_else(|_| panic!("PTTL {key}: {reply:?}"))
+}
+
 #[tokio::test]
 async fn unfinished_stream_expires_ttl_after_last_write() {
     let server = RedisServer::start();
-    let ttl = Duration::from_millis(600);
+    let ttl = Duration::from_millis(2000);
     let store = store_with(
         &server,
         ResumeLimits {
@@ -165,17 +189,28 @@ async fn unfinished_stream_expires_ttl_after_last_write() {
     .await;
     let k = key("m1");
     store.open(&k, "alice").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let meta = meta_key(&server);
+    // Let a quarter of the ttl pass on Redis's clock (observed, not slept for), then write.
+    let mut left = pttl(&server, &meta);
+    while left > 1500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        left = pttl(&server, &meta);
+    }
+    assert!(left > 0, "expired before the write: {left}");
+    let write_started = Instant::now();
     chunk(&store, &k, 0).await;
-    let last_write = Instant::now();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    // 800 ms after open but only 400 ms after the last write: the write renewed it.
-    assert_eq!(store.owner(&k).await.unwrap().as_deref(), Some("alice"));
-    let gone = wait_gone(&store, &k, Duration::from_secs(10)).await;
+    // The write renewed the ttl: more time is left than before it.
+    let renewed = pttl(&server, &meta);
     assert!(
-        gone - last_write >= Duration::from_millis(550),
+        renewed > left,
+        "{left} ms left before the write, {renewed} after"
+    );
+    let gone = wait_gone(&store, &k, Duration::from_secs(10)).await;
+    // Redis never expires a key early: gone no sooner than a full ttl after the write.
+    assert!(
+        gone - write_started >= ttl - Duration::from_millis(5),
         "{:?}",
-        gone - last_write
+        gone - write_started
     );
     assert_eq!(
         store.append(&k, BufferedFrame::chunk(1, "late")).await,

@@ -1,6 +1,10 @@
 //! Resuming from any cut point yields exactly the chunks after it, then the terminal frame,
 //! while a producer is still appending concurrently.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,10 +1,12 @@
-//! Statistics behind `mangaassist bench compare BASELINE CURRENT`, the CI gate that refuses
-//! latency regressions (seed 001 "Mann-Whitney U test", seed 002 "Regression Severity
-//! Classification").
+//! Statistics behind `mangaassist bench compare BASELINE CURRENT`, the gate (run by hand, not
+//! by CI) that refuses latency regressions (seed 001 "Mann-Whitney U test", seed 002
+//! "Regression Severity Classification").
 //!
 //! Latency distributions are right-skewed, so the gate is non-parametric:
 //!
-//! * [`percentile`] / [`summarize`]: NumPy's default `linear` quantile (Hyndman-Fan type 7).
+//! * [`percentile`] / [`summarize`]: NumPy's default `linear` quantile (Hyndman-Fan type 7),
+//!   the one percentile every report in the mesh uses; [`nearest_rank`] is the rank rule of
+//!   the adaptive router, which needs a quantile that is an actual sample.
 //! * [`mann_whitney_u`]: two-sided Mann-Whitney U with the same numbers as
 //!   `scipy.stats.mannwhitneyu(a, b, alternative="two-sided", method="auto")` (SciPy 1.17):
 //!   the exact null distribution when `min(n1, n2) <= 8` and the pooled data has no ties,
@@ -31,7 +33,7 @@ pub use compare::{CompareOptions, Comparison, compare};
 pub use effect::cliffs_delta;
 pub use mann_whitney::{MannWhitney, MwMethod, mann_whitney_u};
 pub use normal::{erfc, normal_cdf, normal_sf};
-pub use percentile::{Summary, percentile, summarize};
+pub use percentile::{Summary, nearest_rank, percentile, summarize};
 pub use severity::{Severity, error_rate_severity, latency_severity};
 
 /// Why a statistic could not be computed. Sample names are `"first"`/`"second"` for

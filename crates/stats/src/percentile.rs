@@ -16,6 +16,21 @@ pub fn percentile(samples: &[f64], q: f64) -> Option<f64> {
     Some(percentile_sorted(&sorted_copy(samples), q))
 }
 
+/// 1-based nearest rank of the `q` quantile among `n` samples: the smallest rank with at
+/// least `q·n` samples at or below it. `None` when `n` is 0 or `q` is outside `[0, 1]`.
+///
+/// This is the one other quantile rule in the mesh, for the adaptive router: it decides
+/// "p95 > T" by counting samples at or below `T` (O(1) per message), and only a quantile that
+/// is an actual sample, at this rank, makes that count equivalent to comparing the p95.
+/// Everything that reports a percentile uses [`percentile`].
+pub fn nearest_rank(n: usize, q: f64) -> Option<usize> {
+    if n == 0 || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    // The epsilon keeps float noise (0.95 · 100 = 95.000…01) from bumping the rank.
+    Some((((q * n as f64) - 1e-9).ceil() as usize).clamp(1, n))
+}
+
 /// [`percentile`] on an ascending, non-empty slice with `q` in `[0, 1]`.
 pub(crate) fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     let Some(last) = sorted.len().checked_sub(1) else {
@@ -163,5 +178,23 @@ mod tests {
         assert_eq!(lerp(1.0, f64::INFINITY, 0.2), f64::INFINITY);
         assert_eq!(lerp(f64::INFINITY, f64::INFINITY, 0.5), f64::INFINITY);
         assert_eq!(lerp(-f64::MAX, f64::MAX, 0.5), 0.0);
+    }
+
+    #[test]
+    fn nearest_rank_matches_the_integer_rule() {
+        // ⌈q·n⌉ in exact integer arithmetic, for every window size the router can hold.
+        for n in 1..=5000usize {
+            assert_eq!(
+                nearest_rank(n, 0.95),
+                Some((n * 95).div_ceil(100)),
+                "n = {n}"
+            );
+            assert_eq!(nearest_rank(n, 0.5), Some(n.div_ceil(2)), "n = {n}");
+        }
+        assert_eq!(nearest_rank(100, 0.0), Some(1));
+        assert_eq!(nearest_rank(100, 1.0), Some(100));
+        assert_eq!(nearest_rank(0, 0.5), None);
+        assert_eq!(nearest_rank(10, 1.5), None);
+        assert_eq!(nearest_rank(10, f64::NAN), None);
     }
 }

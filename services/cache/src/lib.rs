@@ -1,10 +1,12 @@
 //! Cache daemon: answers already written, served again without a model call. An exact cache
 //! (normalised question text) and a semantic cache (cosine similarity of question
 //! embeddings) share one entry set, scoped per store, per user (personalised intents) or
-//! per session (predicted follow-ups), with TTLs and invalidation by product id when stock or
-//! prices change. Storage sits behind [`CacheStore`]; the default is in process
-//! ([`InMemoryStore`]), the production backend Redis ([`RedisCacheStore`], selected with
-//! `cache.backend = "redis"` and shared by every replica).
+//! per session (predicted follow-ups), with TTLs. Every entry records the product ids its
+//! answer mentions and `InvalidateProducts` drops the entries naming a product, but nothing in
+//! the mesh calls it yet (there is no inventory or price feed): today an entry leaves by TTL,
+//! eviction or an operator's call. Storage sits behind [`CacheStore`]; the default is in
+//! process ([`InMemoryStore`]), the production backend Redis ([`RedisCacheStore`], selected
+//! with `cache.backend = "redis"` and shared by every replica).
 
 mod clock;
 mod error;
@@ -23,6 +25,7 @@ use mangaassist_config::{CacheSettings, Config};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -128,9 +131,12 @@ impl CacheDaemon {
         listener: tokio::net::TcpListener,
         opts: ServeOptions,
     ) -> Result<(), ServerError> {
-        let purge = tokio::spawn({
+        let background = TaskTracker::new();
+        // A child token: the purge also stops when the server fails without a shutdown.
+        let stop = opts.shutdown.child_token();
+        background.spawn({
             let daemon = self.clone();
-            let shutdown = opts.shutdown.clone();
+            let shutdown = stop.clone();
             async move {
                 let mut tick = tokio::time::interval(PURGE_INTERVAL);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -147,8 +153,10 @@ impl CacheDaemon {
             .add_service(pb::cache_service_server::CacheServiceServer::new(self))
             .serve(listener, opts)
             .await;
-        // Also covers a server that failed without shutdown being requested.
-        purge.abort();
+        // Lets a sweep in progress finish rather than cutting a store call in half.
+        stop.cancel();
+        background.close();
+        background.wait().await;
         result
     }
 

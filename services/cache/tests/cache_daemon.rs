@@ -1,6 +1,10 @@
 //! The cache daemon through its service trait (fast, with a manual clock) and through the
 //! real gRPC client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{sync::Arc, time::Duration};
 

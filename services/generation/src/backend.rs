@@ -1,7 +1,7 @@
 //! The seam between the daemon and a model: the simulated model, the OpenAI-compatible
 //! backend and Bedrock ConverseStream each turn their provider's stream into [`ModelEvent`]s.
 
-use futures::stream::BoxStream;
+use futures::{future::BoxFuture, stream::BoxStream};
 use mangaassist_proto::v1 as pb;
 use tokio::time::Instant;
 
@@ -80,5 +80,11 @@ pub trait ModelBackend: Send + Sync {
     ) -> ModelStream {
         let _ = deadline;
         self.stream(prompt, req, tier, max_tokens)
+    }
+
+    /// Stops the backend's own background work (warm-up and keep-alive calls) and waits for
+    /// it to end. The daemon calls it once its server has stopped; the default has none.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
 }

@@ -54,7 +54,10 @@ use mangaassist_config::BedrockSettings;
 use mangaassist_proto::v1 as pb;
 use rand::Rng;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::{
+    sync::{CancellationToken, DropGuard},
+    task::TaskTracker,
+};
 
 use crate::{
     GenerationError, ModelBackend, ModelDone, ModelEvent, ModelStream, RenderedPrompt, StopReason,
@@ -108,8 +111,11 @@ impl Shared {
 #[derive(Debug)]
 pub struct BedrockBackend {
     shared: Arc<Shared>,
-    /// Stops the warm-up and keep-alive tasks when the backend goes.
-    _background: DropGuard,
+    /// The warm-up and keep-alive tasks; [`ModelBackend::shutdown`] stops and awaits them.
+    background: TaskTracker,
+    stop: CancellationToken,
+    /// Stops them as well when the backend goes without a shutdown.
+    _stop_on_drop: DropGuard,
 }
 
 impl BedrockBackend {
@@ -163,10 +169,11 @@ impl BedrockBackend {
             connect_timeout: target.connect_timeout.max(Duration::from_millis(1)),
         });
         let stop = CancellationToken::new();
+        let background = TaskTracker::new();
         if settings.warm_up {
             let shared = shared.clone();
             let stop = stop.clone();
-            tokio::spawn(async move {
+            background.spawn(async move {
                 tokio::select! {
                     () = stop.cancelled() => {}
                     () = ping_tiers(&shared, "warm-up") => {}
@@ -177,7 +184,7 @@ impl BedrockBackend {
             let period = Duration::from_secs(settings.keep_alive_seconds);
             let shared = shared.clone();
             let stop = stop.clone();
-            tokio::spawn(async move {
+            background.spawn(async move {
                 let mut tick = tokio::time::interval_at(Instant::now() + period, period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -188,9 +195,12 @@ impl BedrockBackend {
                 }
             });
         }
+        background.close();
         Ok(Self {
             shared,
-            _background: stop.drop_guard(),
+            background,
+            stop: stop.clone(),
+            _stop_on_drop: stop.drop_guard(),
         })
     }
 }
@@ -241,6 +251,13 @@ async fn ping(shared: &Shared, model: &str) -> Result<Duration, String> {
 }
 
 impl ModelBackend for BedrockBackend {
+    fn shutdown(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.stop.cancel();
+            self.background.wait().await;
+        })
+    }
+
     fn model_name(&self, tier: pb::ModelTier) -> String {
         self.shared.model(tier).to_string()
     }

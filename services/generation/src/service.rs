@@ -21,6 +21,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -51,6 +52,8 @@ struct Inner {
     stream_buffer: usize,
     low_confidence_below: f32,
     counters: Counters,
+    /// Stream producers and prompt changes; [`GenerationDaemon::serve`] waits for them.
+    tasks: TaskTracker,
 }
 
 impl Inner {
@@ -171,6 +174,7 @@ impl GenerationDaemon {
                 stream_buffer: config.generation.stream_buffer.max(1),
                 low_confidence_below: config.generation.low_confidence_below,
                 counters: Counters::default(),
+                tasks: TaskTracker::new(),
             }),
         })
     }
@@ -180,12 +184,29 @@ impl GenerationDaemon {
         listener: tokio::net::TcpListener,
         opts: ServeOptions,
     ) -> Result<(), ServerError> {
-        Daemon::new("generation")
+        let inner = self.inner.clone();
+        let grace = opts.grace;
+        let result = Daemon::new("generation")
             .add_service(pb::generation_service_server::GenerationServiceServer::new(
                 self,
             ))
             .serve(listener, opts)
+            .await;
+        // A producer ends when its reader goes; a stream the server did not close in its
+        // grace gets one more grace, then the process may exit under it. A prompt change
+        // finishes writing. Then the backend's own calls.
+        inner.tasks.close();
+        if tokio::time::timeout(grace, inner.tasks.wait())
             .await
+            .is_err()
+        {
+            tracing::warn!(
+                streams = inner.tasks.len(),
+                "generation streams still running after the grace period"
+            );
+        }
+        inner.backend.shutdown().await;
+        result
     }
 
     /// The prompts as they are now (a snapshot; later changes do not show in it).
@@ -283,7 +304,7 @@ impl GenerationDaemon {
         let inner = self.inner.clone();
         inner.counters.started.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(intent = intent.label(), tier = tier.label(), %model, max_tokens, prompt_version, deadline_ms = deadline.map(ms), "generation started");
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let mut expired: Option<Pin<Box<Sleep>>> =
                 deadline.map(|d| Box::pin(tokio::time::sleep_until(t0 + d)));
             let mut index: u32 = 0;
@@ -435,7 +456,10 @@ impl GenerationDaemon {
         F: FnOnce(&mut PromptStore) -> Result<PromptChange, GenerationError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let applied = tokio::spawn(async move { inner.prompts.apply(change).await })
+        let applied = self
+            .inner
+            .tasks
+            .spawn(async move { inner.prompts.apply(change).await })
             .await
             .map_err(|e| GenerationError::Storage {
                 path: self.inner.prompts.dir().to_path_buf(),

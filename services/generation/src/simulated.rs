@@ -184,15 +184,17 @@ pub struct Composition {
     pub reason: String,
 }
 
+/// FNV-1a (the `fnv` crate, stable across platforms) of the parts, each ended by a unit
+/// separator so `["ab", "c"]` and `["a", "bc"]` differ: the same question in the same session
+/// always gets the same wording.
 fn fnv1a(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
     for p in parts {
-        for b in p.bytes().chain(std::iter::once(0x1f)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h.write(p.as_bytes());
+        h.write_u8(0x1f);
     }
-    h
+    h.finish()
 }
 
 struct Writer<'a> {

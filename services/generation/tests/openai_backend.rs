@@ -1,6 +1,10 @@
 //! The OpenAI-compatible backend against a local SSE server, end to end over gRPC: request
 //! shape, token order, usage, HTTP errors, a broken stream and cancellation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{
     path::PathBuf,

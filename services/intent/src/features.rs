@@ -1,5 +1,7 @@
 //! Text normalisation and the hashed n-gram block appended to the sentence embedding.
 
+use mangaassist_embedding::fnv1a;
+
 /// Width of the hashed n-gram block.
 pub(crate) const HASHED_DIM: usize = 1024;
 
@@ -16,15 +18,6 @@ pub(crate) fn normalize_text(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase()
-}
-
-pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// Words of `text`: runs of alphanumerics; CJK text without spaces becomes one long word,
@@ -76,29 +69,25 @@ pub(crate) fn hashed_ngrams_with(normalized: &str, weight: f32, spec: &NgramSpec
     };
     let ws: Vec<&str> = words(normalized).collect();
     for (i, w) in ws.iter().enumerate() {
-        add(fnv1a(w.bytes().chain([0xff])), spec.word);
+        add(fnv1a(&[w.as_bytes(), &[0xff]]), spec.word);
         if let Some(next) = ws.get(i + 1) {
             add(
-                fnv1a(w.bytes().chain([0xfe]).chain(next.bytes())),
+                fnv1a(&[w.as_bytes(), &[0xfe], next.as_bytes()]),
                 spec.bigram,
             );
         }
         let chars: Vec<char> = format!(" {w} ").chars().collect();
         for n in spec.char_min..=spec.char_max {
             for g in chars.windows(n) {
-                let mut buf = [0u8; 4];
-                let bytes = g
-                    .iter()
-                    .flat_map(|c| c.encode_utf8(&mut buf).as_bytes().to_vec())
-                    .chain([n as u8]);
-                add(fnv1a(bytes), spec.chars);
+                let gram: String = g.iter().collect();
+                add(fnv1a(&[gram.as_bytes(), &[n as u8]]), spec.chars);
             }
         }
         if spec.cjk_unigram > 0.0 {
             for c in w.chars().filter(|c| is_cjk(*c)) {
                 let mut buf = [0u8; 4];
                 add(
-                    fnv1a(c.encode_utf8(&mut buf).bytes().chain([1])),
+                    fnv1a(&[c.encode_utf8(&mut buf).as_bytes(), &[1]]),
                     spec.cjk_unigram,
                 );
             }
@@ -107,7 +96,7 @@ pub(crate) fn hashed_ngrams_with(normalized: &str, weight: f32, spec: &NgramSpec
     // Question marks carry intent (faq vs complaint) but are not alphanumeric.
     let questions = normalized.matches(['?', '？']).count();
     if questions > 0 {
-        add(fnv1a(*b"<question>"), 1.0);
+        add(fnv1a(&[b"<question>".as_slice()]), 1.0);
     }
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {

@@ -13,13 +13,12 @@ pub mod keyword;
 mod complexity;
 mod features;
 mod model;
-mod vector_cache;
 
 use std::{path::Path, sync::Arc, time::Instant};
 
 use mangaassist_catalog::{DataError, LabelledText};
 use mangaassist_config::{Config, IntentSettings};
-use mangaassist_embedding::{EmbedError, QueryEmbedder};
+use mangaassist_embedding::{EmbedError, QueryEmbedder, vector_file};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
 use tokio::net::TcpListener;
@@ -186,14 +185,21 @@ fn embed_all(embedder: &QueryEmbedder, texts: &[String]) -> Result<Vec<Vec<f32>>
 fn training_vectors(
     embedder: &QueryEmbedder,
     texts: &[String],
-    raw_file: &[u8],
     cache_dir: &Path,
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
     let dim = embedder.inner().dim();
-    let path = vector_cache::path_for(cache_dir, embedder.model_id(), raw_file);
-    if let Some(v) = vector_cache::load(&path, texts.len(), dim) {
-        tracing::debug!(path = %path.display(), "intent training vectors loaded from cache");
-        return Ok(v);
+    // Keyed by the texts actually embedded: editing the data or changing the model misses
+    // and rewrites.
+    let path = vector_file::cache_path(cache_dir, embedder.model_id(), dim, texts);
+    match vector_file::read(&path, texts.len(), dim) {
+        Ok(v) => {
+            tracing::debug!(path = %path.display(), "intent training vectors loaded from cache");
+            return Ok(v.iter().map(|v| v.to_vec()).collect());
+        }
+        Err(reason) if path.exists() => {
+            tracing::warn!(path = %path.display(), %reason, "ignoring unusable intent vector cache, recomputing");
+        }
+        Err(_) => {}
     }
     let started = Instant::now();
     let v = embed_all(embedder, texts)?;
@@ -203,7 +209,7 @@ fn training_vectors(
         model = embedder.model_id(),
         "embedded intent training set"
     );
-    if let Err(e) = vector_cache::store(&path, &v) {
+    if let Err(e) = vector_file::write(&path, &v, dim) {
         tracing::warn!(error = %e, path = %path.display(), "cannot cache intent training vectors");
     }
     Ok(v)
@@ -252,17 +258,13 @@ impl IntentDaemon {
     ) -> Result<Self, IntentError> {
         let train_path = data_dir.join("intents/train.jsonl");
         let examples = mangaassist_catalog::load_intents(&train_path)?;
-        let raw = std::fs::read(&train_path).map_err(|source| DataError::Read {
-            path: train_path.clone(),
-            source,
-        })?;
         let texts: Vec<String> = examples.iter().map(|e| normalize_text(&e.text)).collect();
         let labels: Vec<usize> = examples
             .iter()
             .map(|e| label_index(&e.intent))
             .collect::<Option<_>>()
             .ok_or_else(|| IntentError::Train("unknown intent label".into()))?;
-        let vectors = training_vectors(&embedder, &texts, &raw, cache_dir)?;
+        let vectors = training_vectors(&embedder, &texts, cache_dir)?;
         let started = Instant::now();
         let x: Vec<Vec<f32>> = vectors
             .iter()

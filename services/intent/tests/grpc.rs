@@ -1,6 +1,10 @@
 //! The intent daemon over real gRPC: started on an ephemeral port, called through the typed
 //! client of `mangaassist-client`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

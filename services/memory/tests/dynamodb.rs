@@ -3,6 +3,10 @@
 //! daemon over gRPC with `memory.backend = "dynamodb"`. The semantics every memory backend
 //! shares are checked by `store_conformance.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{
     path::Path,

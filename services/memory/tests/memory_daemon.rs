@@ -1,5 +1,9 @@
 //! The memory daemon through its service trait and through the real gRPC client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{path::Path, time::Duration};
 

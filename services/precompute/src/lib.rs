@@ -3,8 +3,9 @@
 //! in-process scheduler runs the `trending` job (hourly) and the `genre_recommendations` job
 //! (nightly); `PredictFollowUps` pre-generates the answers to the questions likely to follow
 //! the one just answered, scoped to the session. Every answer goes retrieval → generation →
-//! cache through the mesh clients, and records the product ids it mentions so an inventory
-//! change can invalidate it.
+//! cache through the mesh clients, and records the product ids it mentions so the cache's
+//! `InvalidateProducts` can drop it; nothing calls that yet (no inventory feed), so a
+//! pre-computed answer lives until its TTL even if stock or price changes.
 
 mod plan;
 
@@ -22,7 +23,7 @@ use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status};
 
 pub use plan::{
@@ -152,6 +153,9 @@ struct Inner {
     jobs: Mutex<HashMap<Job, JobState>>,
     /// Cancelled at shutdown; stops the scheduler and background follow-ups.
     shutdown: CancellationToken,
+    /// The scheduler, follow-ups and `RunJob` streams; [`PrecomputeDaemon::serve`] waits
+    /// for them after cancelling `shutdown`.
+    tasks: TaskTracker,
 }
 
 /// The precompute daemon. Cheap to clone.
@@ -303,6 +307,7 @@ impl PrecomputeDaemon {
                 peers,
                 jobs: Mutex::new(Job::ALL.iter().map(|j| (*j, JobState::default())).collect()),
                 shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
             }),
         })
     }
@@ -314,21 +319,30 @@ impl PrecomputeDaemon {
         listener: tokio::net::TcpListener,
         opts: ServeOptions,
     ) -> Result<(), ServerError> {
+        let inner = self.inner.clone();
         let stop = opts.shutdown.clone();
-        let inner_stop = self.inner.shutdown.clone();
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            inner_stop.cancel();
+        let inner_stop = inner.shutdown.clone();
+        inner.tasks.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => inner_stop.cancel(),
+                () = inner_stop.cancelled() => {}
+            }
         });
-        if self.inner.settings.scheduler {
-            tokio::spawn(self.clone().scheduler());
+        if inner.settings.scheduler {
+            inner.tasks.spawn(self.clone().scheduler());
         }
-        Daemon::new("precompute")
+        let result = Daemon::new("precompute")
             .add_service(pb::precompute_service_server::PrecomputeServiceServer::new(
                 self,
             ))
             .serve(listener, opts)
-            .await
+            .await;
+        // Also covers a server that failed without shutdown being requested. Every task
+        // watches `shutdown`, so waiting for them is short.
+        inner.shutdown.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        result
     }
 
     fn job_state(&self, job: Job, f: impl FnOnce(&mut JobState)) {
@@ -621,7 +635,7 @@ impl PrecomputeDaemon {
                 history,
             };
             let inner = self.inner.clone();
-            tokio::spawn(async move {
+            self.inner.tasks.spawn(async move {
                 let peers = &inner.peers;
                 let work = futures::stream::iter(items)
                     .map(|item| {
@@ -703,7 +717,7 @@ impl pb::precompute_service_server::PrecomputeService for PrecomputeDaemon {
         };
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let cancel = this.inner.shutdown.child_token();
             let t = this
                 .run_job(job, store.as_deref(), Some(&tx), &cancel)

@@ -1,108 +1,23 @@
 //! Catalog vectors: computed once per model and catalog, then cached on disk so a restart
-//! costs a file read instead of a minute of CPU.
+//! costs a file read instead of a minute of CPU. The file format and name are
+//! [`mangaassist_embedding::vector_file`]'s.
 
 use std::{
     collections::HashMap,
-    io::Write,
     path::{Path, PathBuf},
     sync::Arc,
     time::Instant,
 };
 
-use mangaassist_embedding::Embedder;
+use mangaassist_embedding::{
+    Embedder,
+    vector_file::{self, cache_path},
+};
 
 use crate::RetrievalError;
 
-const MAGIC: &[u8; 8] = b"MAVEC001";
-const HEADER: usize = 8 + 4 + 4;
 /// Texts per forward pass; larger batches pad more and gain little on CPU.
 const BATCH: usize = 32;
-
-/// FNV-1a: stable across Rust versions and platforms, unlike `DefaultHasher`.
-fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(state, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// `<cache_dir>/vectors/<model_id>-<hash of the texts>.bin`.
-pub fn cache_path(cache_dir: &Path, model_id: &str, dim: usize, texts: &[String]) -> PathBuf {
-    let mut h = fnv1a(FNV_OFFSET, &(dim as u64).to_le_bytes());
-    for t in texts {
-        h = fnv1a(h, &(t.len() as u64).to_le_bytes());
-        h = fnv1a(h, t.as_bytes());
-    }
-    let model: String = model_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    cache_dir
-        .join("vectors")
-        .join(format!("{model}-{h:016x}.bin"))
-}
-
-/// Reads a cache file, checking it holds exactly `count` vectors of `dim` finite floats.
-pub fn read_cache(path: &Path, count: usize, dim: usize) -> Result<Vec<Arc<[f32]>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-        return Err("bad magic".into());
-    }
-    let word = |at: usize| -> usize {
-        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
-    };
-    let (n, d) = (word(8), word(12));
-    if n != count || d != dim {
-        return Err(format!("holds {n}×{d}, expected {count}×{dim}"));
-    }
-    let want = HEADER + n * d * 4;
-    if bytes.len() != want {
-        return Err(format!("{} bytes, expected {want}", bytes.len()));
-    }
-    let floats: Vec<f32> = bytes[HEADER..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    if floats.iter().any(|x| !x.is_finite()) {
-        return Err("non-finite value".into());
-    }
-    Ok(floats.chunks_exact(d.max(1)).map(Arc::from).collect())
-}
-
-/// Writes through a temporary file and a rename, so a crash or a concurrent reader never
-/// sees half a file.
-pub fn write_cache(path: &Path, vectors: &[Arc<[f32]>], dim: usize) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = path.with_extension(format!("tmp.{}.{nanos}", std::process::id()));
-    let result = (|| {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        f.write_all(MAGIC)?;
-        f.write_all(&(vectors.len() as u32).to_le_bytes())?;
-        f.write_all(&(dim as u32).to_le_bytes())?;
-        for v in vectors {
-            for x in v.iter() {
-                f.write_all(&x.to_le_bytes())?;
-            }
-        }
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
 
 /// How the catalog vectors were obtained.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +41,7 @@ pub async fn catalog_vectors(
     let path = cache_path(cache_dir, embedder.model_id(), dim, &texts);
     let count = texts.len();
     let read_path = path.clone();
-    let cached = tokio::task::spawn_blocking(move || read_cache(&read_path, count, dim))
+    let cached = tokio::task::spawn_blocking(move || vector_file::read(&read_path, count, dim))
         .await
         .map_err(|e| RetrievalError::Internal(e.to_string()))?;
     match cached {
@@ -198,7 +113,7 @@ pub async fn catalog_vectors(
     };
     tracing::info!(path = %path.display(), texts = count, embedded = unique.len(), elapsed_ms = outcome.elapsed.as_millis() as u64, cache_hit = false, "catalog vectors computed");
     let to_write = vectors.clone();
-    let write = tokio::task::spawn_blocking(move || write_cache(&path, &to_write, dim))
+    let write = tokio::task::spawn_blocking(move || vector_file::write(&path, &to_write, dim))
         .await
         .map_err(|e| RetrievalError::Internal(e.to_string()))?;
     if let Err(e) = write {
@@ -249,10 +164,10 @@ mod tests {
             .unwrap();
         assert!(!o3.cache_hit);
         assert_eq!(v1, v3);
-        assert!(read_cache(&o1.path, 4, emb.dim()).is_ok());
+        assert!(vector_file::read(&o1.path, 4, emb.dim()).is_ok());
         // Garbage → ignored.
         std::fs::write(&o1.path, b"not a vector file").unwrap();
-        assert!(read_cache(&o1.path, 4, emb.dim()).is_err());
+        assert!(vector_file::read(&o1.path, 4, emb.dim()).is_err());
         let (_, o4) = catalog_vectors(emb.clone(), texts.clone(), dir.path())
             .await
             .unwrap();

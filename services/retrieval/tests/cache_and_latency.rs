@@ -10,8 +10,8 @@ use mangaassist_embedding::{Embedder, MiniLm, QueryEmbedder};
 use mangaassist_proto::v1 as pb;
 use mangaassist_retrieval::RetrievalDaemon;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+fn percentile(samples: &[f64], q: f64) -> f64 {
+    mangaassist_stats::percentile(samples, q).unwrap_or(f64::NAN)
 }
 
 fn repo_data() -> PathBuf {
@@ -172,8 +172,6 @@ async fn search_latency_with_supplied_vectors() {
         assert!(!a.products.is_empty(), "query `{text}`");
         search_us.push(f64::from(a.search_us));
     }
-    search_us.sort_by(f64::total_cmp);
-    wall_us.sort_by(f64::total_cmp);
     eprintln!(
         "search over {} queries with supplied embeddings: search_us p50 {:.0} p99 {:.0}; retrieve() wall p50 {:.0} µs p99 {:.0} µs",
         search_us.len(),

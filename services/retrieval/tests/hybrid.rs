@@ -1,6 +1,10 @@
 //! Behaviour of the daemon with the fast hashed embedder: filters, store isolation,
 //! validation, GetProducts, and the gRPC surface through the real client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tasks a test spawns end with its runtime; there is no daemon shutdown to drain"
+)]
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

@@ -4,6 +4,10 @@
 //! event-stream frame helpers the Bedrock tests build answers from), and the small HTTP server
 //! both run on. Tests use them in-process; the `mangaassist-standins` binary runs them as
 //! processes for local runs and `scripts/bench-backends.sh`.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test doubles: their server tasks live as long as the test or stand-in process that started them, and are aborted on drop"
+)]
 
 pub mod bedrock;
 mod local_http;

@@ -24,13 +24,13 @@ use futures::StreamExt;
 use mangaassist_aws::AwsTarget;
 use mangaassist_client::GenerationClient;
 use mangaassist_config::{BedrockSettings, Config};
-use mangaassist_standins::bedrock::{answer, delta, exception, message_start};
 use mangaassist_generation::{
     BedrockBackend, GenerationDaemon, GenerationError, ModelBackend, ModelDone, ModelEvent,
     ModelStream, PromptStyle, RenderedPrompt, StopReason,
 };
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{ServeOptions, bind_with_addr};
+use mangaassist_standins::bedrock::{answer, delta, exception, message_start};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -704,7 +704,7 @@ async fn grpc_daemon_with_the_bedrock_backend_streams_and_reports_the_model_used
     .await;
     let mut c = Config::default();
     c.generation.prompts_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/prompts");
-    c.generation.backend = "bedrock".into();
+    c.generation.backend = mangaassist_config::GenerationBackend::Bedrock;
     c.generation.bedrock = settings(|s| {
         s.region = "us-east-1".into();
         s.endpoint_url = url.clone();

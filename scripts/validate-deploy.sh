@@ -57,7 +57,7 @@ import base64, json, re, sys
 import yaml
 
 mode, path = sys.argv[1], sys.argv[2]
-# Default ports: crates/config/src/sections.rs (MeshSettings, GatewaySettings).
+# Default ports: crates/config/src/sections/mesh.rs (MeshSettings) and gateway.rs (GatewaySettings).
 PORTS = {"intent": 50061, "retrieval": 50062, "memory": 50063, "cache": 50064,
          "generation": 50065, "precompute": 50066, "gateway": 8080}
 DAEMONS = [d for d in PORTS if d != "gateway"]

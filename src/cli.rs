@@ -8,7 +8,7 @@ use mangaassist::{
     chat::{self, ChatOptions},
     mesh::{self, Role},
 };
-use mangaassist_config::{Config, FaultSpec};
+use mangaassist_config::{Config, FaultSpec, LatencyProfile, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,8 +21,15 @@ pub struct Cli {
     #[arg(long, short, global = true, env = "MANGAASSIST_CONFIG")]
     config: Option<PathBuf>,
     /// Log format: text or json (overrides telemetry.log_format).
-    #[arg(long, global = true, value_parser = ["text", "json"])]
-    log_format: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_parser = clap::builder::TypedValueParser::try_map(
+            clap::builder::PossibleValuesParser::new(LogFormat::ALL.iter().map(|f| f.as_str())),
+            |s| s.parse::<LogFormat>(),
+        ),
+    )]
+    log_format: Option<LogFormat>,
     /// Log filter, e.g. `info,mangaassist_gateway=debug` (overrides telemetry.log_level).
     #[arg(long, global = true, env = "MANGAASSIST_LOG")]
     log: Option<String>,
@@ -305,7 +312,7 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = mangaassist_config::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(f) = &cli.log_format {
-        config.telemetry.log_format = f.clone();
+        config.telemetry.log_format = *f;
     }
     Ok(config)
 }
@@ -468,7 +475,7 @@ async fn bench_command(
         config.gateway.limits.connection_messages_per_second = 0;
         config.precompute.run_at_start = false;
         if overhead_run {
-            config.generation.latency_profile = "zero".into();
+            config.generation.latency_profile = LatencyProfile::Zero;
             config.gateway.predict_follow_ups = false;
         }
         init_logs(cli, &config, "mangaassist-bench")?;
@@ -488,7 +495,7 @@ async fn bench_command(
             None
         },
         data_dir: cfg.data.dir.clone(),
-        overhead: cfg.generation.latency_profile == "zero",
+        overhead: cfg.generation.latency_profile == LatencyProfile::Zero,
         generation_endpoint: cfg.mesh.generation.endpoint.clone(),
         retrieval_endpoint: cfg.mesh.retrieval.endpoint.clone(),
     };

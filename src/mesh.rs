@@ -144,13 +144,14 @@ pub fn model_dir(config: &Config) -> PathBuf {
 
 /// Loads the configured embedder once, for every daemon in this process.
 pub async fn load_embedder(config: &Config) -> anyhow::Result<QueryEmbedder> {
-    let backend = config.embedding.backend.clone();
+    let backend = config.embedding.backend;
     let dir = model_dir(config);
     let capacity = config.embedding.query_cache_entries;
-    let inner =
-        tokio::task::spawn_blocking(move || mangaassist_embedding::from_backend(&backend, &dir))
-            .await
-            .context("embedder loader panicked")??;
+    let inner = tokio::task::spawn_blocking(move || {
+        mangaassist_embedding::from_backend(backend.as_str(), &dir)
+    })
+    .await
+    .context("embedder loader panicked")??;
     tracing::info!(model = inner.model_id(), "embedder ready");
     Ok(QueryEmbedder::new(inner, capacity))
 }

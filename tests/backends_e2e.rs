@@ -27,13 +27,13 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
     config.gateway.limits.user_messages_per_minute = 0;
     config.gateway.predict_follow_ups = false;
     // Tokens spaced out so the answer is still streaming when the client is cut.
-    config.generation.latency_profile = "realistic".into();
+    config.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
     config.generation.fast.first_token_ms = 30;
     config.generation.fast.tokens_per_second = 150.0;
     config.generation.fast.jitter = 0.0;
     config.generation.smart = config.generation.fast.clone();
     config.generation.prefill_ms_per_1k_tokens = 0.0;
-    config.memory.backend = "dynamodb".into();
+    config.memory.backend = mangaassist_config::MemoryBackend::DynamoDb;
     config.memory.dynamodb.endpoint_url = moto.url.clone();
     config.memory.dynamodb.region = "us-east-1".into();
     config.memory.dynamodb.create_tables = true;
@@ -41,10 +41,10 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
     config.memory.dynamodb.sessions_table = format!("{tables}-sessions");
     config.memory.dynamodb.users_table = format!("{tables}-users");
     config.memory.dynamodb.orders_table = format!("{tables}-orders");
-    config.cache.backend = "redis".into();
-    config.gateway.resume_backend = "redis".into();
+    config.cache.backend = mangaassist_config::CacheBackend::Redis;
+    config.gateway.resume_backend = mangaassist_config::ResumeBackend::Redis;
     config.redis.url = redis.url();
-    config.retrieval.backend = "opensearch".into();
+    config.retrieval.backend = mangaassist_config::RetrievalBackend::OpenSearch;
     config.retrieval.opensearch.url = opensearch.url();
     // Every process binds port 0 and reports the ports it got.
     common::listen_on_any_port(&mut config);

@@ -333,7 +333,7 @@ async fn cut_and_resume(
 async fn resume_after_a_disconnect_yields_exactly_the_missing_chunks() {
     let m = TestMesh::start_with(&[], |c| {
         // Tokens spaced out so cuts land while the answer is still streaming.
-        c.generation.latency_profile = "realistic".into();
+        c.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
         c.generation.fast.first_token_ms = 20;
         c.generation.fast.tokens_per_second = 400.0;
         c.generation.fast.jitter = 0.0;
@@ -519,7 +519,7 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
     common::init_telemetry();
     let state = tempfile::tempdir().unwrap();
     let mut config = common::test_config(state.path(), &[]);
-    config.generation.latency_profile = "realistic".into();
+    config.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
     config.generation.fast.first_token_ms = 50;
     config.generation.fast.tokens_per_second = 150.0;
     config.generation.fast.jitter = 0.0;

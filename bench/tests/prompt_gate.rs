@@ -58,7 +58,7 @@ async fn start_mesh(short: bool) -> Mesh {
     c.data.dir = data_dir();
     c.data.cache_dir = cache.path().to_path_buf();
     c.generation.prompts_dir = prompts.path().to_path_buf();
-    c.generation.latency_profile = "realistic".into();
+    c.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
     // Realistic shape (prefill per input token, pacing per output token, jitter), but short
     // enough that a run of 60 calls takes seconds.
     if short {

@@ -32,7 +32,7 @@ use axum::{
 };
 use mangaassist_auth::JwtKey;
 use mangaassist_client::MeshClients;
-use mangaassist_config::Config;
+use mangaassist_config::{Config, ResumeBackend};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_resilience::KeyedLimiter;
 use mangaassist_resume::{InMemoryResumeStore, ResumeLimits, ResumeStore};
@@ -82,14 +82,14 @@ pub fn resume_limits(config: &Config) -> ResumeLimits {
 pub async fn connect_resume_store(
     config: &Config,
 ) -> Result<Option<Arc<dyn ResumeStore>>, GatewayError> {
-    match config.gateway.resume_backend.as_str() {
-        "redis" => {
+    match config.gateway.resume_backend {
+        ResumeBackend::Redis => {
             let store =
                 mangaassist_resume::RedisResumeStore::connect(&config.redis, resume_limits(config))
                     .await?;
             Ok(Some(Arc::new(store)))
         }
-        _ => Ok(None),
+        ResumeBackend::Memory => Ok(None),
     }
 }
 

@@ -21,8 +21,8 @@ pub fn test_config(state: &std::path::Path, faults: &[&str]) -> Config {
     let mut c = Config::default();
     c.data.dir = repo().join("data");
     c.data.state_dir = state.to_path_buf();
-    c.embedding.backend = "minilm".into();
-    c.generation.latency_profile = "zero".into();
+    c.embedding.backend = mangaassist_config::EmbeddingBackend::MiniLm;
+    c.generation.latency_profile = mangaassist_config::LatencyProfile::Zero;
     c.generation.prompts_dir = repo().join("data/prompts");
     c.precompute.run_at_start = false;
     c.precompute.scheduler = false;
@@ -42,7 +42,7 @@ pub fn test_config(state: &std::path::Path, faults: &[&str]) -> Config {
 /// Spans (and so trace ids) need the subscriber; tests share one per process.
 pub fn init_telemetry() {
     let settings = mangaassist_config::TelemetrySettings {
-        log_format: "text".into(),
+        log_format: mangaassist_config::LogFormat::Text,
         log_level: "warn".into(),
         otlp_endpoint: String::new(),
     };

@@ -194,7 +194,11 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.memory.backend, "dynamodb");
+        assert_eq!(c.memory.backend, crate::MemoryBackend::DynamoDb);
+        assert_eq!(c.cache.backend, crate::CacheBackend::Redis);
+        assert_eq!(c.retrieval.backend, crate::RetrievalBackend::OpenSearch);
+        assert_eq!(c.generation.backend, crate::GenerationBackend::Bedrock);
+        assert_eq!(c.gateway.resume_backend, crate::ResumeBackend::Redis);
         assert_eq!(c.redis.url, "rediss://cache.example:6380/0");
         for (var, value, field) in [
             ("MANGAASSIST_MEMORY__BACKEND", "dynamo", "memory.backend"),
@@ -245,5 +249,217 @@ mod tests {
             let e = load_str("", "t", env(&[(var, value)])).unwrap_err();
             assert!(e.to_string().contains(field), "{var}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn an_unknown_choice_names_the_field_and_every_allowed_value() {
+        for (toml, field, allowed) in [
+            (
+                "[generation]\nbackend = \"claude\"\n",
+                "generation.backend",
+                &["simulated", "openai", "bedrock"][..],
+            ),
+            (
+                "[generation]\nlatency_profile = \"fast\"\n",
+                "generation.latency_profile",
+                &["realistic", "zero"][..],
+            ),
+            (
+                "[memory]\nbackend = \"dynamo\"\n",
+                "memory.backend",
+                &["redb", "dynamodb"][..],
+            ),
+            (
+                "[cache]\nbackend = \"memcached\"\n",
+                "cache.backend",
+                &["memory", "redis"][..],
+            ),
+            (
+                "[gateway]\nresume_backend = \"disk\"\n",
+                "gateway.resume_backend",
+                &["memory", "redis"][..],
+            ),
+            (
+                "[retrieval]\nbackend = \"elastic\"\n",
+                "retrieval.backend",
+                &["embedded", "opensearch"][..],
+            ),
+            (
+                "[embedding]\nbackend = \"bert\"\n",
+                "embedding.backend",
+                &["auto", "minilm", "hashed"][..],
+            ),
+            (
+                "[telemetry]\nlog_format = \"xml\"\n",
+                "telemetry.log_format",
+                &["text", "json"][..],
+            ),
+        ] {
+            let e = load_str(toml, "t", env(&[])).unwrap_err().to_string();
+            assert!(e.contains(field), "{toml}: {e}");
+            for choice in allowed {
+                assert!(e.contains(&format!("`{choice}`")), "{toml}: {e}");
+            }
+        }
+        // The same names parse from strings (command-line flags) and print back unchanged.
+        for name in ["simulated", "openai", "bedrock"] {
+            let b: crate::GenerationBackend = name.parse().unwrap();
+            assert_eq!(b.to_string(), name);
+        }
+        let e = "xml".parse::<crate::LogFormat>().unwrap_err();
+        assert_eq!(e.to_string(), "`xml` is not one of text, json");
+    }
+
+    #[test]
+    fn out_of_range_numbers_name_the_field() {
+        for (toml, field) in [
+            (
+                "[generation]\nprefill_ms_per_1k_tokens = -60.0\n",
+                "generation.prefill_ms_per_1k_tokens",
+            ),
+            (
+                "[generation]\nprefill_ms_per_1k_tokens = nan\n",
+                "generation.prefill_ms_per_1k_tokens",
+            ),
+            (
+                "[generation]\nprefill_ms_per_1k_tokens = inf\n",
+                "generation.prefill_ms_per_1k_tokens",
+            ),
+            (
+                "[generation.fast]\nmodel = \"m\"\nfirst_token_ms = 100\ntokens_per_second = 0.0\njitter = 0.1\n",
+                "generation.fast.tokens_per_second",
+            ),
+            (
+                "[generation.smart]\nmodel = \"m\"\nfirst_token_ms = 100\ntokens_per_second = 50.0\njitter = -0.1\n",
+                "generation.smart.jitter",
+            ),
+            (
+                "[generation]\nstream_buffer = 0\n",
+                "generation.stream_buffer",
+            ),
+            (
+                "[generation]\nlow_confidence_below = 1.5\n",
+                "generation.low_confidence_below",
+            ),
+            (
+                "[generation.max_tokens]\nfaq = 0\n",
+                "generation.max_tokens.faq",
+            ),
+            (
+                "[generation.bedrock]\nconnect_timeout_ms = 0\n",
+                "generation.bedrock.connect_timeout_ms",
+            ),
+            (
+                "[generation.openai]\nconnect_timeout_ms = 0\n",
+                "generation.openai.connect_timeout_ms",
+            ),
+            ("[retrieval]\ntop_k = 0\n", "retrieval.top_k"),
+            ("[retrieval]\ntop_k = 51\n", "retrieval.top_k"),
+            ("[retrieval]\nrrf_k = -1.0\n", "retrieval.rrf_k"),
+            ("[retrieval]\nef_search = 0\n", "retrieval.ef_search"),
+            (
+                "[retrieval.opensearch]\ntimeout_ms = 0\n",
+                "retrieval.opensearch.timeout_ms",
+            ),
+            ("[memory]\nhistory_limit = 0\n", "memory.history_limit"),
+            (
+                "[memory.dynamodb]\nsessions_table = \"\"\n",
+                "memory.dynamodb.sessions_table",
+            ),
+            ("[cache]\nmax_entries = 0\n", "cache.max_entries"),
+            (
+                "[cache]\ndefault_ttl_seconds = 0\n",
+                "cache.default_ttl_seconds",
+            ),
+            ("[redis]\ntimeout_ms = 0\n", "redis.timeout_ms"),
+            (
+                "[embedding]\nquery_cache_entries = 0\n",
+                "embedding.query_cache_entries",
+            ),
+            ("[mesh]\nmax_rpc_seconds = 0\n", "mesh.max_rpc_seconds"),
+            (
+                "[intent]\nmedium_fast_budget_ms = 4000000\n",
+                "intent.medium_fast_budget_ms",
+            ),
+            (
+                "[precompute]\ntrending_interval_seconds = 0\n",
+                "precompute.trending_interval_seconds",
+            ),
+            (
+                "[gateway.deadlines]\ntotal_ms = 0\n",
+                "gateway.deadlines.total_ms",
+            ),
+            (
+                "[gateway.deadlines]\ncache_ms = 0\n",
+                "gateway.deadlines.cache_ms",
+            ),
+            (
+                "[gateway.budgets]\nretrieval_ms = 9000\n",
+                "gateway.budgets.retrieval_ms",
+            ),
+            (
+                "[gateway.breakers]\nopen_ms = 0\n",
+                "gateway.breakers.open_ms",
+            ),
+            (
+                "[gateway.breakers]\nhalf_open_probes = 0\n",
+                "gateway.breakers.half_open_probes",
+            ),
+            (
+                "[gateway.routing]\nwindow_seconds = 0\n",
+                "gateway.routing.window_seconds",
+            ),
+            (
+                "[gateway.stream]\nheartbeat_seconds = 0\n",
+                "gateway.stream.heartbeat_seconds",
+            ),
+            (
+                "[gateway.stream]\nresume_keep_seconds = 500\n",
+                "gateway.stream.resume_keep_seconds",
+            ),
+            (
+                "[gateway.auth]\ntoken_ttl_seconds = 0\n",
+                "gateway.auth.token_ttl_seconds",
+            ),
+            (
+                "[gateway.slo]\nerror_budget = 1.0\n",
+                "gateway.slo.error_budget",
+            ),
+            ("[gateway.slo]\ntarget_ms = 0\n", "gateway.slo.target_ms"),
+            (
+                "[gateway]\nmax_frame_bytes = 0\n",
+                "gateway.max_frame_bytes",
+            ),
+            (
+                "[gateway]\ntop_k_products = 500\n",
+                "gateway.top_k_products",
+            ),
+            (
+                "[gateway]\ncacheable_intents = [\"weather\"]\n",
+                "gateway.cacheable_intents",
+            ),
+            ("[gateway]\nlisten = \"localhost\"\n", "gateway.listen"),
+        ] {
+            let e = load_str(toml, "t", env(&[])).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{field}`")), "{toml}: {e}");
+        }
+        // Negative numbers for unsigned fields stop at parsing, still naming the field.
+        let e = load_str("[gateway.deadlines]\nintent_ms = -5\n", "t", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("gateway.deadlines.intent_ms"), "{e}");
+    }
+
+    #[test]
+    fn removed_fields_are_rejected_by_name() {
+        // `gateway.targets` and `gateway.budgets.degraded_ms` were never read; a file that
+        // still sets them is told so instead of being silently ignored.
+        let e = load_str("[gateway.budgets]\ndegraded_ms = 3000\n", "t", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("degraded_ms"), "{e}");
+        let e = load_str(
+            "[gateway.targets.faq]\np50 = 1\np95 = 2\np99 = 3\n",
+            "t",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("targets"), "{e}");
     }
 }

@@ -7,7 +7,7 @@ mod propagation;
 
 use std::sync::OnceLock;
 
-use mangaassist_config::TelemetrySettings;
+use mangaassist_config::{LogFormat, TelemetrySettings};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
 use tracing_subscriber::{
@@ -100,7 +100,7 @@ fn init_inner<E: SpanExporter + 'static>(
         .with_tracer(tracer)
         .with_filter(LevelFilter::INFO);
     let registry = tracing_subscriber::registry().with(otel);
-    let result = if settings.log_format == "json" {
+    let result = if settings.log_format == LogFormat::Json {
         registry
             .with(
                 tracing_subscriber::fmt::layer()

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use mangaassist_config::{CacheSettings, Config};
+use mangaassist_config::{CacheBackend, CacheSettings, Config};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
@@ -81,16 +81,11 @@ impl CacheDaemon {
     /// shared Redis of the `redis` section when `cache.backend = "redis"` (an unreachable
     /// Redis is an error naming `redis.url`).
     pub async fn new(config: &Config, embedder: QueryEmbedder) -> Result<Self, CacheError> {
-        let store: Arc<dyn CacheStore> = match config.cache.backend.as_str() {
-            "redis" => {
+        let store: Arc<dyn CacheStore> = match config.cache.backend {
+            CacheBackend::Redis => {
                 Arc::new(RedisCacheStore::connect(&config.redis, config.cache.max_entries).await?)
             }
-            "memory" => Arc::new(InMemoryStore::new(config.cache.max_entries)),
-            other => {
-                return Err(invalid(format!(
-                    "cache.backend {other:?} is not one of \"memory\", \"redis\""
-                )));
-            }
+            CacheBackend::Memory => Arc::new(InMemoryStore::new(config.cache.max_entries)),
         };
         Ok(Self::with_parts(
             &config.cache,

@@ -166,7 +166,7 @@ fn hashed() -> QueryEmbedder {
 async fn the_daemon_uses_redis_when_configured() {
     let mut server = RedisServer::start();
     let mut config = Config::default();
-    config.cache.backend = "redis".into();
+    config.cache.backend = mangaassist_config::CacheBackend::Redis;
     config.redis = server.settings();
     let d = CacheDaemon::new(&config, hashed()).await.unwrap();
     let put = pb::PutRequest {

@@ -13,7 +13,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use mangaassist_config::Config;
+use mangaassist_config::{Config, GenerationBackend};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
 use tokio::{
@@ -140,15 +140,13 @@ impl GenerationDaemon {
     /// API key read from `generation.openai.api_key_env`, or `bedrock` with the AWS
     /// credential chain; Bedrock's warm-up calls start in the background).
     pub async fn new(config: &Config) -> Result<Self, GenerationError> {
-        let backend: Arc<dyn ModelBackend> = match config.generation.backend.as_str() {
-            "simulated" => Arc::new(SimulatedModel::new(&config.generation)),
-            "openai" => Arc::new(OpenAiBackend::from_settings(&config.generation.openai)?),
-            "bedrock" => Arc::new(BedrockBackend::new(&config.generation.bedrock).await?),
-            other => {
-                return Err(GenerationError::Config(format!(
-                    "generation.backend `{other}` is not available (one of: simulated, openai, \
-                     bedrock)"
-                )));
+        let backend: Arc<dyn ModelBackend> = match config.generation.backend {
+            GenerationBackend::Simulated => Arc::new(SimulatedModel::new(&config.generation)),
+            GenerationBackend::OpenAi => {
+                Arc::new(OpenAiBackend::from_settings(&config.generation.openai)?)
+            }
+            GenerationBackend::Bedrock => {
+                Arc::new(BedrockBackend::new(&config.generation.bedrock).await?)
             }
         };
         Self::with_backend(config, backend).await

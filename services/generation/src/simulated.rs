@@ -14,7 +14,7 @@
 use std::{collections::HashSet, time::Duration};
 
 use futures::StreamExt;
-use mangaassist_config::{GenerationSettings, TierProfile};
+use mangaassist_config::{GenerationSettings, LatencyProfile, TierProfile};
 use mangaassist_proto::v1 as pb;
 use rand::Rng;
 use tokio::time::Instant;
@@ -40,7 +40,7 @@ impl SimulatedModel {
         Self {
             fast: settings.fast.clone(),
             smart: settings.smart.clone(),
-            zero_latency: settings.latency_profile == "zero",
+            zero_latency: settings.latency_profile == LatencyProfile::Zero,
             prefill_ms_per_1k_tokens: settings.prefill_ms_per_1k_tokens.max(0.0),
         }
     }
@@ -63,7 +63,21 @@ fn sample_first_token(profile: &TierProfile) -> Duration {
     let factor = (f64::from(profile.jitter.max(0.0)) * z)
         .exp()
         .clamp(0.6, 4.0);
-    Duration::from_secs_f64(f64::from(profile.first_token_ms) * factor / 1000.0)
+    delay_secs(f64::from(profile.first_token_ms) * factor / 1000.0)
+}
+
+/// Longest delay the simulation adds: settings are validated far below it, but a profile built
+/// in code may hold anything, and `Instant + Duration` must not overflow.
+const MAX_DELAY: Duration = Duration::from_secs(3_600);
+
+/// A delay from seconds computed from settings: `Duration::from_secs_f64` panics on a negative,
+/// NaN or huge value, which a hand-built profile could produce; those become 0 or
+/// [`MAX_DELAY`].
+fn delay_secs(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).map_or(MAX_DELAY, |d| d.min(MAX_DELAY))
 }
 
 struct Pacing {
@@ -125,13 +139,13 @@ impl ModelBackend for SimulatedModel {
         let pacing = (!self.zero_latency).then(|| {
             let p = self.profile(tier);
             let tps = f64::from(p.tokens_per_second.max(1.0));
-            let prefill = Duration::from_secs_f64(
+            let prefill = delay_secs(
                 f64::from(input_tokens) * f64::from(self.prefill_ms_per_1k_tokens) / 1_000_000.0,
             );
             Pacing {
                 start: Instant::now(),
                 first_token: sample_first_token(p) + prefill,
-                per_token: Duration::from_secs_f64(1.0 / tps),
+                per_token: delay_secs(1.0 / tps),
                 group: if tps >= 100.0 {
                     3
                 } else if tps >= 50.0 {
@@ -1473,6 +1487,28 @@ pub fn compose_styled(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn delays_from_out_of_range_settings_are_bounded_not_panics() {
+        assert_eq!(delay_secs(-0.06), Duration::ZERO);
+        assert_eq!(delay_secs(f64::NAN), Duration::ZERO);
+        assert_eq!(delay_secs(f64::NEG_INFINITY), Duration::ZERO);
+        assert_eq!(delay_secs(f64::INFINITY), MAX_DELAY);
+        assert_eq!(delay_secs(1e30), MAX_DELAY);
+        assert_eq!(delay_secs(0.25), Duration::from_millis(250));
+        // A negative prefill rate (what `generation.prefill_ms_per_1k_tokens = -60` used to
+        // feed `Duration::from_secs_f64`) and non-finite tier numbers.
+        assert_eq!(delay_secs(2_000.0 * -60.0 / 1_000_000.0), Duration::ZERO);
+        let wild = TierProfile {
+            model: "m".into(),
+            first_token_ms: u32::MAX,
+            tokens_per_second: f32::NAN,
+            jitter: f32::INFINITY,
+        };
+        for _ in 0..200 {
+            assert!(sample_first_token(&wild) <= MAX_DELAY);
+        }
+    }
 
     fn product(id: &str, series: &str, volume: u32, stock: u32) -> pb::ProductHit {
         pb::ProductHit {

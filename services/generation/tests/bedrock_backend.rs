@@ -701,7 +701,7 @@ async fn grpc_daemon_with_the_bedrock_backend_streams_and_reports_the_model_used
     .await;
     let mut c = Config::default();
     c.generation.prompts_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/prompts");
-    c.generation.backend = "bedrock".into();
+    c.generation.backend = mangaassist_config::GenerationBackend::Bedrock;
     c.generation.bedrock = settings(|s| {
         s.region = "us-east-1".into();
         s.endpoint_url = url.clone();

@@ -32,7 +32,7 @@ fn data_dir() -> PathBuf {
 fn config(profile: &str) -> Config {
     let mut c = Config::default();
     c.generation.prompts_dir = data_dir().join("prompts");
-    c.generation.latency_profile = profile.into();
+    c.generation.latency_profile = profile.parse().unwrap();
     c
 }
 

@@ -112,7 +112,7 @@ struct Harness {
 fn config(base_url: &str) -> Config {
     let mut c = Config::default();
     c.generation.prompts_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/prompts");
-    c.generation.backend = "openai".into();
+    c.generation.backend = mangaassist_config::GenerationBackend::OpenAi;
     c.generation.openai.base_url = base_url.into();
     c.generation.openai.fast_model = "tiny-fast".into();
     c.generation.openai.smart_model = "big-smart".into();

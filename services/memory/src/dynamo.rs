@@ -531,29 +531,24 @@ impl DynamoStore {
     async fn count_live(&self, session_id: &str, now: i64) -> Result<u32, MemoryError> {
         let table = self.tables.sessions.as_str();
         let mut count: u64 = 0;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(table)
-                .key_condition_expression("#sid = :s AND #ts >= :low")
-                .expression_attribute_names("#sid", SESSION_ID)
-                .expression_attribute_names("#ts", TS)
-                .expression_attribute_values(":s", s(session_id))
-                .expression_attribute_values(":low", self.lowest_live_key(now))
-                .select(Select::Count)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(table, "Query", e))?;
-            count += u64::try_from(out.count()).unwrap_or(0);
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(u32::try_from(count).unwrap_or(u32::MAX));
-            }
+        let mut pages = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("#sid = :s AND #ts >= :low")
+            .expression_attribute_names("#sid", SESSION_ID)
+            .expression_attribute_names("#ts", TS)
+            .expression_attribute_values(":s", s(session_id))
+            .expression_attribute_values(":low", self.lowest_live_key(now))
+            .select(Select::Count)
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(table, "Query", e))?;
+            count += u64::try_from(page.count()).unwrap_or(0);
         }
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     /// The user's order items (`order_id`, `order_key`), to find the old row of a re-dated
@@ -561,34 +556,27 @@ impl DynamoStore {
     async fn order_keys(&self, user_id: &str) -> Result<Vec<(String, String)>, MemoryError> {
         let table = self.tables.orders.as_str();
         let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(table)
-                .key_condition_expression("#uid = :u")
-                .expression_attribute_names("#uid", USER_ID)
-                .expression_attribute_names("#oid", ORDER_ID)
-                .expression_attribute_names("#okey", ORDER_KEY)
-                .expression_attribute_values(":u", s(user_id))
-                .projection_expression("#oid, #okey")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(table, "Query", e))?;
-            for item in out.items() {
-                if let (Some(id), Some(key)) = (str_attr(item, ORDER_ID), str_attr(item, ORDER_KEY))
-                {
-                    keys.push((id.to_string(), key.to_string()));
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(keys);
+        let mut items = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("#uid = :u")
+            .expression_attribute_names("#uid", USER_ID)
+            .expression_attribute_names("#oid", ORDER_ID)
+            .expression_attribute_names("#okey", ORDER_KEY)
+            .expression_attribute_values(":u", s(user_id))
+            .projection_expression("#oid, #okey")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|e| classify(table, "Query", e))?;
+            if let (Some(id), Some(key)) = (str_attr(&item, ORDER_ID), str_attr(&item, ORDER_KEY)) {
+                keys.push((id.to_string(), key.to_string()));
             }
         }
+        Ok(keys)
     }
 
     /// Writes in batches of 25, resending what DynamoDB leaves unprocessed (throttling).
@@ -853,36 +841,30 @@ impl MemoryStore for DynamoStore {
         }
         let table = self.tables.sessions.as_str();
         let mut out = Vec::with_capacity(limit.min(64));
-        let mut start = None;
-        while out.len() < limit {
-            let page = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
-            let resp = self
-                .client
-                .query()
-                .table_name(table)
-                .key_condition_expression("#sid = :s AND #ts >= :low")
-                .expression_attribute_names("#sid", SESSION_ID)
-                .expression_attribute_names("#ts", TS)
-                .expression_attribute_names("#payload", PAYLOAD)
-                .expression_attribute_values(":s", s(session_id))
-                .expression_attribute_values(":low", self.lowest_live_key(now))
-                .projection_expression("#payload")
-                .scan_index_forward(false)
-                .limit(page)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(table, "Query", e))?;
-            for item in resp.items() {
-                out.push(payload::<pb::Turn>("sessions", item)?);
-            }
-            start = resp.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+        // The stream is lazy: no page past the one that fills `limit` is requested.
+        let mut items = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("#sid = :s AND #ts >= :low")
+            .expression_attribute_names("#sid", SESSION_ID)
+            .expression_attribute_names("#ts", TS)
+            .expression_attribute_names("#payload", PAYLOAD)
+            .expression_attribute_values(":s", s(session_id))
+            .expression_attribute_values(":low", self.lowest_live_key(now))
+            .projection_expression("#payload")
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while out.len() < limit
+            && let Some(item) = items.next().await
+        {
+            let item = item.map_err(|e| classify(table, "Query", e))?;
+            out.push(payload::<pb::Turn>("sessions", &item)?);
         }
-        out.truncate(limit);
         Ok(out)
     }
 
@@ -911,40 +893,35 @@ impl MemoryStore for DynamoStore {
         let limit = if limit == 0 { usize::MAX } else { limit };
         let table = self.tables.orders.as_str();
         let mut out = Vec::new();
-        let mut start = None;
-        while out.len() < limit {
-            let mut req = self
-                .client
-                .query()
-                .table_name(table)
-                .key_condition_expression("#uid = :u")
-                .expression_attribute_names("#uid", USER_ID)
-                .expression_attribute_values(":u", s(user_id))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .set_exclusive_start_key(start);
-            if store_id.is_empty() {
-                // Without a filter every item read is returned, so Limit can cut the read.
-                if limit != usize::MAX {
-                    req = req.limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX));
-                }
-            } else {
-                // Limit counts items before the filter; page until enough match instead.
-                req = req
-                    .filter_expression("#store = :st")
-                    .expression_attribute_names("#store", STORE_ID)
-                    .expression_attribute_values(":st", s(store_id));
+        let mut req = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("#uid = :u")
+            .expression_attribute_names("#uid", USER_ID)
+            .expression_attribute_values(":u", s(user_id))
+            .scan_index_forward(false)
+            .consistent_read(true);
+        if store_id.is_empty() {
+            // Without a filter every item read is returned, so Limit can cut the read.
+            if limit != usize::MAX {
+                req = req.limit(i32::try_from(limit).unwrap_or(i32::MAX));
             }
-            let resp = req.send().await.map_err(|e| classify(table, "Query", e))?;
-            for item in resp.items() {
-                out.push(payload::<pb::Order>("orders", item)?);
-            }
-            start = resp.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+        } else {
+            // Limit counts items before the filter; page until enough match instead.
+            req = req
+                .filter_expression("#store = :st")
+                .expression_attribute_names("#store", STORE_ID)
+                .expression_attribute_values(":st", s(store_id));
         }
-        out.truncate(limit);
+        // Lazy: pages stop being requested once `limit` orders are in.
+        let mut items = req.into_paginator().items().send();
+        while out.len() < limit
+            && let Some(item) = items.next().await
+        {
+            let item = item.map_err(|e| classify(table, "Query", e))?;
+            out.push(payload::<pb::Order>("orders", &item)?);
+        }
         Ok(out)
     }
 

@@ -10,7 +10,7 @@ mod store;
 
 use std::{path::PathBuf, sync::Arc, time::Duration, time::Instant};
 
-use mangaassist_config::{Config, MemorySettings};
+use mangaassist_config::{Config, MemoryBackend, MemorySettings};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
 use tonic::{Request, Response, Status};
@@ -57,19 +57,14 @@ impl MemoryDaemon {
         static_credentials: Option<(String, String)>,
     ) -> Result<Self, MemoryError> {
         let ttl = Duration::from_secs(u64::from(config.memory.turn_ttl_days) * 86_400);
-        let store: Arc<dyn MemoryStore> = match config.memory.backend.as_str() {
-            "redb" => Arc::new(open_redb(store_path(config), ttl).await?),
-            "dynamodb" => {
+        let store: Arc<dyn MemoryStore> = match config.memory.backend {
+            MemoryBackend::Redb => Arc::new(open_redb(store_path(config), ttl).await?),
+            MemoryBackend::DynamoDb => {
                 let settings = &config.memory.dynamodb;
                 let target = aws_target(settings, static_credentials);
                 let store = DynamoStore::connect_to(&target, settings, ttl).await?;
                 tracing::info!(tables = ?store.tables(), "memory store on DynamoDB");
                 Arc::new(store)
-            }
-            other => {
-                return Err(MemoryError::InvalidArgument(format!(
-                    "memory.backend `{other}` is not one of redb, dynamodb"
-                )));
             }
         };
         let daemon = Self::with_store(store, &config.memory);

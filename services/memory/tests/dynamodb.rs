@@ -277,7 +277,7 @@ fn daemon_config(state_dir: &Path, dynamodb: DynamoDbSettings, seed: bool) -> Co
     c.data.dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
     c.data.state_dir = state_dir.join("state");
     c.memory.seed_demo_data = seed;
-    c.memory.backend = "dynamodb".into();
+    c.memory.backend = mangaassist_config::MemoryBackend::DynamoDb;
     c.memory.dynamodb = dynamodb;
     c
 }

@@ -159,7 +159,7 @@ async fn mesh(tweak: impl FnOnce(&mut Config)) -> Mesh {
     let mut config = Config::default();
     config.data.dir = data_dir();
     config.generation.prompts_dir = data_dir().join("prompts");
-    config.generation.latency_profile = "zero".into();
+    config.generation.latency_profile = mangaassist_config::LatencyProfile::Zero;
     config.precompute.scheduler = false;
     config.precompute.trending_titles = 2;
     tweak(&mut config);
@@ -485,7 +485,8 @@ async fn scheduler_runs_both_jobs_at_start() {
 
 #[tokio::test]
 async fn run_job_stops_when_the_client_goes_away() {
-    let m = mesh(|c| c.generation.latency_profile = "realistic".into()).await;
+    let m = mesh(|c| c.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic)
+        .await;
     let mut s = m
         .client
         .run_job(

@@ -21,7 +21,7 @@ use std::{
 };
 
 use mangaassist_catalog::{Catalog, DEMOGRAPHICS, DataError};
-use mangaassist_config::{Config, RetrievalSettings};
+use mangaassist_config::{Config, RetrievalBackend, RetrievalSettings};
 use mangaassist_embedding::{EmbedError, QueryEmbedder};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
@@ -128,8 +128,8 @@ impl RetrievalDaemon {
         let documents = vectors.split_off(catalog.products.len());
         let params = HybridParams::from(&config.retrieval);
         let build_start = Instant::now();
-        let backend: Arc<dyn SearchBackend> = match config.retrieval.backend.as_str() {
-            "opensearch" => {
+        let backend: Arc<dyn SearchBackend> = match config.retrieval.backend {
+            RetrievalBackend::OpenSearch => {
                 let os = OpenSearchConfig::from_settings(&config.retrieval.opensearch)?;
                 Arc::new(
                     OpenSearchBackend::connect(
@@ -143,18 +143,13 @@ impl RetrievalDaemon {
                     .await?,
                 )
             }
-            "embedded" | "" => Arc::new(
+            RetrievalBackend::Embedded => Arc::new(
                 tokio::task::spawn_blocking(move || {
                     LocalBackend::build(&catalog, &vectors, &documents, params)
                 })
                 .await
                 .map_err(|e| RetrievalError::Internal(e.to_string()))??,
             ),
-            other => {
-                return Err(RetrievalError::InvalidArgument(format!(
-                    "unknown retrieval.backend `{other}` (embedded, opensearch)"
-                )));
-            }
         };
         tracing::info!(
             backend = %config.retrieval.backend,

@@ -332,7 +332,7 @@ async fn the_daemon_serves_from_opensearch_over_grpc() {
     config.data.dir = data_dir();
     config.data.cache_dir = cache.path().to_path_buf();
     let embedded = RetrievalDaemon::new(&config, embedder()).await.unwrap();
-    config.retrieval.backend = "opensearch".into();
+    config.retrieval.backend = mangaassist_config::RetrievalBackend::OpenSearch;
     config.retrieval.opensearch.url = fake.url();
     config.retrieval.opensearch.username_env = String::new();
     config.retrieval.opensearch.password_env = String::new();

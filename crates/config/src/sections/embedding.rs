@@ -1,0 +1,50 @@
+//! `[embedding]`: the sentence embedder every daemon of a process shares.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{choice, positive};
+use crate::ConfigError;
+
+choice! {
+    /// `embedding.backend`.
+    pub enum EmbeddingBackend {
+        /// all-MiniLM-L6-v2 when its files are present, else the hashed n-gram fallback.
+        #[default]
+        Auto = "auto",
+        /// The model or fail.
+        MiniLm = "minilm",
+        /// The fallback only (no model files needed).
+        Hashed = "hashed",
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingSettings {
+    /// `auto` = all-MiniLM-L6-v2 when its files are present, else the hashed n-gram fallback;
+    /// `minilm` = the model or fail; `hashed` = the fallback only (no model files needed).
+    pub backend: EmbeddingBackend,
+    /// Directory holding `model.safetensors`, `config.json`, `tokenizer.json`; empty =
+    /// `<cache_dir>/models/all-MiniLM-L6-v2`.
+    pub model_dir: PathBuf,
+    /// Query vectors kept in memory (LRU) so a repeated message is embedded once.
+    pub query_cache_entries: usize,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            backend: EmbeddingBackend::Auto,
+            model_dir: PathBuf::new(),
+            query_cache_entries: 10_000,
+        }
+    }
+}
+
+impl EmbeddingSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("embedding.query_cache_entries", self.query_cache_entries)
+    }
+}

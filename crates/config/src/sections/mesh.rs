@@ -1,0 +1,90 @@
+//! `[mesh]`: where each daemon listens and where its peers reach it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{http_url, socket_addr, within};
+use crate::ConfigError;
+
+/// Where a daemon listens and where its peers reach it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonAddr {
+    pub listen: String,
+    pub endpoint: String,
+}
+
+impl DaemonAddr {
+    fn local(port: u16) -> Self {
+        Self {
+            listen: format!("127.0.0.1:{port}"),
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshSettings {
+    pub intent: DaemonAddr,
+    pub retrieval: DaemonAddr,
+    pub memory: DaemonAddr,
+    pub cache: DaemonAddr,
+    pub generation: DaemonAddr,
+    pub precompute: DaemonAddr,
+    /// Seconds to let in-flight RPCs finish after SIGTERM before exiting (at most an hour).
+    pub shutdown_grace_seconds: u64,
+    /// Upper bound on any RPC's deadline, whatever the caller asked for (1 s to a day).
+    pub max_rpc_seconds: u64,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        Self {
+            intent: DaemonAddr::local(50061),
+            retrieval: DaemonAddr::local(50062),
+            memory: DaemonAddr::local(50063),
+            cache: DaemonAddr::local(50064),
+            generation: DaemonAddr::local(50065),
+            precompute: DaemonAddr::local(50066),
+            shutdown_grace_seconds: 10,
+            max_rpc_seconds: 60,
+        }
+    }
+}
+
+impl MeshSettings {
+    pub fn daemons(&self) -> [(&'static str, &DaemonAddr); 6] {
+        [
+            ("intent", &self.intent),
+            ("retrieval", &self.retrieval),
+            ("memory", &self.memory),
+            ("cache", &self.cache),
+            ("generation", &self.generation),
+            ("precompute", &self.precompute),
+        ]
+    }
+
+    pub fn daemons_mut(&mut self) -> [(&'static str, &mut DaemonAddr); 6] {
+        [
+            ("intent", &mut self.intent),
+            ("retrieval", &mut self.retrieval),
+            ("memory", &mut self.memory),
+            ("cache", &mut self.cache),
+            ("generation", &mut self.generation),
+            ("precompute", &mut self.precompute),
+        ]
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, addr) in self.daemons() {
+            socket_addr(&format!("mesh.{name}.listen"), &addr.listen)?;
+            http_url(&format!("mesh.{name}.endpoint"), &addr.endpoint)?;
+        }
+        within(
+            "mesh.shutdown_grace_seconds",
+            self.shutdown_grace_seconds,
+            0..=3_600,
+        )?;
+        within("mesh.max_rpc_seconds", self.max_rpc_seconds, 1..=86_400)
+    }
+}

@@ -1,0 +1,59 @@
+//! `[precompute]`: scheduled jobs that pre-generate popular answers.
+
+use serde::{Deserialize, Serialize};
+
+use super::within;
+use crate::ConfigError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrecomputeSettings {
+    /// Run the scheduled jobs (the RPCs work either way).
+    pub scheduler: bool,
+    /// Trending-title answers (seed 001: hourly).
+    pub trending_interval_seconds: u64,
+    /// Genre recommendations (seed 001: nightly).
+    pub genre_interval_seconds: u64,
+    /// Titles per store in the trending job.
+    pub trending_titles: u32,
+    /// Follow-up questions pre-generated after each answer.
+    pub follow_ups: u32,
+    /// Run every job once shortly after start so a fresh mesh has warm answers.
+    pub run_at_start: bool,
+}
+
+impl Default for PrecomputeSettings {
+    fn default() -> Self {
+        Self {
+            scheduler: true,
+            trending_interval_seconds: 3_600,
+            genre_interval_seconds: 24 * 3_600,
+            trending_titles: 10,
+            follow_ups: 3,
+            run_at_start: true,
+        }
+    }
+}
+
+impl PrecomputeSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // A zero period means nothing (the scheduler would quietly run it every second).
+        const YEAR: u64 = 366 * 24 * 3_600;
+        within(
+            "precompute.trending_interval_seconds",
+            self.trending_interval_seconds,
+            1..=YEAR,
+        )?;
+        within(
+            "precompute.genre_interval_seconds",
+            self.genre_interval_seconds,
+            1..=YEAR,
+        )?;
+        within(
+            "precompute.trending_titles",
+            self.trending_titles,
+            0..=1_000,
+        )?;
+        within("precompute.follow_ups", self.follow_ups, 0..=20)
+    }
+}

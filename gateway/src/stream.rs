@@ -30,11 +30,17 @@ pub enum Outgoing {
 pub enum AnswerEvent {
     /// Progress shown before any backend call.
     Status(String),
-    Chunk { index: u32, text: String },
+    Chunk {
+        index: u32,
+        text: String,
+    },
     /// The answer is complete (terminal).
     Done(Box<Done>),
     /// The answer ended without completing (terminal).
-    Failed { code: ErrorCode, message: String },
+    Failed {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 impl AnswerEvent {

@@ -362,7 +362,105 @@ impl AnswerSink {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use futures::StreamExt;
+    use mangaassist_resume::{InMemoryResumeStore, ResumeLimits, replay_stream};
+
+    fn done(key: &StreamKey) -> Done {
+        Done {
+            message_id: key.message_id.clone(),
+            session_id: key.session_id.clone(),
+            first_token_ms: 1,
+            total_ms: 2,
+            tokens: 2,
+            chunks: 2,
+            intent: "faq".into(),
+            model: "m".into(),
+            cache_hit: false,
+            degradation: "full".into(),
+            trace_id: "t".into(),
+            product_ids: vec![],
+            tier: "fast".into(),
+            route: "matrix".into(),
+            stages: vec![],
+        }
+    }
+
+    /// Runs one short answer into `output` and returns what its resume buffer holds.
+    async fn answer(key: &StreamKey, output: AnswerOutput) -> Vec<String> {
+        let store: Arc<dyn ResumeStore> = Arc::new(InMemoryResumeStore::new(ResumeLimits {
+            keep_after_done: Duration::from_secs(60),
+            ttl: Duration::from_secs(60),
+            max_streams: 10,
+            max_bytes_per_stream: 1 << 20,
+        }));
+        let mut sink = AnswerSink::open(
+            key.clone(),
+            "u",
+            store.clone(),
+            output,
+            StreamSettings::default(),
+        )
+        .await
+        .unwrap();
+        sink.status("thinking".into()).await;
+        sink.delta("Hello ".into()).await;
+        sink.delta("there".into()).await;
+        sink.done(done(key)).await;
+        replay_stream(store, key.clone(), "u".into(), None, Duration::ZERO)
+            .map(|f| match f.unwrap() {
+                BufferedFrame::Chunk { json, .. } | BufferedFrame::Terminal { json } => json,
+            })
+            .collect()
+            .await
+    }
+
+    /// `/ws` gets frames, the OpenAI endpoint typed events, and both buffer the same frames
+    /// for `resume`.
+    #[tokio::test]
+    async fn both_outputs_see_one_answer_and_buffer_the_same_frames() {
+        let key = StreamKey {
+            session_id: "s".into(),
+            message_id: "m".into(),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let socket_buffer = answer(&key, AnswerOutput::Socket(tx)).await;
+        let mut socket = vec![];
+        while let Ok(out) = rx.try_recv() {
+            socket.push(match out {
+                Outgoing::Frame(f) => f.to_json(),
+                Outgoing::Raw(json) => json,
+                Outgoing::Close(..) => panic!("an answer does not close the socket"),
+            });
+        }
+        let (tx, mut rx) = mpsc::channel(16);
+        let events_buffer = answer(&key, AnswerOutput::Events(tx)).await;
+        let mut events = vec![];
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        assert_eq!(
+            events,
+            [
+                AnswerEvent::Status("thinking".into()),
+                AnswerEvent::Chunk {
+                    index: 0,
+                    text: "Hello ".into()
+                },
+                AnswerEvent::Chunk {
+                    index: 1,
+                    text: "there".into()
+                },
+                AnswerEvent::Done(Box::new(done(&key))),
+            ]
+        );
+        let frames: Vec<String> = events.iter().map(|e| e.to_frame(&key).to_json()).collect();
+        assert_eq!(socket, frames);
+        // The status line is live only; everything else is resumable, identically.
+        assert_eq!(socket_buffer, frames[1..]);
+        assert_eq!(events_buffer, socket_buffer);
+    }
 
     #[test]
     fn transitions_follow_the_lifecycle() {

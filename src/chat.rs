@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
+use mangaassist_protocol::{ClientFrame, Done, ErrorCode, ServerFrame, ServerFrameError};
 use tokio_tungstenite::tungstenite::Message;
 
 /// What one exchange produced (the CLI prints it; tests assert on it).
@@ -16,8 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 pub struct Transcript {
     pub status: Vec<String>,
     pub chunks: Vec<String>,
-    pub done: Option<Value>,
-    pub error: Option<Value>,
+    pub done: Option<Box<Done>>,
+    /// Code and message of the `error` frame that ended the exchange.
+    pub error: Option<(ErrorCode, String)>,
     /// Time from sending to the first chunk, as the client saw it.
     pub first_chunk: Option<Duration>,
     /// Time from sending to `done` (or the error frame).
@@ -65,22 +66,21 @@ fn connect_url(o: &ChatOptions) -> String {
 pub async fn ask(
     o: &ChatOptions,
     text: &str,
-    mut on_event: impl FnMut(&Value),
+    mut on_event: impl FnMut(&ServerFrame),
 ) -> anyhow::Result<Transcript> {
     let url = connect_url(o);
     let (mut ws, _) = tokio::time::timeout(o.timeout, tokio_tungstenite::connect_async(&url))
         .await
         .with_context(|| format!("timed out connecting to {url}"))?
         .with_context(|| format!("cannot connect to {url} (is `mangaassist up` running?)"))?;
-    let mut query = serde_json::json!({"action": "query", "text": text});
-    if let Some(s) = &o.session {
-        query["session_id"] = s.clone().into();
-    }
-    if let Some(s) = &o.store {
-        query["store_id"] = s.clone().into();
-    }
+    let query = ClientFrame::Query {
+        text: text.to_string(),
+        session_id: o.session.clone(),
+        store_id: o.store.clone(),
+        message_id: None,
+    };
     let sent = Instant::now();
-    ws.send(Message::Text(query.to_string().into())).await?;
+    ws.send(Message::Text(query.to_json().into())).await?;
     let mut t = Transcript::default();
     let deadline = tokio::time::Instant::now() + o.timeout;
     loop {
@@ -91,23 +91,28 @@ pub async fn ask(
             bail!("connection closed before the answer was complete")
         };
         let Message::Text(raw) = msg? else { continue };
-        let frame: Value = serde_json::from_str(raw.as_str()).context("gateway sent bad JSON")?;
+        let frame = match mangaassist_protocol::parse_server_frame(raw.as_str()) {
+            Ok(f) => f,
+            // A frame type from a newer gateway: nothing this client needs.
+            Err(ServerFrameError::UnknownType(_)) => continue,
+            Err(e) => return Err(e).context("gateway sent a bad frame"),
+        };
         on_event(&frame);
-        match frame["type"].as_str() {
-            Some("status") => t.status.push(frame["text"].as_str().unwrap_or("").into()),
-            Some("chunk") => {
+        match frame {
+            ServerFrame::Status { text, .. } => t.status.push(text),
+            ServerFrame::Chunk { text, .. } => {
                 t.first_chunk.get_or_insert_with(|| sent.elapsed());
-                t.chunks.push(frame["text"].as_str().unwrap_or("").into());
+                t.chunks.push(text);
             }
-            Some("done") => {
-                t.done = Some(frame);
+            ServerFrame::Done(done) => {
+                t.done = Some(done);
                 break;
             }
-            Some("error") => {
-                t.error = Some(frame);
+            ServerFrame::Error { code, message, .. } => {
+                t.error = Some((code, message));
                 break;
             }
-            _ => {}
+            ServerFrame::Pong | ServerFrame::Heartbeat { .. } => {}
         }
     }
     t.elapsed = sent.elapsed();
@@ -119,12 +124,12 @@ pub async fn ask(
 pub async fn run(o: ChatOptions, text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    let t = ask(&o, text, |f| match f["type"].as_str() {
-        Some("status") => {
-            let _ = writeln!(err, "\x1b[2m… {}\x1b[0m", f["text"].as_str().unwrap_or(""));
+    let t = ask(&o, text, |f| match f {
+        ServerFrame::Status { text, .. } => {
+            let _ = writeln!(err, "\x1b[2m… {text}\x1b[0m");
         }
-        Some("chunk") => {
-            let _ = write!(out, "{}", f["text"].as_str().unwrap_or(""));
+        ServerFrame::Chunk { text, .. } => {
+            let _ = write!(out, "{text}");
             let _ = out.flush();
         }
         _ => {}
@@ -135,29 +140,21 @@ pub async fn run(o: ChatOptions, text: &str) -> anyhow::Result<()> {
         let _ = writeln!(
             err,
             "\x1b[2m[{} · {} · first token {} ms · total {} ms · {} tokens{}{} · trace {}]\x1b[0m",
-            d["intent"].as_str().unwrap_or("?"),
-            d["model"].as_str().unwrap_or("?"),
-            d["first_token_ms"],
-            d["total_ms"],
-            d["tokens"],
-            if d["cache_hit"].as_bool() == Some(true) {
-                " · cache hit"
-            } else {
-                ""
+            d.intent,
+            d.model,
+            d.first_token_ms,
+            d.total_ms,
+            d.tokens,
+            if d.cache_hit { " · cache hit" } else { "" },
+            match d.degradation.as_str() {
+                "full" => String::new(),
+                l => format!(" · degraded: {l}"),
             },
-            match d["degradation"].as_str() {
-                Some("full") | None => String::new(),
-                Some(l) => format!(" · degraded: {l}"),
-            },
-            d["trace_id"].as_str().unwrap_or(""),
+            d.trace_id,
         );
     }
-    if let Some(e) = &t.error {
-        bail!(
-            "gateway error {}: {}",
-            e["code"].as_str().unwrap_or("?"),
-            e["message"].as_str().unwrap_or("")
-        );
+    if let Some((code, message)) = &t.error {
+        bail!("gateway error {code}: {message}");
     }
     Ok(())
 }

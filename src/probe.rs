@@ -99,7 +99,7 @@ pub async fn run(
                 report.errors += 1;
                 continue;
             };
-            let s = if done["cache_hit"].as_bool() == Some(true) {
+            let s = if done.cache_hit {
                 &mut report.hits
             } else {
                 &mut report.misses

@@ -1,7 +1,7 @@
 //! One virtual user's WebSocket: a task that owns the socket, stamps every frame with the
 //! monotonic clock the moment it is read, and routes frames to the message they belong to.
-//! Frames are parsed as `serde_json::Value` by `type`, so new fields or frame types never
-//! break the client.
+//! Frames are read with `mangaassist-protocol`'s lenient reader: new fields are ignored and
+//! frame types this client does not know are skipped, so a newer gateway never breaks it.
 
 use std::{
     collections::HashMap,
@@ -9,7 +9,7 @@ use std::{
 };
 
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
+use mangaassist_protocol::{ClientFrame, Done, ServerFrame};
 use tokio::{
     net::TcpStream,
     sync::{mpsc, oneshot},
@@ -87,7 +87,7 @@ pub struct Exchange {
     pub chunks_received: u32,
     pub index_faults: u32,
     /// The `done` frame.
-    pub done: Option<Value>,
+    pub done: Option<Box<Done>>,
     /// (code, message) of an `error` frame or of a client-side failure (`timeout`...).
     pub error: Option<(String, String)>,
 }
@@ -202,15 +202,13 @@ async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Durati
         tokio::select! {
             req = rx.recv(), if accepting => match req {
                 Some(req) => {
-                    let mut frame = serde_json::json!({
-                        "action": "query",
-                        "text": req.text,
-                        "message_id": req.message_id,
-                    });
-                    if let Some(session) = req.session_id {
-                        frame["session_id"] = session.into();
+                    let frame = ClientFrame::Query {
+                        text: req.text,
+                        session_id: req.session_id,
+                        store_id: None,
+                        message_id: Some(req.message_id.clone()),
                     }
-                    let frame = frame.to_string();
+                    .to_json();
                     let sent_at = Instant::now();
                     // A peer that stops reading must not stall this task past the timeout.
                     let sent = tokio::time::timeout(timeout, sink.send(Message::text(frame)))
@@ -290,25 +288,23 @@ fn on_frame(
     inflight: &mut HashMap<String, InFlight>,
     stats: &mut ConnStats,
 ) {
-    let Ok(frame) = serde_json::from_str::<Value>(text) else {
+    // Unknown frame types (a newer gateway) and frames this client cannot read are skipped.
+    let Ok(frame) = mangaassist_protocol::parse_server_frame(text) else {
         return;
     };
-    let kind = frame.get("type").and_then(Value::as_str).unwrap_or("");
-    let id = frame
-        .get("message_id")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    match kind {
-        "status" | "chunk" => {
-            let Some(f) = id.as_ref().and_then(|id| inflight.get_mut(id)) else {
+    match frame {
+        ServerFrame::Status { message_id, .. } => {
+            if let Some(f) = inflight.get_mut(&message_id) {
+                f.ex.status_at.get_or_insert(now);
+            }
+        }
+        ServerFrame::Chunk {
+            message_id, index, ..
+        } => {
+            let Some(f) = inflight.get_mut(&message_id) else {
                 return;
             };
-            if kind == "status" {
-                f.ex.status_at.get_or_insert(now);
-                return;
-            }
-            let index = frame.get("index").and_then(Value::as_u64);
-            if index != Some(u64::from(f.ex.chunks_received)) {
+            if index != f.ex.chunks_received {
                 f.ex.index_faults += 1;
             }
             f.ex.chunks_received += 1;
@@ -318,47 +314,44 @@ fn on_frame(
             f.ex.first_chunk_at.get_or_insert(now);
             f.ex.last_chunk_at = Some(now);
         }
-        "done" => {
-            if let Some(mut f) = id.and_then(|id| inflight.remove(&id)) {
+        ServerFrame::Done(done) => {
+            if let Some(mut f) = inflight.remove(&done.message_id) {
                 f.ex.done_at = Some(now);
-                f.ex.done = Some(frame);
+                f.ex.done = Some(done);
                 let _ = f.reply.send(f.ex);
             }
         }
-        "error" => {
-            let code = frame
-                .get("code")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string();
-            let mut message = frame
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if let Some(after) = frame.get("retry_after_ms").and_then(Value::as_u64) {
-                message = format!("{message} (retry after {after} ms)");
-            }
+        ServerFrame::Error {
+            message_id,
+            code,
+            message,
+            retry_after_ms,
+        } => {
+            let message = match retry_after_ms {
+                Some(after) => format!("{message} (retry after {after} ms)"),
+                None => message,
+            };
             // Without a message id: the gateway answers queries in order and a refusal comes
             // instead of `status`, so it concerns the oldest query that has seen no frame.
-            let target = id.filter(|id| inflight.contains_key(id)).or_else(|| {
-                inflight
-                    .iter()
-                    .filter(|(_, f)| f.ex.status_at.is_none() && f.ex.first_chunk_at.is_none())
-                    .min_by_key(|(_, f)| f.ex.sent_at)
-                    .map(|(k, _)| k.clone())
-            });
+            let target = message_id
+                .filter(|id| inflight.contains_key(id))
+                .or_else(|| {
+                    inflight
+                        .iter()
+                        .filter(|(_, f)| f.ex.status_at.is_none() && f.ex.first_chunk_at.is_none())
+                        .min_by_key(|(_, f)| f.ex.sent_at)
+                        .map(|(k, _)| k.clone())
+                });
             match target.and_then(|id| inflight.remove(&id)) {
                 Some(mut f) => {
                     f.ex.done_at = Some(now);
-                    f.ex.error = Some((code, message));
+                    f.ex.error = Some((code.as_str().to_string(), message));
                     let _ = f.reply.send(f.ex);
                 }
                 None => stats.unattributed_errors += 1,
             }
         }
-        // heartbeat, pong and frame types this client does not know.
-        _ => {}
+        ServerFrame::Pong | ServerFrame::Heartbeat { .. } => {}
     }
 }
 

@@ -19,7 +19,6 @@ use std::{
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -522,26 +521,27 @@ fn build_sample(ex: Exchange, meta: Meta, clock: &Clock) -> Sample {
     }
     if let Some(done) = ex.done {
         s.e2e_ms = since(ex.done_at);
-        let num = |k: &str| done.get(k).and_then(Value::as_f64);
-        let text = |k: &str| done.get(k).and_then(Value::as_str).map(str::to_string);
-        s.server_first_token_ms = num("first_token_ms");
-        s.server_total_ms = num("total_ms");
-        s.tokens = num("tokens").map(|v| v as u32);
-        s.chunks = num("chunks").map(|v| v as u32);
-        s.intent = text("intent");
-        s.model = text("model");
-        s.degradation = text("degradation");
-        s.trace_id = text("trace_id");
-        s.cache_hit = done.get("cache_hit").and_then(Value::as_bool);
+        let done = *done;
+        s.server_first_token_ms = Some(done.first_token_ms as f64);
+        s.server_total_ms = Some(done.total_ms as f64);
+        s.tokens = Some(done.tokens);
+        s.chunks = Some(done.chunks);
+        s.intent = Some(done.intent);
+        s.model = Some(done.model);
+        s.degradation = Some(done.degradation);
+        s.trace_id = Some(done.trace_id);
+        s.cache_hit = Some(done.cache_hit);
         s.stages = done
-            .get("stages")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| serde_json::from_value::<Stage>(v.clone()).ok())
-                    .collect()
+            .stages
+            .into_iter()
+            .map(|t| Stage {
+                stage: t.stage,
+                start_ms: t.start_ms,
+                duration_ms: t.duration_ms,
+                budget_ms: t.budget_ms.map(|b| b as f64),
+                outcome: Some(t.outcome),
             })
-            .unwrap_or_default();
+            .collect();
     }
     s
 }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use mangaassist_protocol::{ClientFrame, Done, ErrorCode, ServerFrame, StageTiming};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle, task::JoinSet};
 use tokio_tungstenite::tungstenite::{
     Message,
@@ -33,7 +33,7 @@ pub struct FakeConfig {
     /// Extra delay before the first chunk, per intent.
     pub delays: HashMap<String, Duration>,
     /// Answer queries of these intents with an `error` frame of this code instead.
-    pub errors: HashMap<String, String>,
+    pub errors: HashMap<String, ErrorCode>,
     pub classify: Classifier,
     /// Refuse the upgrade with HTTP 401 unless the URL carries `token=<this>`.
     pub require_token: Option<String>,
@@ -172,10 +172,10 @@ async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, seen: A
         return;
     };
     let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ServerFrame>();
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
-            if sink.send(Message::text(frame)).await.is_err() {
+            if sink.send(Message::text(frame.to_json())).await.is_err() {
                 break;
             }
         }
@@ -190,42 +190,39 @@ async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, seen: A
             }
             continue;
         };
-        let Ok(frame) = serde_json::from_str::<Value>(&text) else {
-            let _ = tx.send(
-                json!({"type":"error","code":"bad_json","message":"malformed JSON"}).to_string(),
-            );
-            continue;
-        };
-        match frame.get("action").and_then(Value::as_str) {
-            Some("ping") => {
-                let _ = tx.send(json!({"type":"pong"}).to_string());
+        let frame = match mangaassist_protocol::parse_client_frame(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.send(ServerFrame::error(None, e.code, e.message));
+                continue;
             }
-            Some("query") => {
+        };
+        match frame {
+            ClientFrame::Ping => {
+                let _ = tx.send(ServerFrame::Pong);
+            }
+            ClientFrame::Query {
+                text,
+                session_id,
+                message_id,
+                ..
+            } => {
                 seen.queries.fetch_add(1, Ordering::Relaxed);
-                let session = frame
-                    .get("session_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
                 *seen
                     .sessions
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entry(session)
+                    .entry(session_id.unwrap_or_default())
                     .or_default() += 1;
-                let id = frame
-                    .get("message_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("m")
-                    .to_string();
-                let text = frame
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                let id = message_id.unwrap_or_else(|| "m".to_string());
                 let intent = (cfg.classify)(&text);
-                if let Some(code) = cfg.errors.get(&intent) {
-                    let _ = tx.send(json!({"type":"error","message_id":id,"code":code,"message":"fake refusal","retry_after_ms":1000}).to_string());
+                if let Some(&code) = cfg.errors.get(&intent) {
+                    let _ = tx.send(ServerFrame::Error {
+                        message_id: Some(id),
+                        code,
+                        message: "fake refusal".into(),
+                        retry_after_ms: Some(1000),
+                    });
                     continue;
                 }
                 let delay = cfg.delays.get(&intent).copied().unwrap_or_default();
@@ -235,18 +232,19 @@ async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, seen: A
                     answer(&tx, &id, &intent, chunks, received, Duration::ZERO);
                 } else {
                     answers.spawn(async move {
-                        let _ = tx.send(json!({"type":"status","message_id":id,"session_id":"s","text":"thinking"}).to_string());
-                        let _ = tx.send(json!({"type":"heartbeat","in_flight":1}).to_string());
+                        let _ = tx.send(status(&id));
+                        let _ = tx.send(ServerFrame::Heartbeat { in_flight: 1 });
                         tokio::time::sleep(delay).await;
                         answer(&tx, &id, &intent, chunks, received, delay);
                     });
                 }
             }
-            _ => {
-                let _ = tx.send(
-                    json!({"type":"error","code":"unknown_action","message":"query or ping"})
-                        .to_string(),
-                );
+            ClientFrame::Resume { .. } | ClientFrame::Cancel { .. } => {
+                let _ = tx.send(ServerFrame::error(
+                    None,
+                    ErrorCode::UnknownAction,
+                    "query or ping",
+                ));
             }
         }
         while answers.try_join_next().is_some() {}
@@ -256,8 +254,16 @@ async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, seen: A
     let _ = writer.await;
 }
 
+fn status(id: &str) -> ServerFrame {
+    ServerFrame::Status {
+        message_id: id.to_string(),
+        session_id: "s".into(),
+        text: "thinking".into(),
+    }
+}
+
 fn answer(
-    tx: &mpsc::UnboundedSender<String>,
+    tx: &mpsc::UnboundedSender<ServerFrame>,
     id: &str,
     intent: &str,
     chunks: u32,
@@ -265,40 +271,47 @@ fn answer(
     delay: Duration,
 ) {
     if delay.is_zero() {
-        let _ = tx.send(
-            json!({"type":"status","message_id":id,"session_id":"s","text":"thinking"}).to_string(),
-        );
+        let _ = tx.send(status(id));
     }
     let first = received.elapsed().as_secs_f64() * 1e3;
     for i in 0..chunks {
-        let _ = tx.send(
-            json!({"type":"chunk","message_id":id,"index":i,"text":format!("w{i} ")}).to_string(),
-        );
+        let _ = tx.send(ServerFrame::Chunk {
+            message_id: id.to_string(),
+            index: i,
+            text: format!("w{i} "),
+        });
     }
     let total = received.elapsed().as_secs_f64() * 1e3;
     let d = delay.as_secs_f64() * 1e3;
-    let _ = tx.send(
-        json!({
-            "type": "done",
-            "message_id": id,
-            "session_id": "s",
-            "first_token_ms": first,
-            "total_ms": total,
-            "tokens": chunks,
-            "chunks": chunks,
-            "intent": intent,
-            "model": "fake",
-            "cache_hit": false,
-            "degradation": "full",
-            "trace_id": "0",
-            "product_ids": [],
-            "stages": [
-                {"stage": "intent", "start_ms": 0.0, "duration_ms": 0.01, "budget_ms": 35, "outcome": "ok"},
-                {"stage": "cache", "start_ms": 0.0, "duration_ms": 0.005, "budget_ms": 2, "outcome": "miss"},
-                {"stage": "generation", "start_ms": 0.01, "duration_ms": d + 0.01, "budget_ms": 400, "outcome": "ok"},
-                {"stage": "streaming", "start_ms": first, "duration_ms": (total - first).max(0.0), "budget_ms": null, "outcome": "ok"}
-            ]
-        })
-        .to_string(),
-    );
+    let stage =
+        |stage: &str, start_ms: f64, duration_ms: f64, budget_ms, outcome: &str| StageTiming {
+            stage: stage.to_string(),
+            start_ms,
+            duration_ms,
+            budget_ms,
+            outcome: outcome.to_string(),
+        };
+    let _ = tx.send(ServerFrame::Done(Box::new(Done {
+        message_id: id.to_string(),
+        session_id: "s".into(),
+        // Whole milliseconds, as the gateway reports them.
+        first_token_ms: first as u64,
+        total_ms: total as u64,
+        tokens: chunks,
+        chunks,
+        intent: intent.to_string(),
+        model: "fake".into(),
+        cache_hit: false,
+        degradation: "full".into(),
+        trace_id: "0".into(),
+        product_ids: vec![],
+        tier: String::new(),
+        route: String::new(),
+        stages: vec![
+            stage("intent", 0.0, 0.01, Some(35), "ok"),
+            stage("cache", 0.0, 0.005, Some(2), "miss"),
+            stage("generation", 0.01, d + 0.01, Some(400), "ok"),
+            stage("streaming", first, (total - first).max(0.0), None, "ok"),
+        ],
+    })));
 }

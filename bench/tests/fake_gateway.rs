@@ -5,6 +5,8 @@
 
 use std::{collections::HashMap, path::Path, time::Duration};
 
+use mangaassist_protocol::ErrorCode;
+
 use mangaassist_bench::{
     BenchCommand, BenchContext, BenchError, CompareArgs, LoadMode, QueryMix, Results, RunConfig,
     Sample, Stage, TokenSource,
@@ -190,7 +192,7 @@ async fn open_loop_drops_arrivals_when_everything_is_in_flight() {
 async fn errors_and_timeouts_are_recorded_not_hidden() {
     let cfg = FakeConfig {
         delays: HashMap::from([("order_status".to_string(), Duration::from_secs(5))]),
-        errors: HashMap::from([("faq".to_string(), "rate_limited".to_string())]),
+        errors: HashMap::from([("faq".to_string(), ErrorCode::RateLimited)]),
         ..FakeConfig::default()
     }
     .with_labels(pairs());

@@ -13,7 +13,6 @@ use std::{
 use mangaassist_config::{StageBudgets, StageDeadlines};
 use mangaassist_resilience::{BreakerOpen, CircuitBreaker, CircuitBreakerLayer, CircuitError};
 use parking_lot::Mutex;
-use serde::Serialize;
 use tower::{ServiceBuilder, ServiceExt};
 use tracing::{Instrument, info_span};
 
@@ -63,16 +62,7 @@ impl MessageClock {
 }
 
 /// One stage of one message, as reported in `done.stages` and the waterfall log.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct StageTiming {
-    pub stage: String,
-    /// From the gateway receiving the message.
-    pub start_ms: f64,
-    pub duration_ms: f64,
-    pub budget_ms: Option<u64>,
-    /// `ok`, `error`, `deadline`, `circuit_open`, `skipped`, `cancelled`.
-    pub outcome: String,
-}
+pub use mangaassist_protocol::StageTiming;
 
 /// The stage timings of one message; shared with spawned phase-1 tasks.
 #[derive(Debug, Clone, Default)]

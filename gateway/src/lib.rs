@@ -5,6 +5,7 @@
 //! and `/slo`, `/routing`, `/breakers`, `/metrics`, `/healthz`.
 //! Protocol: docs/protocol.md.
 
+mod admission;
 pub mod budget;
 pub mod degradation;
 mod openai;
@@ -342,45 +343,37 @@ async fn ws_upgrade(
         );
     }
     let settings = &gw.shared.orchestrator.settings;
-    let user_id = match &gw.auth {
-        Some(key) => {
-            let header = headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(mangaassist_auth::bearer_token);
-            let Some(token) = header.or(params.token.as_deref()) else {
+    let user_id = match gw.verified_user(&headers, params.token.as_deref()) {
+        Ok(Some(sub)) => {
+            if let Some(u) = params.user_id.as_deref().filter(|u| !u.is_empty())
+                && u != sub
+            {
                 return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing token: pass `?token=<JWT>` or `Authorization: Bearer <JWT>` (`mangaassist token --user U` issues one)".into(),
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "`user_id` does not match the token's subject".into(),
                 );
-            };
-            match key.verify(token, SystemTime::now(), gw.leeway) {
-                Ok(claims) => {
-                    if let Some(u) = params.user_id.as_deref().filter(|u| !u.is_empty())
-                        && u != claims.sub
-                    {
-                        return refuse(
-                            StatusCode::FORBIDDEN,
-                            "forbidden",
-                            "`user_id` does not match the token's subject".into(),
-                        );
-                    }
-                    claims.sub
-                }
-                Err(e) => {
-                    return refuse(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        format!("invalid token: {e}"),
-                    );
-                }
             }
+            sub
         }
-        None => params
+        Ok(None) => params
             .user_id
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| settings.default_user.clone()),
+        Err(admission::AuthRefusal::Missing) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing token: pass `?token=<JWT>` or `Authorization: Bearer <JWT>` (`mangaassist token --user U` issues one)".into(),
+            );
+        }
+        Err(admission::AuthRefusal::Invalid(e)) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("invalid token: {e}"),
+            );
+        }
     };
     let conn = ws::Connection {
         session_id: params

@@ -19,7 +19,6 @@ use axum::{
     },
 };
 use futures::{Stream, StreamExt, stream};
-use mangaassist_resume::StreamKey;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -27,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     ConnectParams, Gateway,
+    admission::AuthRefusal,
     orchestrator::Query,
-    protocol::{Done, ServerFrame},
-    stream::{AnswerSink, Outgoing},
+    protocol::{Done, ErrorCode},
+    stream::{AnswerEvent, AnswerOutput},
 };
 
 /// The one model id `/v1/models` lists and the default echoed when a request names none.
@@ -71,36 +71,27 @@ fn authenticate(
     token_param: Option<&str>,
     user_field: Option<&str>,
 ) -> Result<String, Box<Response>> {
-    let Some(key) = &gw.auth else {
-        return Ok(user_field
+    match gw.verified_user(headers, token_param) {
+        Ok(Some(sub)) => Ok(sub),
+        Ok(None) => Ok(user_field
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .or_else(|| header(headers, "x-user-id"))
             .map(str::to_string)
-            .unwrap_or_else(|| gw.shared.orchestrator.settings.default_user.clone()));
-    };
-    let bearer = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(mangaassist_auth::bearer_token);
-    let Some(token) = bearer.or(token_param) else {
-        return Err(Box::new(error(
+            .unwrap_or_else(|| gw.shared.orchestrator.settings.default_user.clone())),
+        Err(AuthRefusal::Missing) => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "missing_api_key",
             "missing token: pass `Authorization: Bearer <JWT>` (the API key) or `?token=<JWT>` (`mangaassist token --user U` issues one)",
-        )));
-    };
-    key.verify(token, SystemTime::now(), gw.leeway)
-        .map(|claims| claims.sub)
-        .map_err(|e| {
-            Box::new(error(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "invalid_api_key",
-                format!("invalid token: {e}"),
-            ))
-        })
+        ))),
+        Err(AuthRefusal::Invalid(e)) => Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            format!("invalid token: {e}"),
+        ))),
+    }
 }
 
 fn draining(gw: &Gateway) -> Option<Response> {
@@ -202,13 +193,9 @@ fn usage(done: &Done) -> Value {
     })
 }
 
-/// The OpenAI error of an orchestrator `error` frame, and the HTTP status it maps to.
-fn answer_error(code: crate::protocol::ErrorCode, message: &str) -> (StatusCode, Value) {
-    use crate::protocol::ErrorCode as C;
-    let code_name = serde_json::to_value(code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "internal".into());
+/// The OpenAI error of a failed answer, and the HTTP status it maps to.
+fn answer_error(code: ErrorCode, message: &str) -> (StatusCode, Value) {
+    use ErrorCode as C;
     let (status, kind) = match code {
         C::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
         C::Forbidden => (StatusCode::FORBIDDEN, "permission_error"),
@@ -217,38 +204,7 @@ fn answer_error(code: crate::protocol::ErrorCode, message: &str) -> (StatusCode,
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     };
-    (status, error_body(kind, &code_name, message))
-}
-
-/// What the orchestrator's frames mean to an OpenAI client.
-enum Step {
-    Text(String),
-    Done(Box<Done>),
-    Failed(StatusCode, Value),
-    Skip,
-}
-
-fn step(out: Outgoing) -> Step {
-    let frame = match out {
-        Outgoing::Frame(f) => f,
-        Outgoing::Raw(json) => match serde_json::from_str::<ServerFrame>(&json) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "unreadable answer frame");
-                return Step::Skip;
-            }
-        },
-        Outgoing::Close(..) => return Step::Skip,
-    };
-    match frame {
-        ServerFrame::Chunk { text, .. } => Step::Text(text),
-        ServerFrame::Done(d) => Step::Done(d),
-        ServerFrame::Error { code, message, .. } => {
-            let (status, body) = answer_error(code, &message);
-            Step::Failed(status, body)
-        }
-        _ => Step::Skip,
-    }
+    (status, error_body(kind, code.as_str(), message))
 }
 
 fn data(v: &Value) -> Event {
@@ -259,7 +215,7 @@ fn data(v: &Value) -> Event {
 /// chunk (or an error event) and `[DONE]`.
 fn sse_events(
     meta: Meta,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::Receiver<AnswerEvent>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let first = data(&meta.chunk(json!({ "role": "assistant", "content": "" }), None));
     let rest = stream::unfold(Some(rx), move |rx| {
@@ -267,7 +223,7 @@ fn sse_events(
         async move {
             let mut rx = rx?;
             let events = loop {
-                let Some(out) = rx.recv().await else {
+                let Some(event) = rx.recv().await else {
                     let err = error_body(
                         "server_error",
                         "stream_interrupted",
@@ -275,19 +231,20 @@ fn sse_events(
                     );
                     break vec![data(&err), Event::default().data("[DONE]")];
                 };
-                match step(out) {
-                    Step::Skip => continue,
-                    Step::Text(t) => {
-                        let e = data(&meta.chunk(json!({ "content": t }), None));
+                match event {
+                    AnswerEvent::Status(_) => continue,
+                    AnswerEvent::Chunk { text, .. } => {
+                        let e = data(&meta.chunk(json!({ "content": text }), None));
                         return Some((vec![e], Some(rx)));
                     }
-                    Step::Done(done) => {
+                    AnswerEvent::Done(done) => {
                         let mut last = meta.chunk(json!({}), Some("stop"));
                         last["usage"] = usage(&done);
                         last["mangaassist"] = serde_json::to_value(&*done).unwrap_or(Value::Null);
                         break vec![data(&last), Event::default().data("[DONE]")];
                     }
-                    Step::Failed(_, body) => {
+                    AnswerEvent::Failed { code, message } => {
+                        let (_, body) = answer_error(code, &message);
                         break vec![data(&body), Event::default().data("[DONE]")];
                     }
                 }
@@ -301,13 +258,13 @@ fn sse_events(
 }
 
 /// `stream: false`: waits for the whole answer and returns one `chat.completion`.
-async fn collect(meta: Meta, mut rx: mpsc::Receiver<Outgoing>) -> Response {
+async fn collect(meta: Meta, mut rx: mpsc::Receiver<AnswerEvent>) -> Response {
     let mut text = String::new();
-    while let Some(out) = rx.recv().await {
-        match step(out) {
-            Step::Skip => {}
-            Step::Text(t) => text.push_str(&t),
-            Step::Done(done) => {
+    while let Some(event) = rx.recv().await {
+        match event {
+            AnswerEvent::Status(_) => {}
+            AnswerEvent::Chunk { text: t, .. } => text.push_str(&t),
+            AnswerEvent::Done(done) => {
                 return Json(json!({
                     "id": meta.id,
                     "object": "chat.completion",
@@ -323,7 +280,10 @@ async fn collect(meta: Meta, mut rx: mpsc::Receiver<Outgoing>) -> Response {
                 }))
                 .into_response();
             }
-            Step::Failed(status, body) => return (status, Json(body)).into_response(),
+            AnswerEvent::Failed { code, message } => {
+                let (status, body) = answer_error(code, &message);
+                return (status, Json(body)).into_response();
+            }
         }
     }
     error(
@@ -377,16 +337,15 @@ pub(crate) async fn chat_completions(
         Ok(u) => u,
         Err(r) => return *r,
     };
-    if let Err(retry) = gw.shared.user_limits.check(&user) {
-        metrics::counter!("rate_limited_total", "scope" => "user").increment(1);
-        let secs = retry.0.as_secs_f64().ceil().max(1.0) as u64;
+    if let Err(retry) = gw.shared.admit(&user) {
+        let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
             "rate_limited",
             format!(
                 "message limit per user reached; retry in {} ms",
-                retry.0.as_millis()
+                retry.as_millis()
             ),
         );
         r.headers_mut()
@@ -403,27 +362,15 @@ pub(crate) async fn chat_completions(
         message_id: message_id.clone(),
         session_id: pick("x-session-id", req.session_id)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        user_id: user.clone(),
+        user_id: user,
         store_id: pick("x-store-id", req.store_id)
             .unwrap_or_else(|| settings.default_store.clone()),
         text,
         received,
     };
-    let key = StreamKey {
-        session_id: query.session_id.clone(),
-        message_id: message_id.clone(),
-    };
-    let (tx, rx) = mpsc::channel::<Outgoing>(256);
-    let sink = match AnswerSink::open(
-        key,
-        &user,
-        gw.shared.resume.clone(),
-        tx,
-        settings.stream.clone(),
-    )
-    .await
-    {
-        Ok(s) => s,
+    let (tx, rx) = mpsc::channel::<AnswerEvent>(256);
+    let answer = match gw.shared.open_answer(query, AnswerOutput::Events(tx)).await {
+        Ok(a) => a,
         Err(e) => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -434,12 +381,9 @@ pub(crate) async fn chat_completions(
         }
     };
     metrics::counter!("openai_requests_total", "stream" => req.stream.to_string()).increment(1);
-    let orch = gw.shared.orchestrator.clone();
     // Never cancelled: like a dropped `/ws`, a client that leaves only detaches the sink and
     // the answer finishes into the resume buffer.
-    gw.shared
-        .answers
-        .spawn(async move { orch.handle(query, sink, CancellationToken::new()).await });
+    answer.spawn(&gw.shared, CancellationToken::new(), || {});
     let meta = Meta {
         id: message_id,
         created: unix_now(),
@@ -474,7 +418,7 @@ mod tests {
 
     #[test]
     fn error_frames_map_to_openai_errors() {
-        let (status, body) = answer_error(crate::protocol::ErrorCode::RateLimited, "slow down");
+        let (status, body) = answer_error(ErrorCode::RateLimited, "slow down");
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(body["error"]["code"], "rate_limited");
         assert_eq!(body["error"]["type"], "rate_limit_error");

@@ -28,7 +28,7 @@ use tracing::{Instrument, info_span};
 use crate::{
     budget::{MessageClock, StageCtx, StageError, Timings, record_stage, run_stage},
     degradation::{Ladder, Level, Stage},
-    protocol::{Done, ErrorCode, ServerFrame},
+    protocol::{Done, ErrorCode},
     recorder::{Record, Recorder},
     routing::{Route, Router},
     stream::{AnswerSink, StreamState},
@@ -254,12 +254,7 @@ impl Orchestrator {
             budgets: self.budgets.clone(),
         };
         let (guess, guess_conf) = classify_keywords(&q.text);
-        sink.live(ServerFrame::Status {
-            message_id: q.message_id.clone(),
-            session_id: q.session_id.clone(),
-            text: texts::status_text(guess).to_string(),
-        })
-        .await;
+        sink.status(texts::status_text(guess).to_string()).await;
         let embedding = self.embed(&q.text, &ctx).await;
         let total_left = ctx.clock.total_left();
         let result = tokio::select! {
@@ -295,8 +290,7 @@ impl Orchestrator {
                         StreamState::Error,
                     ),
                 };
-                sink.finish(ServerFrame::error(Some(q.message_id.clone()), code, text))
-                    .await;
+                sink.fail(code, text).await;
                 sink.lifecycle.go(state);
                 if end != End::Cancelled && end != End::Forbidden {
                     self.slo.record(std::time::Instant::now(), None);
@@ -338,7 +332,7 @@ impl Orchestrator {
             .route
             .map(|r| (r.tier.label().to_string(), r.reason.to_string()))
             .unwrap_or_default();
-        let done = ServerFrame::Done(Box::new(Done {
+        let done = Done {
             message_id: q.message_id.clone(),
             session_id: q.session_id.clone(),
             first_token_ms: ft,
@@ -354,8 +348,8 @@ impl Orchestrator {
             tier,
             route,
             stages: stages.clone(),
-        }));
-        sink.finish(done).await;
+        };
+        sink.done(done).await;
         sink.lifecycle.go(StreamState::Completed);
         self.record(&q, Some(&outcome), Some(ft), total_ms, &stages, None);
         let answer_text = std::mem::take(&mut sink.text);

@@ -12,7 +12,7 @@ use mangaassist_config::StreamSettings;
 use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey};
 use tokio::sync::mpsc;
 
-use crate::protocol::ServerFrame;
+use crate::protocol::{Done, ErrorCode, ServerFrame};
 
 /// What the connection's writer task sends: typed frames, or frames already encoded (chunks
 /// are encoded once for both the resume buffer and the socket; replays come encoded).
@@ -22,6 +22,56 @@ pub enum Outgoing {
     Raw(String),
     /// Close the socket with this code and reason.
     Close(u16, String),
+}
+
+/// One step of an answer, as the pipeline produces it. Each endpoint renders these its own
+/// way: `/ws` as protocol frames, the OpenAI endpoint as SSE chunks or one completion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnswerEvent {
+    /// Progress shown before any backend call.
+    Status(String),
+    Chunk {
+        index: u32,
+        text: String,
+    },
+    /// The answer is complete (terminal).
+    Done(Box<Done>),
+    /// The answer ended without completing (terminal).
+    Failed {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl AnswerEvent {
+    /// The protocol frame of this event for the answer `key`.
+    pub fn to_frame(&self, key: &StreamKey) -> ServerFrame {
+        match self {
+            AnswerEvent::Status(text) => ServerFrame::Status {
+                message_id: key.message_id.clone(),
+                session_id: key.session_id.clone(),
+                text: text.clone(),
+            },
+            AnswerEvent::Chunk { index, text } => ServerFrame::Chunk {
+                message_id: key.message_id.clone(),
+                index: *index,
+                text: text.clone(),
+            },
+            AnswerEvent::Done(done) => ServerFrame::Done(done.clone()),
+            AnswerEvent::Failed { code, message } => {
+                ServerFrame::error(Some(key.message_id.clone()), *code, message.clone())
+            }
+        }
+    }
+}
+
+/// Where an answer's events go while its client is attached.
+pub enum AnswerOutput {
+    /// A `/ws` connection's writer: each event as a frame, encoded once for the resume buffer
+    /// and the socket.
+    Socket(mpsc::Sender<Outgoing>),
+    /// Typed events for an endpoint that renders them itself (OpenAI).
+    Events(mpsc::Sender<AnswerEvent>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +178,7 @@ pub struct AnswerSink {
     key: StreamKey,
     store: Arc<dyn ResumeStore>,
     buffered: bool,
-    conn: Option<mpsc::Sender<Outgoing>>,
+    conn: Option<AnswerOutput>,
     settings: StreamSettings,
     pub lifecycle: Lifecycle,
     /// Chunk frames sent so far (= the next chunk's index).
@@ -148,7 +198,7 @@ impl AnswerSink {
         key: StreamKey,
         owner: &str,
         store: Arc<dyn ResumeStore>,
-        conn: mpsc::Sender<Outgoing>,
+        conn: AnswerOutput,
         settings: StreamSettings,
     ) -> Result<Self, ResumeError> {
         let buffered = match store.open(&key, owner).await {
@@ -184,15 +234,25 @@ impl AnswerSink {
         self.conn.is_some()
     }
 
-    /// Frames that only make sense live (status, heartbeats) go to the socket only.
-    pub async fn live(&mut self, frame: ServerFrame) {
-        self.send(Outgoing::Frame(frame)).await;
+    /// The status line: it only makes sense live, so it goes to the client only.
+    pub async fn status(&mut self, text: String) {
+        self.send(AnswerEvent::Status(text), None).await;
     }
 
-    async fn send(&mut self, out: Outgoing) {
-        if let Some(c) = &self.conn
-            && c.send(out).await.is_err()
-        {
+    /// Sends `event` to the attached client; `json` is its frame if already encoded.
+    async fn send(&mut self, event: AnswerEvent, json: Option<String>) {
+        let sent = match &self.conn {
+            None => return,
+            Some(AnswerOutput::Socket(c)) => {
+                let out = match json {
+                    Some(json) => Outgoing::Raw(json),
+                    None => Outgoing::Frame(event.to_frame(&self.key)),
+                };
+                c.send(out).await.is_ok()
+            }
+            Some(AnswerOutput::Events(c)) => c.send(event).await.is_ok(),
+        };
+        if !sent {
             self.conn = None;
             metrics::counter!("streams_detached_total").increment(1);
             tracing::debug!(
@@ -245,13 +305,10 @@ impl AnswerSink {
         self.text.push_str(&text);
         let index = self.chunks;
         self.chunks += 1;
-        let json = ServerFrame::Chunk {
-            message_id: self.key.message_id.clone(),
-            index,
-            text,
-        }
-        .to_json();
-        if self.buffered
+        let event = AnswerEvent::Chunk { index, text };
+        let json = self.encode(&event);
+        if let Some(json) = &json
+            && self.buffered
             && let Err(e) = self
                 .store
                 .append(
@@ -266,14 +323,32 @@ impl AnswerSink {
             tracing::warn!(error = %e, "resume buffer write failed; answer no longer resumable");
             self.buffered = false;
         }
-        self.send(Outgoing::Raw(json)).await;
+        self.send(event, json).await;
     }
 
-    /// The last frame (done or error): buffered as the stream's terminal frame, then sent.
-    pub async fn finish(&mut self, frame: ServerFrame) {
+    /// The frame of `event` when the resume buffer or the socket needs it, encoded once.
+    fn encode(&self, event: &AnswerEvent) -> Option<String> {
+        let socket = matches!(self.conn, Some(AnswerOutput::Socket(_)));
+        (self.buffered || socket).then(|| event.to_frame(&self.key).to_json())
+    }
+
+    /// Ends the answer with its `done` frame.
+    pub async fn done(&mut self, done: Done) {
+        self.finish(AnswerEvent::Done(Box::new(done))).await;
+    }
+
+    /// Ends the answer with an `error` frame.
+    pub async fn fail(&mut self, code: ErrorCode, message: impl Into<String>) {
+        let message = message.into();
+        self.finish(AnswerEvent::Failed { code, message }).await;
+    }
+
+    /// The last event: buffered as the stream's terminal frame, then sent.
+    async fn finish(&mut self, event: AnswerEvent) {
         self.flush().await;
-        let json = frame.to_json();
-        if self.buffered
+        let json = self.encode(&event);
+        if let Some(json) = &json
+            && self.buffered
             && let Err(e) = self
                 .store
                 .append(&self.key, BufferedFrame::Terminal { json: json.clone() })
@@ -281,13 +356,111 @@ impl AnswerSink {
         {
             tracing::warn!(error = %e, "resume buffer terminal write failed");
         }
-        self.send(Outgoing::Raw(json)).await;
+        self.send(event, json).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use futures::StreamExt;
+    use mangaassist_resume::{InMemoryResumeStore, ResumeLimits, replay_stream};
+
+    fn done(key: &StreamKey) -> Done {
+        Done {
+            message_id: key.message_id.clone(),
+            session_id: key.session_id.clone(),
+            first_token_ms: 1,
+            total_ms: 2,
+            tokens: 2,
+            chunks: 2,
+            intent: "faq".into(),
+            model: "m".into(),
+            cache_hit: false,
+            degradation: "full".into(),
+            trace_id: "t".into(),
+            product_ids: vec![],
+            tier: "fast".into(),
+            route: "matrix".into(),
+            stages: vec![],
+        }
+    }
+
+    /// Runs one short answer into `output` and returns what its resume buffer holds.
+    async fn answer(key: &StreamKey, output: AnswerOutput) -> Vec<String> {
+        let store: Arc<dyn ResumeStore> = Arc::new(InMemoryResumeStore::new(ResumeLimits {
+            keep_after_done: Duration::from_secs(60),
+            ttl: Duration::from_secs(60),
+            max_streams: 10,
+            max_bytes_per_stream: 1 << 20,
+        }));
+        let mut sink = AnswerSink::open(
+            key.clone(),
+            "u",
+            store.clone(),
+            output,
+            StreamSettings::default(),
+        )
+        .await
+        .unwrap();
+        sink.status("thinking".into()).await;
+        sink.delta("Hello ".into()).await;
+        sink.delta("there".into()).await;
+        sink.done(done(key)).await;
+        replay_stream(store, key.clone(), "u".into(), None, Duration::ZERO)
+            .map(|f| match f.unwrap() {
+                BufferedFrame::Chunk { json, .. } | BufferedFrame::Terminal { json } => json,
+            })
+            .collect()
+            .await
+    }
+
+    /// `/ws` gets frames, the OpenAI endpoint typed events, and both buffer the same frames
+    /// for `resume`.
+    #[tokio::test]
+    async fn both_outputs_see_one_answer_and_buffer_the_same_frames() {
+        let key = StreamKey {
+            session_id: "s".into(),
+            message_id: "m".into(),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let socket_buffer = answer(&key, AnswerOutput::Socket(tx)).await;
+        let mut socket = vec![];
+        while let Ok(out) = rx.try_recv() {
+            socket.push(match out {
+                Outgoing::Frame(f) => f.to_json(),
+                Outgoing::Raw(json) => json,
+                Outgoing::Close(..) => panic!("an answer does not close the socket"),
+            });
+        }
+        let (tx, mut rx) = mpsc::channel(16);
+        let events_buffer = answer(&key, AnswerOutput::Events(tx)).await;
+        let mut events = vec![];
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        assert_eq!(
+            events,
+            [
+                AnswerEvent::Status("thinking".into()),
+                AnswerEvent::Chunk {
+                    index: 0,
+                    text: "Hello ".into()
+                },
+                AnswerEvent::Chunk {
+                    index: 1,
+                    text: "there".into()
+                },
+                AnswerEvent::Done(Box::new(done(&key))),
+            ]
+        );
+        let frames: Vec<String> = events.iter().map(|e| e.to_frame(&key).to_json()).collect();
+        assert_eq!(socket, frames);
+        // The status line is live only; everything else is resumable, identically.
+        assert_eq!(socket_buffer, frames[1..]);
+        assert_eq!(events_buffer, socket_buffer);
+    }
 
     #[test]
     fn transitions_follow_the_lifecycle() {

@@ -24,8 +24,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     orchestrator::{Orchestrator, Query},
-    protocol::{ClientFrame, ErrorCode, ServerFrame, parse_client_frame},
-    stream::{AnswerSink, Outgoing},
+    protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse_client_frame},
+    stream::{AnswerOutput, Outgoing},
 };
 
 /// Close code sent when the gateway shuts down: "service restart", reconnect later (RFC 6455).
@@ -204,7 +204,7 @@ pub async fn run(
         let received = Instant::now();
         let frame = match parse_client_frame(text.as_str()) {
             Ok(f) => f,
-            Err((code, message)) => {
+            Err(FrameError { code, message }) => {
                 metrics::counter!("websocket_bad_frames_total", "code" => format!("{code:?}"))
                     .increment(1);
                 send(Outgoing::Frame(ServerFrame::error(None, code, message))).await;
@@ -234,12 +234,11 @@ pub async fn run(
                 message_id,
             } => {
                 let message_id = message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                if let Err(retry) = shared.user_limits.check(&conn.user_id) {
-                    metrics::counter!("rate_limited_total", "scope" => "user").increment(1);
+                if let Err(retry) = shared.admit(&conn.user_id) {
                     send(rate_limited(
                         Some(message_id),
                         "message limit per user reached",
-                        retry.0,
+                        retry,
                     ))
                     .await;
                     continue;
@@ -265,20 +264,11 @@ pub async fn run(
                     text,
                     received,
                 };
-                let key = StreamKey {
-                    session_id: query.session_id.clone(),
-                    message_id: message_id.clone(),
-                };
-                let answer_sink = match AnswerSink::open(
-                    key,
-                    &conn.user_id,
-                    shared.resume.clone(),
-                    tx.clone(),
-                    settings.stream.clone(),
-                )
-                .await
+                let answer = match shared
+                    .open_answer(query, AnswerOutput::Socket(tx.clone()))
+                    .await
                 {
-                    Ok(s) => s,
+                    Ok(a) => a,
                     Err(_) => {
                         send(Outgoing::Frame(ServerFrame::error(
                             Some(message_id),
@@ -291,12 +281,10 @@ pub async fn run(
                 };
                 let cancel = CancellationToken::new();
                 cancels.lock().insert(message_id.clone(), cancel.clone());
-                let orch = shared.orchestrator.clone();
                 let cancels = cancels.clone();
                 let in_flight = in_flight.clone();
                 in_flight.fetch_add(1, Ordering::Relaxed);
-                shared.answers.spawn(async move {
-                    orch.handle(query, answer_sink, cancel).await;
+                answer.spawn(&shared, cancel, move || {
                     cancels.lock().remove(&message_id);
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                     drop(permit);

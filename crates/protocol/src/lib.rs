@@ -1,0 +1,718 @@
+//! The chat protocol of the gateway's WebSocket (docs/protocol.md), typed once for everyone
+//! who speaks it: the gateway, the terminal chat client, the benchmark and its fake gateway,
+//! and the tests. One JSON object per text frame; clients send [`ClientFrame`]s tagged by
+//! `action`, the gateway sends [`ServerFrame`]s tagged by `type`.
+//!
+//! The browser page and external clients depend on the exact JSON, so field names, tags and
+//! which optional fields are left out are part of the contract (the tests below pin them to
+//! the documented examples). Client frames come from untrusted peers: [`parse_client_frame`]
+//! is strict (unknown fields, blank texts, out-of-range indexes are refused with an
+//! [`ErrorCode`] the gateway sends back). Gateway frames are read leniently by clients
+//! ([`parse_server_frame`]): unknown fields are ignored and an unknown `type` is reported
+//! apart, so an older client keeps working against a newer gateway.
+
+use serde::{Deserialize, Serialize};
+
+/// The `action`s a client may send.
+pub const ACTIONS: [&str; 4] = ["query", "ping", "resume", "cancel"];
+
+/// The `type`s the gateway sends.
+pub const FRAME_TYPES: [&str; 6] = ["status", "chunk", "done", "error", "pong", "heartbeat"];
+
+/// What a client may send.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    Query {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        store_id: Option<String>,
+        /// Echoed back in every frame of the answer; generated when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+    },
+    Ping,
+    /// Replays the chunks of `message_id` after `last_chunk_idx` (absent or -1 = from the
+    /// start), then follows the answer live if it is still streaming.
+    Resume {
+        session_id: String,
+        message_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_chunk_idx: Option<i64>,
+    },
+    /// Stops an answer in flight (the client no longer wants it).
+    Cancel {
+        message_id: String,
+    },
+}
+
+impl ClientFrame {
+    /// A query with only its text; the gateway fills in the connection's session and store.
+    pub fn query(text: impl Into<String>) -> Self {
+        ClientFrame::Query {
+            text: text.into(),
+            session_id: None,
+            store_id: None,
+            message_id: None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Strings and integers only: encoding cannot fail, but a client must not panic.
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"action":"ping"}"#.to_string())
+    }
+}
+
+/// What the gateway sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Sent before any backend call so the user sees progress at once.
+    Status {
+        message_id: String,
+        session_id: String,
+        text: String,
+    },
+    Chunk {
+        message_id: String,
+        index: u32,
+        text: String,
+    },
+    Done(Box<Done>),
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        message_id: Option<String>,
+        code: ErrorCode,
+        message: String,
+        /// Rate limits: when to try again.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_after_ms: Option<u64>,
+    },
+    Pong,
+    /// Sent every few seconds while answers are in flight, so proxies with idle timeouts
+    /// keep the connection open (seed 000 scenario 3).
+    Heartbeat {
+        in_flight: u32,
+    },
+}
+
+/// The last frame of a successful answer: what it was and what it cost.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Done {
+    pub message_id: String,
+    pub session_id: String,
+    /// Milliseconds from receiving the query to sending the first chunk.
+    pub first_token_ms: u64,
+    /// Milliseconds from receiving the query to sending this frame.
+    pub total_ms: u64,
+    /// Output tokens of the answer.
+    pub tokens: u32,
+    /// Number of chunk frames sent.
+    pub chunks: u32,
+    pub intent: String,
+    pub model: String,
+    pub cache_hit: bool,
+    /// `full`, `no_rag`, `no_intent`, `minimal` or `canned` (seed 003 ladder).
+    pub degradation: String,
+    pub trace_id: String,
+    /// Catalog products the answer mentions.
+    pub product_ids: Vec<String>,
+    /// `fast` or `smart` (empty for cached and canned answers).
+    #[serde(default)]
+    pub tier: String,
+    /// Why that tier: `matrix`, `fallback`, `adaptive`, `escalated`.
+    #[serde(default)]
+    pub route: String,
+    /// Every stage of this message: start and duration from receipt, budget, outcome.
+    #[serde(default)]
+    pub stages: Vec<StageTiming>,
+}
+
+impl Done {
+    /// The timing of `stage`, if the message went through it.
+    pub fn stage(&self, stage: &str) -> Option<&StageTiming> {
+        self.stages.iter().find(|s| s.stage == stage)
+    }
+}
+
+/// One stage of one message, as reported in `done.stages` and the waterfall log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageTiming {
+    pub stage: String,
+    /// From the gateway receiving the message.
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    /// The stage's p95 budget; `null` when it has none.
+    pub budget_ms: Option<u64>,
+    /// `ok`, `error`, `deadline`, `circuit_open`, `skipped`, `cancelled`.
+    pub outcome: String,
+}
+
+/// Error codes of `error` frames.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON.
+    BadJson,
+    /// Valid JSON but not a known action or missing/invalid fields.
+    BadRequest,
+    UnknownAction,
+    /// Binary (or other non-text) frame.
+    UnsupportedFrame,
+    /// Larger than `gateway.max_frame_bytes`.
+    FrameTooLarge,
+    /// Too many messages in flight on this connection.
+    Busy,
+    /// The answer could not be produced (after all degradation steps).
+    Internal,
+    /// The model stream broke after some chunks were sent.
+    StreamInterrupted,
+    /// Too many messages: see `retry_after_ms`.
+    RateLimited,
+    /// Resume of a stream that does not exist (or expired).
+    NotFound,
+    /// Resume of another user's stream, or a query in another user's session.
+    Forbidden,
+    /// The answer was cancelled by the client.
+    Cancelled,
+    /// A `message_id` already used for another answer.
+    DuplicateMessage,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire (`bad_json`, `rate_limited`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownAction => "unknown_action",
+            ErrorCode::UnsupportedFrame => "unsupported_frame",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Internal => "internal",
+            ErrorCode::StreamInterrupted => "stream_interrupted",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::DuplicateMessage => "duplicate_message",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ServerFrame {
+    pub fn error(message_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            message_id,
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail; fall back to a fixed error frame anyway.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"cannot encode frame"}"#.to_string()
+        })
+    }
+
+    /// The answer this frame belongs to (`None` for pong, heartbeat and connection errors).
+    pub fn message_id(&self) -> Option<&str> {
+        match self {
+            ServerFrame::Status { message_id, .. } | ServerFrame::Chunk { message_id, .. } => {
+                Some(message_id)
+            }
+            ServerFrame::Done(d) => Some(&d.message_id),
+            ServerFrame::Error { message_id, .. } => message_id.as_deref(),
+            ServerFrame::Pong | ServerFrame::Heartbeat { .. } => None,
+        }
+    }
+
+    /// The `type` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Status { .. } => "status",
+            ServerFrame::Chunk { .. } => "chunk",
+            ServerFrame::Done(_) => "done",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Pong => "pong",
+            ServerFrame::Heartbeat { .. } => "heartbeat",
+        }
+    }
+
+    /// Whether this frame ends its answer (`done` or an `error`).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, ServerFrame::Done(_) | ServerFrame::Error { .. })
+    }
+}
+
+/// A client frame the gateway refuses: the code and message of the `error` frame it answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct FrameError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl FrameError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a client frame, telling malformed JSON apart from unknown actions.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| FrameError::new(ErrorCode::BadJson, format!("malformed JSON: {e}")))?;
+    let action = value
+        .get("action")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            FrameError::new(
+                ErrorCode::BadRequest,
+                "missing string field `action` (query, ping, resume, cancel)",
+            )
+        })?
+        .to_string();
+    if !ACTIONS.contains(&action.as_str()) {
+        return Err(FrameError::new(
+            ErrorCode::UnknownAction,
+            format!("unknown action `{action}` (query, ping, resume, cancel)"),
+        ));
+    }
+    let frame: ClientFrame = serde_json::from_value(value).map_err(|e| {
+        FrameError::new(ErrorCode::BadRequest, format!("bad `{action}` frame: {e}"))
+    })?;
+    match &frame {
+        ClientFrame::Query { text, .. } if text.trim().is_empty() => {
+            return Err(FrameError::new(ErrorCode::BadRequest, "`text` is empty"));
+        }
+        ClientFrame::Resume {
+            session_id,
+            message_id,
+            last_chunk_idx,
+        } => {
+            if session_id.trim().is_empty() || message_id.trim().is_empty() {
+                return Err(FrameError::new(
+                    ErrorCode::BadRequest,
+                    "`session_id` and `message_id` must not be empty",
+                ));
+            }
+            if let Some(i) = last_chunk_idx
+                && (*i < -1 || *i > i64::from(u32::MAX))
+            {
+                return Err(FrameError::new(
+                    ErrorCode::BadRequest,
+                    format!("`last_chunk_idx` {i} is out of range (-1 or a chunk index)"),
+                ));
+            }
+        }
+        ClientFrame::Cancel { message_id } if message_id.trim().is_empty() => {
+            return Err(FrameError::new(
+                ErrorCode::BadRequest,
+                "`message_id` is empty",
+            ));
+        }
+        _ => {}
+    }
+    if let ClientFrame::Query {
+        message_id: Some(id),
+        ..
+    } = &frame
+        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+    {
+        return Err(FrameError::new(
+            ErrorCode::BadRequest,
+            "`message_id` must be 1-128 printable characters",
+        ));
+    }
+    Ok(frame)
+}
+
+/// A gateway frame a client cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerFrameError {
+    #[error("gateway frame is not JSON: {0}")]
+    BadJson(serde_json::Error),
+    /// A frame type this client does not know (a newer gateway); clients skip it.
+    #[error("unknown gateway frame type `{0}`")]
+    UnknownType(String),
+    #[error("bad `{kind}` frame from the gateway: {error}")]
+    Invalid {
+        kind: String,
+        error: serde_json::Error,
+    },
+}
+
+/// Parses a gateway frame. Unknown fields are ignored; an unknown or missing `type` is
+/// [`ServerFrameError::UnknownType`], so clients can skip frames they do not know.
+pub fn parse_server_frame(text: &str) -> Result<ServerFrame, ServerFrameError> {
+    let error = match serde_json::from_str::<ServerFrame>(text) {
+        Ok(frame) => return Ok(frame),
+        Err(e) => e,
+    };
+    // Only on failure: find out whether the frame is known but broken, or not known at all.
+    #[derive(Deserialize)]
+    struct Tag {
+        #[serde(rename = "type")]
+        kind: Option<serde_json::Value>,
+    }
+    match serde_json::from_str::<Tag>(text) {
+        Err(_) => Err(ServerFrameError::BadJson(error)),
+        Ok(Tag {
+            kind: Some(serde_json::Value::String(kind)),
+        }) if FRAME_TYPES.contains(&kind.as_str()) => {
+            Err(ServerFrameError::Invalid { kind, error })
+        }
+        Ok(Tag { kind }) => Err(ServerFrameError::UnknownType(match kind {
+            Some(serde_json::Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => String::new(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn code(text: &str) -> ErrorCode {
+        parse_client_frame(text).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_and_classifies_errors() {
+        assert_eq!(
+            parse_client_frame(r#"{"action":"ping"}"#).unwrap(),
+            ClientFrame::Ping
+        );
+        assert!(matches!(
+            parse_client_frame(r#"{"action":"query","text":"hi","session_id":"s"}"#).unwrap(),
+            ClientFrame::Query { .. }
+        ));
+        assert_eq!(code("{nope"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"action":"dance"}"#), ErrorCode::UnknownAction);
+        assert_eq!(code(r#"{"action":"query"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"action":"query","text":"  "}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"action":"query","text":"x","extra":1}"#),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn resume_and_cancel_frames() {
+        assert_eq!(
+            parse_client_frame(
+                r#"{"action":"resume","session_id":"s","message_id":"m","last_chunk_idx":4}"#
+            )
+            .unwrap(),
+            ClientFrame::Resume {
+                session_id: "s".into(),
+                message_id: "m".into(),
+                last_chunk_idx: Some(4)
+            }
+        );
+        assert_eq!(
+            code(r#"{"action":"resume","session_id":"s","message_id":"m","last_chunk_idx":-7}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"action":"resume","session_id":"","message_id":"m"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"action":"cancel","message_id":"m"}"#).unwrap(),
+            ClientFrame::Cancel {
+                message_id: "m".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_client_frames_are_refused_with_a_clear_message() {
+        for (frame, want, says) in [
+            ("", ErrorCode::BadJson, "malformed JSON"),
+            (
+                "[1,2]",
+                ErrorCode::BadRequest,
+                "missing string field `action`",
+            ),
+            (r#"{"action":7}"#, ErrorCode::BadRequest, "`action`"),
+            (r#"{"text":"hi"}"#, ErrorCode::BadRequest, "`action`"),
+            (
+                r#"{"action":"Query","text":"hi"}"#,
+                ErrorCode::UnknownAction,
+                "`Query`",
+            ),
+            (
+                r#"{"action":"query","text":5}"#,
+                ErrorCode::BadRequest,
+                "bad `query` frame",
+            ),
+            (
+                r#"{"action":"query","text":"x","session":"s"}"#,
+                ErrorCode::BadRequest,
+                "unknown field `session`",
+            ),
+            (
+                r#"{"action":"query","text":"x","message_id":""}"#,
+                ErrorCode::BadRequest,
+                "1-128 printable",
+            ),
+            (
+                r#"{"action":"query","text":"x","message_id":"a\u0007b"}"#,
+                ErrorCode::BadRequest,
+                "1-128 printable",
+            ),
+            (
+                &format!(
+                    r#"{{"action":"query","text":"x","message_id":"{}"}}"#,
+                    "m".repeat(129)
+                ),
+                ErrorCode::BadRequest,
+                "1-128 printable",
+            ),
+            (
+                r#"{"action":"resume","session_id":"s","message_id":" "}"#,
+                ErrorCode::BadRequest,
+                "must not be empty",
+            ),
+            (
+                r#"{"action":"resume","session_id":"s","message_id":"m","last_chunk_idx":4294967296}"#,
+                ErrorCode::BadRequest,
+                "out of range",
+            ),
+            (
+                r#"{"action":"resume","session_id":"s","message_id":"m","last_chunk_idx":1.5}"#,
+                ErrorCode::BadRequest,
+                "bad `resume` frame",
+            ),
+            (
+                r#"{"action":"resume","message_id":"m"}"#,
+                ErrorCode::BadRequest,
+                "missing field `session_id`",
+            ),
+            (
+                r#"{"action":"cancel","message_id":""}"#,
+                ErrorCode::BadRequest,
+                "`message_id` is empty",
+            ),
+            (
+                r#"{"action":"cancel"}"#,
+                ErrorCode::BadRequest,
+                "missing field `message_id`",
+            ),
+        ] {
+            let err = parse_client_frame(frame)
+                .err()
+                .unwrap_or_else(|| panic!("{frame} was accepted"));
+            assert_eq!(err.code, want, "{frame}: {err}");
+            assert!(err.message.contains(says), "{frame}: {err}");
+        }
+        // The edges that are still fine. serde ignores extra fields of a unit variant, so a
+        // `ping` with extras has always been answered; pinned here so a change is deliberate.
+        assert_eq!(
+            parse_client_frame(r#"{"action":"ping","x":1}"#).unwrap(),
+            ClientFrame::Ping
+        );
+        let id = "m".repeat(128);
+        assert!(
+            parse_client_frame(&format!(
+                r#"{{"action":"query","text":"x","message_id":"{id}"}}"#
+            ))
+            .is_ok()
+        );
+        assert!(
+            parse_client_frame(
+                r#"{"action":"resume","session_id":"s","message_id":"m","last_chunk_idx":-1}"#
+            )
+            .is_ok()
+        );
+        assert!(
+            parse_client_frame(
+                r#"{"action":"resume","session_id":"s","message_id":"m","last_chunk_idx":4294967295}"#
+            )
+            .is_ok()
+        );
+    }
+
+    /// Every client frame of docs/protocol.md parses and encodes back to the same JSON.
+    #[test]
+    fn documented_client_frames_round_trip() {
+        for doc in [
+            r#"{"action":"query","text":"Suggest manga like One Piece","session_id":"s1","store_id":"manga_jp","message_id":"optional-id"}"#,
+            r#"{"action":"resume","session_id":"s1","message_id":"m1","last_chunk_idx":7}"#,
+            r#"{"action":"cancel","message_id":"m1"}"#,
+            r#"{"action":"ping"}"#,
+            r#"{"action":"query","text":"Where is my order?","session_id":"s1"}"#,
+        ] {
+            let frame = parse_client_frame(doc).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Value>(&frame.to_json()).unwrap(),
+                serde_json::from_str::<Value>(doc).unwrap(),
+                "{doc}"
+            );
+        }
+        // Absent optional fields stay absent.
+        assert_eq!(
+            ClientFrame::query("hi").to_json(),
+            r#"{"action":"query","text":"hi"}"#
+        );
+    }
+
+    fn round_trip(frame: &ServerFrame, wire: Value) {
+        assert_eq!(
+            serde_json::from_str::<Value>(&frame.to_json()).unwrap(),
+            wire,
+            "{frame:?}"
+        );
+        assert_eq!(&parse_server_frame(&wire.to_string()).unwrap(), frame);
+    }
+
+    /// Every gateway frame of docs/protocol.md, both ways.
+    #[test]
+    fn documented_server_frames_round_trip() {
+        round_trip(
+            &ServerFrame::Status {
+                message_id: "m1".into(),
+                session_id: "s1".into(),
+                text: "Looking up your orders…".into(),
+            },
+            json!({"type":"status","message_id":"m1","session_id":"s1","text":"Looking up your orders…"}),
+        );
+        round_trip(
+            &ServerFrame::Chunk {
+                message_id: "m1".into(),
+                index: 0,
+                text: "Your ".into(),
+            },
+            json!({"type":"chunk","message_id":"m1","index":0,"text":"Your "}),
+        );
+        round_trip(
+            &ServerFrame::Heartbeat { in_flight: 2 },
+            json!({"type":"heartbeat","in_flight":2}),
+        );
+        round_trip(&ServerFrame::Pong, json!({"type":"pong"}));
+        round_trip(
+            &ServerFrame::error(
+                Some("m1".into()),
+                ErrorCode::Cancelled,
+                "the answer was cancelled",
+            ),
+            json!({"type":"error","message_id":"m1","code":"cancelled","message":"the answer was cancelled"}),
+        );
+        // Connection-level errors carry no message id; rate limits say when to retry.
+        round_trip(
+            &ServerFrame::Error {
+                message_id: None,
+                code: ErrorCode::RateLimited,
+                message: "slow down".into(),
+                retry_after_ms: Some(1500),
+            },
+            json!({"type":"error","code":"rate_limited","message":"slow down","retry_after_ms":1500}),
+        );
+        let done = json!({
+            "type":"done","message_id":"m1","first_token_ms":12,"total_ms":31,"tokens":48,
+            "chunks":18,"intent":"order_status","model":"sim-fast (simulated Claude Haiku class)",
+            "cache_hit":false,"degradation":"full","tier":"fast","route":"matrix",
+            "stages":[
+                {"stage":"embed","start_ms":0.1,"duration_ms":11.8,"budget_ms":50,"outcome":"ok"},
+                {"stage":"streaming","start_ms":12.0,"duration_ms":19.0,"budget_ms":null,"outcome":"ok"}
+            ],
+            "trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","product_ids":[],"session_id":"s1"
+        });
+        let frame = parse_server_frame(&done.to_string()).unwrap();
+        let ServerFrame::Done(d) = &frame else {
+            panic!("{frame:?}")
+        };
+        assert_eq!(d.stage("embed").unwrap().budget_ms, Some(50));
+        assert_eq!(d.stage("streaming").unwrap().budget_ms, None);
+        assert_eq!(d.chunks, 18);
+        round_trip(&frame, done);
+    }
+
+    #[test]
+    fn every_frame_type_and_error_code_is_named_on_the_wire() {
+        use ErrorCode::*;
+        for c in [
+            BadJson,
+            BadRequest,
+            UnknownAction,
+            UnsupportedFrame,
+            FrameTooLarge,
+            Busy,
+            Internal,
+            StreamInterrupted,
+            RateLimited,
+            NotFound,
+            Forbidden,
+            Cancelled,
+            DuplicateMessage,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        for f in [
+            ServerFrame::Pong,
+            ServerFrame::Heartbeat { in_flight: 1 },
+            ServerFrame::error(None, Busy, "x"),
+        ] {
+            let wire: Value = serde_json::from_str(&f.to_json()).unwrap();
+            assert_eq!(wire["type"], f.kind());
+            assert!(FRAME_TYPES.contains(&f.kind()));
+        }
+    }
+
+    #[test]
+    fn clients_read_gateway_frames_leniently_but_not_blindly() {
+        // Fields a newer gateway adds are ignored; older `done` frames without tier/route/stages
+        // still read.
+        let f = parse_server_frame(
+            r#"{"type":"chunk","message_id":"m","index":1,"text":"a","new":true}"#,
+        )
+        .unwrap();
+        assert_eq!(f.message_id(), Some("m"));
+        let d = parse_server_frame(
+            r#"{"type":"done","message_id":"m","session_id":"s","first_token_ms":1,"total_ms":2,"tokens":3,"chunks":1,"intent":"faq","model":"x","cache_hit":true,"degradation":"full","trace_id":"t","product_ids":["p"]}"#,
+        )
+        .unwrap();
+        assert!(d.is_terminal());
+        assert!(matches!(
+            parse_server_frame(r#"{"type":"typing","message_id":"m"}"#),
+            Err(ServerFrameError::UnknownType(t)) if t == "typing"
+        ));
+        assert!(matches!(
+            parse_server_frame(r#"{"message_id":"m"}"#),
+            Err(ServerFrameError::UnknownType(_))
+        ));
+        assert!(matches!(
+            parse_server_frame(r#"{"type":"chunk","message_id":"m","index":-1,"text":"a"}"#),
+            Err(ServerFrameError::Invalid { kind, .. }) if kind == "chunk"
+        ));
+        assert!(matches!(
+            parse_server_frame(r#"{"type":"error","code":"no_such_code","message":"x"}"#),
+            Err(ServerFrameError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse_server_frame("not json"),
+            Err(ServerFrameError::BadJson(_))
+        ));
+    }
+}

@@ -1,0 +1,112 @@
+//! What `/ws` and the OpenAI endpoint do alike before an answer runs: find out who is asking
+//! (JWT from the Bearer header or `?token=`), take one message from that user's allowance,
+//! and start the answer through its resume buffer on the gateway's answer tracker. Each
+//! endpoint only words the refusals in its own protocol.
+
+use std::{sync::Arc, time::Duration, time::SystemTime};
+
+use axum::http::HeaderMap;
+use mangaassist_auth::AuthError;
+use mangaassist_resume::{ResumeError, StreamKey};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Gateway,
+    orchestrator::{Orchestrator, Query},
+    stream::{AnswerOutput, AnswerSink},
+    ws::Shared,
+};
+
+/// Why a request that needs a token has no usable one.
+#[derive(Debug)]
+pub(crate) enum AuthRefusal {
+    Missing,
+    Invalid(AuthError),
+}
+
+impl Gateway {
+    /// The verified token subject (the Bearer header wins over `?token=`), or `Ok(None)` when
+    /// `gateway.auth.required` is off and the caller names the user itself.
+    pub(crate) fn verified_user(
+        &self,
+        headers: &HeaderMap,
+        token_param: Option<&str>,
+    ) -> Result<Option<String>, AuthRefusal> {
+        let Some(key) = &self.auth else {
+            return Ok(None);
+        };
+        let header = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(mangaassist_auth::bearer_token);
+        let token = header.or(token_param).ok_or(AuthRefusal::Missing)?;
+        key.verify(token, SystemTime::now(), self.leeway)
+            .map(|claims| Some(claims.sub))
+            .map_err(AuthRefusal::Invalid)
+    }
+}
+
+/// An answer whose resume buffer is open, ready to run.
+pub(crate) struct OpenedAnswer {
+    orchestrator: Arc<Orchestrator>,
+    query: Query,
+    sink: AnswerSink,
+}
+
+impl Shared {
+    /// Takes one message from `user`'s per-minute allowance (shared by all of the user's
+    /// connections and both endpoints); `Err` says when to retry.
+    pub(crate) fn admit(&self, user: &str) -> Result<(), Duration> {
+        self.user_limits.check(user).map_err(|retry| {
+            metrics::counter!("rate_limited_total", "scope" => "user").increment(1);
+            retry.0
+        })
+    }
+
+    /// Opens the resume buffer of `query`'s answer, owned by its user. Fails only when the
+    /// message id is already taken in the session ([`ResumeError::AlreadyExists`]).
+    pub(crate) async fn open_answer(
+        &self,
+        query: Query,
+        output: AnswerOutput,
+    ) -> Result<OpenedAnswer, ResumeError> {
+        let key = StreamKey {
+            session_id: query.session_id.clone(),
+            message_id: query.message_id.clone(),
+        };
+        let sink = AnswerSink::open(
+            key,
+            &query.user_id,
+            self.resume.clone(),
+            output,
+            self.orchestrator.settings.stream.clone(),
+        )
+        .await?;
+        Ok(OpenedAnswer {
+            orchestrator: self.orchestrator.clone(),
+            query,
+            sink,
+        })
+    }
+}
+
+impl OpenedAnswer {
+    /// Runs the answer on the answer tracker (shutdown waits for it); `then` runs once its
+    /// terminal frame is written.
+    pub(crate) fn spawn(
+        self,
+        shared: &Shared,
+        cancel: CancellationToken,
+        then: impl FnOnce() + Send + 'static,
+    ) {
+        let Self {
+            orchestrator,
+            query,
+            sink,
+        } = self;
+        shared.answers.spawn(async move {
+            orchestrator.handle(query, sink, cancel).await;
+            then();
+        });
+    }
+}

@@ -7,8 +7,9 @@
 //!    as `cand-<first 8 hex of SHA-256 of the trimmed text>`, so re-running the gate with the
 //!    same file reuses the version and live traffic never sees it.
 //! 2. The labelled questions of the intent (`data/intents`) are the queries. For each one the
-//!    context is built once through the retrieval daemon, the way the gateway assembles it,
-//!    and both arms get exactly that context; `Generate` is then called for both arms, each
+//!    context is built once through the retrieval daemon with the gateway's own request and
+//!    assembly (`mangaassist_domain::context`, default `gateway` settings), and both arms get
+//!    exactly that context; `Generate` is then called for both arms, each
 //!    pinned with `prompt_version`, in a seeded random order that puts the candidate first in
 //!    exactly half the pairs, so drift (a warming cache, a neighbour's build) hits both arms
 //!    alike.
@@ -18,7 +19,6 @@
 //!    `bench compare`; a significant, non-negligible p95 regression above the gate fails it.
 
 use std::{
-    collections::HashSet,
     fmt::Write as _,
     io::IsTerminal,
     path::{Path, PathBuf},
@@ -28,6 +28,8 @@ use std::{
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mangaassist_client::{GenerationClient, RetrievalClient};
+use mangaassist_config::IntentSettings;
+use mangaassist_domain::{ContextSettings, Sources, assemble, routing};
 use mangaassist_proto::v1 as pb;
 use mangaassist_stats::{Comparison, Summary, summarize};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -46,12 +48,6 @@ use crate::{
 
 /// Version of the `prompt_gate.json` layout.
 pub const PROMPT_GATE_SCHEMA: u32 = 1;
-/// Products put into the context, as the gateway does by default (`gateway.top_k_products`).
-pub const CONTEXT_PRODUCTS: usize = 5;
-/// Documents put into the context (`gateway.top_k_documents`).
-pub const CONTEXT_DOCUMENTS: u32 = 2;
-/// Products fetched before assembly narrows them (`gateway.retrieval_candidates`).
-pub const RETRIEVAL_CANDIDATES: u32 = 20;
 /// Largest prompt the generation daemon accepts (`MAX_PROMPT_BYTES` there).
 pub const MAX_CANDIDATE_BYTES: usize = 32 * 1024;
 /// `--retrieval` value that builds no context.
@@ -64,7 +60,8 @@ const ADMIN_DEADLINE: Duration = Duration::from_secs(10);
 pub enum TierChoice {
     Fast,
     Smart,
-    /// The tier seed 001's routing table gives the intent.
+    /// The tier the routing matrix gives a plain, confidently classified message of the
+    /// intent with the whole budget left (the intent's base complexity, default thresholds).
     Auto,
 }
 
@@ -73,19 +70,12 @@ impl TierChoice {
         match self {
             TierChoice::Fast => pb::ModelTier::Fast,
             TierChoice::Smart => pb::ModelTier::Smart,
-            TierChoice::Auto => routing_tier(intent),
+            TierChoice::Auto => routing::route(
+                &IntentSettings::default(),
+                routing::base_complexity(intent),
+                None,
+            ),
         }
-    }
-}
-
-/// Seed 001's routing table: recommendations, comparisons and complaints need the smart
-/// (Sonnet-class) model, everything else is served by the fast one.
-pub fn routing_tier(intent: pb::Intent) -> pb::ModelTier {
-    match intent {
-        pb::Intent::Recommendation | pb::Intent::Comparison | pb::Intent::Complaint => {
-            pb::ModelTier::Smart
-        }
-        _ => pb::ModelTier::Fast,
     }
 }
 
@@ -399,30 +389,6 @@ pub fn resolve_baseline(
 /// Store folder shared by every store (the generation daemon's `DEFAULT_STORE`).
 pub const DEFAULT_STORE: &str = "default";
 
-/// The gateway's context assembly: recommendations and comparisons get one volume per series
-/// (best-ranked first, topped up with further volumes), other intents the best matches.
-pub fn assemble_products(
-    intent: pb::Intent,
-    hits: Vec<pb::ProductHit>,
-    k: usize,
-) -> Vec<pb::ProductHit> {
-    if !matches!(intent, pb::Intent::Recommendation | pb::Intent::Comparison) {
-        return hits.into_iter().take(k).collect();
-    }
-    let mut seen = HashSet::new();
-    let (mut diverse, rest): (Vec<_>, Vec<_>) = hits.into_iter().partition(|h| {
-        seen.insert(
-            h.product
-                .as_ref()
-                .map(|p| p.series.clone())
-                .unwrap_or_default(),
-        )
-    });
-    diverse.extend(rest);
-    diverse.truncate(k);
-    diverse
-}
-
 /// For each query, whether the candidate runs first: exactly half of them (rounded down),
 /// in an order shuffled with `seed`.
 pub fn arm_orders(n: usize, seed: u64) -> Vec<bool> {
@@ -454,22 +420,22 @@ async fn build_context(s: &Shared<'_>, text: &str) -> Result<Context, String> {
             documents: Vec::new(),
         });
     };
+    let settings = ContextSettings::default();
     let resp = client
         .retrieve(
-            pb::RetrieveRequest {
-                query: text.to_string(),
-                store_id: s.cfg.store.clone(),
-                top_k: RETRIEVAL_CANDIDATES,
-                top_k_documents: CONTEXT_DOCUMENTS,
-                ..Default::default()
-            },
+            settings.retrieval_request(text, &s.cfg.store, None),
             s.cfg.timeout,
         )
         .await
         .map_err(|e| format!("retrieval: {:?}: {}", e.code(), e.message()))?;
+    let sources = Sources {
+        retrieved: Some(resp),
+        ..Sources::default()
+    };
+    let ctx = assemble(s.cfg.intent, sources, &settings);
     Ok(Context {
-        products: assemble_products(s.cfg.intent, resp.products, CONTEXT_PRODUCTS),
-        documents: resp.documents,
+        products: ctx.products,
+        documents: ctx.documents,
     })
 }
 
@@ -892,9 +858,13 @@ impl PromptGateReport {
             "- context: {} · generation `{}` · {}\n",
             self.retrieval.as_deref().map_or_else(
                 || "none (`--retrieval none`: empty context, low-context answers)".to_string(),
-                |r| format!(
-                    "retrieval `{r}`, up to {CONTEXT_PRODUCTS} products and {CONTEXT_DOCUMENTS} documents per query, identical for both arms"
-                )
+                |r| {
+                    let c = ContextSettings::default();
+                    format!(
+                        "retrieval `{r}`, up to {} products and {} documents per query, identical for both arms",
+                        c.top_k_products, c.top_k_documents
+                    )
+                }
             ),
             self.generation,
             self.started_at
@@ -1085,7 +1055,7 @@ mod tests {
     }
 
     #[test]
-    fn auto_tier_follows_the_routing_table() {
+    fn auto_tier_follows_the_routing_matrix() {
         use pb::{Intent as I, ModelTier as T};
         for (i, t) in [
             (I::Recommendation, T::Smart),
@@ -1093,7 +1063,8 @@ mod tests {
             (I::Complaint, T::Smart),
             (I::Faq, T::Fast),
             (I::Greeting, T::Fast),
-            (I::ProductSearch, T::Fast),
+            // Medium complexity with the whole budget left: the smart tier, as live.
+            (I::ProductSearch, T::Smart),
         ] {
             assert_eq!(TierChoice::Auto.resolve(i), t, "{i:?}");
         }
@@ -1151,40 +1122,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no active prompt"), "{e}");
-    }
-
-    #[test]
-    fn recommendations_get_one_volume_per_series_first() {
-        let hit = |id: &str, series: &str| pb::ProductHit {
-            product: Some(pb::Product {
-                id: id.into(),
-                series: series.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let hits = vec![
-            hit("a1", "A"),
-            hit("a2", "A"),
-            hit("b1", "B"),
-            hit("a3", "A"),
-            hit("c1", "C"),
-        ];
-        let ids = |v: Vec<pb::ProductHit>| -> Vec<String> {
-            v.into_iter().map(|h| h.product.unwrap().id).collect()
-        };
-        assert_eq!(
-            ids(assemble_products(
-                pb::Intent::Recommendation,
-                hits.clone(),
-                4
-            )),
-            ["a1", "b1", "c1", "a2"]
-        );
-        assert_eq!(
-            ids(assemble_products(pb::Intent::ProductSearch, hits, 3)),
-            ["a1", "a2", "b1"]
-        );
     }
 
     #[test]

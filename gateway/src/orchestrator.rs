@@ -14,8 +14,12 @@ use std::{
 use futures::StreamExt;
 use mangaassist_client::MeshClients;
 use mangaassist_config::{GatewaySettings, StageBudgets};
+use mangaassist_domain::{
+    Asked, ContextSettings, Sources, assemble,
+    keyword::{self, classify_keywords},
+    needs_retrieval, wants_orders,
+};
 use mangaassist_embedding::QueryEmbedder;
-use mangaassist_intent::keyword::classify_keywords;
 use mangaassist_proto::v1::{self as pb, Intent, ModelTier};
 use mangaassist_resilience::{BreakerConfig, BreakerSnapshot, CircuitBreaker};
 use mangaassist_slo::SloMonitor;
@@ -165,34 +169,6 @@ fn joined<T>(
 
 fn is_permission_denied<T>(r: &Result<T, Option<StageError>>) -> bool {
     matches!(r, Err(Some(StageError::Rpc(s))) if s.code() == tonic::Code::PermissionDenied)
-}
-
-fn wants_orders(intent: Intent) -> bool {
-    matches!(
-        intent,
-        Intent::OrderStatus | Intent::ReturnRefund | Intent::Complaint
-    )
-}
-
-/// Context assembly for products: recommendations and comparisons want breadth (one
-/// volume per series, best-ranked first), searches want the best matches as ranked.
-fn assemble_products(intent: Intent, hits: Vec<pb::ProductHit>, k: usize) -> Vec<pb::ProductHit> {
-    if !matches!(intent, Intent::Recommendation | Intent::Comparison) {
-        return hits.into_iter().take(k).collect();
-    }
-    let mut seen = std::collections::HashSet::new();
-    let (mut diverse, rest): (Vec<_>, Vec<_>) = hits.into_iter().partition(|h| {
-        let series = h
-            .product
-            .as_ref()
-            .map(|p| p.series.clone())
-            .unwrap_or_default();
-        seen.insert(series)
-    });
-    // Fewer distinct series than slots: fill with further volumes rather than send less.
-    diverse.extend(rest);
-    diverse.truncate(k);
-    diverse
 }
 
 /// Splits a finished answer into chunk-sized pieces (a few words each) for replay.
@@ -443,18 +419,11 @@ impl Orchestrator {
 
         // Speculative retrieval: starts with phase 1, aborted if the intent does not need it.
         let spec_started = Instant::now();
+        let context_settings = ContextSettings::from(s);
         let retrieval = {
             let (c, req) = (
                 self.clients.retrieval.clone(),
-                pb::RetrieveRequest {
-                    query: q.text.clone(),
-                    store_id: q.store_id.clone(),
-                    embedding: embedding.clone(),
-                    // Over-fetch: context assembly diversifies by series for some intents.
-                    top_k: s.retrieval_candidates.max(s.top_k_products),
-                    filters: None,
-                    top_k_documents: s.top_k_documents,
-                },
+                context_settings.retrieval_request(&q.text, &q.store_id, embedding.clone()),
             );
             spawn_stage(
                 ctx,
@@ -580,8 +549,8 @@ impl Orchestrator {
                         scores: vec![],
                         complexity,
                         tier: self.router.matrix(complexity, budget_left) as i32,
-                        needs_retrieval: mangaassist_intent::needs_retrieval(guess.0),
-                        classifier: "keyword-fallback".into(),
+                        needs_retrieval: needs_retrieval(guess.0),
+                        classifier: keyword::CLASSIFIER_NAME.into(),
                     },
                     false,
                 )
@@ -610,15 +579,12 @@ impl Orchestrator {
             orders.abort();
             vec![]
         };
-        let (products, documents) = if classified.needs_retrieval {
+        let retrieved = if classified.needs_retrieval {
             match joined(retrieval.await) {
-                Ok(r) => (
-                    assemble_products(intent_kind, r.products, s.top_k_products as usize),
-                    r.documents,
-                ),
+                Ok(r) => Some(r),
                 Err(_) => {
                     ladder.record_failure(Stage::Retrieval);
-                    (vec![], vec![])
+                    None
                 }
             }
         } else {
@@ -640,27 +606,29 @@ impl Orchestrator {
                     outcome: "cancelled".into(),
                 });
             }
-            (vec![], vec![])
+            None
         };
 
         let assembly_started = Instant::now();
         let route = self.router.route(&classified, intent_kind, from_daemon);
-        let gen_req = pb::GenerateRequest {
-            query: q.text.clone(),
-            intent: intent_kind as i32,
-            tier: route.tier as i32,
-            store_id: q.store_id.clone(),
-            session_id: q.session_id.clone(),
-            user_id: q.user_id.clone(),
-            products,
-            documents,
+        let sources = Sources {
+            retrieved,
             history: history.unwrap_or_default(),
             profile: profile.and_then(|p| p.profile),
             orders,
-            max_tokens: 0,
-            prompt_version: String::new(),
-            degradation: ladder.level().label().to_string(),
         };
+        let asked = Asked {
+            query: &q.text,
+            store_id: &q.store_id,
+            session_id: &q.session_id,
+            user_id: &q.user_id,
+        };
+        let gen_req = assemble(intent_kind, sources, &context_settings).into_request(
+            asked,
+            intent_kind,
+            route.tier,
+            ladder.level().label(),
+        );
         record_stage(
             &ctx.timings,
             &ctx.budgets,
@@ -1005,36 +973,6 @@ impl Orchestrator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hit(series: &str, vol: u32) -> pb::ProductHit {
-        pb::ProductHit {
-            product: Some(pb::Product {
-                series: series.into(),
-                volume: vol,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn recommendations_get_one_volume_per_series_first() {
-        let hits = vec![
-            hit("A", 1),
-            hit("A", 2),
-            hit("B", 1),
-            hit("A", 3),
-            hit("C", 1),
-        ];
-        let got: Vec<(String, u32)> = assemble_products(Intent::Recommendation, hits.clone(), 4)
-            .into_iter()
-            .map(|h| h.product.map(|p| (p.series, p.volume)).unwrap())
-            .collect();
-        let want = [("A", 1), ("B", 1), ("C", 1), ("A", 2)];
-        assert_eq!(got, want.map(|(s, v)| (s.to_string(), v)).to_vec());
-        let search = assemble_products(Intent::ProductSearch, hits, 2);
-        assert_eq!(search[1].product.as_ref().unwrap().volume, 2);
-    }
 
     #[test]
     fn replay_split_keeps_every_character() {

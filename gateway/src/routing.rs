@@ -1,5 +1,6 @@
-//! Model routing on top of the seed-001 matrix the intent daemon applies (complexity < 0.3 →
-//! fast, > 0.6 → smart, in between by remaining budget):
+//! Model routing on top of the seed-001 matrix the intent daemon applies
+//! ([`mangaassist_domain::route`]: complexity < 0.3 → fast, > 0.6 → smart, in between by
+//! remaining budget), gateway policy only:
 //! - adaptive routing (seed 000 scenario 1, root cause B): while the smart tier's live
 //!   first-token p95 is above a threshold, medium-complexity messages go to the fast tier;
 //! - misroute guard (root cause C): faq/greeting routed to the smart tier is counted and logged;
@@ -9,6 +10,7 @@
 use std::time::Duration;
 
 use mangaassist_config::{IntentSettings, RoutingSettings};
+use mangaassist_domain::routing::{self as matrix, Band};
 use mangaassist_proto::v1::{self as pb, Intent, ModelTier};
 use mangaassist_resilience::{AdaptiveConfig, AdaptiveRouter, RoutingSnapshot};
 use parking_lot::Mutex;
@@ -26,9 +28,8 @@ pub struct Route {
 
 pub struct Router {
     settings: RoutingSettings,
-    fast_below: f32,
-    smart_above: f32,
-    medium_fast_budget_ms: u32,
+    /// The matrix's thresholds.
+    intent: IntentSettings,
     adaptive: Mutex<AdaptiveRouter>,
 }
 
@@ -52,9 +53,7 @@ impl Router {
         };
         Self {
             settings: settings.clone(),
-            fast_below: intent.complexity_fast_below,
-            smart_above: intent.complexity_smart_above,
-            medium_fast_budget_ms: intent.medium_fast_budget_ms,
+            intent: intent.clone(),
             adaptive: Mutex::new(AdaptiveRouter::new(cfg)),
         }
     }
@@ -69,15 +68,7 @@ impl Router {
 
     /// The seed-001 matrix, for when the intent daemon could not answer.
     pub fn matrix(&self, complexity: f32, budget_left: Duration) -> ModelTier {
-        if complexity < self.fast_below {
-            ModelTier::Fast
-        } else if complexity > self.smart_above {
-            ModelTier::Smart
-        } else if budget_left < Duration::from_millis(u64::from(self.medium_fast_budget_ms)) {
-            ModelTier::Fast
-        } else {
-            ModelTier::Smart
-        }
+        matrix::route(&self.intent, complexity, Some(budget_left))
     }
 
     /// Final tier for a classified message.
@@ -91,7 +82,7 @@ impl Router {
             },
             reason: if from_daemon { "matrix" } else { "fallback" },
         };
-        let medium = c.complexity >= self.fast_below && c.complexity <= self.smart_above;
+        let medium = matrix::band(&self.intent, c.complexity) == Band::Medium;
         if route.tier == ModelTier::Smart
             && medium
             && self.adaptive.lock().medium_to_fast(Instant::now())

@@ -1,11 +1,13 @@
 use std::{collections::HashMap, sync::Arc};
 
+use mangaassist_domain::normalize_text;
 use parking_lot::Mutex;
 
 use crate::{EmbedError, Embedder};
 
-/// An embedder with an LRU-ish cache of query vectors keyed by the normalised text, so the
-/// same question (or a retry) costs a hash lookup instead of a forward pass.
+/// An embedder with an LRU-ish cache of query vectors keyed by the normalised text
+/// ([`normalize_text`], which is also what is embedded), so the same question (or a retry)
+/// costs a hash lookup instead of a forward pass.
 #[derive(Debug, Clone)]
 pub struct QueryEmbedder {
     inner: Arc<dyn Embedder>,
@@ -19,14 +21,6 @@ struct Cache {
     capacity: usize,
     hits: u64,
     misses: u64,
-}
-
-/// Lower-case, single-spaced, trimmed: the cache and exact-match key of a message.
-pub fn normalize_text(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
 }
 
 impl QueryEmbedder {

@@ -22,6 +22,7 @@ use std::{
 };
 
 use mangaassist_config::{CacheBackend, CacheSettings, Config};
+use mangaassist_domain::text::normalize_question;
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
@@ -37,18 +38,6 @@ pub use store::{CacheEntry, CacheStore, InMemoryStore, Partition, PutOutcome, St
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// How often expired entries are swept out (lookups never return them either way).
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Lower-case, single-spaced, trimmed, without trailing punctuation: "Where is my order?"
-/// and "where is  my order" share an exact key.
-pub fn normalize_text(text: &str) -> String {
-    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    joined
-        .trim_end_matches(|c: char| {
-            c.is_whitespace()
-                || matches!(c, '?' | '!' | '.' | '。' | '？' | '！' | '…' | '~' | '～')
-        })
-        .to_lowercase()
-}
 
 /// The cache service: validation, scope order, embeddings and metrics in front of a
 /// [`CacheStore`].
@@ -213,7 +202,7 @@ impl CacheDaemon {
     async fn lookup_inner(&self, req: pb::LookupRequest) -> Result<pb::LookupResponse, CacheError> {
         check_text("text", &req.text)?;
         check_nonempty("store_id", &req.store_id)?;
-        let normalized = normalize_text(&req.text);
+        let normalized = normalize_question(&req.text);
         if normalized.is_empty() {
             return Err(invalid("text has no words"));
         }
@@ -294,7 +283,7 @@ impl CacheDaemon {
     async fn put_inner(&self, req: pb::PutRequest) -> Result<pb::PutResponse, CacheError> {
         check_text("text", &req.text)?;
         check_nonempty("store_id", &req.store_id)?;
-        let normalized = normalize_text(&req.text);
+        let normalized = normalize_question(&req.text);
         if normalized.is_empty() {
             return Err(invalid("text has no words"));
         }
@@ -443,21 +432,5 @@ impl pb::cache_service_server::CacheService for CacheDaemon {
             misses: self.inner.misses.load(Ordering::Relaxed),
             evictions: s.evictions,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_text;
-
-    #[test]
-    fn normalisation() {
-        assert_eq!(
-            normalize_text("  Where is   my Order?! "),
-            "where is my order"
-        );
-        assert_eq!(normalize_text("注文はどこ？"), "注文はどこ");
-        assert_eq!(normalize_text("???"), "");
-        assert_eq!(normalize_text("v1.5 or 2.0"), "v1.5 or 2.0");
     }
 }

@@ -1,8 +1,9 @@
 //! Complexity score of a classified message, the input of the routing matrix.
 
+use mangaassist_domain::{normalize_text, routing::base_complexity, text::is_cjk};
 use mangaassist_proto::v1 as pb;
 
-use crate::features::{is_cjk, normalize_text, words};
+use crate::features::words;
 
 /// Named things a message can mention: catalog series, the two stores and the demographic
 /// categories. Matched on word boundaries of the normalised text.
@@ -72,25 +73,6 @@ impl Entities {
     }
 }
 
-/// Base complexity per intent (seed 001): greeting, chitchat, faq and order status are
-/// template-like; product search is a lookup; return/refund adds policy plus the order;
-/// complaints need empathy and policy; recommendations weigh taste; comparisons are
-/// multi-document analysis.
-pub(crate) fn base(intent: pb::Intent) -> f32 {
-    match intent {
-        pb::Intent::Greeting => 0.05,
-        pb::Intent::Chitchat => 0.10,
-        pb::Intent::OrderStatus => 0.15,
-        pb::Intent::Faq => 0.20,
-        pb::Intent::ProductSearch => 0.35,
-        pb::Intent::ReturnRefund => 0.40,
-        pb::Intent::Complaint => 0.50,
-        pb::Intent::Recommendation => 0.65,
-        pb::Intent::Comparison => 0.80,
-        pb::Intent::Unspecified => 0.50,
-    }
-}
-
 const CONNECTIVES: [&str; 12] = [
     "and",
     "vs",
@@ -109,7 +91,7 @@ const CONNECTIVES_JA: [&str; 6] = ["と", "比較", "違い", "どっち", "ど�
 
 /// Complexity in `[0, 1]`:
 ///
-/// `clamp(base(intent) + length + entities + connectives + questions + uncertainty, 0, 1)` where
+/// `clamp(base_complexity(intent) + length + entities + connectives + questions + uncertainty, 0, 1)` where
 /// - `length` = 0.01 per word beyond 12 (Japanese: per 3 characters beyond 36), at most 0.15:
 ///   long messages carry several constraints;
 /// - `entities` = 0.08 per named series/store/category beyond the first, at most 0.24: each
@@ -145,7 +127,8 @@ pub(crate) fn score(intent: pb::Intent, confidence: f32, text: &str, entities: &
     } else {
         0.0
     };
-    (base(intent) + length + entity + connective + question + uncertainty).clamp(0.0, 1.0)
+    (base_complexity(intent) + length + entity + connective + question + uncertainty)
+        .clamp(0.0, 1.0)
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! Text normalisation and the hashed n-gram block appended to the sentence embedding.
+//! The hashed n-gram block appended to the sentence embedding (over text normalised by
+//! [`mangaassist_domain::normalize_text`]).
+
+use mangaassist_domain::text::is_cjk;
 
 use mangaassist_embedding::fnv1a;
 
@@ -10,15 +13,6 @@ pub(crate) const HASHED_DIM: usize = 1024;
 /// Japanese, which the English MiniLM mostly sees as unknown tokens. Block shape and weight
 /// were chosen by 5-fold cross-validation on the training set (see the `sweep` test).
 pub(crate) const HASHED_WEIGHT: f32 = 1.0;
-
-/// Lower-case, single-spaced, trimmed; the same key the query embedder embeds, so training
-/// and serving vectors come from identical input.
-pub(crate) fn normalize_text(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
-}
 
 /// Words of `text`: runs of alphanumerics; CJK text without spaces becomes one long word,
 /// which the character n-grams below still cut into useful pieces.
@@ -49,10 +43,6 @@ pub(crate) const NGRAMS: NgramSpec = NgramSpec {
     char_max: 4,
     cjk_unigram: 0.5,
 };
-
-pub(crate) fn is_cjk(c: char) -> bool {
-    matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x9fff | 0xff66..=0xff9f)
-}
 
 /// Signed feature hashing of word unigrams, word bigrams and character n-grams of
 /// `normalized`, L2-normalised and scaled by [`HASHED_WEIGHT`].
@@ -118,11 +108,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalisation_and_block_shape() {
-        assert_eq!(
-            normalize_text("  Where IS\tmy  order? "),
-            "where is my order?"
-        );
+    fn block_shape() {
         let v = hashed_ngrams("where is my order?");
         assert_eq!(v.len(), HASHED_DIM);
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -5,19 +5,24 @@
 //! concatenated with a hashed character/word n-gram block. Nearest centroid over the same
 //! features is kept as the measured baseline: on `data/intents/heldout.jsonl` logistic
 //! regression scores 0.873 with MiniLM (centroid 0.786) and 0.754 with the hashed fallback
-//! embedder (centroid 0.675), so it is the one served. A keyword matcher ([`keyword`],
-//! 0.690) is only the degraded fallback.
-
-pub mod keyword;
+//! embedder (centroid 0.675), so it is the one served. The keyword matcher
+//! ([`mangaassist_domain::keyword`], 0.690) is only the degraded fallback. The routing
+//! matrix, the retrieval need and text normalisation are the shared rules of
+//! `mangaassist-domain`; this daemon supplies their inputs (intent, confidence, complexity).
 
 mod complexity;
 mod features;
 mod model;
 
-use std::{path::Path, sync::Arc, time::Instant};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use mangaassist_catalog::{DataError, LabelledText};
 use mangaassist_config::{Config, IntentSettings};
+use mangaassist_domain::{keyword, needs_retrieval, normalize_text, route};
 use mangaassist_embedding::{EmbedError, QueryEmbedder, vector_file};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
@@ -26,7 +31,6 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     complexity::Entities,
-    features::normalize_text,
     model::{Centroid, LogReg, Model, TrainParams},
 };
 
@@ -125,33 +129,6 @@ impl std::fmt::Display for EvalReport {
         }
         Ok(())
     }
-}
-
-/// Routing matrix of seed 001: simple → fast, complex → smart, medium → fast only when the
-/// remaining budget is known (non-zero) and shorter than `medium_fast_budget_ms`.
-pub fn route(
-    settings: &IntentSettings,
-    complexity: f32,
-    remaining_budget_ms: u32,
-) -> pb::ModelTier {
-    if complexity < settings.complexity_fast_below {
-        pb::ModelTier::Fast
-    } else if complexity > settings.complexity_smart_above {
-        pb::ModelTier::Smart
-    } else if remaining_budget_ms != 0 && remaining_budget_ms < settings.medium_fast_budget_ms {
-        pb::ModelTier::Fast
-    } else {
-        pb::ModelTier::Smart
-    }
-}
-
-/// Product questions need the catalog; FAQ, complaints and returns need policy documents;
-/// greetings, small talk and order status (answered from the order record) do not.
-pub fn needs_retrieval(intent: pb::Intent) -> bool {
-    !matches!(
-        intent,
-        pb::Intent::Greeting | pb::Intent::Chitchat | pb::Intent::OrderStatus
-    )
 }
 
 fn validate_text(text: &str) -> Result<(), IntentError> {
@@ -388,7 +365,10 @@ impl IntentDaemon {
             .copied()
             .unwrap_or((pb::Intent::Chitchat, 0.0));
         let complexity = complexity::score(intent, confidence, &req.text, &self.inner.entities);
-        let tier = route(&self.inner.settings, complexity, req.remaining_budget_ms);
+        // 0 on the wire: the caller did not say how much budget is left.
+        let budget = (req.remaining_budget_ms != 0)
+            .then(|| Duration::from_millis(u64::from(req.remaining_budget_ms)));
+        let tier = route(&self.inner.settings, complexity, budget);
         if confidence < self.inner.settings.min_confidence {
             tracing::debug!(intent = intent.label(), confidence, "low-confidence intent");
         }

@@ -39,50 +39,6 @@ fn req(text: &str) -> pb::ClassifyRequest {
     }
 }
 
-#[test]
-fn routing_matrix() {
-    let s = IntentSettings::default(); // fast < 0.3, smart > 0.6, medium budget 1000 ms
-    assert_eq!(route(&s, 0.1, 0), pb::ModelTier::Fast);
-    assert_eq!(route(&s, 0.1, 5_000), pb::ModelTier::Fast);
-    assert_eq!(route(&s, 0.9, 0), pb::ModelTier::Smart);
-    assert_eq!(route(&s, 0.9, 100), pb::ModelTier::Smart);
-    assert_eq!(route(&s, 0.45, 0), pb::ModelTier::Smart, "unknown budget");
-    assert_eq!(route(&s, 0.45, 999), pb::ModelTier::Fast, "short budget");
-    assert_eq!(
-        route(&s, 0.45, 1_000),
-        pb::ModelTier::Smart,
-        "budget allows"
-    );
-    assert_eq!(
-        route(&s, 0.3, 500),
-        pb::ModelTier::Fast,
-        "lower edge is medium"
-    );
-    assert_eq!(
-        route(&s, 0.6, 5_000),
-        pb::ModelTier::Smart,
-        "upper edge is medium"
-    );
-    assert_eq!(route(&s, 0.6, 10), pb::ModelTier::Fast);
-}
-
-#[test]
-fn retrieval_needs() {
-    assert!(!needs_retrieval(pb::Intent::Greeting));
-    assert!(!needs_retrieval(pb::Intent::Chitchat));
-    assert!(!needs_retrieval(pb::Intent::OrderStatus));
-    for i in [
-        pb::Intent::Faq,
-        pb::Intent::ProductSearch,
-        pb::Intent::Recommendation,
-        pb::Intent::Comparison,
-        pb::Intent::Complaint,
-        pb::Intent::ReturnRefund,
-    ] {
-        assert!(needs_retrieval(i), "{i:?}");
-    }
-}
-
 /// Held-out accuracy of both algorithms with the hashed embedder; logistic regression must
 /// beat the centroid baseline and clear the bar.
 #[tokio::test]

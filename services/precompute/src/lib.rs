@@ -5,7 +5,10 @@
 //! the one just answered, scoped to the session. Every answer goes retrieval → generation →
 //! cache through the mesh clients, and records the product ids it mentions so the cache's
 //! `InvalidateProducts` can drop it; nothing calls that yet (no inventory feed), so a
-//! pre-computed answer lives until its TTL even if stock or price changes.
+//! pre-computed answer lives until its TTL even if stock or price changes. A pre-computed
+//! answer stands in for the live one, so its context is built exactly as the gateway builds
+//! it: the same retrieval request and the same assembly ([`mangaassist_domain::context`], with
+//! the `gateway` settings).
 
 mod plan;
 
@@ -19,6 +22,7 @@ use futures::StreamExt;
 use mangaassist_catalog::{Catalog, DataError, Product};
 use mangaassist_client::{CacheClient, GenerationClient, RetrievalClient};
 use mangaassist_config::{Config, PrecomputeSettings};
+use mangaassist_domain::{Asked, ContextSettings, Sources, assemble, needs_retrieval};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
 use tokio::sync::mpsc;
@@ -38,8 +42,6 @@ const CACHE_DEADLINE: Duration = Duration::from_secs(1);
 const CONCURRENCY: usize = 2;
 /// How long the first scheduled run waits for peers that start at the same time.
 const PEER_WAIT: Duration = Duration::from_secs(30);
-/// Products retrieved as context for each pre-computed answer.
-const TOP_K: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrecomputeError {
@@ -147,6 +149,8 @@ enum Outcome {
 
 struct Inner {
     settings: PrecomputeSettings,
+    /// The gateway's context settings: answers are assembled as the live path assembles them.
+    context: ContextSettings,
     follow_up_ttl_seconds: u32,
     catalog: Catalog,
     peers: PrecomputePeers,
@@ -175,48 +179,55 @@ fn secs_ms(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// Runs `item` through retrieval, generation and the cache.
-async fn answer(peers: &PrecomputePeers, item: &Item, target: &Target) -> Result<Outcome, String> {
-    let retrieved = peers
-        .retrieval
-        .retrieve(
-            pb::RetrieveRequest {
-                query: item.question.clone(),
-                store_id: item.store_id.clone(),
-                embedding: None,
-                top_k: TOP_K,
-                filters: item.filters.clone(),
-                top_k_documents: item.top_k_documents,
-            },
-            RETRIEVAL_DEADLINE,
-        )
-        .await
-        .map_err(|s| format!("retrieval: {}", s.message()))?;
+/// Runs `item` through retrieval, generation and the cache, with the live path's context.
+async fn answer(
+    peers: &PrecomputePeers,
+    context: &ContextSettings,
+    item: &Item,
+    target: &Target,
+) -> Result<Outcome, String> {
+    let retrieved = if needs_retrieval(item.intent) {
+        let req = context.retrieval_request(&item.question, &item.store_id, None);
+        let r = peers
+            .retrieval
+            .retrieve(req, RETRIEVAL_DEADLINE)
+            .await
+            .map_err(|s| format!("retrieval: {}", s.message()))?;
+        Some(r)
+    } else {
+        None
+    };
+    let sources = Sources {
+        retrieved,
+        history: target.history.clone(),
+        ..Sources::default()
+    };
+    let ctx = assemble(item.intent, sources, context);
     let needs_products = matches!(
         item.intent,
         pb::Intent::Recommendation | pb::Intent::ProductSearch | pb::Intent::Comparison
     );
-    if needs_products && retrieved.products.is_empty() {
+    if needs_products && ctx.products.is_empty() {
         return Ok(Outcome::Skipped("no products"));
     }
+    // The live path answers it when asked.
+    let sold_out = ctx
+        .products
+        .iter()
+        .any(|h| h.product.as_ref().is_some_and(|p| p.stock == 0));
+    if item.in_stock_only && sold_out {
+        return Ok(Outcome::Skipped("out-of-stock product in the context"));
+    }
+    let asked = Asked {
+        query: &item.question,
+        store_id: &item.store_id,
+        session_id: &target.session_id,
+        user_id: &target.user_id,
+    };
+    let req = ctx.into_request(asked, item.intent, item.tier, "full");
     let mut stream = peers
         .generation
-        .generate(
-            pb::GenerateRequest {
-                query: item.question.clone(),
-                intent: item.intent as i32,
-                tier: item.tier as i32,
-                store_id: item.store_id.clone(),
-                session_id: target.session_id.clone(),
-                user_id: target.user_id.clone(),
-                products: retrieved.products,
-                documents: retrieved.documents,
-                history: target.history.clone(),
-                degradation: "full".into(),
-                ..Default::default()
-            },
-            GENERATION_DEADLINE,
-        )
+        .generate(req, GENERATION_DEADLINE)
         .await
         .map_err(|s| format!("generation: {}", s.message()))?;
     let mut text = String::new();
@@ -302,6 +313,7 @@ impl PrecomputeDaemon {
         Ok(Self {
             inner: Arc::new(Inner {
                 settings: config.precompute.clone(),
+                context: ContextSettings::from(&config.gateway),
                 follow_up_ttl_seconds: config.cache.follow_up_ttl_seconds,
                 catalog,
                 peers,
@@ -386,12 +398,12 @@ impl PrecomputeDaemon {
             history: Vec::new(),
         };
         tracing::info!(job = job.name(), items = total, "precompute job started");
-        let peers = &self.inner.peers;
+        let (peers, context) = (&self.inner.peers, &self.inner.context);
         let mut results = futures::stream::iter(items)
             .map(|item| {
                 let target = &target;
                 async move {
-                    let r = answer(peers, &item, target).await;
+                    let r = answer(peers, context, &item, target).await;
                     (item, r)
                 }
             })
@@ -603,8 +615,7 @@ impl PrecomputeDaemon {
                 intent: f.intent,
                 // The customer may ask within seconds: the fast tier gets there first.
                 tier: pb::ModelTier::Fast,
-                filters: None,
-                top_k_documents: if f.intent == pb::Intent::Faq { 2 } else { 0 },
+                in_stock_only: false,
             })
             .collect();
         let written = u32::try_from(items.len()).unwrap_or(u32::MAX);
@@ -636,12 +647,12 @@ impl PrecomputeDaemon {
             };
             let inner = self.inner.clone();
             self.inner.tasks.spawn(async move {
-                let peers = &inner.peers;
+                let (peers, context) = (&inner.peers, &inner.context);
                 let work = futures::stream::iter(items)
                     .map(|item| {
                         let target = &target;
                         async move {
-                            match answer(peers, &item, target).await {
+                            match answer(peers, context, &item, target).await {
                                 Ok(Outcome::Written) => {
                                     metrics::counter!("precompute_items_written_total", "job" => "followup").increment(1);
                                 }

@@ -1,5 +1,5 @@
-//! Precompute against the real generation daemon (zero latency) and in-memory fakes of
-//! retrieval and cache, all over gRPC on 127.0.0.1:0.
+//! Precompute against the real generation daemon (zero latency, behind a proxy that records
+//! every request) and in-memory fakes of retrieval and cache, all over gRPC on 127.0.0.1:0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(
     clippy::disallowed_methods,
@@ -17,20 +17,25 @@ use futures::StreamExt;
 use mangaassist_catalog::{Catalog, Product};
 use mangaassist_client::{CacheClient, GenerationClient, PrecomputeClient, RetrievalClient};
 use mangaassist_config::Config;
+use mangaassist_domain::{Asked, ContextSettings, Sources, assemble};
 use mangaassist_generation::GenerationDaemon;
 use mangaassist_precompute::{PrecomputeDaemon, PrecomputePeers};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, bind_with_addr};
+use pb::generation_service_server::GenerationService;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
 }
 
-/// Keyword search over the real catalog, with the real filters.
+/// Keyword search (title and genre words) over the real catalog, with the real filters and
+/// two policy documents; records every request.
 #[derive(Clone)]
 struct FakeRetrieval {
     products: Arc<Vec<Product>>,
+    requests: Arc<Mutex<Vec<pb::RetrieveRequest>>>,
 }
 
 fn words(s: &str) -> HashSet<String> {
@@ -40,13 +45,9 @@ fn words(s: &str) -> HashSet<String> {
         .collect()
 }
 
-#[tonic::async_trait]
-impl pb::retrieval_service_server::RetrievalService for FakeRetrieval {
-    async fn retrieve(
-        &self,
-        request: Request<pb::RetrieveRequest>,
-    ) -> Result<Response<pb::RetrieveResponse>, Status> {
-        let r = request.into_inner();
+impl FakeRetrieval {
+    /// The answer to `r`, without recording it.
+    fn search(&self, r: pb::RetrieveRequest) -> pb::RetrieveResponse {
         let q = words(&r.query);
         let f = r.filters.unwrap_or_default();
         let mut scored: Vec<(usize, &Product)> = self
@@ -55,12 +56,31 @@ impl pb::retrieval_service_server::RetrievalService for FakeRetrieval {
             .filter(|p| p.store_id == r.store_id)
             .filter(|p| !f.in_stock_only || p.stock > 0)
             .filter(|p| f.genres.is_empty() || p.genres.iter().any(|g| f.genres.contains(g)))
-            .map(|p| (words(&p.title).intersection(&q).count(), p))
+            .map(|p| {
+                let mut w = words(&p.title);
+                w.extend(p.genres.iter().flat_map(|g| words(g)));
+                (w.intersection(&q).count(), p)
+            })
             .filter(|(s, _)| *s > 0 || !f.genres.is_empty())
             .collect();
         scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.volume.cmp(&b.1.volume)));
         let top_k = if r.top_k == 0 { 5 } else { r.top_k as usize };
-        Ok(Response::new(pb::RetrieveResponse {
+        let documents = ["Shipping", "Returns"]
+            .into_iter()
+            .take(r.top_k_documents as usize)
+            .map(|t| pb::DocumentHit {
+                document: Some(pb::Document {
+                    id: t.to_lowercase(),
+                    store_id: "*".into(),
+                    kind: "policy".into(),
+                    title: t.into(),
+                    body: format!("{t} policy."),
+                }),
+                score: 1.0,
+                ..Default::default()
+            })
+            .collect();
+        pb::RetrieveResponse {
             products: scored
                 .into_iter()
                 .take(top_k)
@@ -70,8 +90,21 @@ impl pb::retrieval_service_server::RetrievalService for FakeRetrieval {
                     ..Default::default()
                 })
                 .collect(),
+            documents,
             ..Default::default()
-        }))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::retrieval_service_server::RetrievalService for FakeRetrieval {
+    async fn retrieve(
+        &self,
+        request: Request<pb::RetrieveRequest>,
+    ) -> Result<Response<pb::RetrieveResponse>, Status> {
+        let r = request.into_inner();
+        self.requests.lock().unwrap().push(r.clone());
+        Ok(Response::new(self.search(r)))
     }
 
     async fn get_products(
@@ -141,8 +174,60 @@ impl pb::cache_service_server::CacheService for FakeCache {
     }
 }
 
+/// The real generation daemon behind a proxy that sends every `GenerateRequest` to the test.
+#[derive(Clone)]
+struct RecordingGeneration {
+    inner: GenerationDaemon,
+    seen: mpsc::UnboundedSender<pb::GenerateRequest>,
+}
+
+#[tonic::async_trait]
+impl GenerationService for RecordingGeneration {
+    type GenerateStream = <GenerationDaemon as GenerationService>::GenerateStream;
+
+    async fn generate(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        let _ = self.seen.send(request.get_ref().clone());
+        self.inner.generate(request).await
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Request<pb::ListPromptsRequest>,
+    ) -> Result<Response<pb::ListPromptsResponse>, Status> {
+        self.inner.list_prompts(request).await
+    }
+
+    async fn put_prompt(
+        &self,
+        request: Request<pb::PutPromptRequest>,
+    ) -> Result<Response<pb::PromptInfo>, Status> {
+        self.inner.put_prompt(request).await
+    }
+
+    async fn activate_prompt(
+        &self,
+        request: Request<pb::ActivatePromptRequest>,
+    ) -> Result<Response<pb::PromptInfo>, Status> {
+        self.inner.activate_prompt(request).await
+    }
+
+    async fn rollback_prompt(
+        &self,
+        request: Request<pb::RollbackPromptRequest>,
+    ) -> Result<Response<pb::PromptInfo>, Status> {
+        self.inner.rollback_prompt(request).await
+    }
+}
+
 struct Mesh {
     cache: FakeCache,
+    retrieval: FakeRetrieval,
+    /// Every request precompute sent to generation, in order.
+    generated: mpsc::UnboundedReceiver<pb::GenerateRequest>,
+    config: Config,
     generation: GenerationDaemon,
     catalog: Catalog,
     client: PrecomputeClient,
@@ -169,11 +254,12 @@ async fn mesh(tweak: impl FnOnce(&mut Config)) -> Mesh {
     let (l, retrieval_addr) = bind_with_addr("127.0.0.1:0").await.unwrap();
     let retrieval = FakeRetrieval {
         products: Arc::new(catalog.products.clone()),
+        requests: Arc::default(),
     };
     tokio::spawn(
         Daemon::new("retrieval")
             .add_service(pb::retrieval_service_server::RetrievalServiceServer::new(
-                retrieval,
+                retrieval.clone(),
             ))
             .serve(l, opts.clone()),
     );
@@ -188,7 +274,18 @@ async fn mesh(tweak: impl FnOnce(&mut Config)) -> Mesh {
     );
     let (l, generation_addr) = bind_with_addr("127.0.0.1:0").await.unwrap();
     let generation = GenerationDaemon::new(&config).await.unwrap();
-    tokio::spawn(generation.clone().serve(l, opts.clone()));
+    let (seen, generated) = mpsc::unbounded_channel();
+    let recording = RecordingGeneration {
+        inner: generation.clone(),
+        seen,
+    };
+    tokio::spawn(
+        Daemon::new("generation")
+            .add_service(pb::generation_service_server::GenerationServiceServer::new(
+                recording,
+            ))
+            .serve(l, opts.clone()),
+    );
 
     let peers = PrecomputePeers {
         retrieval: RetrievalClient::connect(&format!("http://{retrieval_addr}")).unwrap(),
@@ -200,6 +297,9 @@ async fn mesh(tweak: impl FnOnce(&mut Config)) -> Mesh {
     tokio::spawn(daemon.serve(l, opts.clone()));
     Mesh {
         cache,
+        retrieval,
+        generated,
+        config,
         generation,
         catalog,
         client: PrecomputeClient::connect(&format!("http://{addr}")).unwrap(),
@@ -290,6 +390,139 @@ async fn trending_job_streams_progress_and_writes_store_answers() {
     assert_eq!(g.last_run_ms, 0);
 }
 
+/// What the gateway would send generation for the question of `sent`: its retrieval request
+/// against the same retrieval, its assembly with the same `gateway` settings, `history` as
+/// the session's turns (newest first).
+fn live_request(
+    m: &Mesh,
+    sent: &pb::GenerateRequest,
+    history: Vec<pb::Turn>,
+) -> pb::GenerateRequest {
+    let settings = ContextSettings::from(&m.config.gateway);
+    let intent = pb::Intent::try_from(sent.intent).unwrap();
+    let tier = pb::ModelTier::try_from(sent.tier).unwrap();
+    let retrieved =
+        m.retrieval
+            .search(settings.retrieval_request(&sent.query, &sent.store_id, None));
+    let sources = Sources {
+        retrieved: Some(retrieved),
+        history,
+        ..Sources::default()
+    };
+    let asked = Asked {
+        query: &sent.query,
+        store_id: &sent.store_id,
+        session_id: &sent.session_id,
+        user_id: &sent.user_id,
+    };
+    assemble(intent, sources, &settings).into_request(asked, intent, tier, "full")
+}
+
+/// A pre-computed answer stands in for the live one, so generation must see the same
+/// context: the same retrieval request, the same candidate count and the same assembly.
+#[tokio::test]
+async fn precomputed_answers_see_the_live_context() {
+    let mut m = mesh(|c| c.precompute.follow_ups = 4).await;
+    let settings = ContextSettings::from(&m.config.gateway);
+
+    // Store-scoped answers: no conversation.
+    let last = run(&m, "trending", "manga_jp").await.pop().unwrap();
+    assert!(last.finished && last.failed == 0, "{last:?}");
+    let mut trending = Vec::new();
+    while let Ok(r) = m.generated.try_recv() {
+        trending.push(r);
+    }
+    assert_eq!(trending.len() as u32, last.written, "{last:?}");
+    for sent in &trending {
+        assert_eq!(sent, &live_request(&m, sent, vec![]), "{}", sent.query);
+    }
+
+    // Follow-ups: the conversation is the exchange just answered.
+    let pick = |series: &str| {
+        m.catalog
+            .products
+            .iter()
+            .find(|p| p.store_id == "manga_jp" && p.series == series && p.volume == 1)
+            .unwrap()
+            .clone()
+    };
+    let (a, b) = (pick("Frieren: Beyond Journey's End"), pick("Dandadan"));
+    let (query, answer) = (
+        "Recommend something like One Piece".to_string(),
+        format!("Try {} or {}.", a.title, b.title),
+    );
+    let resp = m
+        .client
+        .predict_follow_ups(
+            pb::PredictFollowUpsRequest {
+                session_id: "sess-ctx".into(),
+                user_id: "u-demo".into(),
+                store_id: "manga_jp".into(),
+                query: query.clone(),
+                intent: pb::Intent::Recommendation as i32,
+                answer: answer.clone(),
+                product_ids: vec![a.id.clone(), b.id.clone()],
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.written, 4, "{resp:?}");
+    let history = vec![
+        pb::Turn {
+            role: "assistant".into(),
+            text: answer,
+            intent: pb::Intent::Recommendation as i32,
+            ..Default::default()
+        },
+        pb::Turn {
+            role: "user".into(),
+            text: query,
+            intent: pb::Intent::Recommendation as i32,
+            ..Default::default()
+        },
+    ];
+    let mut follow_ups = Vec::new();
+    for _ in 0..resp.written {
+        // Only a hang guard: the follow-ups are generated in the background.
+        let sent = tokio::time::timeout(Duration::from_secs(120), m.generated.recv())
+            .await
+            .expect("follow-up generation requests")
+            .unwrap();
+        assert_eq!(
+            sent,
+            live_request(&m, &sent, history.clone()),
+            "{}",
+            sent.query
+        );
+        follow_ups.push(sent);
+    }
+
+    // Every retrieval precompute made was the live path's request for its question.
+    for r in m.retrieval.requests.lock().unwrap().iter() {
+        assert_eq!(r, &settings.retrieval_request(&r.query, &r.store_id, None));
+    }
+    // Not vacuous: retrieval ranks Frieren's six volumes first for the comparison; only the
+    // live candidate count and assembly bring Dandadan into its context.
+    let cmp = follow_ups
+        .iter()
+        .find(|r| r.intent == pb::Intent::Comparison as i32)
+        .unwrap();
+    let series: HashSet<&str> = cmp
+        .products
+        .iter()
+        .map(|h| h.product.as_ref().unwrap().series.as_str())
+        .collect();
+    assert_eq!(
+        series,
+        HashSet::from(["Frieren: Beyond Journey's End", "Dandadan"]),
+        "{}",
+        cmp.query
+    );
+    assert_eq!(cmp.products.len(), settings.top_k_products as usize);
+    assert_eq!(cmp.documents.len(), settings.top_k_documents as usize);
+}
+
 #[tokio::test]
 async fn genre_job_writes_in_stock_recommendations_per_genre() {
     let m = mesh(|_| {}).await;
@@ -297,7 +530,17 @@ async fn genre_job_writes_in_stock_recommendations_per_genre() {
     let last = progress.last().unwrap();
     assert!(last.finished);
     assert_eq!(last.failed, 0);
-    assert!(last.written >= 15, "{last:?}");
+    // Retrieved like the live question, so a genre whose context holds a sold-out volume
+    // is left to the live path.
+    let skipped = progress
+        .iter()
+        .filter(|p| {
+            p.item
+                .ends_with("(skipped: out-of-stock product in the context)")
+        })
+        .count() as u32;
+    assert_eq!(last.written + skipped, last.total, "{progress:?}");
+    assert!(last.written >= 10, "{last:?}");
     let puts = m.cache.puts();
     assert_eq!(puts.len() as u32, last.written);
     for p in &puts {
@@ -454,17 +697,8 @@ async fn scheduler_runs_both_jobs_at_start() {
         c.precompute.trending_titles = 1;
     })
     .await;
-    wait_for(&m, "both jobs", |puts| {
-        let src = |s: &str| {
-            puts.iter()
-                .filter(|p| p.answer.as_ref().unwrap().source == s)
-                .count()
-        };
-        src("precompute:trending") >= 6 && src("precompute:genre") >= 30
-    })
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
         let jobs = m
             .client
             .list_jobs(Duration::from_secs(5))
@@ -476,11 +710,22 @@ async fn scheduler_runs_both_jobs_at_start() {
                 assert!(j.next_run_ms > j.last_run_ms, "{j:?}");
                 assert!(j.last_error.is_empty(), "{j:?}");
             }
-            break;
+            break jobs;
         }
         assert!(Instant::now() < deadline, "{jobs:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    // Every answer a run reports written is in the cache, for both stores.
+    let puts = m.cache.puts();
+    let src = |s: &str| {
+        puts.iter()
+            .filter(|p| p.answer.as_ref().unwrap().source == s)
+            .count() as u32
+    };
+    let written = |name: &str| jobs.iter().find(|j| j.name == name).unwrap().last_written;
+    assert_eq!(src("precompute:trending"), 6);
+    assert_eq!(written("trending"), 6);
+    assert_eq!(src("precompute:genre"), written("genre_recommendations"));
 }
 
 #[tokio::test]

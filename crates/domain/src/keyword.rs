@@ -389,7 +389,7 @@ pub fn classify_keywords(text: &str) -> (pb::Intent, f32) {
     // Rule 3: general policy questions about returns/refunds/cancellation are FAQ unless
     // they are about the user's own order.
     // Japanese rarely says "my"; there only an explicit policy word makes it general.
-    let japanese = lower.chars().any(crate::features::is_cjk);
+    let japanese = lower.chars().any(crate::text::is_cjk);
     let own = if japanese {
         !["ポリシー", "規定", "方針"]
             .iter()

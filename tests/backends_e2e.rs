@@ -9,11 +9,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{WsClient, chunk_texts, read_until_done};
+use common::{WsClient, chunk_texts, expect_done, read_until_done};
 use mangaassist_proto::v1 as pb;
+use mangaassist_protocol::ServerFrame;
 use mangaassist_standins::opensearch::FakeOpenSearch;
 use mangaassist_testkit::RedisServer;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
@@ -94,11 +94,8 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
     let question = "do you have any dark fantasy manga in stock?";
     let first = c.ask(question, "s-one").await;
     let done = first.done().clone();
-    assert_eq!(done["degradation"], "full", "{done}");
-    assert!(
-        !done["product_ids"].as_array().unwrap().is_empty(),
-        "{done}"
-    );
+    assert_eq!(done.degradation, "full", "{done:?}");
+    assert!(!done.product_ids.is_empty(), "{done:?}");
     assert!(
         opensearch.request_count("POST", "_msearch") >= 1,
         "retrieval did not query OpenSearch"
@@ -110,7 +107,7 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
     // A repeated question in another session is served from the Redis cache once the
     // (off-critical-path) cache write has landed.
     let faq = "What payment methods do you accept?";
-    assert_eq!(c.ask(faq, "s-faq-1").await.done()["cache_hit"], false);
+    assert!(!c.ask(faq, "s-faq-1").await.done().cache_hit);
     let cache =
         mangaassist_client::CacheClient::connect(&format!("http://127.0.0.1:{}", ports["cache"]))
             .unwrap();
@@ -126,7 +123,7 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let second = c.ask(faq, "s-faq-2").await;
-    assert_eq!(second.done()["cache_hit"], true, "{}", second.done());
+    assert!(second.done().cache_hit, "{:?}", second.done());
     let keys = redis.command(&["KEYS", "ma:*"]);
     assert!(keys.contains("ma:"), "nothing in Redis: {keys}");
 
@@ -160,37 +157,30 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
 
     // Cut on gateway A mid-answer, resume on gateway B from the shared Redis buffer.
     let mut a = WsClient::connect(&gw_a).await;
-    a.send_json(json!({"action":"query","text":"What is your shipping policy to Osaka?","session_id":"s-cut","message_id":"m-cut"}))
+    a.query("What is your shipping policy to Osaka?", "s-cut", "m-cut")
         .await;
     let mut got = vec![];
     while got.len() < 2 {
-        let f = a.next_frame().await;
-        if f["type"] == "chunk" {
-            got.push((
-                f["index"].as_u64().unwrap(),
-                f["text"].as_str().unwrap().to_string(),
-            ));
+        match a.next_frame().await {
+            ServerFrame::Chunk { index, text, .. } => got.push((index, text)),
+            f @ ServerFrame::Done(_) => panic!("answer ended before the cut: {f:?}"),
+            _ => {}
         }
-        assert_ne!(f["type"], "done", "answer ended before the cut: {f}");
     }
     drop(a);
     let mut b = WsClient::connect(&format!("ws://127.0.0.1:{port_b}/ws")).await;
-    b.send_json(json!({"action":"resume","session_id":"s-cut","message_id":"m-cut","last_chunk_idx":got.last().unwrap().0}))
+    b.resume("s-cut", "m-cut", Some(i64::from(got.last().unwrap().0)))
         .await;
     let rest = read_until_done(&mut b, "m-cut").await;
-    let done = rest.last().unwrap().clone();
-    assert_eq!(done["type"], "done", "{rest:?}");
+    let done = expect_done(&rest).clone();
     got.extend(chunk_texts(&rest));
-    let idx: Vec<u64> = got.iter().map(|(i, _)| *i).collect();
+    let idx: Vec<u32> = got.iter().map(|(i, _)| *i).collect();
     assert_eq!(
         idx,
-        (0..done["chunks"].as_u64().unwrap()).collect::<Vec<_>>(),
+        (0..done.chunks).collect::<Vec<_>>(),
         "chunks lost or repeated across gateways"
     );
     // A full replay on B equals what the client assembled.
-    b.send_json(
-        json!({"action":"resume","session_id":"s-cut","message_id":"m-cut","last_chunk_idx":-1}),
-    )
-    .await;
+    b.resume("s-cut", "m-cut", Some(-1)).await;
     assert_eq!(chunk_texts(&read_until_done(&mut b, "m-cut").await), got);
 }

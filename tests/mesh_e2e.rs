@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestMesh, catalog_titles};
+use common::{TestMesh, catalog_titles, error_code};
 use mangaassist::mesh::Role;
+use mangaassist_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,33 +45,26 @@ async fn one_query_per_intent_streams_status_chunks_done() {
     for (i, (text, intent)) in cases.iter().enumerate() {
         let a = c.ask(text, &format!("s-intent-{i}")).await;
         let types = a.types();
-        assert_eq!(
-            types.first().map(String::as_str),
-            Some("status"),
-            "{text}: {types:?}"
-        );
-        assert_eq!(
-            types.last().map(String::as_str),
-            Some("done"),
+        assert!(
+            matches!(a.frames.first(), Some(ServerFrame::Status { .. })),
             "{text}: {types:?}"
         );
         assert!(
-            types.iter().filter(|t| *t == "chunk").count() >= 1,
+            matches!(a.frames.last(), Some(ServerFrame::Done(_))),
+            "{text}: {types:?}"
+        );
+        assert!(
+            types.iter().filter(|t| **t == "chunk").count() >= 1,
             "{text}: no chunks"
         );
         // Chunk indexes are 0..n in order.
-        let idx: Vec<u64> = a
-            .frames
-            .iter()
-            .filter(|f| f["type"] == "chunk")
-            .map(|f| f["index"].as_u64().unwrap())
-            .collect();
-        assert_eq!(idx, (0..idx.len() as u64).collect::<Vec<_>>());
+        let idx = a.chunk_indexes();
+        assert_eq!(idx, (0..idx.len() as u32).collect::<Vec<_>>());
         let done = a.done();
-        assert_eq!(done["intent"], *intent, "{text}: {done}");
-        assert_eq!(done["degradation"], "full", "{text}: {done}");
-        assert!(!done["trace_id"].as_str().unwrap().is_empty());
-        assert!(done["first_token_ms"].as_u64().unwrap() <= done["total_ms"].as_u64().unwrap());
+        assert_eq!(done.intent, *intent, "{text}: {done:?}");
+        assert_eq!(done.degradation, "full", "{text}: {done:?}");
+        assert!(!done.trace_id.is_empty());
+        assert!(done.first_token_ms <= done.total_ms);
     }
     m.stop().await;
 }
@@ -88,11 +82,11 @@ async fn recommendation_names_real_catalog_titles() {
         .map(|(_, t, _)| t)
         .collect();
     assert!(!mentioned.is_empty(), "no catalog title in: {text}");
-    let ids = a.done()["product_ids"].as_array().unwrap().clone();
+    let ids = &a.done().product_ids;
     assert!(!ids.is_empty(), "done lists no products");
     for id in ids {
         assert!(
-            titles.iter().any(|(pid, _, _)| pid == id.as_str().unwrap()),
+            titles.iter().any(|(pid, _, _)| pid == id),
             "unknown product id {id}"
         );
     }
@@ -104,7 +98,7 @@ async fn order_status_reads_the_users_orders() {
     let m = TestMesh::start(&[]).await;
     let mut c = m.client().await;
     let a = c.ask("Where is my order?", "s-order").await;
-    assert_eq!(a.done()["intent"], "order_status");
+    assert_eq!(a.done().intent, "order_status");
     let text = a.text();
     assert!(text.contains("MA-1"), "no order id of u-demo in: {text}");
     m.stop().await;
@@ -116,7 +110,7 @@ async fn repeated_question_is_a_cache_hit() {
     let mut c = m.client().await;
     let q = "What payment methods do you accept?";
     let first = c.ask(q, "s-cache-1").await;
-    assert_eq!(first.done()["cache_hit"], false);
+    assert!(!first.done().cache_hit);
     // The cache write happens off the critical path: poll the cache daemon until it lands.
     let cache = mangaassist_client::CacheClient::connect(&format!(
         "http://{}",
@@ -133,7 +127,7 @@ async fn repeated_question_is_a_cache_hit() {
     }
     let second = c.ask(q, "s-cache-2").await;
     let done = second.done();
-    assert_eq!(done["cache_hit"], true, "{done}");
+    assert!(done.cache_hit, "{done:?}");
     assert_eq!(second.text(), first.text());
     m.stop().await;
 }
@@ -147,10 +141,10 @@ async fn hung_retrieval_still_answers_degraded_within_its_deadline() {
         .ask("Do you have Attack on Titan volume 3 in stock?", "s-hang")
         .await;
     let done = a.done();
-    assert_eq!(done["degradation"], "no_rag", "{done}");
+    assert_eq!(done.degradation, "no_rag", "{done:?}");
     assert!(!a.text().is_empty());
     // The answer waited for the retrieval deadline, not longer (generous ε for 2 shared cores).
-    let total = done["total_ms"].as_u64().unwrap();
+    let total = done.total_ms;
     assert!(total < deadline_ms + 1_500, "total {total} ms");
     m.stop().await;
 }
@@ -161,11 +155,11 @@ async fn dead_generation_gives_a_canned_answer_and_dead_intent_the_keyword_fallb
     let mut c = m.client().await;
     let a = c.ask("Where is my order?", "s-dead").await;
     let done = a.done();
-    assert_eq!(done["degradation"], "canned", "{done}");
-    assert_eq!(done["model"], "canned");
+    assert_eq!(done.degradation, "canned", "{done:?}");
+    assert_eq!(done.model, "canned");
     assert_eq!(
-        done["intent"], "order_status",
-        "keyword fallback classified it: {done}"
+        done.intent, "order_status",
+        "keyword fallback classified it: {done:?}"
     );
     assert!(a.text().contains("Orders"), "{}", a.text());
     m.stop().await;
@@ -177,7 +171,7 @@ async fn dead_cache_and_memory_still_give_a_full_answer() {
     let mut c = m.client().await;
     let a = c.ask("Suggest manga like One Piece", "s-nomem").await;
     let done = a.done();
-    assert_eq!(done["degradation"], "full", "{done}");
+    assert_eq!(done.degradation, "full", "{done:?}");
     assert!(!a.text().is_empty());
     m.stop().await;
 }
@@ -187,25 +181,37 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
     let m = TestMesh::start(&[]).await;
     let mut c = m.client().await;
     c.send_raw(Message::Text("{not json".into())).await;
-    assert_eq!(c.next_frame().await["code"], "bad_json");
+    assert_eq!(error_code(&c.next_frame().await), Some(ErrorCode::BadJson));
     c.send_raw(Message::Text(r#"{"action":"dance"}"#.into()))
         .await;
-    assert_eq!(c.next_frame().await["code"], "unknown_action");
+    assert_eq!(
+        error_code(&c.next_frame().await),
+        Some(ErrorCode::UnknownAction)
+    );
     c.send_raw(Message::Text(r#"{"action":"query"}"#.into()))
         .await;
-    assert_eq!(c.next_frame().await["code"], "bad_request");
+    assert_eq!(
+        error_code(&c.next_frame().await),
+        Some(ErrorCode::BadRequest)
+    );
     c.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
-    assert_eq!(c.next_frame().await["code"], "unsupported_frame");
+    assert_eq!(
+        error_code(&c.next_frame().await),
+        Some(ErrorCode::UnsupportedFrame)
+    );
     let big = format!(
         r#"{{"action":"query","text":"{}"}}"#,
         "a".repeat(129 * 1024)
     );
     c.send_raw(Message::Text(big.into())).await;
-    assert_eq!(c.next_frame().await["code"], "frame_too_large");
-    c.send_json(serde_json::json!({"action": "ping"})).await;
-    assert_eq!(c.next_frame().await["type"], "pong");
+    assert_eq!(
+        error_code(&c.next_frame().await),
+        Some(ErrorCode::FrameTooLarge)
+    );
+    c.send(&ClientFrame::Ping).await;
+    assert_eq!(c.next_frame().await, ServerFrame::Pong);
     let a = c.ask("Hello!", "s-after-errors").await;
-    assert_eq!(a.done()["intent"], "greeting");
+    assert_eq!(a.done().intent, "greeting");
     m.stop().await;
 }
 

@@ -154,7 +154,7 @@ async fn one_message_exports_spans_from_every_daemon_under_one_trace() {
     let answer = ws
         .ask("do you have any dark fantasy manga in stock?", "s-otlp")
         .await;
-    let trace_id = answer.done()["trace_id"].as_str().unwrap().to_string();
+    let trace_id = answer.done().trace_id.clone();
     assert_eq!(trace_id.len(), 32, "{:?}", answer.done());
 
     // Batches leave every 50 ms; wait until the trace is complete or give up.

@@ -15,10 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestMesh, WsClient, chunk_texts, read_until_done};
+use common::{TestMesh, WsClient, chunk_texts, error_code, expect_done, read_until_done};
 use futures::StreamExt;
 use mangaassist_config::FaultSpec;
-use serde_json::{Value, json};
+use mangaassist_protocol::{ClientFrame, Done, ErrorCode, ServerFrame, parse_server_frame};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 fn faults(specs: &[&str]) -> Vec<FaultSpec> {
@@ -27,14 +28,6 @@ fn faults(specs: &[&str]) -> Vec<FaultSpec> {
 
 async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
-}
-
-fn stage<'a>(done: &'a Value, name: &str) -> Option<&'a Value> {
-    done["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
 }
 
 fn http_base(m: &TestMesh) -> String {
@@ -59,16 +52,18 @@ async fn every_stage_reports_its_timing_and_budget() {
         "context_assembly",
         "first_token",
     ] {
-        let st = stage(done, s).unwrap_or_else(|| panic!("no `{s}` stage in {done}"));
-        assert!(st["duration_ms"].as_f64().unwrap() >= 0.0);
-        assert!(st["start_ms"].as_f64().unwrap() >= 0.0);
+        let st = done
+            .stage(s)
+            .unwrap_or_else(|| panic!("no `{s}` stage in {done:?}"));
+        assert!(st.duration_ms >= 0.0);
+        assert!(st.start_ms >= 0.0);
     }
-    assert_eq!(stage(done, "intent").unwrap()["budget_ms"], 35);
-    assert_eq!(stage(done, "retrieval").unwrap()["budget_ms"], 200);
-    assert!(matches!(done["tier"].as_str(), Some("fast" | "smart")));
+    assert_eq!(done.stage("intent").unwrap().budget_ms, Some(35));
+    assert_eq!(done.stage("retrieval").unwrap().budget_ms, Some(200));
+    assert!(matches!(done.tier.as_str(), "fast" | "smart"));
     assert!(matches!(
-        done["route"].as_str(),
-        Some("matrix" | "adaptive" | "escalated")
+        done.route.as_str(),
+        "matrix" | "adaptive" | "escalated"
     ));
     m.stop().await;
 }
@@ -83,8 +78,8 @@ async fn hung_retrieval_answers_without_rag_within_its_deadline() {
     let a = c.ask("Recommend a dark fantasy manga", "s-hung").await;
     let done = a.done();
     // A hung call only ends by its deadline: the answer came, without RAG, because of it.
-    assert_eq!(done["degradation"], "no_rag", "{done}");
-    assert_eq!(stage(done, "retrieval").unwrap()["outcome"], "deadline");
+    assert_eq!(done.degradation, "no_rag", "{done:?}");
+    assert_eq!(done.stage("retrieval").unwrap().outcome, "deadline");
     m.stop().await;
 }
 
@@ -103,8 +98,8 @@ async fn breaker_opens_after_failures_and_closes_after_recovery() {
         let a = c
             .ask(&format!("Recommend a sports manga number {i}"), "s-br")
             .await;
-        assert_eq!(a.done()["degradation"], "no_rag");
-        assert_eq!(stage(a.done(), "retrieval").unwrap()["outcome"], "error");
+        assert_eq!(a.done().degradation, "no_rag");
+        assert_eq!(a.done().stage("retrieval").unwrap().outcome, "error");
     }
     let breakers = get_json(&format!("{base}/breakers")).await;
     let retrieval = breakers
@@ -116,10 +111,7 @@ async fn breaker_opens_after_failures_and_closes_after_recovery() {
     assert_eq!(retrieval["state"], "open", "{breakers}");
     // Open: the dependency is skipped at once, not waited for (the call is never made).
     let a = c.ask("Recommend a horror manga", "s-br").await;
-    assert_eq!(
-        stage(a.done(), "retrieval").unwrap()["outcome"],
-        "circuit_open"
-    );
+    assert_eq!(a.done().stage("retrieval").unwrap().outcome, "circuit_open");
     // Heal it; once the open period is over a probe goes through and closes the circuit.
     m.mesh().faults.set(vec![]);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -129,7 +121,7 @@ async fn breaker_opens_after_failures_and_closes_after_recovery() {
         let a = c
             .ask(&format!("Recommend a romance manga {n}"), "s-br")
             .await;
-        if a.done()["degradation"] == "full" {
+        if a.done().degradation == "full" {
             break;
         }
         assert!(Instant::now() < deadline, "breaker never closed");
@@ -153,12 +145,12 @@ async fn speculative_retrieval_is_cancelled_for_a_greeting() {
     let mut c = m.client().await;
     let a = c.ask("hello there!", "s-spec").await;
     let done = a.done();
-    assert_eq!(done["intent"], "greeting", "{done}");
-    assert_eq!(done["degradation"], "full", "{done}");
+    assert_eq!(done.intent, "greeting", "{done:?}");
+    assert_eq!(done.degradation, "full", "{done:?}");
     assert_eq!(
-        stage(done, "retrieval").unwrap()["outcome"],
+        done.stage("retrieval").unwrap().outcome,
         "cancelled",
-        "{done}"
+        "{done:?}"
     );
     let metrics = reqwest::get(format!("{}/metrics", http_base(&m)))
         .await
@@ -202,7 +194,7 @@ async fn adaptive_routing_flips_under_a_slow_smart_tier_and_back() {
     {
         n += 1;
         let a = c.ask(&format!("{complex} ({n})"), "s-adapt").await;
-        assert_eq!(a.done()["tier"], "smart", "{}", a.done());
+        assert_eq!(a.done().tier, "smart", "{:?}", a.done());
         assert!(Instant::now() < deadline, "routing never flipped");
     }
     m.mesh().faults.set(vec![]);
@@ -233,13 +225,13 @@ async fn low_confidence_fast_answers_escalate_to_the_smart_tier() {
         .ask("Do you have volume 3 of Blue Lock in stock?", "s-qg")
         .await;
     let done = a.done();
-    assert_eq!(done["intent"], "product_search", "{done}");
+    assert_eq!(done.intent, "product_search", "{done:?}");
     assert_eq!(
-        (done["tier"].as_str(), done["route"].as_str()),
-        (Some("smart"), Some("escalated")),
-        "{done}"
+        (done.tier.as_str(), done.route.as_str()),
+        ("smart", "escalated"),
+        "{done:?}"
     );
-    assert_eq!(stage(done, "generation").unwrap()["outcome"], "escalated");
+    assert_eq!(done.stage("generation").unwrap().outcome, "escalated");
     assert!(!a.text().is_empty());
     m.stop().await;
 }
@@ -250,18 +242,12 @@ async fn chunks_are_batched_after_the_first_three() {
     let mut c = m.client().await;
     let a = c.ask("Suggest manga like Attack on Titan", "s-batch").await;
     let done = a.done();
-    let tokens = done["tokens"].as_u64().unwrap();
-    let chunks = done["chunks"].as_u64().unwrap();
-    assert!(tokens > 10, "{done}");
+    let tokens = done.tokens;
+    let chunks = done.chunks;
+    assert!(tokens > 10, "{done:?}");
     // Zero-latency model: every batch fills before the flush timer.
-    assert_eq!(chunks, 3 + (tokens - 3).div_ceil(3), "{done}");
-    let idx: Vec<u64> = a
-        .frames
-        .iter()
-        .filter(|f| f["type"] == "chunk")
-        .map(|f| f["index"].as_u64().unwrap())
-        .collect();
-    assert_eq!(idx, (0..chunks).collect::<Vec<_>>());
+    assert_eq!(chunks, 3 + (tokens - 3).div_ceil(3), "{done:?}");
+    assert_eq!(a.chunk_indexes(), (0..chunks).collect::<Vec<_>>());
     m.stop().await;
 }
 
@@ -274,8 +260,14 @@ async fn heartbeats_keep_a_slow_answer_alive() {
     let mut c = m.client().await;
     let a = c.ask("What is your return policy?", "s-hb").await;
     let types = a.types();
-    let hb = types.iter().position(|t| t == "heartbeat");
-    let first_chunk = types.iter().position(|t| t == "chunk");
+    let hb = a
+        .frames
+        .iter()
+        .position(|f| matches!(f, ServerFrame::Heartbeat { .. }));
+    let first_chunk = a
+        .frames
+        .iter()
+        .position(|f| matches!(f, ServerFrame::Chunk { .. }));
     assert!(
         hb.is_some() && hb < first_chunk,
         "no heartbeat before the first chunk: {types:?}"
@@ -290,41 +282,28 @@ async fn cut_and_resume(
     question: &str,
     session: &str,
     cut: usize,
-) -> (Vec<(u64, String)>, Value, Vec<(u64, String)>) {
+) -> (Vec<(u32, String)>, Done, Vec<(u32, String)>) {
     let mid = format!("m-{session}-{cut}");
     let mut a = WsClient::connect(url).await;
-    a.send_json(json!({"action":"query","text":question,"session_id":session,"message_id":mid}))
-        .await;
+    a.query(question, session, &mid).await;
     let mut got = vec![];
     while got.len() < cut {
-        let f = a.next_frame().await;
-        if f["type"] == "chunk" {
-            got.push((
-                f["index"].as_u64().unwrap(),
-                f["text"].as_str().unwrap().to_string(),
-            ));
-        }
-        // Answers differ a little per session: a cut past this one's end resumes after
-        // its last chunk and must get just the `done`.
-        if f["type"] == "done" {
-            break;
+        match a.next_frame().await {
+            ServerFrame::Chunk { index, text, .. } => got.push((index, text)),
+            // Answers differ a little per session: a cut past this one's end resumes after
+            // its last chunk and must get just the `done`.
+            ServerFrame::Done(_) => break,
+            _ => {}
         }
     }
     drop(a);
     let mut b = WsClient::connect(url).await;
-    let last = got.last().map_or(-1, |(i, _)| *i as i64);
-    b.send_json(
-        json!({"action":"resume","session_id":session,"message_id":mid,"last_chunk_idx":last}),
-    )
-    .await;
+    let last = got.last().map_or(-1, |(i, _)| i64::from(*i));
+    b.resume(session, &mid, Some(last)).await;
     let rest = read_until_done(&mut b, &mid).await;
-    let done = rest.last().unwrap().clone();
-    assert_eq!(done["type"], "done", "{rest:?}");
+    let done = expect_done(&rest).clone();
     got.extend(chunk_texts(&rest));
-    b.send_json(
-        json!({"action":"resume","session_id":session,"message_id":mid,"last_chunk_idx":-1}),
-    )
-    .await;
+    b.resume(session, &mid, Some(-1)).await;
     let full = chunk_texts(&read_until_done(&mut b, &mid).await);
     (got, done, full)
 }
@@ -353,25 +332,20 @@ async fn resume_after_a_disconnect_yields_exactly_the_missing_chunks() {
     cuts.insert(n - 1);
     for &cut in &cuts {
         let (got, done, whole) = cut_and_resume(&url, question, &format!("s-cut{cut}"), cut).await;
-        let idx: Vec<u64> = got.iter().map(|(i, _)| *i).collect();
+        let idx: Vec<u32> = got.iter().map(|(i, _)| *i).collect();
         assert_eq!(
             idx,
-            (0..got.len() as u64).collect::<Vec<_>>(),
+            (0..got.len() as u32).collect::<Vec<_>>(),
             "cut {cut}: indices {idx:?}"
         );
-        assert_eq!(
-            got.len() as u64,
-            done["chunks"].as_u64().unwrap(),
-            "cut {cut}"
-        );
+        assert_eq!(got.len() as u32, done.chunks, "cut {cut}");
         assert_eq!(got, whole, "cut {cut}");
         assert!(!whole.is_empty());
     }
     // After completion every cut point replays from the buffer too.
     let mut b = m.client().await;
     for last in -1..n as i64 {
-        b.send_json(json!({"action":"resume","session_id":"s-ref","message_id":"m-s-ref-0","last_chunk_idx":last}))
-            .await;
+        b.resume("s-ref", "m-s-ref-0", Some(last)).await;
         let frames = read_until_done(&mut b, "m-s-ref-0").await;
         let got = chunk_texts(&frames);
         assert_eq!(got.len() as i64, n as i64 - 1 - last, "last {last}");
@@ -384,37 +358,28 @@ async fn resume_after_a_disconnect_yields_exactly_the_missing_chunks() {
 async fn a_user_cannot_resume_another_users_stream() {
     let m = TestMesh::start(&[]).await;
     let mut alice = WsClient::connect(&m.ws_url_as("u-demo")).await;
-    alice
-        .send_json(
-            json!({"action":"query","text":"hello","session_id":"s-alice","message_id":"m-alice"}),
-        )
-        .await;
+    alice.query("hello", "s-alice", "m-alice").await;
     read_until_done(&mut alice, "m-alice").await;
     // Her turn is saved off the critical path; wait until the session is hers.
     m.wait_for_turns("s-alice", "u-demo", 1).await;
     let mut mallory = WsClient::connect(&m.ws_url_as("u-mallory")).await;
-    mallory
-        .send_json(json!({"action":"resume","session_id":"s-alice","message_id":"m-alice","last_chunk_idx":-1}))
-        .await;
+    mallory.resume("s-alice", "m-alice", Some(-1)).await;
     let f = mallory.next_frame().await;
-    assert_eq!(
-        (f["type"].as_str(), f["code"].as_str()),
-        (Some("error"), Some("forbidden")),
-        "{f}"
-    );
+    assert_eq!(error_code(&f), Some(ErrorCode::Forbidden), "{f:?}");
     // Nor ask in her session.
     let a = mallory.ask("what did I just ask?", "s-alice").await;
     assert_eq!(
-        a.frames.last().unwrap()["code"],
-        "forbidden",
+        a.frames.last().and_then(error_code),
+        Some(ErrorCode::Forbidden),
         "{:?}",
         a.frames
     );
     // Unknown streams are reported as such.
-    mallory
-        .send_json(json!({"action":"resume","session_id":"s-x","message_id":"nope"}))
-        .await;
-    assert_eq!(mallory.next_frame().await["code"], "not_found");
+    mallory.resume("s-x", "nope", None).await;
+    assert_eq!(
+        error_code(&mallory.next_frame().await),
+        Some(ErrorCode::NotFound)
+    );
     m.stop().await;
 }
 
@@ -466,7 +431,10 @@ async fn unauthenticated_connections_are_refused() {
         .await
         .unwrap();
     let pong = ws.next().await.unwrap().unwrap();
-    assert!(pong.to_text().unwrap().contains("pong"));
+    assert_eq!(
+        parse_server_frame(pong.to_text().unwrap()).unwrap(),
+        ServerFrame::Pong
+    );
     m.stop().await;
 }
 
@@ -483,12 +451,18 @@ async fn per_user_rate_limit_answers_with_retry_after() {
     }
     let a = c.ask("hello again", "s-rl").await;
     let err = a.frames.last().unwrap();
-    assert_eq!(err["code"], "rate_limited", "{err}");
-    let retry = err["retry_after_ms"].as_u64().unwrap();
+    let ServerFrame::Error {
+        code: ErrorCode::RateLimited,
+        retry_after_ms: Some(retry),
+        ..
+    } = *err
+    else {
+        panic!("not a rate limit with retry_after_ms: {err:?}");
+    };
     assert!((1..=20_000).contains(&retry), "{retry}");
     // The connection stays usable, and another user is not affected.
-    c.send_json(json!({"action":"ping"})).await;
-    assert_eq!(c.next_frame().await["type"], "pong");
+    c.send(&ClientFrame::Ping).await;
+    assert_eq!(c.next_frame().await, ServerFrame::Pong);
     let mut other = WsClient::connect(&m.ws_url_as("u-other")).await;
     other.ask("hello", "s-rl-other").await.done();
     m.stop().await;
@@ -500,13 +474,20 @@ async fn cancel_stops_an_answer_in_flight() {
     // broken cancel would end it by a deadline, with another code).
     let m = TestMesh::start(&["generation.Generate=hang"]).await;
     let mut c = m.client().await;
-    c.send_json(json!({"action":"query","text":"tell me about your shipping","message_id":"m-cancel","session_id":"s-c"}))
+    c.query("tell me about your shipping", "s-c", "m-cancel")
         .await;
-    assert_eq!(c.next_frame().await["type"], "status");
-    c.send_json(json!({"action":"cancel","message_id":"m-cancel"}))
-        .await;
+    let status = c.next_frame().await;
+    assert!(matches!(status, ServerFrame::Status { .. }), "{status:?}");
+    c.send(&ClientFrame::Cancel {
+        message_id: "m-cancel".into(),
+    })
+    .await;
     let frames = read_until_done(&mut c, "m-cancel").await;
-    assert_eq!(frames.last().unwrap()["code"], "cancelled", "{frames:?}");
+    assert_eq!(
+        frames.last().and_then(error_code),
+        Some(ErrorCode::Cancelled),
+        "{frames:?}"
+    );
     m.stop().await;
 }
 
@@ -564,16 +545,16 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
     // A bystander with nothing in flight is told to reconnect (1012) when A drains.
     let mut idle = WsClient::connect(&url(addr_a)).await;
     let mut c = WsClient::connect(&url(addr_a)).await;
-    c.send_json(json!({"action":"query","text":"What is your shipping policy to Osaka?","session_id":"s-drain","message_id":"m-drain"}))
-        .await;
+    c.query(
+        "What is your shipping policy to Osaka?",
+        "s-drain",
+        "m-drain",
+    )
+    .await;
     let mut got = vec![];
     while got.len() < 2 {
-        let f = c.next_frame().await;
-        if f["type"] == "chunk" {
-            got.push((
-                f["index"].as_u64().unwrap(),
-                f["text"].as_str().unwrap().to_string(),
-            ));
+        if let ServerFrame::Chunk { index, text, .. } = c.next_frame().await {
+            got.push((index, text));
         }
     }
     stop_a.cancel(); // SIGTERM
@@ -587,17 +568,13 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
     };
     assert_eq!(close, 1012);
     let mut b = WsClient::connect(&url(addr_b)).await;
-    b.send_json(json!({"action":"resume","session_id":"s-drain","message_id":"m-drain","last_chunk_idx":got.last().unwrap().0}))
+    b.resume("s-drain", "m-drain", Some(i64::from(got.last().unwrap().0)))
         .await;
     let rest = read_until_done(&mut b, "m-drain").await;
-    let done = rest.last().unwrap().clone();
-    assert_eq!(done["type"], "done", "{rest:?}");
+    let done = expect_done(&rest).clone();
     got.extend(chunk_texts(&rest));
-    let idx: Vec<u64> = got.iter().map(|(i, _)| *i).collect();
-    assert_eq!(
-        idx,
-        (0..done["chunks"].as_u64().unwrap()).collect::<Vec<_>>()
-    );
+    let idx: Vec<u32> = got.iter().map(|(i, _)| *i).collect();
+    assert_eq!(idx, (0..done.chunks).collect::<Vec<_>>());
     tokio::time::timeout(Duration::from_secs(10), task_a)
         .await
         .unwrap()

@@ -49,7 +49,7 @@ async fn burn_rate_alerts_fire_when_first_tokens_miss_the_slo() {
         let a = c
             .ask(&format!("What is your return policy? {i}"), "s-slo")
             .await;
-        assert!(a.done()["first_token_ms"].as_u64().unwrap() >= 1_000);
+        assert!(a.done().first_token_ms >= 1_000);
     }
     let burning = slo(&m).await;
     // Half the messages missed a 0.1 % budget: a 500x burn fires every level.

@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use futures::{SinkExt, StreamExt};
 use mangaassist::mesh::{self, Role, RunningMesh};
 use mangaassist_config::{Config, FaultSpec};
+use mangaassist_protocol::{ClientFrame, Done, ErrorCode, ServerFrame, parse_server_frame};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
@@ -149,30 +150,53 @@ pub struct WsClient {
 /// Frames of one answer, in arrival order.
 #[derive(Debug, Default)]
 pub struct Answer {
-    pub frames: Vec<Value>,
+    pub frames: Vec<ServerFrame>,
 }
 
 impl Answer {
     pub fn text(&self) -> String {
         self.frames
             .iter()
-            .filter(|f| f["type"] == "chunk")
-            .map(|f| f["text"].as_str().unwrap().to_string())
+            .filter_map(|f| match f {
+                ServerFrame::Chunk { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
             .collect()
     }
 
-    pub fn done(&self) -> &Value {
+    pub fn done(&self) -> &Done {
         self.frames
             .iter()
-            .find(|f| f["type"] == "done")
+            .find_map(|f| match f {
+                ServerFrame::Done(d) => Some(&**d),
+                _ => None,
+            })
             .unwrap_or_else(|| panic!("no done frame in {:#?}", self.frames))
     }
 
-    pub fn types(&self) -> Vec<String> {
-        self.frames
-            .iter()
-            .map(|f| f["type"].as_str().unwrap().to_string())
+    /// The `code` of the answer's `error` frame, if it ended in one.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.frames.iter().find_map(error_code)
+    }
+
+    /// Chunk indexes, in arrival order.
+    pub fn chunk_indexes(&self) -> Vec<u32> {
+        chunk_texts(&self.frames)
+            .into_iter()
+            .map(|(i, _)| i)
             .collect()
+    }
+
+    pub fn types(&self) -> Vec<&'static str> {
+        self.frames.iter().map(ServerFrame::kind).collect()
+    }
+}
+
+/// The `code` of an `error` frame (`None` for any other frame).
+pub fn error_code(f: &ServerFrame) -> Option<ErrorCode> {
+    match f {
+        ServerFrame::Error { code, .. } => Some(*code),
+        _ => None,
     }
 }
 
@@ -188,8 +212,35 @@ impl WsClient {
         self.ws.send(msg).await.expect("send");
     }
 
+    /// Sends raw JSON: only for tests about the wire format itself.
     pub async fn send_json(&mut self, v: Value) {
         self.send_raw(Message::Text(v.to_string().into())).await;
+    }
+
+    /// Sends a typed client frame.
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        self.send_raw(Message::Text(frame.to_json().into())).await;
+    }
+
+    /// Sends a query with its session and message id.
+    pub async fn query(&mut self, text: &str, session: &str, message_id: &str) {
+        self.send(&ClientFrame::Query {
+            text: text.into(),
+            session_id: Some(session.into()),
+            store_id: None,
+            message_id: Some(message_id.into()),
+        })
+        .await;
+    }
+
+    /// Asks to replay `message_id` after `last_chunk_idx` (`None` = from the start).
+    pub async fn resume(&mut self, session: &str, message_id: &str, last_chunk_idx: Option<i64>) {
+        self.send(&ClientFrame::Resume {
+            session_id: session.into(),
+            message_id: message_id.into(),
+            last_chunk_idx,
+        })
+        .await;
     }
 
     /// Next message of any kind (None when the socket ended), failing after 10 s.
@@ -200,8 +251,8 @@ impl WsClient {
             .and_then(Result::ok)
     }
 
-    /// Next JSON frame (skipping control frames), failing after 10 s.
-    pub async fn next_frame(&mut self) -> Value {
+    /// Next gateway frame (skipping control frames), failing after 10 s.
+    pub async fn next_frame(&mut self) -> ServerFrame {
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
                 .await
@@ -209,7 +260,8 @@ impl WsClient {
                 .expect("socket open")
                 .expect("frame ok");
             if let Message::Text(t) = msg {
-                return serde_json::from_str(t.as_str()).expect("json frame");
+                return parse_server_frame(t.as_str())
+                    .unwrap_or_else(|e| panic!("{e}: {}", t.as_str()));
             }
         }
     }
@@ -220,16 +272,19 @@ impl WsClient {
     }
 
     pub async fn ask_in(&mut self, text: &str, session: &str, store: &str) -> Answer {
-        self.send_json(serde_json::json!({
-            "action": "query", "text": text, "session_id": session, "store_id": store
-        }))
+        self.send(&ClientFrame::Query {
+            text: text.into(),
+            session_id: Some(session.into()),
+            store_id: Some(store.into()),
+            message_id: None,
+        })
         .await;
         let mut a = Answer::default();
         loop {
             let f = self.next_frame().await;
-            let t = f["type"].as_str().unwrap().to_string();
+            let end = f.is_terminal();
             a.frames.push(f);
-            if t == "done" || t == "error" {
+            if end {
                 return a;
             }
         }
@@ -361,31 +416,36 @@ pub fn spawn_reporting(mut cmd: std::process::Command) -> (std::process::Child, 
 }
 
 /// Frames of one message up to and including its `done` or `error`.
-pub async fn read_until_done(c: &mut WsClient, mid: &str) -> Vec<Value> {
+pub async fn read_until_done(c: &mut WsClient, mid: &str) -> Vec<ServerFrame> {
     let mut frames = vec![];
     loop {
         let f = c.next_frame().await;
-        if f["message_id"] != mid {
+        if f.message_id() != Some(mid) {
             continue;
         }
-        let t = f["type"].as_str().unwrap().to_string();
+        let end = f.is_terminal();
         frames.push(f);
-        if t == "done" || t == "error" {
+        if end {
             return frames;
         }
     }
 }
 
 /// (index, text) of the chunk frames.
-pub fn chunk_texts(frames: &[Value]) -> Vec<(u64, String)> {
+pub fn chunk_texts(frames: &[ServerFrame]) -> Vec<(u32, String)> {
     frames
         .iter()
-        .filter(|f| f["type"] == "chunk")
-        .map(|f| {
-            (
-                f["index"].as_u64().unwrap(),
-                f["text"].as_str().unwrap().to_string(),
-            )
+        .filter_map(|f| match f {
+            ServerFrame::Chunk { index, text, .. } => Some((*index, text.clone())),
+            _ => None,
         })
         .collect()
+}
+
+/// The `done` of frames that must end in one.
+pub fn expect_done(frames: &[ServerFrame]) -> &Done {
+    match frames.last() {
+        Some(ServerFrame::Done(d)) => d,
+        _ => panic!("no done frame at the end of {frames:#?}"),
+    }
 }

@@ -287,8 +287,14 @@ async fn cut_and_resume(
     let mut a = WsClient::connect(url).await;
     a.query(question, session, &mid).await;
     let mut got = vec![];
-    while got.len() < cut {
-        match a.next_frame().await {
+    // Any frame of the answer (the status comes first) means the gateway has accepted the
+    // query and opened its resume buffer; dropping the socket before that would cut a
+    // question, not an answer, and there would be nothing to resume.
+    let mut accepted = false;
+    while !accepted || got.len() < cut {
+        let frame = a.next_frame().await;
+        accepted = true;
+        match frame {
             ServerFrame::Chunk { index, text, .. } => got.push((index, text)),
             // Answers differ a little per session: a cut past this one's end resumes after
             // its last chunk and must get just the `done`.

@@ -16,7 +16,6 @@ use mangaassist_embedding::{Embedder, HashedNgrams, QueryEmbedder};
 use mangaassist_proto::v1 as pb;
 use mangaassist_retrieval::{
     LocalBackend, OpenSearchBackend, ProductFilter, RetrievalDaemon, SearchBackend, SearchQuery,
-    catalog_vectors,
 };
 use mangaassist_standins::opensearch::FakeOpenSearch;
 
@@ -412,29 +411,7 @@ async fn agreement_with_the_embedded_backend_on_minilm_vectors() {
         mangaassist_embedding::MiniLm::load(&cache_dir.join("models/all-MiniLM-L6-v2"))
             .expect("all-MiniLM-L6-v2 missing: run scripts/fetch-model.sh"),
     );
-    let catalog = Catalog::load(&data_dir()).unwrap();
-    let texts: Vec<String> = catalog
-        .products
-        .iter()
-        .map(mangaassist_retrieval::product_embedding_text)
-        .chain(
-            catalog
-                .documents
-                .iter()
-                .map(mangaassist_retrieval::document_embedding_text),
-        )
-        .collect();
-    let (mut products, _) = catalog_vectors(model.clone(), texts, &cache_dir)
-        .await
-        .unwrap();
-    let documents = products.split_off(catalog.products.len());
-    let f = Fixture {
-        catalog,
-        products,
-        documents,
-        embedder: model.clone(),
-        _cache: tempfile::tempdir().unwrap(),
-    };
+    let f = fixture_with(model.clone(), Some(&cache_dir)).await;
     let fake = FakeOpenSearch::start().await.unwrap();
     let os = connect(&f, &os_config(&fake.url(), "ma-")).await.unwrap();
     let local = LocalBackend::build(&f.catalog, &f.products, &f.documents, params()).unwrap();

@@ -2,7 +2,11 @@
 //! deterministic), OpenSearch connection settings and query builders.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use mangaassist_catalog::Catalog;
 use mangaassist_config::Config;
@@ -22,13 +26,19 @@ pub struct Fixture {
     pub products: Vec<Arc<[f32]>>,
     pub documents: Vec<Arc<[f32]>>,
     pub embedder: Arc<dyn Embedder>,
-    pub _cache: tempfile::TempDir,
+    _cache: tempfile::TempDir,
 }
 
+/// The catalog with hashed-n-gram vectors (fast, deterministic), cached in a fresh folder.
 pub async fn fixture() -> Fixture {
+    fixture_with(Arc::new(HashedNgrams::default()), None).await
+}
+
+/// The catalog with `embedder`'s vectors, read from (and written to) `cache_dir` when given,
+/// else a fresh temporary folder.
+pub async fn fixture_with(embedder: Arc<dyn Embedder>, cache_dir: Option<&Path>) -> Fixture {
     let cache = tempfile::tempdir().unwrap();
     let catalog = Catalog::load(&data_dir()).unwrap();
-    let embedder: Arc<dyn Embedder> = Arc::new(HashedNgrams::default());
     let texts: Vec<String> = catalog
         .products
         .iter()
@@ -40,9 +50,8 @@ pub async fn fixture() -> Fixture {
                 .map(mangaassist_retrieval::document_embedding_text),
         )
         .collect();
-    let (mut products, _) = catalog_vectors(embedder.clone(), texts, cache.path())
-        .await
-        .unwrap();
+    let dir = cache_dir.unwrap_or(cache.path());
+    let (mut products, _) = catalog_vectors(embedder.clone(), texts, dir).await.unwrap();
     let documents = products.split_off(catalog.products.len());
     Fixture {
         catalog,

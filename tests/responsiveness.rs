@@ -231,7 +231,14 @@ async fn low_confidence_fast_answers_escalate_to_the_smart_tier() {
         ("smart", "escalated"),
         "{done:?}"
     );
-    assert_eq!(done.stage("generation").unwrap().outcome, "escalated");
+    // The fast attempt's generation stage ends `escalated`, the smart one's `ok`.
+    let generation: Vec<&str> = done
+        .stages
+        .iter()
+        .filter(|s| s.stage == "generation")
+        .map(|s| s.outcome.as_str())
+        .collect();
+    assert!(generation.contains(&"escalated"), "{generation:?}");
     assert!(!a.text().is_empty());
     m.stop().await;
 }

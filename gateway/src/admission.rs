@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Gateway,
-    orchestrator::{Orchestrator, Query},
+    pipeline::{Orchestrator, Query},
     stream::{AnswerOutput, AnswerSink},
     ws::Shared,
 };

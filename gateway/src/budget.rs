@@ -1,22 +1,17 @@
 //! Budgets become deadlines. Each message carries a clock; every stage gets the smaller of its
 //! own deadline and what is left before the message's first-token deadline, and that value
-//! travels as the call's `grpc-timeout`. Every stage runs through a tower stack (circuit
-//! breaker → deadline) inside a span that carries its budget; an over-budget stage adds a span
-//! event and counts `budget_violations_total{stage}`.
+//! travels as the call's `grpc-timeout`. The stacks that run each call under its deadline
+//! and breaker are in `crate::stack`; an over-budget stage adds a span event and counts
+//! `budget_violations_total{stage}`.
 
 use std::{
-    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use mangaassist_config::{StageBudgets, StageDeadlines};
-use mangaassist_resilience::{BreakerOpen, CircuitBreaker, CircuitBreakerLayer, CircuitError};
+use mangaassist_resilience::BreakerOpen;
 use parking_lot::Mutex;
-use tower::{ServiceBuilder, ServiceExt};
-use tracing::{Instrument, info_span};
-
-use crate::degradation::Stage;
 
 /// Where a message stands against its deadlines.
 #[derive(Debug, Clone)]
@@ -168,80 +163,6 @@ pub struct StageCtx {
     pub clock: MessageClock,
     pub timings: Timings,
     pub budgets: Arc<StageBudgets>,
-}
-
-/// Runs one dependency call as a stage: breaker (rejects at once while open) → deadline →
-/// the call, in a span carrying the stage's budget and deadline.
-pub async fn run_stage<T, F>(
-    ctx: &StageCtx,
-    stage: Stage,
-    deadline: Duration,
-    breaker: &Arc<CircuitBreaker>,
-    call: F,
-) -> Result<T, StageError>
-where
-    F: Future<Output = Result<T, tonic::Status>> + Send + 'static,
-    T: Send + 'static,
-{
-    let label = stage.label();
-    let budget = ctx.budgets.for_stage(label);
-    let deadline_ms = deadline.as_millis() as u64;
-    let span = info_span!(
-        "stage",
-        stage = label,
-        budget_ms = budget,
-        deadline_ms,
-        outcome = tracing::field::Empty
-    );
-    let started = Instant::now();
-    let svc = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::new(
-            breaker.clone(),
-            |e: &StageError| e.is_dependency_failure(),
-        ))
-        .service_fn(move |call: F| async move {
-            let started = Instant::now();
-            match tokio::time::timeout(deadline, call).await {
-                Ok(Ok(v)) => Ok(v),
-                // tonic's client enforces the same `grpc-timeout` and may be a hair faster
-                // than this timer: that is the deadline too, not a dependency error.
-                Ok(Err(status))
-                    if status.code() == tonic::Code::DeadlineExceeded
-                        || (status.code() == tonic::Code::Cancelled
-                            && started.elapsed() >= deadline.mul_f32(0.9)) =>
-                {
-                    Err(StageError::Deadline(deadline_ms))
-                }
-                Ok(Err(status)) => Err(StageError::Rpc(status)),
-                Err(_) => Err(StageError::Deadline(deadline_ms)),
-            }
-        });
-    let result = async {
-        svc.oneshot(call).await.map_err(|e| match e {
-            CircuitError::Open(open) => StageError::Open(open),
-            CircuitError::Inner(e) => e,
-        })
-    }
-    .instrument(span.clone())
-    .await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.outcome(),
-    };
-    span.record("outcome", outcome);
-    let _entered = span.enter();
-    record_stage(
-        &ctx.timings,
-        &ctx.budgets,
-        &ctx.clock,
-        label,
-        started,
-        outcome,
-    );
-    if let Err(e) = &result {
-        tracing::warn!(stage = label, error = %e, "stage failed, degrading");
-    }
-    result
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@
 mod admission;
 pub mod budget;
 pub mod degradation;
+pub mod mesh;
 mod openai;
-pub mod orchestrator;
+pub mod pipeline;
 pub mod protocol;
 pub mod recorder;
 pub mod routing;
+pub mod stack;
 pub mod stream;
 pub mod texts;
 mod ws;
@@ -37,12 +39,12 @@ use mangaassist_config::{Config, ResumeBackend};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_resilience::KeyedLimiter;
 use mangaassist_resume::{InMemoryResumeStore, ResumeLimits, ResumeStore};
-use mangaassist_slo::{SloConfig, SloMonitor};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-pub use orchestrator::{Orchestrator, Query};
+pub use mesh::Mesh;
+pub use pipeline::{Orchestrator, Query};
 pub use ws::{CLOSE_IDLE, CLOSE_SERVICE_RESTART};
 
 /// Hard cap on one WebSocket message before tungstenite drops the connection; messages between
@@ -164,27 +166,7 @@ impl Gateway {
             );
             None
         };
-        let slo = SloMonitor::new(SloConfig {
-            target_ms: g.slo.target_ms as f64,
-            error_budget: g.slo.error_budget,
-            ..SloConfig::default()
-        })?;
-        let recorder = if g.record_path.as_os_str().is_empty() {
-            None
-        } else {
-            Some(recorder::Recorder::open(&g.record_path)?)
-        };
-        let orchestrator = Arc::new(Orchestrator {
-            settings: g.clone(),
-            clients,
-            embedder,
-            background: TaskTracker::new(),
-            breakers: orchestrator::Breakers::new(&g.breakers),
-            router: routing::Router::new(&g.routing, &config.intent),
-            budgets: Arc::new(g.budgets.clone()),
-            slo: Arc::new(slo),
-            recorder,
-        });
+        let orchestrator = Arc::new(Orchestrator::new(config, Arc::new(clients), embedder)?);
         Ok(Self {
             shared: Arc::new(ws::Shared {
                 orchestrator,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     ConnectParams, Gateway,
     admission::AuthRefusal,
-    orchestrator::Query,
+    pipeline::Query,
     protocol::{Done, ErrorCode},
     stream::{AnswerEvent, AnswerOutput},
 };

@@ -180,7 +180,8 @@ pub struct AnswerSink {
     buffered: bool,
     conn: Option<AnswerOutput>,
     settings: StreamSettings,
-    pub lifecycle: Lifecycle,
+    /// The stream's state; only the sink moves it, as it writes the frames that change it.
+    lifecycle: Lifecycle,
     /// Chunk frames sent so far (= the next chunk's index).
     pub chunks: u32,
     pub first_chunk_at: Option<Instant>,
@@ -227,6 +228,17 @@ impl AnswerSink {
 
     pub fn message_id(&self) -> &str {
         &self.key.message_id
+    }
+
+    /// The stream's state.
+    pub fn state(&self) -> StreamState {
+        self.lifecycle.state()
+    }
+
+    /// A model was asked and nothing of its answer is on screen yet (again, after a
+    /// quality-gate escalation).
+    pub fn waiting_first_token(&mut self) {
+        self.lifecycle.go(StreamState::WaitingFirstToken);
     }
 
     /// Whether the client's socket still takes frames.
@@ -332,15 +344,22 @@ impl AnswerSink {
         (self.buffered || socket).then(|| event.to_frame(&self.key).to_json())
     }
 
-    /// Ends the answer with its `done` frame.
+    /// Ends the answer with its `done` frame: completed.
     pub async fn done(&mut self, done: Done) {
         self.finish(AnswerEvent::Done(Box::new(done))).await;
+        self.lifecycle.go(StreamState::Completed);
     }
 
-    /// Ends the answer with an `error` frame.
+    /// Ends the answer with an `error` frame: cancelled when the client asked for it, else
+    /// an error.
     pub async fn fail(&mut self, code: ErrorCode, message: impl Into<String>) {
         let message = message.into();
         self.finish(AnswerEvent::Failed { code, message }).await;
+        self.lifecycle.go(if code == ErrorCode::Cancelled {
+            StreamState::Cancelled
+        } else {
+            StreamState::Error
+        });
     }
 
     /// The last event: buffered as the stream's terminal frame, then sent.

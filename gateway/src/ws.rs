@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    orchestrator::{Orchestrator, Query},
+    pipeline::{Orchestrator, Query},
     protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse_client_frame},
     stream::{AnswerOutput, Outgoing},
 };

@@ -1,0 +1,105 @@
+//! Work that follows a completed answer, off the critical path and tracked so shutdown waits
+//! for it: the turn pair is saved, a cacheable answer is written to the cache, and follow-ups
+//! are predicted.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mangaassist_proto::v1 as pb;
+use tracing::Instrument;
+
+use super::{BACKGROUND_DEADLINE, Orchestrator, Outcome, Query};
+use crate::degradation::Level;
+
+impl Orchestrator {
+    pub(super) fn after_answer(
+        &self,
+        q: Query,
+        answer: String,
+        outcome: Outcome,
+        embedding: Option<pb::Embedding>,
+    ) {
+        let mesh = self.mesh.clone();
+        let settings = &self.settings;
+        let intent = outcome.intent.label();
+        let cacheable = !outcome.cache_hit
+            && outcome.level == Level::Full
+            && !answer.is_empty()
+            && settings.cacheable_intents.iter().any(|i| i == intent);
+        let personal = settings.personalised_intents.iter().any(|i| i == intent);
+        let predict =
+            settings.predict_follow_ups && outcome.level == Level::Full && !outcome.cache_hit;
+        let dl = BACKGROUND_DEADLINE;
+        let task = async move {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            for (role, text, ts) in [
+                ("user", q.text.clone(), now),
+                ("assistant", answer.clone(), now + 1),
+            ] {
+                let turn = pb::AppendTurnRequest {
+                    session_id: q.session_id.clone(),
+                    user_id: q.user_id.clone(),
+                    turn: Some(pb::Turn {
+                        role: role.into(),
+                        text,
+                        ts_ms: ts,
+                        intent: outcome.intent as i32,
+                        message_id: q.message_id.clone(),
+                    }),
+                };
+                if let Err(e) = mesh.append_turn(turn, dl).await {
+                    tracing::warn!(error = %e, "could not save turn");
+                    break;
+                }
+            }
+            if cacheable {
+                let (user_id, scope) = if personal {
+                    (q.user_id.clone(), pb::CacheScope::User)
+                } else {
+                    (String::new(), pb::CacheScope::Store)
+                };
+                let put = pb::PutRequest {
+                    text: q.text.clone(),
+                    store_id: q.store_id.clone(),
+                    user_id,
+                    session_id: String::new(),
+                    scope: scope as i32,
+                    // The message's vector: the cache need not embed it again.
+                    embedding,
+                    answer: Some(pb::CachedAnswer {
+                        text: answer.clone(),
+                        intent: outcome.intent as i32,
+                        model: outcome.model.clone(),
+                        product_ids: outcome.product_ids.clone(),
+                        created_ms: now,
+                        expires_ms: 0,
+                        source: "live".into(),
+                        query: q.text.clone(),
+                    }),
+                    ttl_seconds: 0,
+                };
+                if let Err(e) = mesh.put(put, dl).await {
+                    tracing::warn!(error = %e, "could not write cache");
+                }
+            }
+            if predict {
+                let req = pb::PredictFollowUpsRequest {
+                    session_id: q.session_id.clone(),
+                    user_id: q.user_id.clone(),
+                    store_id: q.store_id.clone(),
+                    query: q.text.clone(),
+                    intent: outcome.intent as i32,
+                    answer,
+                    product_ids: outcome.product_ids,
+                };
+                if let Err(e) = mesh.predict_follow_ups(req, dl).await {
+                    tracing::debug!(error = %e, "follow-up prediction unavailable");
+                }
+            }
+        };
+        self.background
+            .spawn(task.instrument(tracing::Span::current()));
+    }
+}

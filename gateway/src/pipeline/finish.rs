@@ -1,0 +1,134 @@
+//! The end of an answer: its terminal frame (`done`, or an error saying why it stopped), the
+//! latency metrics, the SLO sample, the over-SLO waterfall log and the recording.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::{End, Orchestrator, Outcome, Query};
+use crate::{
+    budget::{StageCtx, StageTiming},
+    degradation::Level,
+    protocol::{Done, ErrorCode},
+    recorder::Record,
+    stream::AnswerSink,
+};
+
+impl Orchestrator {
+    /// Ends the answer on `sink`. Returns the outcome and the answer's text when it completed.
+    pub(super) async fn finish(
+        &self,
+        q: &Query,
+        ctx: &StageCtx,
+        sink: &mut AnswerSink,
+        result: Result<Outcome, End>,
+    ) -> Option<(Outcome, String)> {
+        let trace_id = mangaassist_telemetry::current_trace_id();
+        let first_token_ms = sink
+            .first_chunk_at
+            .map(|t| t.duration_since(q.received).as_millis() as u64);
+        let total_ms = q.received.elapsed().as_millis() as u64;
+        let stages = ctx.timings.snapshot();
+        let outcome = match result {
+            Ok(o) => o,
+            Err(end) => {
+                let (code, text) = match end {
+                    End::Cancelled => (ErrorCode::Cancelled, "the answer was cancelled"),
+                    End::Forbidden => {
+                        (ErrorCode::Forbidden, "this session belongs to another user")
+                    }
+                    End::Interrupted | End::TotalDeadline => (
+                        ErrorCode::StreamInterrupted,
+                        "the answer was interrupted; please ask again",
+                    ),
+                };
+                sink.fail(code, text).await;
+                if end != End::Cancelled && end != End::Forbidden {
+                    self.slo.record(Instant::now(), None);
+                }
+                self.record(q, None, first_token_ms, total_ms, &stages, Some(code));
+                return None;
+            }
+        };
+        let intent_label = outcome.intent.label();
+        tracing::Span::current().record("intent", intent_label);
+        tracing::Span::current().record("degradation", outcome.level.label());
+        let ft = first_token_ms.unwrap_or(total_ms);
+        metrics::histogram!("first_token_latency_ms", "model" => outcome.model.clone(), "intent" => intent_label)
+            .record(ft as f64);
+        metrics::histogram!("e2e_latency_ms", "intent" => intent_label).record(total_ms as f64);
+        metrics::counter!("messages_total", "intent" => intent_label, "degradation" => outcome.level.label()).increment(1);
+        if outcome.level != Level::Full {
+            metrics::counter!("degraded_invocations_total", "level" => outcome.level.label())
+                .increment(1);
+        }
+        self.slo.record(Instant::now(), Some(ft as f64));
+        if ft > self.settings.slo.target_ms {
+            // One structured record with the whole waterfall (seed 003: every request over
+            // the SLO must be explainable from its trace).
+            tracing::warn!(
+                target: "waterfall",
+                message_id = %q.message_id,
+                trace_id = %trace_id,
+                intent = intent_label,
+                degradation = outcome.level.label(),
+                first_token_ms = ft,
+                total_ms,
+                slo_ms = self.settings.slo.target_ms,
+                stages = %serde_json::to_string(&stages).unwrap_or_default(),
+                "first token over the SLO"
+            );
+        }
+        let (tier, route) = outcome
+            .route
+            .map(|r| (r.tier.label().to_string(), r.reason.to_string()))
+            .unwrap_or_default();
+        let done = Done {
+            message_id: q.message_id.clone(),
+            session_id: q.session_id.clone(),
+            first_token_ms: ft,
+            total_ms,
+            tokens: outcome.tokens,
+            chunks: sink.chunks,
+            intent: intent_label.to_string(),
+            model: outcome.model.clone(),
+            cache_hit: outcome.cache_hit,
+            degradation: outcome.level.label().to_string(),
+            trace_id,
+            product_ids: outcome.product_ids.clone(),
+            tier,
+            route,
+            stages: stages.clone(),
+        };
+        sink.done(done).await;
+        self.record(q, Some(&outcome), Some(ft), total_ms, &stages, None);
+        Some((outcome, std::mem::take(&mut sink.text)))
+    }
+
+    fn record(
+        &self,
+        q: &Query,
+        outcome: Option<&Outcome>,
+        first_token_ms: Option<u64>,
+        total_ms: u64,
+        stages: &[StageTiming],
+        error: Option<ErrorCode>,
+    ) {
+        let Some(rec) = &self.recorder else { return };
+        rec.write(Record {
+            ts_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            message_id: q.message_id.clone(),
+            store_id: q.store_id.clone(),
+            intent: outcome.map(|o| o.intent.label().to_string()),
+            ttft_ms: first_token_ms.map(|v| v as f64),
+            e2e_ms: Some(total_ms as f64),
+            tokens: outcome.map(|o| o.tokens),
+            model: outcome.map(|o| o.model.clone()),
+            cache_hit: outcome.is_some_and(|o| o.cache_hit),
+            degradation: outcome.map(|o| o.level.label().to_string()),
+            error: error.map(|c| c.as_str().to_string()),
+            stages: stages.to_vec(),
+        });
+    }
+}

@@ -1,0 +1,308 @@
+//! The per-message pipeline (docs/architecture.md), one file per phase:
+//!
+//! - [`phase1`]: status at once, then intent, history, profile, orders and the cache lookup
+//!   in parallel under their stage deadlines, with retrieval started speculatively beside
+//!   them; a cache hit short-circuits;
+//! - [`retrieval`]: the speculative retrieval joined when the intent needs it, else stopped;
+//! - [`generation`]: routing, context assembly and the streamed model answer (quality-gate
+//!   escalation, canned fallback);
+//! - [`finish`]: the terminal frame, metrics, SLO and the recording;
+//! - [`after_answer`]: turn saving, cache write and follow-up prediction off the critical path.
+//!
+//! Every dependency call goes through its tower stack (`crate::stack`); a failed stage moves
+//! the message down the ladder (`crate::degradation`). The answer's stream lifecycle belongs
+//! to its [`AnswerSink`]: the pipeline only writes to it.
+
+mod after_answer;
+mod finish;
+mod generation;
+mod phase1;
+mod retrieval;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mangaassist_config::{Config, GatewaySettings, StageBudgets};
+use mangaassist_domain::{Asked, ContextSettings, Sources, assemble, keyword::classify_keywords};
+use mangaassist_embedding::QueryEmbedder;
+use mangaassist_proto::v1::{self as pb, Intent};
+use mangaassist_slo::{SloConfig, SloMonitor};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{Instrument, info_span};
+
+use crate::{
+    GatewayError,
+    budget::{MessageClock, StageCtx, Timings, record_stage},
+    degradation::{Ladder, Level},
+    mesh::Mesh,
+    recorder::Recorder,
+    routing::{Route, Router},
+    stack::{Breakers, Stacks},
+    stream::AnswerSink,
+    texts,
+};
+
+/// One user message, as the socket handler hands it over.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub message_id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub store_id: String,
+    pub text: String,
+    pub received: Instant,
+}
+
+/// Everything the pipeline needs, shared by all connections.
+pub struct Orchestrator {
+    pub settings: GatewaySettings,
+    pub mesh: Arc<dyn Mesh>,
+    /// One tower stack per dependency call, built here once.
+    stacks: Stacks,
+    pub embedder: Option<QueryEmbedder>,
+    /// Off-critical-path work (turn saving, cache writes) that shutdown waits for.
+    pub background: TaskTracker,
+    pub breakers: Breakers,
+    pub router: Router,
+    pub budgets: Arc<StageBudgets>,
+    pub slo: Arc<SloMonitor>,
+    pub recorder: Option<Recorder>,
+}
+
+/// Why an answer ended without `done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The model stream broke after part of the answer was sent.
+    Interrupted,
+    /// The whole-message deadline passed.
+    TotalDeadline,
+    /// The client sent `cancel`.
+    Cancelled,
+    /// The session belongs to another user.
+    Forbidden,
+}
+
+/// The answer's outcome, for `done`, metrics and background work.
+struct Outcome {
+    intent: Intent,
+    model: String,
+    tokens: u32,
+    cache_hit: bool,
+    level: Level,
+    product_ids: Vec<String>,
+    route: Option<Route>,
+}
+
+impl Orchestrator {
+    /// `embedder` = `None` lets each daemon embed the message itself.
+    pub fn new(
+        config: &Config,
+        mesh: Arc<dyn Mesh>,
+        embedder: Option<QueryEmbedder>,
+    ) -> Result<Self, GatewayError> {
+        let g = &config.gateway;
+        let slo = SloMonitor::new(SloConfig {
+            target_ms: g.slo.target_ms as f64,
+            error_budget: g.slo.error_budget,
+            ..SloConfig::default()
+        })?;
+        let recorder = if g.record_path.as_os_str().is_empty() {
+            None
+        } else {
+            Some(Recorder::open(&g.record_path)?)
+        };
+        let breakers = Breakers::new(&g.breakers);
+        Ok(Self {
+            settings: g.clone(),
+            stacks: Stacks::new(&mesh, &breakers),
+            mesh,
+            embedder,
+            background: TaskTracker::new(),
+            breakers,
+            router: Router::new(&g.routing, &config.intent),
+            budgets: Arc::new(g.budgets.clone()),
+            slo: Arc::new(slo),
+            recorder,
+        })
+    }
+
+    /// Answers one query through `sink`. Returns when the terminal frame (done or error) is
+    /// written; the answer continues into the resume buffer if the client drops, and stops
+    /// when `cancel` fires or the message's total deadline passes.
+    pub async fn handle(self: Arc<Self>, q: Query, sink: AnswerSink, cancel: CancellationToken) {
+        let span = info_span!(
+            "message",
+            message_id = %q.message_id,
+            session_id = %q.session_id,
+            store_id = %q.store_id,
+            intent = tracing::field::Empty,
+            degradation = tracing::field::Empty,
+        );
+        self.handle_inner(q, sink, cancel).instrument(span).await;
+    }
+
+    async fn handle_inner(
+        self: Arc<Self>,
+        q: Query,
+        mut sink: AnswerSink,
+        cancel: CancellationToken,
+    ) {
+        let ctx = StageCtx {
+            clock: MessageClock::new(q.received, &self.settings.deadlines),
+            timings: Timings::default(),
+            budgets: self.budgets.clone(),
+        };
+        let guess = classify_keywords(&q.text);
+        sink.status(texts::status_text(guess.0).to_string()).await;
+        let embedding = self.embed(&q.text, &ctx).await;
+        let total_left = ctx.clock.total_left();
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(End::Cancelled),
+            r = tokio::time::timeout(
+                total_left,
+                self.answer(&q, &ctx, &mut sink, guess, embedding.clone()),
+            ) => r.unwrap_or(Err(End::TotalDeadline)),
+        };
+        if let Some((outcome, answer)) = self.finish(&q, &ctx, &mut sink, result).await {
+            self.after_answer(q, answer, outcome, embedding);
+        }
+    }
+
+    /// The message's query vector, computed once here for every daemon that needs it.
+    async fn embed(&self, text: &str, ctx: &StageCtx) -> Option<pb::Embedding> {
+        let embedder = self.embedder.clone()?;
+        let text = text.to_string();
+        let started = Instant::now();
+        let span = info_span!(
+            "stage",
+            stage = "embed",
+            budget_ms = ctx.budgets.orchestrator_ms
+        );
+        let r = tokio::task::spawn_blocking(move || {
+            embedder.embed_query(&text).map(|v| pb::Embedding {
+                values: v.to_vec(),
+                model: embedder.model_id().to_string(),
+            })
+        })
+        .instrument(span.clone())
+        .await;
+        let _e = span.enter();
+        let (out, outcome) = match r {
+            Ok(Ok(e)) => (Some(e), "ok"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "embedding failed; services will embed themselves");
+                (None, "error")
+            }
+            Err(_) => (None, "error"),
+        };
+        record_stage(
+            &ctx.timings,
+            &ctx.budgets,
+            &ctx.clock,
+            "embed",
+            started,
+            outcome,
+        );
+        out
+    }
+
+    /// Produces the answer through `sink`: phase 1, then retrieval, then generation.
+    async fn answer(
+        &self,
+        q: &Query,
+        ctx: &StageCtx,
+        sink: &mut AnswerSink,
+        guess: (Intent, f32),
+        embedding: Option<pb::Embedding>,
+    ) -> Result<Outcome, End> {
+        let context_settings = ContextSettings::from(&self.settings);
+        let mut ladder = Ladder::default();
+        let phase1 = self.start_phase1(q, ctx, &context_settings, embedding.clone());
+        if let Some(hit) = self.lookup_cache(q, ctx, embedding, &mut ladder).await {
+            // Dropping phase 1 aborts every call still running.
+            drop(phase1);
+            return Ok(phase1::replay_cached(sink, hit).await);
+        }
+        let understood = self
+            .understand(ctx, phase1.calls, guess, &mut ladder)
+            .await?;
+        let retrieved = self
+            .join_retrieval(
+                q,
+                ctx,
+                phase1.retrieval,
+                understood.classified.needs_retrieval,
+                &mut ladder,
+            )
+            .await;
+
+        let assembly_started = Instant::now();
+        let route = self.router.route(
+            &understood.classified,
+            understood.intent,
+            understood.from_daemon,
+        );
+        let sources = Sources {
+            retrieved,
+            history: understood.history.unwrap_or_default(),
+            profile: understood.profile.and_then(|p| p.profile),
+            orders: understood.orders,
+        };
+        let asked = Asked {
+            query: &q.text,
+            store_id: &q.store_id,
+            session_id: &q.session_id,
+            user_id: &q.user_id,
+        };
+        let gen_req = assemble(understood.intent, sources, &context_settings).into_request(
+            asked,
+            understood.intent,
+            route.tier,
+            ladder.level().label(),
+        );
+        record_stage(
+            &ctx.timings,
+            &ctx.budgets,
+            &ctx.clock,
+            "context_assembly",
+            assembly_started,
+            "ok",
+        );
+        self.generate(ctx, sink, gen_req, understood.intent, route, ladder)
+            .await
+    }
+}
+
+/// Sends a finished text (cached or canned answer) as chunks of a few words each.
+async fn replay(sink: &mut AnswerSink, text: &str) {
+    for piece in split_for_replay(text) {
+        sink.delta(piece).await;
+    }
+    sink.flush().await;
+}
+
+fn split_for_replay(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut words = 0;
+    for piece in text.split_inclusive(' ') {
+        cur.push_str(piece);
+        words += 1;
+        if words == 4 {
+            out.push(std::mem::take(&mut cur));
+            words = 0;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// How long background writes (turns, cache, prediction) may take each.
+const BACKGROUND_DEADLINE: Duration = Duration::from_secs(2);

@@ -208,7 +208,7 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
         error_code(&c.next_frame().await),
         Some(ErrorCode::FrameTooLarge)
     );
-    c.send(&ClientFrame::Ping).await;
+    c.send(&ClientFrame::Ping {}).await;
     assert_eq!(c.next_frame().await, ServerFrame::Pong);
     let a = c.ask("Hello!", "s-after-errors").await;
     assert_eq!(a.done().intent, "greeting");

@@ -474,7 +474,7 @@ async fn per_user_rate_limit_answers_with_retry_after() {
     };
     assert!((1..=20_000).contains(&retry), "{retry}");
     // The connection stays usable, and another user is not affected.
-    c.send(&ClientFrame::Ping).await;
+    c.send(&ClientFrame::Ping {}).await;
     assert_eq!(c.next_frame().await, ServerFrame::Pong);
     let mut other = WsClient::connect(&m.ws_url_as("u-other")).await;
     other.ask("hello", "s-rl-other").await.done();

@@ -198,7 +198,7 @@ async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, seen: A
             }
         };
         match frame {
-            ClientFrame::Ping => {
+            ClientFrame::Ping {} => {
                 let _ = tx.send(ServerFrame::Pong);
             }
             ClientFrame::Query {

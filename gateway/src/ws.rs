@@ -212,7 +212,7 @@ pub async fn run(
             }
         };
         match frame {
-            ClientFrame::Ping => send(Outgoing::Frame(ServerFrame::Pong)).await,
+            ClientFrame::Ping {} => send(Outgoing::Frame(ServerFrame::Pong)).await,
             ClientFrame::Cancel { message_id } => {
                 let token = cancels.lock().get(&message_id).cloned();
                 match token {

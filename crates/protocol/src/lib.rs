@@ -33,7 +33,9 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
     },
-    Ping,
+    /// A struct variant, not a unit one: serde ignores extra fields of a unit variant, and a
+    /// client frame with fields nobody reads is refused like any other.
+    Ping {},
     /// Replays the chunks of `message_id` after `last_chunk_idx` (absent or -1 = from the
     /// start), then follows the answer live if it is still streaming.
     Resume {
@@ -43,9 +45,7 @@ pub enum ClientFrame {
         last_chunk_idx: Option<i64>,
     },
     /// Stops an answer in flight (the client no longer wants it).
-    Cancel {
-        message_id: String,
-    },
+    Cancel { message_id: String },
 }
 
 impl ClientFrame {
@@ -398,7 +398,7 @@ mod tests {
     fn parses_and_classifies_errors() {
         assert_eq!(
             parse_client_frame(r#"{"action":"ping"}"#).unwrap(),
-            ClientFrame::Ping
+            ClientFrame::Ping {}
         );
         assert!(matches!(
             parse_client_frame(r#"{"action":"query","text":"hi","session_id":"s"}"#).unwrap(),
@@ -527,12 +527,15 @@ mod tests {
             assert_eq!(err.code, want, "{frame}: {err}");
             assert!(err.message.contains(says), "{frame}: {err}");
         }
-        // The edges that are still fine. serde ignores extra fields of a unit variant, so a
-        // `ping` with extras has always been answered; pinned here so a change is deliberate.
+        // `ping` carries no fields, so any field is an unknown one.
+        let err = parse_client_frame(r#"{"action":"ping","x":1}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.contains("unknown field `x`"), "{err}");
         assert_eq!(
-            parse_client_frame(r#"{"action":"ping","x":1}"#).unwrap(),
-            ClientFrame::Ping
+            parse_client_frame(r#"{"action":"ping"}"#).unwrap(),
+            ClientFrame::Ping {}
         );
+        assert_eq!(ClientFrame::Ping {}.to_json(), r#"{"action":"ping"}"#);
         let id = "m".repeat(128);
         assert!(
             parse_client_frame(&format!(

@@ -49,6 +49,15 @@ pub struct Shared {
     pub answers: TaskTracker,
 }
 
+/// The refusal of a query or resume beyond the connection's answers in flight.
+fn busy(message_id: String, max_in_flight: usize) -> Outgoing {
+    Outgoing::Frame(ServerFrame::error(
+        Some(message_id),
+        ErrorCode::Busy,
+        format!("{max_in_flight} answers already in flight on this connection"),
+    ))
+}
+
 fn rate_limited(message_id: Option<String>, what: &str, retry: Duration) -> Outgoing {
     Outgoing::Frame(ServerFrame::Error {
         message_id,
@@ -244,12 +253,7 @@ pub async fn run(
                     continue;
                 }
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    send(Outgoing::Frame(ServerFrame::error(
-                        Some(message_id),
-                        ErrorCode::Busy,
-                        format!("{max_in_flight} answers already in flight on this connection"),
-                    )))
-                    .await;
+                    send(busy(message_id, max_in_flight)).await;
                     continue;
                 };
                 let query = Query {
@@ -296,12 +300,7 @@ pub async fn run(
                 last_chunk_idx,
             } => {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    send(Outgoing::Frame(ServerFrame::error(
-                        Some(message_id),
-                        ErrorCode::Busy,
-                        format!("{max_in_flight} answers already in flight on this connection"),
-                    )))
-                    .await;
+                    send(busy(message_id, max_in_flight)).await;
                     continue;
                 };
                 let key = StreamKey {

@@ -8,6 +8,7 @@
 //! message's clock and timings ride on the request ([`Staged`]), so the same stack serves
 //! every message.
 
+mod around;
 mod deadline;
 mod metrics;
 mod trace;
@@ -166,8 +167,8 @@ where
     F: Future<Output = Result<T, tonic::Status>> + Send + 'static,
 {
     let svc = ServiceBuilder::new()
-        .layer(TraceLayer)
-        .layer(MetricsLayer)
+        .layer(TraceLayer::default())
+        .layer(MetricsLayer::default())
         .map_err(|e: CircuitError<StageError>| match e {
             CircuitError::Open(open) => StageError::Open(open),
             CircuitError::Inner(e) => e,

@@ -1,56 +1,33 @@
 //! Each stage call in its own `stage` span carrying its budget, deadline and outcome, so an
 //! over-budget stage is an event on the message's trace.
 
-use std::task::{Context, Poll};
-
 use futures::{FutureExt, future::BoxFuture};
-use tower::{Layer, Service};
 use tracing::{Instrument, info_span};
 
-use super::Staged;
+use super::around::{Around, AroundLayer, StageCall};
 use crate::budget::StageError;
 
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TraceLayer;
+pub struct Trace;
 
-impl<S> Layer<S> for TraceLayer {
-    type Service = Trace<S>;
+pub type TraceLayer = AroundLayer<Trace>;
 
-    fn layer(&self, inner: S) -> Self::Service {
-        Trace { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Trace<S> {
-    inner: S,
-}
-
-impl<S, R, T> Service<Staged<R>> for Trace<S>
-where
-    S: Service<Staged<R>, Response = T, Error = StageError>,
-    S::Future: Send + 'static,
-{
-    type Response = T;
-    type Error = StageError;
-    type Future = BoxFuture<'static, Result<T, StageError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Staged<R>) -> Self::Future {
-        let label = req.stage.label();
+impl Around for Trace {
+    fn around<T: Send + 'static>(
+        &self,
+        call: StageCall,
+        inner: BoxFuture<'static, Result<T, StageError>>,
+    ) -> BoxFuture<'static, Result<T, StageError>> {
+        let label = call.stage.label();
         let span = info_span!(
             "stage",
             stage = label,
-            budget_ms = req.ctx.budgets.for_stage(label),
-            deadline_ms = req.deadline.as_millis() as u64,
+            budget_ms = call.ctx.budgets.for_stage(label),
+            deadline_ms = call.deadline.as_millis() as u64,
             outcome = tracing::field::Empty
         );
-        let call = span.in_scope(|| self.inner.call(req));
         async move {
-            let result = call.await;
+            let result = inner.await;
             let outcome = match &result {
                 Ok(_) => "ok",
                 Err(e) => e.outcome(),

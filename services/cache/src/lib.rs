@@ -217,10 +217,15 @@ impl CacheDaemon {
             )));
         };
         let mut partitions = Vec::with_capacity(3);
-        if !req.session_id.is_empty() {
-            partitions.push(Partition::session(&req.store_id, &req.session_id));
-        }
         if !req.user_id.is_empty() {
+            // Session answers are the user's: no user, no session partition.
+            if !req.session_id.is_empty() {
+                partitions.push(Partition::session(
+                    &req.store_id,
+                    &req.user_id,
+                    &req.session_id,
+                ));
+            }
             partitions.push(Partition::user(&req.store_id, &req.user_id));
         }
         partitions.push(Partition::store(&req.store_id));
@@ -294,8 +299,9 @@ impl CacheDaemon {
                 Partition::user(&req.store_id, &req.user_id)
             }
             Ok(pb::CacheScope::Session) => {
+                check_nonempty("user_id (SESSION scope)", &req.user_id)?;
                 check_nonempty("session_id (SESSION scope)", &req.session_id)?;
-                Partition::session(&req.store_id, &req.session_id)
+                Partition::session(&req.store_id, &req.user_id, &req.session_id)
             }
             Ok(pb::CacheScope::Unspecified) | Err(_) => {
                 return Err(invalid(format!(

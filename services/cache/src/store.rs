@@ -10,13 +10,16 @@ use parking_lot::RwLock;
 
 use crate::CacheError;
 
-/// The set of entries one lookup step can see: a scope, a store, and the user (USER scope)
-/// or session (SESSION scope) that owns them; `owner` is empty for STORE scope.
+/// The set of entries one lookup step can see: a scope, a store, and who owns them. A
+/// session partition belongs to the authenticated user *and* the session, so a session id
+/// sent by someone else names a different (empty) partition; `user` and `session` are empty
+/// where the scope has none.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Partition {
     pub scope: pb::CacheScope,
     pub store_id: String,
-    pub owner: String,
+    pub user: String,
+    pub session: String,
 }
 
 impl Partition {
@@ -24,7 +27,8 @@ impl Partition {
         Self {
             scope: pb::CacheScope::Store,
             store_id: store_id.into(),
-            owner: String::new(),
+            user: String::new(),
+            session: String::new(),
         }
     }
 
@@ -32,26 +36,24 @@ impl Partition {
         Self {
             scope: pb::CacheScope::User,
             store_id: store_id.into(),
-            owner: user_id.into(),
+            user: user_id.into(),
+            session: String::new(),
         }
     }
 
-    pub fn session(store_id: &str, session_id: &str) -> Self {
+    pub fn session(store_id: &str, user_id: &str, session_id: &str) -> Self {
         Self {
             scope: pb::CacheScope::Session,
             store_id: store_id.into(),
-            owner: session_id.into(),
+            user: user_id.into(),
+            session: session_id.into(),
         }
     }
 
     /// The exact-match key of a normalised question in this partition. Fields are length
     /// prefixed so no choice of ids can make two partitions share a key.
     pub fn exact_key(&self, normalized_text: &str) -> String {
-        let (user, session) = match self.scope {
-            pb::CacheScope::User => (self.owner.as_str(), ""),
-            pb::CacheScope::Session => ("", self.owner.as_str()),
-            _ => ("", ""),
-        };
+        let (user, session) = (&self.user, &self.session);
         format!(
             "{}|{}:{}|{}:{}|{}:{}|{}",
             self.scope.as_str_name(),
@@ -460,7 +462,12 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(
             Partition::user("s", "u").exact_key("x"),
-            Partition::session("s", "u").exact_key("x")
+            Partition::session("s", "u", "").exact_key("x")
+        );
+        // One session id under two users is two partitions.
+        assert_ne!(
+            Partition::session("s", "alice", "sess").exact_key("x"),
+            Partition::session("s", "bob", "sess").exact_key("x")
         );
     }
 

@@ -133,10 +133,10 @@ async fn entries_expire_after_their_ttl_without_sleeping() {
     rec.answer.as_mut().unwrap().intent = pb::Intent::Recommendation as i32;
     put(&d, rec).await;
     let mut follow = put_req("is volume 2 in stock", pb::CacheScope::Session, &[]);
-    follow.session_id = "s1".into();
+    (follow.user_id, follow.session_id) = ("alice".into(), "s1".into());
     put(&d, follow).await;
     let mut follow_lookup = lookup_req("is volume 2 in stock");
-    follow_lookup.session_id = "s1".into();
+    (follow_lookup.user_id, follow_lookup.session_id) = ("alice".into(), "s1".into());
     clock.advance(Duration::from_secs(299));
     assert!(lookup(&d, follow_lookup.clone()).await.hit);
     clock.advance(Duration::from_secs(1));
@@ -191,7 +191,7 @@ async fn session_scope_wins_over_user_and_store_and_stays_in_its_session() {
     u.answer.as_mut().unwrap().text = "user answer".into();
     put(&d, u).await;
     let mut s = put_req("is volume 2 in stock", pb::CacheScope::Session, &[]);
-    s.session_id = "s1".into();
+    (s.user_id, s.session_id) = ("alice".into(), "s1".into());
     s.answer.as_mut().unwrap().text = "session answer".into();
     put(&d, s).await;
     let req = |session: &str, user: &str| {
@@ -209,6 +209,16 @@ async fn session_scope_wins_over_user_and_store_and_stays_in_its_session() {
     );
     assert_eq!(
         hit_text(&d, req("s2", "bob")).await.unwrap(),
+        "answer to is volume 2 in stock"
+    );
+    // Another user who sends alice's session id sees none of its answers, nor does a
+    // lookup without a user.
+    assert_eq!(
+        hit_text(&d, req("s1", "bob")).await.unwrap(),
+        "answer to is volume 2 in stock"
+    );
+    assert_eq!(
+        hit_text(&d, req("s1", "")).await.unwrap(),
         "answer to is volume 2 in stock"
     );
 }
@@ -356,6 +366,10 @@ async fn invalid_requests_are_rejected() {
     bad_puts.push(r);
     bad_puts.push(put_req("q", pb::CacheScope::User, &[]));
     bad_puts.push(put_req("q", pb::CacheScope::Session, &[]));
+    // A session answer without its user would be readable by anyone with the session id.
+    let mut r = put_req("q", pb::CacheScope::Session, &[]);
+    r.session_id = "s1".into();
+    bad_puts.push(r);
     let mut r = put_req("q", pb::CacheScope::Store, &[]);
     r.answer.as_mut().unwrap().text = "x".repeat(64 * 1024 + 1);
     bad_puts.push(r);

@@ -89,7 +89,7 @@ async fn entries_vanish_at_their_redis_ttl_and_purge_cleans_the_indexes() {
 async fn two_store_instances_share_everything() {
     let server = RedisServer::start();
     let (a, b) = (store(&server, 100).await, store(&server, 100).await);
-    let p = Partition::session("s1", "sess");
+    let p = Partition::session("s1", "alice", "sess");
     a.put(entry(&p, "q", Some(unit(2, 4)), &["P1"], HOUR_MS))
         .await
         .unwrap();

@@ -123,7 +123,7 @@ async fn semantic_hits_respect_threshold_partition_and_dimension(s: &dyn CacheSt
     // Other partitions see nothing of alice's.
     for other in [
         Partition::user("s1", "bob"),
-        Partition::session("s1", "alice"),
+        Partition::session("s1", "alice", "sess"),
         Partition::store("s1"),
         Partition::user("s2", "alice"),
     ] {

@@ -186,6 +186,23 @@ impl<T> Corpus<T> {
     }
 }
 
+/// Every backend takes one vector per catalog item, paired by position: a count that
+/// differs would pair items with another item's vector.
+pub(crate) fn check_vector_counts(
+    catalog: &Catalog,
+    product_vectors: &[Arc<[f32]>],
+    document_vectors: &[Arc<[f32]>],
+) -> Result<(), RetrievalError> {
+    if product_vectors.len() != catalog.products.len()
+        || document_vectors.len() != catalog.documents.len()
+    {
+        return Err(RetrievalError::Internal(
+            "catalog and vector counts differ".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Drops the lexical hits (sorted best first) far below the best one: they share only an
 /// incidental word with the query ("one" in "One Piece"), and in a rank-based fusion they
 /// would still earn nearly as much as a strong match at the same rank.
@@ -404,13 +421,7 @@ impl LocalBackend {
         document_vectors: &[Arc<[f32]>],
         params: HybridParams,
     ) -> Result<Self, RetrievalError> {
-        if product_vectors.len() != catalog.products.len()
-            || document_vectors.len() != catalog.documents.len()
-        {
-            return Err(RetrievalError::Internal(
-                "catalog and vector counts differ".into(),
-            ));
-        }
+        check_vector_counts(catalog, product_vectors, document_vectors)?;
         let ef = params.ef_search.max(4 * params.candidates.max(50));
         let stores = catalog.stores();
         let mut by_store = HashMap::new();

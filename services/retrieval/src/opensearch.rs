@@ -41,7 +41,8 @@ use crate::{
     RetrievalError,
     backend::{
         HybridParams, ProductFilter, Scored, SearchBackend, SearchQuery, SearchResults, Series,
-        apply_lexical_floor, build_series, diversify, expand, fuse, named_series, without_series,
+        apply_lexical_floor, build_series, check_vector_counts, diversify, expand, fuse,
+        named_series, without_series,
     },
     text,
 };
@@ -236,13 +237,7 @@ impl OpenSearchBackend {
         document_vectors: &[Arc<[f32]>],
         dim: usize,
     ) -> Result<Self, RetrievalError> {
-        if product_vectors.len() != catalog.products.len()
-            || document_vectors.len() != catalog.documents.len()
-        {
-            return Err(RetrievalError::Internal(
-                "catalog and vector counts differ".into(),
-            ));
-        }
+        check_vector_counts(catalog, product_vectors, document_vectors)?;
         let url = Url::parse(&config.url).map_err(|e| {
             RetrievalError::InvalidArgument(format!(
                 "retrieval.opensearch.url `{}` is not a URL: {e}",
@@ -585,6 +580,25 @@ impl OpenSearchBackend {
                 self.url
             ))
         })
+    }
+
+    /// The fused ranking of one index's k-NN and lexical hits, with the item each
+    /// `Scored::idx` points at (its source read as `S`, a document of `index`).
+    fn fused<S: serde::de::DeserializeOwned, T: From<S>>(
+        &self,
+        index: &str,
+        by_vector: Vec<Hit>,
+        by_text: Vec<Hit>,
+        cands: usize,
+    ) -> Result<(Vec<Scored>, Vec<T>), RetrievalError> {
+        let mut c = Candidates::new();
+        let scored = c.fuse(by_vector, by_text, cands, self.params.rrf_k);
+        let items = c
+            .sources
+            .into_iter()
+            .map(|s| self.source::<S>(index, s).map(Into::into))
+            .collect::<Result<_, _>>()?;
+        Ok((scored, items))
     }
 }
 
@@ -981,21 +995,12 @@ impl SearchBackend for OpenSearchBackend {
 
         let mut products = Vec::new();
         if q.top_k > 0 {
-            let mut c = Candidates::new();
-            let scored = c.fuse(
+            let (scored, items) = self.fused::<ProductSource, pb::Product>(
+                &products_index,
                 take(Part::ProductVector),
                 take(Part::ProductText),
                 product_cands,
-                self.params.rrf_k,
-            );
-            let items: Vec<pb::Product> = c
-                .sources
-                .into_iter()
-                .map(|s| {
-                    self.source::<ProductSource>(&products_index, s)
-                        .map(Into::into)
-                })
-                .collect::<Result<_, _>>()?;
+            )?;
             products = diversify(scored, q.top_k, self.params.max_per_series, |s| {
                 items[s.idx].series.as_str()
             })
@@ -1010,21 +1015,12 @@ impl SearchBackend for OpenSearchBackend {
         }
         let mut documents = Vec::new();
         if q.top_k_documents > 0 {
-            let mut c = Candidates::new();
-            let scored = c.fuse(
+            let (scored, items) = self.fused::<DocumentSource, pb::Document>(
+                &documents_index,
                 take(Part::DocumentVector),
                 take(Part::DocumentText),
                 document_cands,
-                self.params.rrf_k,
-            );
-            let items: Vec<pb::Document> = c
-                .sources
-                .into_iter()
-                .map(|s| {
-                    self.source::<DocumentSource>(&documents_index, s)
-                        .map(Into::into)
-                })
-                .collect::<Result<_, _>>()?;
+            )?;
             documents = scored
                 .into_iter()
                 .take(q.top_k_documents)

@@ -119,6 +119,28 @@ pub(crate) struct Scored {
     pub(crate) lexical: f32,
 }
 
+impl Scored {
+    /// `product` (the item at `idx`) as a hit carrying these scores.
+    pub(crate) fn product_hit(&self, product: pb::Product) -> pb::ProductHit {
+        pb::ProductHit {
+            product: Some(product),
+            score: self.fused,
+            vector_score: self.vector,
+            lexical_score: self.lexical,
+        }
+    }
+
+    /// `document` (the item at `idx`) as a hit carrying these scores.
+    pub(crate) fn document_hit(&self, document: pb::Document) -> pb::DocumentHit {
+        pb::DocumentHit {
+            document: Some(document),
+            score: self.fused,
+            vector_score: self.vector,
+            lexical_score: self.lexical,
+        }
+    }
+}
+
 impl<T> Corpus<T> {
     fn new(items: Vec<(T, Arc<[f32]>)>, lexical: impl Fn(&T) -> String, ef: usize) -> Self {
         let texts: Vec<String> = items.iter().map(|(t, _)| lexical(t)).collect();
@@ -491,12 +513,7 @@ impl LocalBackend {
             store.products.items[s.idx].series.as_str()
         })
         .into_iter()
-        .map(|s| pb::ProductHit {
-            product: Some((&store.products.items[s.idx]).into()),
-            score: s.fused,
-            vector_score: s.vector,
-            lexical_score: s.lexical,
-        })
+        .map(|s| s.product_hit((&store.products.items[s.idx]).into()))
         .collect();
         let documents = store
             .documents
@@ -510,12 +527,7 @@ impl LocalBackend {
             )
             .into_iter()
             .take(q.top_k_documents)
-            .map(|s| pb::DocumentHit {
-                document: Some((&store.documents.items[s.idx]).into()),
-                score: s.fused,
-                vector_score: s.vector,
-                lexical_score: s.lexical,
-            })
+            .map(|s| s.document_hit((&store.documents.items[s.idx]).into()))
             .collect();
         Ok(SearchResults {
             products,

@@ -1005,12 +1005,7 @@ impl SearchBackend for OpenSearchBackend {
                 items[s.idx].series.as_str()
             })
             .into_iter()
-            .map(|s| pb::ProductHit {
-                product: Some(items[s.idx].clone()),
-                score: s.fused,
-                vector_score: s.vector,
-                lexical_score: s.lexical,
-            })
+            .map(|s| s.product_hit(items[s.idx].clone()))
             .collect();
         }
         let mut documents = Vec::new();
@@ -1024,12 +1019,7 @@ impl SearchBackend for OpenSearchBackend {
             documents = scored
                 .into_iter()
                 .take(q.top_k_documents)
-                .map(|s| pb::DocumentHit {
-                    document: Some(items[s.idx].clone()),
-                    score: s.fused,
-                    vector_score: s.vector,
-                    lexical_score: s.lexical,
-                })
+                .map(|s| s.document_hit(items[s.idx].clone()))
                 .collect();
         }
         Ok(SearchResults {

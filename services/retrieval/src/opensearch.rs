@@ -691,49 +691,53 @@ fn stored(kind: &str) -> Value {
     json!({ "type": kind, "index": false })
 }
 
-fn product_index_body(dim: usize) -> Value {
+/// An index with every index's settings and a strict mapping of `fields` plus what every
+/// index has: the id, the store, the lexical text and the vector.
+fn index_body(dim: usize, fields: Value) -> Value {
+    let mut properties = json!({
+        "id": { "type": "keyword" },
+        "store_id": { "type": "keyword" },
+        LEXICAL_FIELD: { "type": "text", "analyzer": ANALYZER },
+        VECTOR_FIELD: vector_mapping(dim)
+    });
+    if let (Value::Object(all), Value::Object(fields)) = (&mut properties, fields) {
+        all.extend(fields);
+    }
     json!({
         "settings": index_settings(),
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "id": { "type": "keyword" },
-                "store_id": { "type": "keyword" },
-                "title": stored("text"),
-                "series": { "type": "keyword" },
-                "volume": stored("integer"),
-                "author": stored("text"),
-                "genres": stored("keyword"),
-                "demographic": stored("keyword"),
-                "synopsis": stored("text"),
-                "price_yen": stored("integer"),
-                "stock": { "type": "integer" },
-                "release_date": stored("keyword"),
-                "genres_lc": { "type": "keyword" },
-                "demographic_lc": { "type": "keyword" },
-                LEXICAL_FIELD: { "type": "text", "analyzer": ANALYZER },
-                VECTOR_FIELD: vector_mapping(dim)
-            }
-        }
+        "mappings": { "dynamic": "strict", "properties": properties }
     })
 }
 
+fn product_index_body(dim: usize) -> Value {
+    index_body(
+        dim,
+        json!({
+            "title": stored("text"),
+            "series": { "type": "keyword" },
+            "volume": stored("integer"),
+            "author": stored("text"),
+            "genres": stored("keyword"),
+            "demographic": stored("keyword"),
+            "synopsis": stored("text"),
+            "price_yen": stored("integer"),
+            "stock": { "type": "integer" },
+            "release_date": stored("keyword"),
+            "genres_lc": { "type": "keyword" },
+            "demographic_lc": { "type": "keyword" }
+        }),
+    )
+}
+
 fn document_index_body(dim: usize) -> Value {
-    json!({
-        "settings": index_settings(),
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "id": { "type": "keyword" },
-                "store_id": { "type": "keyword" },
-                "kind": { "type": "keyword" },
-                "title": stored("text"),
-                "body": stored("text"),
-                LEXICAL_FIELD: { "type": "text", "analyzer": ANALYZER },
-                VECTOR_FIELD: vector_mapping(dim)
-            }
-        }
-    })
+    index_body(
+        dim,
+        json!({
+            "kind": { "type": "keyword" },
+            "title": stored("text"),
+            "body": stored("text")
+        }),
+    )
 }
 
 /// The product filter as OpenSearch filter clauses.

@@ -81,7 +81,9 @@ use prost::Message;
 
 use crate::{
     MemoryError, MemoryStore,
-    store::{Clock, decode, live_cutoff, not_owner, stamp, system_now_ms, validate_seed},
+    store::{
+        Clock, decode, live_cutoff, not_owner, order_limit, stamp, system_now_ms, validate_seed,
+    },
 };
 
 /// Sort key = `ts_ms * SEQ_SPAN + seq`.
@@ -874,7 +876,7 @@ impl MemoryStore for DynamoStore {
         store_id: &str,
         limit: usize,
     ) -> Result<Vec<pb::Order>, MemoryError> {
-        let limit = if limit == 0 { usize::MAX } else { limit };
+        let limit = order_limit(limit);
         let table = self.tables.orders.as_str();
         let mut out = Vec::new();
         let mut req = self.user_orders(user_id).scan_index_forward(false);

@@ -272,7 +272,7 @@ impl RedbStore {
         store_id: &str,
         limit: usize,
     ) -> Result<Vec<pb::Order>, MemoryError> {
-        let limit = if limit == 0 { usize::MAX } else { limit };
+        let limit = order_limit(limit);
         let txn = self.db.begin_read().map_err(MemoryError::storage)?;
         let orders = txn.open_table(ORDERS).map_err(MemoryError::storage)?;
         // Every (user_id, ..) key sorts below (user_id + "\0", ..), whatever follows.
@@ -365,6 +365,11 @@ pub(crate) fn stamp(turn: &mut pb::Turn, now: i64) -> u64 {
         turn.ts_ms = now;
     }
     u64::try_from(turn.ts_ms).unwrap_or(0)
+}
+
+/// The most orders to return for a request's `limit`, where 0 means all of them.
+pub(crate) fn order_limit(limit: usize) -> usize {
+    if limit == 0 { usize::MAX } else { limit }
 }
 
 /// Profiles and orders must carry the ids they are stored under.

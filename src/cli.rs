@@ -146,10 +146,8 @@ enum PromptAction {
     List,
     /// Register a new version from a file (inactive unless --activate).
     Put {
-        #[arg(long, default_value = "default")]
-        store: String,
-        #[arg(long)]
-        intent: String,
+        #[command(flatten)]
+        slot: PromptSlot,
         #[arg(long)]
         version: String,
         file: PathBuf,
@@ -158,20 +156,25 @@ enum PromptAction {
     },
     /// Make a version the active one for new answers.
     Activate {
-        #[arg(long, default_value = "default")]
-        store: String,
-        #[arg(long)]
-        intent: String,
+        #[command(flatten)]
+        slot: PromptSlot,
         #[arg(long)]
         version: String,
     },
     /// Re-activate the version that was active before the last activation.
     Rollback {
-        #[arg(long, default_value = "default")]
-        store: String,
-        #[arg(long)]
-        intent: String,
+        #[command(flatten)]
+        slot: PromptSlot,
     },
+}
+
+/// The store and intent whose prompt a command changes.
+#[derive(Debug, clap::Args)]
+struct PromptSlot {
+    #[arg(long, default_value = "default")]
+    store: String,
+    #[arg(long)]
+    intent: String,
 }
 
 fn intent_arg(label: &str) -> anyhow::Result<mangaassist_proto::v1::Intent> {
@@ -214,68 +217,48 @@ async fn prompt_command(
     let dl = Duration::from_secs(10);
     let mut out = std::io::stdout();
     let unreachable = || format!("generation daemon at {endpoint}");
-    match action {
+    let p = match action {
         PromptAction::List => {
             for p in c.list_prompts(dl).await.with_context(unreachable)?.prompts {
                 writeln!(out, "{}", show_prompt(&p))?;
             }
+            return Ok(());
         }
         PromptAction::Put {
-            store,
-            intent,
+            slot,
             version,
             file,
             activate,
         } => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read prompt file {}", file.display()))?;
-            let p = c
-                .put_prompt(
-                    mangaassist_proto::v1::PutPromptRequest {
-                        store_id: store.clone(),
-                        intent: intent_arg(intent)? as i32,
-                        version: version.clone(),
-                        text,
-                        activate: *activate,
-                    },
-                    dl,
-                )
-                .await
-                .with_context(unreachable)?;
-            writeln!(out, "{}", show_prompt(&p))?;
+            let req = mangaassist_proto::v1::PutPromptRequest {
+                store_id: slot.store.clone(),
+                intent: intent_arg(&slot.intent)? as i32,
+                version: version.clone(),
+                text,
+                activate: *activate,
+            };
+            c.put_prompt(req, dl).await
         }
-        PromptAction::Activate {
-            store,
-            intent,
-            version,
-        } => {
-            let p = c
-                .activate_prompt(
-                    mangaassist_proto::v1::ActivatePromptRequest {
-                        store_id: store.clone(),
-                        intent: intent_arg(intent)? as i32,
-                        version: version.clone(),
-                    },
-                    dl,
-                )
-                .await
-                .with_context(unreachable)?;
-            writeln!(out, "{}", show_prompt(&p))?;
+        PromptAction::Activate { slot, version } => {
+            let req = mangaassist_proto::v1::ActivatePromptRequest {
+                store_id: slot.store.clone(),
+                intent: intent_arg(&slot.intent)? as i32,
+                version: version.clone(),
+            };
+            c.activate_prompt(req, dl).await
         }
-        PromptAction::Rollback { store, intent } => {
-            let p = c
-                .rollback_prompt(
-                    mangaassist_proto::v1::RollbackPromptRequest {
-                        store_id: store.clone(),
-                        intent: intent_arg(intent)? as i32,
-                    },
-                    dl,
-                )
-                .await
-                .with_context(unreachable)?;
-            writeln!(out, "{}", show_prompt(&p))?;
+        PromptAction::Rollback { slot } => {
+            let req = mangaassist_proto::v1::RollbackPromptRequest {
+                store_id: slot.store.clone(),
+                intent: intent_arg(&slot.intent)? as i32,
+            };
+            c.rollback_prompt(req, dl).await
         }
     }
+    .with_context(unreachable)?;
+    writeln!(out, "{}", show_prompt(&p))?;
     Ok(())
 }
 

@@ -135,7 +135,19 @@ pub struct CompareArgs {
     pub baseline: PathBuf,
     /// results.json of the run under test.
     pub current: PathBuf,
-    /// Fail on a significant p95 regression above this fraction (0.15 = 15 %).
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+    /// Also write the Markdown report to this file.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+/// How `bench compare` and `bench prompt` judge a latency difference; one set of options so
+/// both gates take the same flags with the same defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerdictArgs {
+    /// Fail on a significant p95 regression (of TTFT or e2e) above this fraction
+    /// (0.15 = 15 %).
     #[arg(long, default_value_t = 0.15)]
     pub gate: f64,
     /// Significance level of the Mann-Whitney U test.
@@ -144,15 +156,26 @@ pub struct CompareArgs {
     /// |Cliff's delta| below this is negligible (never a regression).
     #[arg(long, default_value_t = 0.147)]
     pub effect_floor: f64,
-    /// Rows with fewer answered samples on either side get no verdict.
+    /// Fewer answered samples than this on either side: no verdict (for that row of
+    /// `compare`; for `prompt`, none at all and exit 2).
     #[arg(long, default_value_t = 20)]
     pub min_samples: usize,
     /// Bootstrap resamples for the Δp95 confidence interval.
     #[arg(long, default_value_t = 2000)]
     pub resamples: usize,
-    /// Also write the Markdown report to this file.
-    #[arg(long, short = 'o')]
-    pub out: Option<PathBuf>,
+}
+
+impl VerdictArgs {
+    pub fn settings(&self) -> CompareSettings {
+        CompareSettings {
+            gate: self.gate,
+            alpha: self.alpha,
+            effect_floor: self.effect_floor,
+            min_samples: self.min_samples,
+            bootstrap_resamples: self.resamples,
+            seed: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -178,21 +201,8 @@ pub struct PromptArgs {
     /// Model tier of every call; auto = the intent's tier in seed 001's routing table.
     #[arg(long, value_enum, default_value_t = TierChoice::Auto)]
     pub tier: TierChoice,
-    /// Fail on a significant p95 regression of TTFT or e2e above this fraction.
-    #[arg(long, default_value_t = 0.15)]
-    pub gate: f64,
-    /// Significance level of the Mann-Whitney U test.
-    #[arg(long, default_value_t = 0.05)]
-    pub alpha: f64,
-    /// |Cliff's delta| below this is negligible (never a regression).
-    #[arg(long, default_value_t = 0.147)]
-    pub effect_floor: f64,
-    /// Fewer answered measured calls per arm than this: no verdict (exit 2).
-    #[arg(long, default_value_t = 20)]
-    pub min_samples: usize,
-    /// Bootstrap resamples for the Δp95 confidence interval.
-    #[arg(long, default_value_t = 2000)]
-    pub resamples: usize,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
     /// Queries in flight at once; each runs its two arms one after the other.
     #[arg(long, short = 'c', default_value_t = 4)]
     pub concurrency: usize,
@@ -353,14 +363,7 @@ async fn prompt_command(args: &PromptArgs, ctx: &BenchContext) -> Result<i32, Be
         concurrency: args.concurrency,
         timeout: args.timeout,
         seed: args.seed,
-        settings: CompareSettings {
-            gate: args.gate,
-            alpha: args.alpha,
-            effect_floor: args.effect_floor,
-            min_samples: args.min_samples,
-            bootstrap_resamples: args.resamples,
-            seed: None,
-        },
+        settings: args.verdict.settings(),
         progress: !args.quiet,
     };
     let report = run_prompt_gate(&cfg, &mix).await?;
@@ -466,22 +469,10 @@ fn report_run(results: &Results, out: &std::path::Path) {
 }
 
 fn compare_command(args: &CompareArgs) -> Result<i32, BenchError> {
-    if !(args.gate.is_finite() && args.gate >= 0.0) {
-        return Err(BenchError::Usage(format!(
-            "--gate must be a fraction ≥ 0, got {}",
-            args.gate
-        )));
-    }
+    let settings = args.verdict.settings();
+    settings.validate()?;
     let baseline = Results::load(&args.baseline)?;
     let current = Results::load(&args.current)?;
-    let settings = CompareSettings {
-        gate: args.gate,
-        alpha: args.alpha,
-        effect_floor: args.effect_floor,
-        min_samples: args.min_samples,
-        bootstrap_resamples: args.resamples,
-        seed: None,
-    };
     let report = compare_results(&baseline, &current, &settings)?;
     let md = report.to_markdown();
     if let Some(out) = &args.out {
@@ -594,7 +585,7 @@ mod tests {
             Cli::try_parse_from(["x", "bench", "compare", "a.json", "b.json", "--gate", "0.2"])
                 .unwrap();
         assert!(
-            matches!(cli.command, Top::Bench(BenchCommand::Compare(CompareArgs { gate, .. })) if gate == 0.2)
+            matches!(cli.command, Top::Bench(BenchCommand::Compare(CompareArgs { verdict: VerdictArgs { gate, .. }, .. })) if gate == 0.2)
         );
         assert!(
             Cli::try_parse_from(["x", "weekly"]).is_err(),
@@ -616,7 +607,12 @@ mod tests {
             panic!("not prompt");
         };
         assert_eq!(
-            (args.store.as_str(), args.messages, args.warmup, args.gate),
+            (
+                args.store.as_str(),
+                args.messages,
+                args.warmup,
+                args.verdict.gate
+            ),
             ("manga_jp", 60, 5, 0.15)
         );
         assert_eq!(args.tier, TierChoice::Auto);

@@ -41,6 +41,22 @@ impl Default for CompareSettings {
 }
 
 impl CompareSettings {
+    /// The settings as flags, checked the same way for every gate that takes them.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        if !(self.gate.is_finite() && self.gate >= 0.0) {
+            return Err(BenchError::Usage(format!(
+                "--gate must be a fraction ≥ 0, got {}",
+                self.gate
+            )));
+        }
+        if self.min_samples < 2 {
+            return Err(BenchError::Usage(
+                "--min-samples must be at least 2".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn options(&self) -> CompareOptions {
         let d = CompareOptions::default();
         CompareOptions {
@@ -131,11 +147,7 @@ pub fn compare_results(
     current: &Results,
     settings: &CompareSettings,
 ) -> Result<CompareReport, BenchError> {
-    if settings.min_samples < 2 {
-        return Err(BenchError::Usage(
-            "--min-samples must be at least 2".to_string(),
-        ));
-    }
+    settings.validate()?;
     let opts = settings.options();
     let base = baseline.measured_by_intent();
     let cur = current.measured_by_intent();

@@ -108,7 +108,8 @@ impl Exchange {
         }
     }
 
-    fn failed(sent_at: Instant, code: &str, message: impl Into<String>) -> Self {
+    /// An exchange that got no answer: `code` is a client-side error code (`timeout`, …).
+    pub(crate) fn failed(sent_at: Instant, code: &str, message: impl Into<String>) -> Self {
         let mut e = Self::new(sent_at);
         e.error = Some((code.to_string(), message.into()));
         e

@@ -314,25 +314,8 @@ impl Shared {
     }
 
     fn connect_failed(&self, meta: Meta, err: &BenchError) -> Sample {
-        let now = Instant::now();
-        let mut ex = exchange_at(now);
-        ex.error = Some(("connect_failed".to_string(), err.to_string()));
+        let ex = Exchange::failed(Instant::now(), "connect_failed", err.to_string());
         build_sample(ex, meta, &self.clock)
-    }
-}
-
-fn exchange_at(at: Instant) -> Exchange {
-    Exchange {
-        sent_at: at,
-        status_at: None,
-        first_chunk_at: None,
-        last_chunk_at: None,
-        done_at: None,
-        chunk_gaps_ms: Vec::new(),
-        chunks_received: 0,
-        index_faults: 0,
-        done: None,
-        error: None,
     }
 }
 
@@ -371,9 +354,7 @@ async fn closed_loop(
                     meta.session_id.clone(),
                 );
                 let ex = rx.await.unwrap_or_else(|_| {
-                    let mut ex = exchange_at(Instant::now());
-                    ex.error = Some(("connection_closed".into(), "connection task ended".into()));
-                    ex
+                    Exchange::failed(Instant::now(), "connection_closed", "connection task ended")
                 });
                 let _ = sample_tx.send(build_sample(ex, meta, &shared.clock));
                 if !think.is_zero() {
@@ -469,9 +450,7 @@ async fn open_loop(
         let tx = sample_tx.clone();
         tokio::spawn(async move {
             let ex = rx.await.unwrap_or_else(|_| {
-                let mut ex = exchange_at(Instant::now());
-                ex.error = Some(("connection_closed".into(), "connection task ended".into()));
-                ex
+                Exchange::failed(Instant::now(), "connection_closed", "connection task ended")
             });
             slot.fetch_sub(1, Ordering::AcqRel);
             total.fetch_sub(1, Ordering::AcqRel);

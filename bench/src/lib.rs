@@ -39,7 +39,7 @@ pub mod weekly;
 
 pub use cli::{
     BenchCommand, BenchContext, CeilingArgs, CompareArgs, PromptArgs, RenderArgs, RunArgs,
-    WeeklyArgs, execute, weekly,
+    VerdictArgs, WeeklyArgs, execute, weekly,
 };
 pub use compare::{CompareReport, CompareSettings, compare_results};
 pub use driver::{LoadMode, RunConfig, TokenSource, run};

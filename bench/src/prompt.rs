@@ -571,15 +571,7 @@ fn progress_bar(enabled: bool, calls: u64) -> ProgressBar {
 
 fn validate(cfg: &PromptGateConfig) -> Result<(), BenchError> {
     let s = &cfg.settings;
-    if !(s.gate.is_finite() && s.gate >= 0.0) {
-        return Err(BenchError::Usage(format!(
-            "--gate must be a fraction ≥ 0, got {}",
-            s.gate
-        )));
-    }
-    if s.min_samples < 2 {
-        return Err(BenchError::Usage("--min-samples must be at least 2".into()));
-    }
+    s.validate()?;
     if cfg.messages < cfg.warmup + s.min_samples {
         return Err(BenchError::Usage(format!(
             "--messages {} leaves {} measured calls per arm after {} warm-up; the verdict needs at least --min-samples {}",

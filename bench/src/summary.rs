@@ -280,7 +280,8 @@ pub fn fmt_ms(v: f64) -> String {
     }
 }
 
-fn opt_ms(s: &Option<Summary>, f: impl Fn(&Summary) -> f64) -> String {
+/// One statistic of a summary as a table cell; `–` when there was nothing to summarise.
+pub(crate) fn opt_ms(s: &Option<Summary>, f: impl Fn(&Summary) -> f64) -> String {
     s.as_ref().map_or("–".to_string(), |s| fmt_ms(f(s)))
 }
 

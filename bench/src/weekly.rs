@@ -13,7 +13,7 @@ use mangaassist_stats::summarize;
 use crate::{
     BenchError,
     sample::{Results, Sample, load_jsonl, write_file},
-    summary::{e2e_values, fmt_ms, pct, stage_stats, ttft_values},
+    summary::{e2e_values, fmt_ms, opt_ms, pct, stage_stats, ttft_values},
     svg::{self, LineChart, RefLine, Scale, Series},
 };
 
@@ -190,10 +190,6 @@ pub fn render_weekly(samples: &[Sample], sources: &[PathBuf]) -> Vec<(String, St
     md.push_str("## Daily trends (ms)\n\n![TTFT trend](weekly_ttft.svg)\n\n![e2e trend](weekly_e2e.svg)\n\n");
     md.push_str("| day | n | errors | TTFT p50 | p95 | p99 | e2e p50 | p95 | p99 | SLO (TTFT p95 < 2 s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for d in &days {
-        let f = |s: &Option<mangaassist_stats::Summary>,
-                 g: fn(&mangaassist_stats::Summary) -> f64| {
-            s.as_ref().map_or("–".to_string(), |s| fmt_ms(g(s)))
-        };
         let slo = d.ttft.as_ref().map_or("–", |s| {
             if s.p95 < SLO_P95_MS {
                 "met"
@@ -212,12 +208,12 @@ pub fn render_weekly(samples: &[Sample], sources: &[PathBuf]) -> Vec<(String, St
             } else {
                 d.errors as f64 / d.n as f64
             }),
-            f(&d.ttft, |s| s.p50),
-            f(&d.ttft, |s| s.p95),
-            f(&d.ttft, |s| s.p99),
-            f(&d.e2e, |s| s.p50),
-            f(&d.e2e, |s| s.p95),
-            f(&d.e2e, |s| s.p99),
+            opt_ms(&d.ttft, |s| s.p50),
+            opt_ms(&d.ttft, |s| s.p95),
+            opt_ms(&d.ttft, |s| s.p99),
+            opt_ms(&d.e2e, |s| s.p50),
+            opt_ms(&d.e2e, |s| s.p95),
+            opt_ms(&d.e2e, |s| s.p99),
         );
     }
 

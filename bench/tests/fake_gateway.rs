@@ -9,7 +9,7 @@ use mangaassist_protocol::ErrorCode;
 
 use mangaassist_bench::{
     BenchCommand, BenchContext, BenchError, CompareArgs, LoadMode, QueryMix, Results, RunConfig,
-    Sample, Stage, TokenSource,
+    Sample, Stage, TokenSource, VerdictArgs,
     ceiling::{self, CeilingOptions},
     compare_results,
     fake::{FakeConfig, FakeGateway},
@@ -315,11 +315,13 @@ async fn compare_exit(base: &Path, cur: &Path) -> i32 {
     let args = CompareArgs {
         baseline: base.to_path_buf(),
         current: cur.to_path_buf(),
-        gate: 0.15,
-        alpha: 0.05,
-        effect_floor: 0.147,
-        min_samples: 20,
-        resamples: 500,
+        verdict: VerdictArgs {
+            gate: 0.15,
+            alpha: 0.05,
+            effect_floor: 0.147,
+            min_samples: 20,
+            resamples: 500,
+        },
         out: None,
     };
     mangaassist_bench::execute(BenchCommand::Compare(args), ctx)

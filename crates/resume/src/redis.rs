@@ -40,10 +40,11 @@
 use std::{collections::HashMap, fmt::Write as _, sync::Arc, time::Duration};
 
 use fred::prelude::{
-    Builder, Client, ClientLike, Config, Error as RedisError, EventInterface, HashesInterface,
-    LuaInterface, Pool, PubsubInterface, ReconnectPolicy, Value,
+    Client, ClientLike, Error as RedisError, EventInterface, HashesInterface, LuaInterface, Pool,
+    PubsubInterface, Value,
 };
 use mangaassist_config::RedisSettings;
+use mangaassist_redis::{ConnectError, Connector};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
@@ -222,14 +223,8 @@ impl std::fmt::Debug for RedisResumeStore {
     }
 }
 
-/// The URL without its password, for error messages and logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &url[..scheme], &url[at..])
-        }
-        _ => url.to_string(),
-    }
+fn connect_error(e: ConnectError) -> ResumeError {
+    ResumeError::Backend(e.to_string())
 }
 
 fn backend(e: RedisError) -> ResumeError {
@@ -273,28 +268,9 @@ impl RedisResumeStore {
         settings: &RedisSettings,
         limits: ResumeLimits,
     ) -> Result<Self, ResumeError> {
-        let url = redact(&settings.url);
-        let config = Config::from_url(&settings.url).map_err(|e| {
-            ResumeError::Backend(format!("redis.url {url} is not a valid Redis URL: {e}"))
-        })?;
-        let timeout = Duration::from_millis(settings.timeout_ms.max(1));
-        let mut builder = Builder::from_config(config);
-        builder
-            .with_connection_config(|c| {
-                c.connection_timeout = timeout;
-                c.internal_command_timeout = timeout;
-            })
-            .with_performance_config(|p| p.default_command_timeout = timeout)
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
-        let unreachable = |e: RedisError| {
-            ResumeError::Backend(format!("cannot connect to Redis at redis.url {url}: {e}"))
-        };
-        let pool = builder
-            .build_pool(settings.pool_size.max(1))
-            .map_err(unreachable)?;
-        pool.init().await.map_err(unreachable)?;
-        let subscriber = builder.build().map_err(unreachable)?;
-        subscriber.init().await.map_err(unreachable)?;
+        let connector = Connector::new(settings).map_err(connect_error)?;
+        let pool = connector.pool().await.map_err(connect_error)?;
+        let subscriber = connector.client().await.map_err(connect_error)?;
 
         let prefix = format!("{}resume:", settings.key_prefix);
         let channel = format!("{prefix}notify");
@@ -308,12 +284,8 @@ impl RedisResumeStore {
         subscriber
             .subscribe(channel.as_str())
             .await
-            .map_err(unreachable)?;
-        let load = |e: RedisError| {
-            ResumeError::Backend(format!(
-                "loading scripts into Redis at redis.url {url}: {e}"
-            ))
-        };
+            .map_err(|e| connect_error(connector.unreachable(e)))?;
+        let load = |e: RedisError| connect_error(connector.load_failed(e));
         Ok(Self {
             inner: Arc::new(Inner {
                 open: Script::load(&pool, LUA_OPEN).await.map_err(load)?,
@@ -559,11 +531,5 @@ mod tests {
             stream_hash(&StreamKey::new("a", "b|c"))
         );
         assert_eq!(stream_hash(&StreamKey::new("s", "m")).len(), 32);
-    }
-
-    #[test]
-    fn redaction_hides_the_password_only() {
-        assert_eq!(redact("rediss://:pw@h:6380"), "rediss://***@h:6380");
-        assert_eq!(redact("redis://h"), "redis://h");
     }
 }

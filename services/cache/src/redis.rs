@@ -49,11 +49,11 @@ use std::{fmt::Write as _, time::Duration};
 
 use fred::interfaces::HashesInterface;
 use fred::prelude::{
-    Builder, ClientLike, Config, Error as RedisError, KeysInterface, LuaInterface, Pool,
-    ReconnectPolicy, SortedSetsInterface, Value,
+    Error as RedisError, KeysInterface, LuaInterface, Pool, SortedSetsInterface, Value,
 };
 use mangaassist_config::RedisSettings;
 use mangaassist_proto::v1 as pb;
+use mangaassist_redis::{ConnectError, Connector};
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
@@ -223,40 +223,8 @@ pub struct RedisCacheStore {
     purge: Script,
 }
 
-/// A fred pool on `settings`: `pool_size` connections, `timeout_ms` for connecting and for
-/// every command, reconnecting in the background after Redis goes away (commands issued
-/// meanwhile fail after `timeout_ms` instead of hanging).
-pub(crate) async fn connect_pool(settings: &RedisSettings) -> Result<Pool, CacheError> {
-    let url = redact(&settings.url);
-    let config = Config::from_url(&settings.url).map_err(|e| {
-        CacheError::Backend(format!("redis.url {url} is not a valid Redis URL: {e}"))
-    })?;
-    let timeout = Duration::from_millis(settings.timeout_ms.max(1));
-    let mut builder = Builder::from_config(config);
-    builder
-        .with_connection_config(|c| {
-            c.connection_timeout = timeout;
-            c.internal_command_timeout = timeout;
-        })
-        .with_performance_config(|p| p.default_command_timeout = timeout)
-        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
-    let pool = builder
-        .build_pool(settings.pool_size.max(1))
-        .map_err(|e| CacheError::Backend(format!("redis.url {url}: {e}")))?;
-    pool.init().await.map_err(|e| {
-        CacheError::Backend(format!("cannot connect to Redis at redis.url {url}: {e}"))
-    })?;
-    Ok(pool)
-}
-
-/// The URL without its password, for error messages and logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &url[..scheme], &url[at..])
-        }
-        _ => url.to_string(),
-    }
+fn connect_error(e: ConnectError) -> CacheError {
+    CacheError::Backend(e.to_string())
 }
 
 fn backend(e: RedisError) -> CacheError {
@@ -297,14 +265,10 @@ impl RedisCacheStore {
     /// Connects to `settings.url` and loads the scripts; at most `max_entries` (at least 1)
     /// entries are kept, the oldest going first.
     pub async fn connect(settings: &RedisSettings, max_entries: usize) -> Result<Self, CacheError> {
-        let pool = connect_pool(settings).await?;
+        let connector = Connector::new(settings).map_err(connect_error)?;
+        let pool = connector.pool().await.map_err(connect_error)?;
         let with_remove = |body: &str| format!("{LUA_REMOVE}{body}");
-        let url = redact(&settings.url);
-        let load = |e: RedisError| {
-            CacheError::Backend(format!(
-                "loading scripts into Redis at redis.url {url}: {e}"
-            ))
-        };
+        let load = |e: RedisError| connect_error(connector.load_failed(e));
         Ok(Self {
             get: Script::load(&pool, LUA_GET.to_string())
                 .await
@@ -539,15 +503,6 @@ impl CacheStore for RedisCacheStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_hides_the_password_only() {
-        assert_eq!(
-            redact("redis://user:secret@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
-        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-    }
 
     #[test]
     fn ranking_skips_other_dimensions_and_orders_best_first() {

@@ -1,6 +1,8 @@
 //! The seam between the daemon and a model: the simulated model, the OpenAI-compatible
 //! backend and Bedrock ConverseStream each turn their provider's stream into [`ModelEvent`]s.
 
+use std::collections::VecDeque;
+
 use futures::{future::BoxFuture, stream::BoxStream};
 use mangaassist_proto::v1 as pb;
 use tokio::time::Instant;
@@ -48,6 +50,96 @@ pub enum ModelEvent {
     Token(String),
     /// Last event of a successful stream.
     Done(ModelDone),
+}
+
+/// The answer a remote provider streams, as far as it has come: the provider reports no
+/// confidence and does not know the catalog, so the assessment, the products named and the
+/// fallback token counts are worked out here, the same way for every remote backend.
+#[derive(Debug)]
+pub(crate) struct StreamedAnswer {
+    text: String,
+    /// Text deltas handed out; after the first, a backend retries nothing.
+    deltas: u32,
+    /// `(id, lower-case title)` of the request's products that have a title.
+    products: Vec<(String, String)>,
+    /// The prompt's own estimate, for a provider that reports no input tokens.
+    estimated_input: u32,
+    confidence: f32,
+    /// Why `confidence` is what it is, sent with the assessment.
+    reason: &'static str,
+}
+
+impl StreamedAnswer {
+    pub(crate) fn new(
+        req: &pb::GenerateRequest,
+        prompt: &RenderedPrompt,
+        confidence: f32,
+        reason: &'static str,
+    ) -> Self {
+        let products = req
+            .products
+            .iter()
+            .filter_map(|h| h.product.as_ref())
+            .filter(|p| !p.title.is_empty())
+            .map(|p| (p.id.clone(), p.title.to_lowercase()))
+            .collect();
+        Self {
+            text: String::new(),
+            deltas: 0,
+            products,
+            estimated_input: prompt.input_tokens(),
+            confidence,
+            reason,
+        }
+    }
+
+    pub(crate) fn deltas(&self) -> u32 {
+        self.deltas
+    }
+
+    /// Queues one text delta, the assessment before the first; empty deltas carry nothing
+    /// and do not count.
+    pub(crate) fn push(&mut self, text: String, queue: &mut VecDeque<ModelEvent>) {
+        if text.is_empty() {
+            return;
+        }
+        if self.deltas == 0 {
+            queue.push_back(ModelEvent::Assessment {
+                confidence: self.confidence,
+                reason: self.reason.into(),
+            });
+        }
+        self.deltas = self.deltas.saturating_add(1);
+        self.text.push_str(&text);
+        queue.push_back(ModelEvent::Token(text));
+    }
+
+    /// The last event, with the token counts the provider reported (`None`: the prompt's
+    /// estimate for input, the deltas for output) and the products whose title the answer
+    /// names.
+    pub(crate) fn done(
+        &self,
+        input_tokens: Option<u32>,
+        output_tokens: Option<u32>,
+        stop_reason: StopReason,
+        model: Option<String>,
+    ) -> ModelEvent {
+        let answer = self.text.to_lowercase();
+        let product_ids = self
+            .products
+            .iter()
+            .filter(|(_, title)| answer.contains(title.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ModelEvent::Done(ModelDone {
+            input_tokens: input_tokens.unwrap_or(self.estimated_input),
+            output_tokens: output_tokens.unwrap_or(self.deltas),
+            product_ids,
+            confidence: self.confidence,
+            stop_reason,
+            model,
+        })
+    }
 }
 
 /// A model's output. Dropping it must stop the model's work (and its provider request).

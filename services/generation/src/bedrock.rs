@@ -60,8 +60,8 @@ use tokio_util::{
 };
 
 use crate::{
-    GenerationError, ModelBackend, ModelDone, ModelEvent, ModelStream, RenderedPrompt, StopReason,
-    render_context,
+    GenerationError, ModelBackend, ModelEvent, ModelStream, RenderedPrompt, StopReason,
+    backend::StreamedAnswer, render_context,
 };
 
 /// Confidence reported for every answer: Bedrock gives none (see the module docs).
@@ -295,13 +295,6 @@ impl ModelBackend for BedrockBackend {
             .into_iter()
             .map(|(role, text)| text_message(role, text))
             .collect();
-        let products = req
-            .products
-            .iter()
-            .filter_map(|h| h.product.as_ref())
-            .filter(|p| !p.title.is_empty())
-            .map(|p| (p.id.clone(), p.title.to_lowercase()))
-            .collect();
         let run = Run {
             shared: self.shared.clone(),
             system: prompt.system.clone(),
@@ -314,12 +307,14 @@ impl ModelBackend for BedrockBackend {
             failures: Vec::new(),
             events: None,
             queue: VecDeque::new(),
-            answer: String::new(),
-            deltas: 0,
+            answer: StreamedAnswer::new(
+                req,
+                &prompt,
+                BEDROCK_CONFIDENCE,
+                "Bedrock does not report confidence",
+            ),
             usage: None,
             stop: None,
-            estimated_input: prompt.input_tokens(),
-            products,
             finished: false,
         };
         match messages {
@@ -544,13 +539,9 @@ struct Run {
     failures: Vec<String>,
     events: Option<Events>,
     queue: VecDeque<ModelEvent>,
-    answer: String,
-    /// Text deltas handed out; after the first, nothing is retried.
-    deltas: u32,
+    answer: StreamedAnswer,
     usage: Option<(Option<u32>, Option<u32>)>,
     stop: Option<String>,
-    estimated_input: u32,
-    products: Vec<(String, String)>,
     finished: bool,
 }
 
@@ -582,7 +573,7 @@ impl Run {
                     let e = GenerationError::Backend(format!(
                         "bedrock stream of model {} ended after {} deltas without messageStop",
                         self.model(),
-                        self.deltas
+                        self.answer.deltas()
                     ));
                     return Some(Err(self.fail(e)));
                 }
@@ -592,7 +583,7 @@ impl Run {
                     let model = self.model().to_string();
                     let failure = classify_stream(&model, &err);
                     let e = match failure {
-                        Failure::Retryable(why) if self.deltas == 0 => {
+                        Failure::Retryable(why) if self.answer.deltas() == 0 => {
                             self.stop = None;
                             self.usage = None;
                             match self.back_off(&model, why).await {
@@ -603,7 +594,7 @@ impl Run {
                         Failure::Retryable(why) => GenerationError::Backend(format!(
                             "bedrock stream of model {model} failed after {} deltas, not \
                              retried since part of the answer was sent: {why}",
-                            self.deltas
+                            self.answer.deltas()
                         )),
                         Failure::Fatal(e) => e,
                     };
@@ -708,18 +699,8 @@ impl Run {
     fn handle(&mut self, event: ConverseStreamOutput) {
         match event {
             ConverseStreamOutput::ContentBlockDelta(d) => {
-                if let Some(ContentBlockDelta::Text(text)) = d.delta
-                    && !text.is_empty()
-                {
-                    if self.deltas == 0 {
-                        self.queue.push_back(ModelEvent::Assessment {
-                            confidence: BEDROCK_CONFIDENCE,
-                            reason: "Bedrock does not report confidence".into(),
-                        });
-                    }
-                    self.deltas = self.deltas.saturating_add(1);
-                    self.answer.push_str(&text);
-                    self.queue.push_back(ModelEvent::Token(text));
+                if let Some(ContentBlockDelta::Text(text)) = d.delta {
+                    self.answer.push(text, &mut self.queue);
                 }
             }
             ConverseStreamOutput::MessageStop(m) => {
@@ -744,22 +725,13 @@ impl Run {
     fn finish(&mut self) {
         self.finished = true;
         self.events = None;
-        let answer = self.answer.to_lowercase();
-        let product_ids = self
-            .products
-            .iter()
-            .filter(|(_, title)| answer.contains(title.as_str()))
-            .map(|(id, _)| id.clone())
-            .collect();
         let (input, output) = self.usage.unwrap_or_default();
-        self.queue.push_back(ModelEvent::Done(ModelDone {
-            input_tokens: input.unwrap_or(self.estimated_input),
-            output_tokens: output.unwrap_or(self.deltas),
-            product_ids,
-            confidence: BEDROCK_CONFIDENCE,
-            stop_reason: stop_reason(self.stop.as_deref().unwrap_or("end_turn")),
-            model: Some(self.model().to_string()),
-        }));
+        self.queue.push_back(self.answer.done(
+            input,
+            output,
+            stop_reason(self.stop.as_deref().unwrap_or("end_turn")),
+            Some(self.model().to_string()),
+        ));
     }
 }
 

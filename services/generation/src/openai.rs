@@ -29,7 +29,8 @@ use mangaassist_proto::v1 as pb;
 use serde::Deserialize;
 
 use crate::{
-    GenerationError, ModelBackend, ModelDone, ModelEvent, ModelStream, RenderedPrompt, StopReason,
+    GenerationError, ModelBackend, ModelEvent, ModelStream, RenderedPrompt, StopReason,
+    backend::StreamedAnswer,
 };
 
 /// Confidence reported for every answer: the server gives none (see the module docs).
@@ -134,23 +135,18 @@ impl ModelBackend for OpenAiBackend {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
-        let products: Vec<(String, String)> = req
-            .products
-            .iter()
-            .filter_map(|h| h.product.as_ref())
-            .filter(|p| !p.title.is_empty())
-            .map(|p| (p.id.clone(), p.title.to_lowercase()))
-            .collect();
         let state = State {
             phase: Phase::Start(Box::new(builder), self.url.clone()),
             parser: SseParser::default(),
             queue: VecDeque::new(),
-            answer: String::new(),
-            deltas: 0,
+            answer: StreamedAnswer::new(
+                req,
+                &prompt,
+                OPENAI_CONFIDENCE,
+                "an OpenAI-compatible server does not report confidence",
+            ),
             usage: None,
             finish: None,
-            estimated_input: prompt.input_tokens(),
-            products,
         };
         futures::stream::unfold(state, |mut st| async move {
             let item = st.next().await?;
@@ -170,12 +166,9 @@ struct State {
     phase: Phase,
     parser: SseParser,
     queue: VecDeque<ModelEvent>,
-    answer: String,
-    deltas: u32,
+    answer: StreamedAnswer,
     usage: Option<Usage>,
     finish: Option<String>,
-    estimated_input: u32,
-    products: Vec<(String, String)>,
 }
 
 impl State {
@@ -206,7 +199,7 @@ impl State {
                     Some(Err(e)) => {
                         return Some(Err(GenerationError::Backend(format!(
                             "openai stream broke off after {} deltas: {e}",
-                            self.deltas
+                            self.answer.deltas()
                         ))));
                     }
                     None => {
@@ -220,7 +213,7 @@ impl State {
                                 return Some(Err(GenerationError::Backend(format!(
                                     "openai stream ended after {} deltas without a finish \
                                      reason or [DONE]",
-                                    self.deltas
+                                    self.answer.deltas()
                                 ))));
                             }
                             Err(e) => return Some(Err(e)),
@@ -254,18 +247,8 @@ impl State {
                 self.usage = Some(u);
             }
             if let Some(choice) = chunk.choices.into_iter().next() {
-                if let Some(text) = choice.delta.and_then(|d| d.content)
-                    && !text.is_empty()
-                {
-                    if self.deltas == 0 {
-                        self.queue.push_back(ModelEvent::Assessment {
-                            confidence: OPENAI_CONFIDENCE,
-                            reason: "an OpenAI-compatible server does not report confidence".into(),
-                        });
-                    }
-                    self.deltas = self.deltas.saturating_add(1);
-                    self.answer.push_str(&text);
-                    self.queue.push_back(ModelEvent::Token(text));
+                if let Some(text) = choice.delta.and_then(|d| d.content) {
+                    self.answer.push(text, &mut self.queue);
                 }
                 if let Some(reason) = choice.finish_reason {
                     self.finish = Some(reason);
@@ -277,25 +260,17 @@ impl State {
 
     fn finish_stream(&mut self) {
         self.phase = Phase::Finished;
-        let answer = self.answer.to_lowercase();
-        let product_ids = self
-            .products
-            .iter()
-            .filter(|(_, title)| answer.contains(title.as_str()))
-            .map(|(id, _)| id.clone())
-            .collect();
         let usage = self.usage.unwrap_or_default();
-        self.queue.push_back(ModelEvent::Done(ModelDone {
-            input_tokens: usage.prompt_tokens.unwrap_or(self.estimated_input),
-            output_tokens: usage.completion_tokens.unwrap_or(self.deltas),
-            product_ids,
-            confidence: OPENAI_CONFIDENCE,
-            stop_reason: match self.finish.as_deref() {
-                Some("length") => StopReason::MaxTokens,
-                _ => StopReason::EndTurn,
-            },
-            model: None,
-        }));
+        let stop_reason = match self.finish.as_deref() {
+            Some("length") => StopReason::MaxTokens,
+            _ => StopReason::EndTurn,
+        };
+        self.queue.push_back(self.answer.done(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            stop_reason,
+            None,
+        ));
     }
 }
 

@@ -66,6 +66,7 @@ use aws_sdk_dynamodb::{
     Client,
     config::{http::HttpResponse, timeout::TimeoutConfig},
     error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    operation::query::builders::QueryFluentBuilder,
     primitives::Blob,
     types::{
         AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
@@ -80,7 +81,9 @@ use prost::Message;
 
 use crate::{
     MemoryError, MemoryStore,
-    store::{Clock, decode, not_owner, system_now_ms},
+    store::{
+        Clock, decode, live_cutoff, not_owner, order_limit, stamp, system_now_ms, validate_seed,
+    },
 };
 
 /// Sort key = `ts_ms * SEQ_SPAN + seq`.
@@ -415,12 +418,32 @@ impl DynamoStore {
         }
     }
 
-    /// Oldest `ts_ms` still live; 0 when turns never expire (same rule as the redb store).
     fn cutoff(&self, now: i64) -> u64 {
-        if self.turn_ttl_ms == 0 {
-            return 0;
-        }
-        u64::try_from(now.saturating_sub(self.turn_ttl_ms)).unwrap_or(0)
+        live_cutoff(now, self.turn_ttl_ms)
+    }
+
+    /// A consistent query of the session's live turns; callers add what to return.
+    fn live_turns(&self, session_id: &str, now: i64) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(self.tables.sessions.as_str())
+            .key_condition_expression("#sid = :s AND #ts >= :low")
+            .expression_attribute_names("#sid", SESSION_ID)
+            .expression_attribute_names("#ts", TS)
+            .expression_attribute_values(":s", s(session_id))
+            .expression_attribute_values(":low", self.lowest_live_key(now))
+            .consistent_read(true)
+    }
+
+    /// A consistent query of the user's order items; callers add what to return.
+    fn user_orders(&self, user_id: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(self.tables.orders.as_str())
+            .key_condition_expression("#uid = :u")
+            .expression_attribute_names("#uid", USER_ID)
+            .expression_attribute_values(":u", s(user_id))
+            .consistent_read(true)
     }
 
     /// Smallest sort key of a live turn (always above the owner item's 0).
@@ -441,8 +464,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(table)
-            .key(SESSION_ID, s(session_id))
-            .key(TS, AttributeValue::N(OWNER_TS.into()))
+            .set_key(Some(owner_key(session_id)))
             .update_expression("SET #owner = if_not_exists(#owner, :u)")
             .condition_expression("attribute_not_exists(#owner) OR #owner = :u")
             .expression_attribute_names("#owner", USER_ID)
@@ -462,8 +484,7 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(table)
-            .key(SESSION_ID, s(session_id))
-            .key(TS, AttributeValue::N(OWNER_TS.into()))
+            .set_key(Some(owner_key(session_id)))
             .projection_expression("#owner")
             .expression_attribute_names("#owner", USER_ID)
             .consistent_read(true)
@@ -532,16 +553,8 @@ impl DynamoStore {
         let table = self.tables.sessions.as_str();
         let mut count: u64 = 0;
         let mut pages = self
-            .client
-            .query()
-            .table_name(table)
-            .key_condition_expression("#sid = :s AND #ts >= :low")
-            .expression_attribute_names("#sid", SESSION_ID)
-            .expression_attribute_names("#ts", TS)
-            .expression_attribute_values(":s", s(session_id))
-            .expression_attribute_values(":low", self.lowest_live_key(now))
+            .live_turns(session_id, now)
             .select(Select::Count)
-            .consistent_read(true)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -557,16 +570,10 @@ impl DynamoStore {
         let table = self.tables.orders.as_str();
         let mut keys = Vec::new();
         let mut items = self
-            .client
-            .query()
-            .table_name(table)
-            .key_condition_expression("#uid = :u")
-            .expression_attribute_names("#uid", USER_ID)
+            .user_orders(user_id)
             .expression_attribute_names("#oid", ORDER_ID)
             .expression_attribute_names("#okey", ORDER_KEY)
-            .expression_attribute_values(":u", s(user_id))
             .projection_expression("#oid, #okey")
-            .consistent_read(true)
             .into_paginator()
             .items()
             .send();
@@ -731,27 +738,17 @@ fn payload<M: Message + Default>(
     decode(table, bytes.as_ref())
 }
 
+/// The key of a session's owner item, which holds the user the session belongs to.
+fn owner_key(session_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (SESSION_ID.to_string(), s(session_id)),
+        (TS.to_string(), AttributeValue::N(OWNER_TS.into())),
+    ])
+}
+
 /// `"<placed_at>#<order_id>"`: newest first under a reverse sort, unique per order.
 fn order_key(o: &pb::Order) -> String {
     format!("{}#{}", o.placed_at, o.order_id)
-}
-
-fn validate(profiles: &[pb::UserProfile], orders: &[pb::Order]) -> Result<(), MemoryError> {
-    if profiles.iter().any(|p| p.user_id.is_empty()) {
-        return Err(MemoryError::InvalidArgument(
-            "profile user_id is empty".into(),
-        ));
-    }
-    if let Some(o) = orders
-        .iter()
-        .find(|o| o.order_id.is_empty() || o.user_id.is_empty())
-    {
-        return Err(MemoryError::InvalidArgument(format!(
-            "order `{}` needs an order_id and a user_id",
-            o.order_id
-        )));
-    }
-    Ok(())
 }
 
 fn build_error(e: BuildError) -> MemoryError {
@@ -818,10 +815,7 @@ impl MemoryStore for DynamoStore {
         mut turn: pb::Turn,
     ) -> Result<u32, MemoryError> {
         let now = (self.clock)();
-        if turn.ts_ms <= 0 {
-            turn.ts_ms = now;
-        }
-        let ts_ms = u64::try_from(turn.ts_ms).unwrap_or(0);
+        let ts_ms = stamp(&mut turn, now);
         self.claim(session_id, user_id).await?;
         self.put_turn(session_id, ts_ms, &turn).await?;
         self.count_live(session_id, now).await
@@ -843,19 +837,11 @@ impl MemoryStore for DynamoStore {
         let mut out = Vec::with_capacity(limit.min(64));
         // The stream is lazy: no page past the one that fills `limit` is requested.
         let mut items = self
-            .client
-            .query()
-            .table_name(table)
-            .key_condition_expression("#sid = :s AND #ts >= :low")
-            .expression_attribute_names("#sid", SESSION_ID)
-            .expression_attribute_names("#ts", TS)
+            .live_turns(session_id, now)
             .expression_attribute_names("#payload", PAYLOAD)
-            .expression_attribute_values(":s", s(session_id))
-            .expression_attribute_values(":low", self.lowest_live_key(now))
             .projection_expression("#payload")
             .scan_index_forward(false)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .consistent_read(true)
             .into_paginator()
             .items()
             .send();
@@ -890,18 +876,10 @@ impl MemoryStore for DynamoStore {
         store_id: &str,
         limit: usize,
     ) -> Result<Vec<pb::Order>, MemoryError> {
-        let limit = if limit == 0 { usize::MAX } else { limit };
+        let limit = order_limit(limit);
         let table = self.tables.orders.as_str();
         let mut out = Vec::new();
-        let mut req = self
-            .client
-            .query()
-            .table_name(table)
-            .key_condition_expression("#uid = :u")
-            .expression_attribute_names("#uid", USER_ID)
-            .expression_attribute_values(":u", s(user_id))
-            .scan_index_forward(false)
-            .consistent_read(true);
+        let mut req = self.user_orders(user_id).scan_index_forward(false);
         if store_id.is_empty() {
             // Without a filter every item read is returned, so Limit can cut the read.
             if limit != usize::MAX {
@@ -938,7 +916,7 @@ impl MemoryStore for DynamoStore {
         profiles: Vec<pb::UserProfile>,
         orders: Vec<pb::Order>,
     ) -> Result<(), MemoryError> {
-        validate(&profiles, &orders)?;
+        validate_seed(&profiles, &orders)?;
         self.write_profiles(profiles).await?;
         self.write_orders(orders).await
     }

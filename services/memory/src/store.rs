@@ -134,12 +134,8 @@ impl RedbStore {
         self
     }
 
-    /// Oldest `ts_ms` still live; 0 when turns never expire.
     fn cutoff(&self, now: i64) -> u64 {
-        if self.turn_ttl_ms == 0 {
-            return 0;
-        }
-        u64::try_from(now.saturating_sub(self.turn_ttl_ms)).unwrap_or(0)
+        live_cutoff(now, self.turn_ttl_ms)
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, MemoryError>
@@ -183,10 +179,7 @@ impl RedbStore {
     ) -> Result<u32, MemoryError> {
         let now = (self.clock)();
         let cutoff = self.cutoff(now);
-        if turn.ts_ms <= 0 {
-            turn.ts_ms = now;
-        }
-        let ts = u64::try_from(turn.ts_ms).unwrap_or(0);
+        let ts = stamp(&mut turn, now);
         let bytes = turn.encode_to_vec();
         let txn = self.db.begin_write().map_err(MemoryError::storage)?;
         let count = {
@@ -279,7 +272,7 @@ impl RedbStore {
         store_id: &str,
         limit: usize,
     ) -> Result<Vec<pb::Order>, MemoryError> {
-        let limit = if limit == 0 { usize::MAX } else { limit };
+        let limit = order_limit(limit);
         let txn = self.db.begin_read().map_err(MemoryError::storage)?;
         let orders = txn.open_table(ORDERS).map_err(MemoryError::storage)?;
         // Every (user_id, ..) key sorts below (user_id + "\0", ..), whatever follows.
@@ -307,21 +300,7 @@ impl RedbStore {
         profiles: &[pb::UserProfile],
         orders: &[pb::Order],
     ) -> Result<(), MemoryError> {
-        for p in profiles {
-            if p.user_id.is_empty() {
-                return Err(MemoryError::InvalidArgument(
-                    "profile user_id is empty".into(),
-                ));
-            }
-        }
-        for o in orders {
-            if o.order_id.is_empty() || o.user_id.is_empty() {
-                return Err(MemoryError::InvalidArgument(format!(
-                    "order `{}` needs an order_id and a user_id",
-                    o.order_id
-                )));
-            }
-        }
+        validate_seed(profiles, orders)?;
         let txn = self.db.begin_write().map_err(MemoryError::storage)?;
         {
             let mut table = txn.open_table(PROFILES).map_err(MemoryError::storage)?;
@@ -368,6 +347,51 @@ impl RedbStore {
         txn.commit().map_err(MemoryError::storage)?;
         Ok(())
     }
+}
+
+/// Oldest `ts_ms` still live at `now` (both backends hide older turns the same way); 0 when
+/// turns never expire (`turn_ttl_ms` 0).
+pub(crate) fn live_cutoff(now: i64, turn_ttl_ms: i64) -> u64 {
+    if turn_ttl_ms == 0 {
+        return 0;
+    }
+    u64::try_from(now.saturating_sub(turn_ttl_ms)).unwrap_or(0)
+}
+
+/// Gives a turn sent without a time (`ts_ms` 0, as the trait allows) the time `now`, and
+/// returns its time as the unsigned key both backends sort turns by.
+pub(crate) fn stamp(turn: &mut pb::Turn, now: i64) -> u64 {
+    if turn.ts_ms <= 0 {
+        turn.ts_ms = now;
+    }
+    u64::try_from(turn.ts_ms).unwrap_or(0)
+}
+
+/// The most orders to return for a request's `limit`, where 0 means all of them.
+pub(crate) fn order_limit(limit: usize) -> usize {
+    if limit == 0 { usize::MAX } else { limit }
+}
+
+/// Profiles and orders must carry the ids they are stored under.
+pub(crate) fn validate_seed(
+    profiles: &[pb::UserProfile],
+    orders: &[pb::Order],
+) -> Result<(), MemoryError> {
+    if profiles.iter().any(|p| p.user_id.is_empty()) {
+        return Err(MemoryError::InvalidArgument(
+            "profile user_id is empty".into(),
+        ));
+    }
+    if let Some(o) = orders
+        .iter()
+        .find(|o| o.order_id.is_empty() || o.user_id.is_empty())
+    {
+        return Err(MemoryError::InvalidArgument(format!(
+            "order `{}` needs an order_id and a user_id",
+            o.order_id
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn not_owner(session_id: &str, user_id: &str) -> MemoryError {

@@ -157,150 +157,90 @@ pub fn follow_ups(intent: pb::Intent, products: &[&Product], n: usize) -> Vec<Fo
         .map(|p| p.series.as_str())
         .find(|s| Some(*s) != s1);
     let mut out: Vec<FollowUp> = Vec::new();
-    let push = |out: &mut Vec<FollowUp>, q: String, i: pb::Intent| {
+    let mut push = |q: String, i: pb::Intent| {
         if !out.iter().any(|f| f.question == q) {
             out.push(FollowUp::new(q, i));
         }
     };
     match (intent, t1) {
         (I::Recommendation, Some(t1)) => {
-            push(&mut out, format!("Is {t1} in stock?"), I::ProductSearch);
+            push(format!("Is {t1} in stock?"), I::ProductSearch);
             push(
-                &mut out,
                 format!("Tell me more about {}", t2.unwrap_or(t1)),
                 I::ProductSearch,
             );
-            push(
-                &mut out,
-                format!("What is the price of {t1}?"),
-                I::ProductSearch,
-            );
+            push(format!("What is the price of {t1}?"), I::ProductSearch);
             if let (Some(a), Some(b)) = (s1, s2) {
-                push(
-                    &mut out,
-                    format!("How does {a} compare to {b}?"),
-                    I::Comparison,
-                );
+                push(format!("How does {a} compare to {b}?"), I::Comparison);
             }
         }
         (I::ProductSearch, Some(t1)) => {
-            push(&mut out, format!("Is {t1} in stock?"), I::ProductSearch);
-            push(
-                &mut out,
-                format!("What is the price of {t1}?"),
-                I::ProductSearch,
-            );
+            push(format!("Is {t1} in stock?"), I::ProductSearch);
+            push(format!("What is the price of {t1}?"), I::ProductSearch);
             if let Some(s1) = s1 {
-                push(
-                    &mut out,
-                    format!("Recommend something like {s1}"),
-                    I::Recommendation,
-                );
+                push(format!("Recommend something like {s1}"), I::Recommendation);
             }
         }
         (I::Comparison, Some(t1)) => {
-            push(
-                &mut out,
-                format!("Tell me more about {t1}"),
-                I::ProductSearch,
-            );
+            push(format!("Tell me more about {t1}"), I::ProductSearch);
             if let Some(t2) = t2 {
-                push(
-                    &mut out,
-                    format!("Tell me more about {t2}"),
-                    I::ProductSearch,
-                );
+                push(format!("Tell me more about {t2}"), I::ProductSearch);
             }
-            push(&mut out, format!("Is {t1} in stock?"), I::ProductSearch);
+            push(format!("Is {t1} in stock?"), I::ProductSearch);
             if let Some(s1) = s1 {
-                push(
-                    &mut out,
-                    format!("Recommend something like {s1}"),
-                    I::Recommendation,
-                );
+                push(format!("Recommend something like {s1}"), I::Recommendation);
             }
         }
-        (I::Recommendation, None) => {
-            push(
-                &mut out,
-                "What's popular right now?".into(),
-                I::Recommendation,
-            );
-            push(
-                &mut out,
-                "Recommend some fantasy manga".into(),
-                I::Recommendation,
-            );
-            push(
-                &mut out,
-                "Recommend some romance manga".into(),
-                I::Recommendation,
-            );
-        }
-        (I::ProductSearch | I::Comparison, None) => {
-            push(
-                &mut out,
-                "What's popular right now?".into(),
-                I::Recommendation,
-            );
-            push(
-                &mut out,
-                "Do you have any new releases?".into(),
-                I::Recommendation,
-            );
-        }
-        (I::OrderStatus, _) => {
-            push(&mut out, "When will it arrive?".into(), I::OrderStatus);
-            push(
-                &mut out,
-                "Can I change the delivery address?".into(),
-                I::Faq,
-            );
-            push(&mut out, "Can I cancel my order?".into(), I::Faq);
-        }
-        (I::Faq, _) => {
-            push(&mut out, "How much is shipping?".into(), I::Faq);
-            push(
-                &mut out,
-                "What payment methods do you accept?".into(),
-                I::Faq,
-            );
-            push(&mut out, "What is your return policy?".into(), I::Faq);
-        }
-        (I::ReturnRefund, _) => {
-            push(&mut out, "How long does a refund take?".into(), I::Faq);
-            push(&mut out, "Can I exchange it instead?".into(), I::Faq);
-            push(&mut out, "Do I pay for return shipping?".into(), I::Faq);
-        }
-        (I::Complaint, _) => {
-            push(&mut out, "Can I get a refund?".into(), I::ReturnRefund);
-            push(
-                &mut out,
-                "What do you do about damaged items?".into(),
-                I::Faq,
-            );
-            push(
-                &mut out,
-                "How do I contact customer support?".into(),
-                I::Faq,
-            );
-        }
-        (I::Greeting | I::Chitchat | I::Unspecified, _) => {
-            push(
-                &mut out,
-                "Can you recommend some manga?".into(),
-                I::Recommendation,
-            );
-            push(
-                &mut out,
-                "What's popular right now?".into(),
-                I::Recommendation,
-            );
-            push(&mut out, "Where is my order?".into(), I::OrderStatus);
+        _ => {
+            for &(q, i) in generic_follow_ups(intent) {
+                push(q.into(), i);
+            }
         }
     }
     out.truncate(n);
     out
+}
+
+/// The follow-ups after an answer of `intent` that name no product: the intent is not about
+/// products, or the answer mentioned none.
+fn generic_follow_ups(intent: pb::Intent) -> &'static [(&'static str, pb::Intent)] {
+    use pb::Intent as I;
+    match intent {
+        I::Recommendation => &[
+            ("What's popular right now?", I::Recommendation),
+            ("Recommend some fantasy manga", I::Recommendation),
+            ("Recommend some romance manga", I::Recommendation),
+        ],
+        I::ProductSearch | I::Comparison => &[
+            ("What's popular right now?", I::Recommendation),
+            ("Do you have any new releases?", I::Recommendation),
+        ],
+        I::OrderStatus => &[
+            ("When will it arrive?", I::OrderStatus),
+            ("Can I change the delivery address?", I::Faq),
+            ("Can I cancel my order?", I::Faq),
+        ],
+        I::Faq => &[
+            ("How much is shipping?", I::Faq),
+            ("What payment methods do you accept?", I::Faq),
+            ("What is your return policy?", I::Faq),
+        ],
+        I::ReturnRefund => &[
+            ("How long does a refund take?", I::Faq),
+            ("Can I exchange it instead?", I::Faq),
+            ("Do I pay for return shipping?", I::Faq),
+        ],
+        I::Complaint => &[
+            ("Can I get a refund?", I::ReturnRefund),
+            ("What do you do about damaged items?", I::Faq),
+            ("How do I contact customer support?", I::Faq),
+        ],
+        I::Greeting | I::Chitchat | I::Unspecified => &[
+            ("Can you recommend some manga?", I::Recommendation),
+            ("What's popular right now?", I::Recommendation),
+            ("Where is my order?", I::OrderStatus),
+        ],
+    }
 }
 
 #[cfg(test)]

@@ -119,6 +119,28 @@ pub(crate) struct Scored {
     pub(crate) lexical: f32,
 }
 
+impl Scored {
+    /// `product` (the item at `idx`) as a hit carrying these scores.
+    pub(crate) fn product_hit(&self, product: pb::Product) -> pb::ProductHit {
+        pb::ProductHit {
+            product: Some(product),
+            score: self.fused,
+            vector_score: self.vector,
+            lexical_score: self.lexical,
+        }
+    }
+
+    /// `document` (the item at `idx`) as a hit carrying these scores.
+    pub(crate) fn document_hit(&self, document: pb::Document) -> pb::DocumentHit {
+        pb::DocumentHit {
+            document: Some(document),
+            score: self.fused,
+            vector_score: self.vector,
+            lexical_score: self.lexical,
+        }
+    }
+}
+
 impl<T> Corpus<T> {
     fn new(items: Vec<(T, Arc<[f32]>)>, lexical: impl Fn(&T) -> String, ef: usize) -> Self {
         let texts: Vec<String> = items.iter().map(|(t, _)| lexical(t)).collect();
@@ -184,6 +206,23 @@ impl<T> Corpus<T> {
             |idx| bm25[idx],
         )
     }
+}
+
+/// Every backend takes one vector per catalog item, paired by position: a count that
+/// differs would pair items with another item's vector.
+pub(crate) fn check_vector_counts(
+    catalog: &Catalog,
+    product_vectors: &[Arc<[f32]>],
+    document_vectors: &[Arc<[f32]>],
+) -> Result<(), RetrievalError> {
+    if product_vectors.len() != catalog.products.len()
+        || document_vectors.len() != catalog.documents.len()
+    {
+        return Err(RetrievalError::Internal(
+            "catalog and vector counts differ".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Drops the lexical hits (sorted best first) far below the best one: they share only an
@@ -404,13 +443,7 @@ impl LocalBackend {
         document_vectors: &[Arc<[f32]>],
         params: HybridParams,
     ) -> Result<Self, RetrievalError> {
-        if product_vectors.len() != catalog.products.len()
-            || document_vectors.len() != catalog.documents.len()
-        {
-            return Err(RetrievalError::Internal(
-                "catalog and vector counts differ".into(),
-            ));
-        }
+        check_vector_counts(catalog, product_vectors, document_vectors)?;
         let ef = params.ef_search.max(4 * params.candidates.max(50));
         let stores = catalog.stores();
         let mut by_store = HashMap::new();
@@ -480,12 +513,7 @@ impl LocalBackend {
             store.products.items[s.idx].series.as_str()
         })
         .into_iter()
-        .map(|s| pb::ProductHit {
-            product: Some((&store.products.items[s.idx]).into()),
-            score: s.fused,
-            vector_score: s.vector,
-            lexical_score: s.lexical,
-        })
+        .map(|s| s.product_hit((&store.products.items[s.idx]).into()))
         .collect();
         let documents = store
             .documents
@@ -499,12 +527,7 @@ impl LocalBackend {
             )
             .into_iter()
             .take(q.top_k_documents)
-            .map(|s| pb::DocumentHit {
-                document: Some((&store.documents.items[s.idx]).into()),
-                score: s.fused,
-                vector_score: s.vector,
-                lexical_score: s.lexical,
-            })
+            .map(|s| s.document_hit((&store.documents.items[s.idx]).into()))
             .collect();
         Ok(SearchResults {
             products,

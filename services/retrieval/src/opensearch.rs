@@ -41,7 +41,8 @@ use crate::{
     RetrievalError,
     backend::{
         HybridParams, ProductFilter, Scored, SearchBackend, SearchQuery, SearchResults, Series,
-        apply_lexical_floor, build_series, diversify, expand, fuse, named_series, without_series,
+        apply_lexical_floor, build_series, check_vector_counts, diversify, expand, fuse,
+        named_series, without_series,
     },
     text,
 };
@@ -236,13 +237,7 @@ impl OpenSearchBackend {
         document_vectors: &[Arc<[f32]>],
         dim: usize,
     ) -> Result<Self, RetrievalError> {
-        if product_vectors.len() != catalog.products.len()
-            || document_vectors.len() != catalog.documents.len()
-        {
-            return Err(RetrievalError::Internal(
-                "catalog and vector counts differ".into(),
-            ));
-        }
+        check_vector_counts(catalog, product_vectors, document_vectors)?;
         let url = Url::parse(&config.url).map_err(|e| {
             RetrievalError::InvalidArgument(format!(
                 "retrieval.opensearch.url `{}` is not a URL: {e}",
@@ -586,6 +581,25 @@ impl OpenSearchBackend {
             ))
         })
     }
+
+    /// The fused ranking of one index's k-NN and lexical hits, with the item each
+    /// `Scored::idx` points at (its source read as `S`, a document of `index`).
+    fn fused<S: serde::de::DeserializeOwned, T: From<S>>(
+        &self,
+        index: &str,
+        by_vector: Vec<Hit>,
+        by_text: Vec<Hit>,
+        cands: usize,
+    ) -> Result<(Vec<Scored>, Vec<T>), RetrievalError> {
+        let mut c = Candidates::new();
+        let scored = c.fuse(by_vector, by_text, cands, self.params.rrf_k);
+        let items = c
+            .sources
+            .into_iter()
+            .map(|s| self.source::<S>(index, s).map(Into::into))
+            .collect::<Result<_, _>>()?;
+        Ok((scored, items))
+    }
 }
 
 /// Fields of a product document beyond the catalog's: lower-case copies for exact filters,
@@ -677,49 +691,53 @@ fn stored(kind: &str) -> Value {
     json!({ "type": kind, "index": false })
 }
 
-fn product_index_body(dim: usize) -> Value {
+/// An index with every index's settings and a strict mapping of `fields` plus what every
+/// index has: the id, the store, the lexical text and the vector.
+fn index_body(dim: usize, fields: Value) -> Value {
+    let mut properties = json!({
+        "id": { "type": "keyword" },
+        "store_id": { "type": "keyword" },
+        LEXICAL_FIELD: { "type": "text", "analyzer": ANALYZER },
+        VECTOR_FIELD: vector_mapping(dim)
+    });
+    if let (Value::Object(all), Value::Object(fields)) = (&mut properties, fields) {
+        all.extend(fields);
+    }
     json!({
         "settings": index_settings(),
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "id": { "type": "keyword" },
-                "store_id": { "type": "keyword" },
-                "title": stored("text"),
-                "series": { "type": "keyword" },
-                "volume": stored("integer"),
-                "author": stored("text"),
-                "genres": stored("keyword"),
-                "demographic": stored("keyword"),
-                "synopsis": stored("text"),
-                "price_yen": stored("integer"),
-                "stock": { "type": "integer" },
-                "release_date": stored("keyword"),
-                "genres_lc": { "type": "keyword" },
-                "demographic_lc": { "type": "keyword" },
-                LEXICAL_FIELD: { "type": "text", "analyzer": ANALYZER },
-                VECTOR_FIELD: vector_mapping(dim)
-            }
-        }
+        "mappings": { "dynamic": "strict", "properties": properties }
     })
 }
 
+fn product_index_body(dim: usize) -> Value {
+    index_body(
+        dim,
+        json!({
+            "title": stored("text"),
+            "series": { "type": "keyword" },
+            "volume": stored("integer"),
+            "author": stored("text"),
+            "genres": stored("keyword"),
+            "demographic": stored("keyword"),
+            "synopsis": stored("text"),
+            "price_yen": stored("integer"),
+            "stock": { "type": "integer" },
+            "release_date": stored("keyword"),
+            "genres_lc": { "type": "keyword" },
+            "demographic_lc": { "type": "keyword" }
+        }),
+    )
+}
+
 fn document_index_body(dim: usize) -> Value {
-    json!({
-        "settings": index_settings(),
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "id": { "type": "keyword" },
-                "store_id": { "type": "keyword" },
-                "kind": { "type": "keyword" },
-                "title": stored("text"),
-                "body": stored("text"),
-                LEXICAL_FIELD: { "type": "text", "analyzer": ANALYZER },
-                VECTOR_FIELD: vector_mapping(dim)
-            }
-        }
-    })
+    index_body(
+        dim,
+        json!({
+            "kind": { "type": "keyword" },
+            "title": stored("text"),
+            "body": stored("text")
+        }),
+    )
 }
 
 /// The product filter as OpenSearch filter clauses.
@@ -981,59 +999,31 @@ impl SearchBackend for OpenSearchBackend {
 
         let mut products = Vec::new();
         if q.top_k > 0 {
-            let mut c = Candidates::new();
-            let scored = c.fuse(
+            let (scored, items) = self.fused::<ProductSource, pb::Product>(
+                &products_index,
                 take(Part::ProductVector),
                 take(Part::ProductText),
                 product_cands,
-                self.params.rrf_k,
-            );
-            let items: Vec<pb::Product> = c
-                .sources
-                .into_iter()
-                .map(|s| {
-                    self.source::<ProductSource>(&products_index, s)
-                        .map(Into::into)
-                })
-                .collect::<Result<_, _>>()?;
+            )?;
             products = diversify(scored, q.top_k, self.params.max_per_series, |s| {
                 items[s.idx].series.as_str()
             })
             .into_iter()
-            .map(|s| pb::ProductHit {
-                product: Some(items[s.idx].clone()),
-                score: s.fused,
-                vector_score: s.vector,
-                lexical_score: s.lexical,
-            })
+            .map(|s| s.product_hit(items[s.idx].clone()))
             .collect();
         }
         let mut documents = Vec::new();
         if q.top_k_documents > 0 {
-            let mut c = Candidates::new();
-            let scored = c.fuse(
+            let (scored, items) = self.fused::<DocumentSource, pb::Document>(
+                &documents_index,
                 take(Part::DocumentVector),
                 take(Part::DocumentText),
                 document_cands,
-                self.params.rrf_k,
-            );
-            let items: Vec<pb::Document> = c
-                .sources
-                .into_iter()
-                .map(|s| {
-                    self.source::<DocumentSource>(&documents_index, s)
-                        .map(Into::into)
-                })
-                .collect::<Result<_, _>>()?;
+            )?;
             documents = scored
                 .into_iter()
                 .take(q.top_k_documents)
-                .map(|s| pb::DocumentHit {
-                    document: Some(items[s.idx].clone()),
-                    score: s.fused,
-                    vector_score: s.vector,
-                    lexical_score: s.lexical,
-                })
+                .map(|s| s.document_hit(items[s.idx].clone()))
                 .collect();
         }
         Ok(SearchResults {

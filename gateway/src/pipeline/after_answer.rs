@@ -25,7 +25,10 @@ impl Orchestrator {
             && outcome.level == Level::Full
             && !answer.is_empty()
             && settings.cacheable_intents.iter().any(|i| i == intent);
-        let personal = settings.personalised_intents.iter().any(|i| i == intent);
+        // An answer written from the customer's own context stays theirs; so does every
+        // answer of an intent configured as personal.
+        let personal =
+            outcome.personal || settings.personalised_intents.iter().any(|i| i == intent);
         let predict =
             settings.predict_follow_ups && outcome.level == Level::Full && !outcome.cache_hit;
         let dl = BACKGROUND_DEADLINE;

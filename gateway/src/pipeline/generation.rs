@@ -37,6 +37,7 @@ struct Summary {
     model: String,
     tokens: u32,
     product_ids: Vec<String>,
+    personal: bool,
 }
 
 impl Orchestrator {
@@ -149,6 +150,7 @@ impl Orchestrator {
                 level: ladder.level(),
                 product_ids: vec![],
                 route: None,
+                personal: false,
             });
         }
         Ok(Outcome {
@@ -159,6 +161,7 @@ impl Orchestrator {
             level: ladder.level(),
             product_ids: summary.product_ids,
             route: Some(route),
+            personal: summary.personal,
         })
     }
 
@@ -240,6 +243,7 @@ impl Orchestrator {
                             model: done.model,
                             tokens: done.output_tokens,
                             product_ids: done.product_ids,
+                            personal: done.personal_context,
                         };
                     }
                 },

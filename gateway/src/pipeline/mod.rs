@@ -95,6 +95,8 @@ struct Outcome {
     level: Level,
     product_ids: Vec<String>,
     route: Option<Route>,
+    /// Written from the customer's own context (generation says so): never shared.
+    personal: bool,
 }
 
 impl Orchestrator {
@@ -224,8 +226,11 @@ impl Orchestrator {
         let mut ladder = Ladder::default();
         let phase1 = self.start_phase1(q, ctx, &context_settings, embedding.clone());
         if let Some(hit) = self.lookup_cache(q, ctx, embedding, &mut ladder).await {
-            // Dropping phase 1 aborts every call still running.
-            drop(phase1);
+            // Dropping phase 1 aborts every call still running, once the session is known to
+            // be this user's: no cached answer is shown in someone else's session.
+            let phase1::Phase1 { retrieval, calls } = phase1;
+            drop(retrieval);
+            calls.check_owner().await?;
             return Ok(phase1::replay_cached(sink, hit).await);
         }
         let understood = self

@@ -52,6 +52,22 @@ pub(super) struct Understood {
     pub orders: Vec<pb::Order>,
 }
 
+impl Calls {
+    /// Refuses a session that belongs to another user (memory's `PERMISSION_DENIED`); the
+    /// other calls are dropped, so aborted. A memory daemon that cannot say lets the answer
+    /// through: cached answers of a session are keyed by its user as well.
+    pub async fn check_owner(self) -> Result<(), End> {
+        match joined(self.history).await {
+            Err(Some(e)) if is_forbidden(&e) => Err(End::Forbidden),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_forbidden(e: &StageError) -> bool {
+    matches!(e, StageError::Rpc(s) if s.code() == tonic::Code::PermissionDenied)
+}
+
 /// Starts `req` through `svc` as its own task.
 fn spawn<R, T>(
     svc: &StageService<R, T>,
@@ -216,9 +232,7 @@ impl Orchestrator {
         };
         let intent = Intent::try_from(classified.intent).unwrap_or(Intent::Unspecified);
         let history = match joined(history).await {
-            Err(Some(StageError::Rpc(s))) if s.code() == tonic::Code::PermissionDenied => {
-                return Err(End::Forbidden);
-            }
+            Err(Some(e)) if is_forbidden(&e) => return Err(End::Forbidden),
             r => r.ok().map(|h| h.turns),
         };
         if history.is_none() {
@@ -269,5 +283,7 @@ pub(super) async fn replay_cached(
         level: Level::Full,
         product_ids: answer.product_ids,
         route: None,
+        // Already cached: the cache's partitions decided who may see it.
+        personal: false,
     }
 }

@@ -445,6 +445,26 @@ async fn another_users_session_is_forbidden_before_the_model_is_asked() {
 }
 
 #[tokio::test]
+async fn a_cached_answer_is_not_shown_in_another_users_session() {
+    let mut fake = Fake::healthy();
+    fake.history = Reply::Fail(tonic::Code::PermissionDenied);
+    fake.lookup = Reply::Ok(pb::LookupResponse {
+        hit: true,
+        kind: pb::HitKind::Exact as i32,
+        answer: Some(pb::CachedAnswer {
+            text: "The owner's cached answer.".into(),
+            intent: Intent::Faq as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let h = Harness::new(fake);
+    let seen = h.ask("how long does shipping take?").await;
+    assert_eq!(seen.failed(), ErrorCode::Forbidden);
+    assert_eq!(seen.text(), "");
+}
+
+#[tokio::test]
 async fn a_down_model_gives_a_canned_answer_and_then_opens_its_circuit() {
     let mut fake = Fake::healthy();
     fake.fast = None;

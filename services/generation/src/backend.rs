@@ -37,6 +37,9 @@ pub struct ModelDone {
     /// The model that actually answered, when it is not [`ModelBackend::model_name`] of the
     /// requested tier (a backend that fell back to another model); `None` = that one.
     pub model: Option<String>,
+    /// The answer was written from the customer's own context (profile, history, orders), so
+    /// it is theirs alone: the gateway never shares it with other customers.
+    pub personal_context: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +70,15 @@ pub(crate) struct StreamedAnswer {
     confidence: f32,
     /// Why `confidence` is what it is, sent with the assessment.
     reason: &'static str,
+    /// A provider's model is given all the context (`prompts::render_context`, history as
+    /// turns) and cannot say what it used: any of the customer's own context makes the
+    /// answer theirs.
+    personal_context: bool,
+}
+
+/// Whether `req` carries anything of the customer's own: profile, history or orders.
+pub fn carries_personal_context(req: &pb::GenerateRequest) -> bool {
+    req.profile.is_some() || !req.history.is_empty() || !req.orders.is_empty()
 }
 
 impl StreamedAnswer {
@@ -90,6 +102,7 @@ impl StreamedAnswer {
             estimated_input: prompt.input_tokens(),
             confidence,
             reason,
+            personal_context: carries_personal_context(req),
         }
     }
 
@@ -138,6 +151,7 @@ impl StreamedAnswer {
             confidence: self.confidence,
             stop_reason,
             model,
+            personal_context: self.personal_context,
         })
     }
 }

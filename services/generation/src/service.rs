@@ -299,6 +299,7 @@ impl GenerationDaemon {
             deadline.map(|d| t0 + d),
         );
         let (tx, rx) = mpsc::channel(self.inner.stream_buffer);
+        let personal = crate::backend::carries_personal_context(&req);
         let inner = self.inner.clone();
         inner.counters.started.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(intent = intent.label(), tier = tier.label(), %model, max_tokens, prompt_version, deadline_ms = deadline.map(ms), "generation started");
@@ -389,20 +390,29 @@ impl GenerationDaemon {
             let model = done.as_ref().and_then(|d| d.model.clone()).unwrap_or(model);
             // A model that finished on its own knows its output count best (a provider's
             // delta may hold several tokens); when the daemon cut it short, the deltas sent.
-            let (input_tokens, output_tokens, product_ids, confidence) = match &done {
-                Some(d) => {
-                    if d.stop_reason == StopReason::MaxTokens {
-                        stop = StopReason::MaxTokens;
+            let (input_tokens, output_tokens, product_ids, confidence, personal_context) =
+                match &done {
+                    Some(d) => {
+                        if d.stop_reason == StopReason::MaxTokens {
+                            stop = StopReason::MaxTokens;
+                        }
+                        (
+                            d.input_tokens,
+                            d.output_tokens,
+                            d.product_ids.clone(),
+                            d.confidence,
+                            d.personal_context,
+                        )
                     }
-                    (
-                        d.input_tokens,
-                        d.output_tokens,
-                        d.product_ids.clone(),
-                        d.confidence,
-                    )
-                }
-                None => (0, index, Vec::new(), assessed.unwrap_or(0.5)),
-            };
+                    // Cut short before the model said what it used: assume the worst.
+                    None => (
+                        0,
+                        index,
+                        Vec::new(),
+                        assessed.unwrap_or(0.5),
+                        personal,
+                    ),
+                };
             // A stream without tokens still tells the caller how sure the model was.
             if assessed.is_none() {
                 let a = assessment(confidence, "the model wrote no tokens".into());
@@ -422,6 +432,7 @@ impl GenerationDaemon {
                 product_ids,
                 confidence,
                 stop_reason: stop.as_str().to_string(),
+                personal_context,
             };
             metrics::counter!("generation_output_tokens_total", "model" => model.clone())
                 .increment(u64::from(index));

@@ -135,6 +135,7 @@ impl ModelBackend for SimulatedModel {
             confidence,
             stop_reason,
             model: None,
+            personal_context: c.personal_context,
         };
         let pacing = (!self.zero_latency).then(|| {
             let p = self.profile(tier);
@@ -196,6 +197,8 @@ pub struct Composition {
     pub confidence: f32,
     /// Why, in a few words.
     pub reason: String,
+    /// The answer uses the customer's profile, history or orders.
+    pub personal_context: bool,
 }
 
 /// FNV-1a (the `fnv` crate, stable across platforms) of the parts, each ended by a unit
@@ -213,6 +216,9 @@ fn fnv1a(parts: &[&str]) -> u64 {
 
 struct Writer<'a> {
     req: &'a pb::GenerateRequest,
+    /// Set when the answer uses anything of the customer's own (profile, history, orders):
+    /// such an answer must never be shown to another customer.
+    personal: std::cell::Cell<bool>,
     hash: u64,
     out: String,
     mentioned: Vec<String>,
@@ -615,9 +621,21 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Marks the answer personal when `used` says the customer's own context went into it.
+    fn personal<T>(&self, used: T, is_used: impl FnOnce(&T) -> bool) -> T {
+        if is_used(&used) {
+            self.personal.set(true);
+        }
+        used
+    }
+
     fn first_name(&self) -> Option<&'a str> {
-        let p = self.req.profile.as_ref()?;
-        p.name.split_whitespace().next()
+        let name = self
+            .req
+            .profile
+            .as_ref()
+            .and_then(|p| p.name.split_whitespace().next());
+        self.personal(name, Option::is_some)
     }
 
     fn products(&self) -> Vec<&'a pb::Product> {
@@ -637,20 +655,24 @@ impl<'a> Writer<'a> {
     }
 
     fn favourite_genres(&self) -> Vec<String> {
-        self.req
+        let genres = self
+            .req
             .profile
             .as_ref()
             .map(|p| p.favourite_genres.iter().map(|g| genre_text(g)).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.personal(genres, |g: &Vec<String>| !g.is_empty())
     }
 
     /// The customer's previous question, if the history has one.
     fn previous_question(&self) -> Option<&'a str> {
-        self.req
+        let previous = self
+            .req
             .history
             .iter()
             .find(|t| t.role == "user" && t.text.trim() != self.req.query.trim())
-            .map(|t| t.text.as_str())
+            .map(|t| t.text.as_str());
+        self.personal(previous, Option::is_some)
     }
 
     fn describe(&self, p: &pb::Product) -> String {
@@ -695,6 +717,11 @@ impl<'a> Writer<'a> {
 
     /// The order the message names, else the newest one still on its way, else the newest.
     fn pick_order(&self) -> Option<&'a pb::Order> {
+        let order = self.find_order();
+        self.personal(order, Option::is_some)
+    }
+
+    fn find_order(&self) -> Option<&'a pb::Order> {
         let q = self.req.query.to_uppercase();
         let orders = &self.req.orders;
         if let Some(o) = orders.iter().find(|o| {
@@ -838,6 +865,8 @@ impl<'a> Writer<'a> {
 
     fn greeting(&mut self) -> f32 {
         let name = self.first_name();
+        // "Welcome back" says the customer was here before: only with their name (which
+        // already makes the answer personal).
         let opener = match (name, self.req.history.is_empty()) {
             (Some(n), true) => self
                 .pick(
@@ -1197,6 +1226,7 @@ impl<'a> Writer<'a> {
             .as_ref()
             .map(|p| p.favourite_genres.clone())
             .unwrap_or_default();
+        let favourites = self.personal(favourites, |f: &Vec<String>| !f.is_empty());
         self.line(&intro);
         self.newline();
         for p in &picks {
@@ -1446,6 +1476,7 @@ pub fn compose_styled(
 ) -> Composition {
     let mut w = Writer {
         req,
+        personal: std::cell::Cell::new(false),
         hash: fnv1a(&[req.query.trim(), &req.session_id]),
         out: String::new(),
         mentioned: Vec::new(),
@@ -1453,8 +1484,9 @@ pub fn compose_styled(
         style,
         reason: String::new(),
     };
-    let japanese =
-        has_japanese(&req.query) || req.profile.as_ref().is_some_and(|p| p.language == "ja");
+    // Japanese because the customer's profile says so is their preference, not the question's.
+    let japanese_profile = req.profile.as_ref().is_some_and(|p| p.language == "ja");
+    let japanese = has_japanese(&req.query) || w.personal(japanese_profile, |j| *j);
     if japanese {
         let hello = if intent == pb::Intent::Greeting {
             "こんにちは！"
@@ -1480,6 +1512,7 @@ pub fn compose_styled(
         product_ids: w.mentioned,
         confidence,
         reason: w.reason,
+        personal_context: w.personal.get(),
     }
 }
 

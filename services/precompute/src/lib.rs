@@ -247,6 +247,11 @@ async fn answer(
     if text.trim().is_empty() {
         return Err("generation: empty answer".into());
     }
+    // Store answers are built without anyone's context; should one still come back personal,
+    // it is nobody else's to read.
+    if summary.personal_context && target.scope == pb::CacheScope::Store {
+        return Ok(Outcome::Skipped("answer uses personal context"));
+    }
     peers
         .cache
         .put(

@@ -357,16 +357,19 @@ async fn ws_upgrade(
             );
         }
     };
+    let session_id = params.session_id.filter(|s| !s.trim().is_empty());
+    let store_id = params.store_id.filter(|s| !s.trim().is_empty());
+    for (field, id) in [("session_id", &session_id), ("store_id", &store_id)] {
+        if let Some(id) = id
+            && let Err(e) = protocol::check_id(field, id)
+        {
+            return refuse(StatusCode::BAD_REQUEST, "bad_request", e.message);
+        }
+    }
     let conn = ws::Connection {
-        session_id: params
-            .session_id
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        session_id: session_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         user_id,
-        store_id: params
-            .store_id
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| settings.default_store.clone()),
+        store_id: store_id.unwrap_or_else(|| settings.default_store.clone()),
     };
     let shared = gw.shared.clone();
     let shutdown = gw.shutdown.clone();

@@ -199,7 +199,7 @@ fn answer_error(code: ErrorCode, message: &str) -> (StatusCode, Value) {
     let (status, kind) = match code {
         C::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
         C::Forbidden => (StatusCode::FORBIDDEN, "permission_error"),
-        C::BadRequest | C::BadJson | C::FrameTooLarge | C::DuplicateMessage => {
+        C::BadRequest | C::BadJson | C::FrameTooLarge | C::DuplicateMessage | C::TextTooLong => {
             (StatusCode::BAD_REQUEST, "invalid_request_error")
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
@@ -333,6 +333,11 @@ pub(crate) async fn chat_completions(
     if text.trim().is_empty() {
         return bad_request("the last `user` message has empty `content`");
     }
+    if let Err(e) = mangaassist_protocol::check_text(&text) {
+        let (status, body) = answer_error(e.code, &e.message);
+        return (status, Json(body)).into_response();
+    }
+
     let user = match authenticate(&gw, &headers, params.token.as_deref(), req.user.as_deref()) {
         Ok(u) => u,
         Err(r) => return *r,
@@ -357,14 +362,21 @@ pub(crate) async fn chat_completions(
             .map(str::to_string)
             .or(field.filter(|s| !s.trim().is_empty()))
     };
+    let session_id = pick("x-session-id", req.session_id);
+    let store_id = pick("x-store-id", req.store_id);
+    for (field, id) in [("session_id", &session_id), ("store_id", &store_id)] {
+        if let Some(id) = id
+            && let Err(e) = mangaassist_protocol::check_id(field, id)
+        {
+            return bad_request(e.message);
+        }
+    }
     let message_id = format!("chatcmpl-{}", uuid::Uuid::new_v4());
     let query = Query {
         message_id: message_id.clone(),
-        session_id: pick("x-session-id", req.session_id)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        session_id: session_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         user_id: user,
-        store_id: pick("x-store-id", req.store_id)
-            .unwrap_or_else(|| settings.default_store.clone()),
+        store_id: store_id.unwrap_or_else(|| settings.default_store.clone()),
         text,
         received,
     };

@@ -179,6 +179,8 @@ pub enum ErrorCode {
     Cancelled,
     /// A `message_id` already used for another answer.
     DuplicateMessage,
+    /// A question longer than [`MAX_TEXT_CHARS`].
+    TextTooLong,
 }
 
 impl ErrorCode {
@@ -198,6 +200,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::DuplicateMessage => "duplicate_message",
+            ErrorCode::TextTooLong => "text_too_long",
         }
     }
 }
@@ -272,6 +275,38 @@ impl FrameError {
     }
 }
 
+/// Longest question, in characters: a customer's message, not a document (and every daemon
+/// downstream embeds, classifies and prompts with it).
+pub const MAX_TEXT_CHARS: usize = 4_000;
+/// Longest id (session, message, store), in characters.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// A question's text: not blank, at most [`MAX_TEXT_CHARS`].
+pub fn check_text(text: &str) -> Result<(), FrameError> {
+    if text.trim().is_empty() {
+        return Err(FrameError::new(ErrorCode::BadRequest, "`text` is empty"));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(FrameError::new(
+            ErrorCode::TextTooLong,
+            format!("`text` has {chars} characters; at most {MAX_TEXT_CHARS} are accepted"),
+        ));
+    }
+    Ok(())
+}
+
+/// An id a client chose (`field` names it): 1 to [`MAX_ID_CHARS`] printable characters.
+pub fn check_id(field: &str, id: &str) -> Result<(), FrameError> {
+    if id.is_empty() || id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
+        return Err(FrameError::new(
+            ErrorCode::BadRequest,
+            format!("`{field}` must be 1-{MAX_ID_CHARS} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a client frame, telling malformed JSON apart from unknown actions.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let value: serde_json::Value = serde_json::from_str(text)
@@ -296,8 +331,27 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         FrameError::new(ErrorCode::BadRequest, format!("bad `{action}` frame: {e}"))
     })?;
     match &frame {
-        ClientFrame::Query { text, .. } if text.trim().is_empty() => {
-            return Err(FrameError::new(ErrorCode::BadRequest, "`text` is empty"));
+        ClientFrame::Query {
+            text,
+            session_id,
+            store_id,
+            message_id,
+        } => {
+            check_text(text)?;
+            for (field, id) in [
+                ("session_id", session_id),
+                ("store_id", store_id),
+                ("message_id", message_id),
+            ] {
+                // An absent or blank session/store means "the connection's"; a message id
+                // that is sent must be a real one.
+                match id {
+                    Some(id) if field == "message_id" || !id.trim().is_empty() => {
+                        check_id(field, id)?;
+                    }
+                    _ => {}
+                }
+            }
         }
         ClientFrame::Resume {
             session_id,
@@ -310,6 +364,8 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                     "`session_id` and `message_id` must not be empty",
                 ));
             }
+            check_id("session_id", session_id)?;
+            check_id("message_id", message_id)?;
             if let Some(i) = last_chunk_idx
                 && (*i < -1 || *i > i64::from(u32::MAX))
             {
@@ -319,24 +375,16 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                 ));
             }
         }
-        ClientFrame::Cancel { message_id } if message_id.trim().is_empty() => {
-            return Err(FrameError::new(
-                ErrorCode::BadRequest,
-                "`message_id` is empty",
-            ));
+        ClientFrame::Cancel { message_id } => {
+            if message_id.trim().is_empty() {
+                return Err(FrameError::new(
+                    ErrorCode::BadRequest,
+                    "`message_id` is empty",
+                ));
+            }
+            check_id("message_id", message_id)?;
         }
-        _ => {}
-    }
-    if let ClientFrame::Query {
-        message_id: Some(id),
-        ..
-    } = &frame
-        && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
-    {
-        return Err(FrameError::new(
-            ErrorCode::BadRequest,
-            "`message_id` must be 1-128 printable characters",
-        ));
+        ClientFrame::Ping {} => {}
     }
     Ok(frame)
 }
@@ -489,6 +537,43 @@ mod tests {
                 ),
                 ErrorCode::BadRequest,
                 "1-128 printable",
+            ),
+            (
+                &format!(
+                    r#"{{"action":"query","text":"{}"}}"#,
+                    "あ".repeat(MAX_TEXT_CHARS + 1)
+                ),
+                ErrorCode::TextTooLong,
+                "4001 characters",
+            ),
+            (
+                &format!(
+                    r#"{{"action":"query","text":"x","session_id":"{}"}}"#,
+                    "s".repeat(129)
+                ),
+                ErrorCode::BadRequest,
+                "`session_id` must be 1-128",
+            ),
+            (
+                r#"{"action":"query","text":"x","store_id":"a\u0007b"}"#,
+                ErrorCode::BadRequest,
+                "`store_id` must be 1-128",
+            ),
+            (
+                &format!(
+                    r#"{{"action":"resume","session_id":"s","message_id":"{}"}}"#,
+                    "m".repeat(129)
+                ),
+                ErrorCode::BadRequest,
+                "`message_id` must be 1-128",
+            ),
+            (
+                &format!(
+                    r#"{{"action":"cancel","message_id":"{}"}}"#,
+                    "m".repeat(129)
+                ),
+                ErrorCode::BadRequest,
+                "`message_id` must be 1-128",
             ),
             (
                 r#"{"action":"resume","session_id":"s","message_id":" "}"#,
@@ -669,6 +754,7 @@ mod tests {
             Forbidden,
             Cancelled,
             DuplicateMessage,
+            TextTooLong,
         ] {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }

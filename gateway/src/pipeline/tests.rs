@@ -490,6 +490,21 @@ async fn a_down_model_gives_a_canned_answer_and_then_opens_its_circuit() {
 }
 
 #[tokio::test]
+async fn the_callers_own_bad_requests_never_open_the_model_circuit() {
+    let mut fake = Fake::healthy();
+    fake.fast = Some(vec![Err(tonic::Code::InvalidArgument)]);
+    let h = Harness::with(fake, |c| c.gateway.breakers.failure_threshold = 2);
+    for _ in 0..3 {
+        let seen = h.ask("how long does shipping take?").await;
+        assert_eq!(seen.done().model, "canned");
+    }
+    // Every attempt reached the model: an invalid request says nothing of its health.
+    assert_eq!(h.fake.generate_calls.load(Ordering::SeqCst), 3);
+    let g = h.orchestrator.breakers.generation.snapshot();
+    assert_eq!((g.failures, g.neutral), (0, 3));
+}
+
+#[tokio::test]
 async fn a_low_confidence_fast_answer_is_re_asked_of_the_smart_tier() {
     let mut fake = Fake::healthy();
     let mut fast = vec![Ok(Event::Assessment(pb::Assessment {

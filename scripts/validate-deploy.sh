@@ -114,9 +114,10 @@ def host_ip(port):
 
 def compose():
     with open(path) as f:
-        text = f.read()
-    doc = yaml.safe_load(text)
-    published_secrets_in(text, "compose file")
+        # Parsed from the file so a syntax error names it.
+        doc = yaml.safe_load(f)
+    with open(path) as f:
+        published_secrets_in(f.read(), "compose file")
     services = (doc or {}).get("services") or {}
     if not services:
         err("no services")

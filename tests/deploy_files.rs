@@ -141,7 +141,8 @@ fn compose_file_is_valid_and_its_environment_is_accepted() {
     // The shared secret is whatever the operator exported, never a value from the file.
     for (role, env) in &envs {
         assert_eq!(
-            env.get("MANGAASSIST_GATEWAY__AUTH__SECRET").map(String::as_str),
+            env.get("MANGAASSIST_GATEWAY__AUTH__SECRET")
+                .map(String::as_str),
             Some(TEST_JWT_SECRET),
             "compose {role}: the JWT secret must come from MANGAASSIST_JWT_SECRET"
         );
@@ -328,7 +329,10 @@ fn kubernetes_checker_rejects_a_shipped_or_optional_signing_secret() {
     let kustomization = std::fs::read_to_string(base.join("kustomization.yaml")).unwrap();
     let gateway = std::fs::read_to_string(base.join("gateway.yaml")).unwrap();
     let secret_ref = "                secretKeyRef:\n                  name: mangaassist-jwt\n                  key: secret\n";
-    assert!(gateway.contains(secret_ref), "k8s/base/gateway.yaml lacks {secret_ref:?}");
+    assert!(
+        gateway.contains(secret_ref),
+        "k8s/base/gateway.yaml lacks {secret_ref:?}"
+    );
     let cases = [
         // The placeholder the base used to ship.
         (

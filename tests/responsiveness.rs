@@ -440,7 +440,11 @@ async fn unauthenticated_connections_are_refused() {
         ),
     ] {
         let token = key
-            .issue("u-demo", Duration::from_secs(60), std::time::SystemTime::now())
+            .issue(
+                "u-demo",
+                Duration::from_secs(60),
+                std::time::SystemTime::now(),
+            )
             .unwrap();
         match tokio_tungstenite::connect_async(format!("{base}?token={token}")).await {
             Err(tungstenite::Error::Http(resp)) => {

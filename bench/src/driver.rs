@@ -577,12 +577,12 @@ fn vu_url(cfg: &RunConfig, i: usize, run_id: &str) -> Result<String, BenchError>
         TokenSource::Mint(key) => {
             let ttl =
                 cfg.duration.unwrap_or(Duration::ZERO) + cfg.timeout + Duration::from_secs(3600);
-            let token = key
-                .issue(&user, ttl, SystemTime::now())
-                .map_err(|e| BenchError::Token {
-                    user: user.clone(),
-                    reason: e.to_string(),
-                })?;
+            let token =
+                key.issue(&user, ttl, SystemTime::now())
+                    .map_err(|e| BenchError::Token {
+                        user: user.clone(),
+                        reason: e.to_string(),
+                    })?;
             params.push(("token".into(), token));
         }
     }

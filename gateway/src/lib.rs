@@ -121,7 +121,10 @@ pub fn resolve_secret(config: &Config) -> Result<Vec<u8>, GatewayError> {
         let secret = mangaassist_auth::load_or_create_secret(&path)?;
         (secret, path.display().to_string())
     } else {
-        (a.secret.as_bytes().to_vec(), "gateway.auth.secret".to_owned())
+        (
+            a.secret.as_bytes().to_vec(),
+            "gateway.auth.secret".to_owned(),
+        )
     };
     let trimmed = secret.trim_ascii();
     if PUBLISHED_SECRETS.iter().any(|p| p.as_bytes() == trimmed) {

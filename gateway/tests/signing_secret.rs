@@ -67,7 +67,11 @@ fn a_fresh_state_folder_gets_a_private_secret_and_tokens_carry_iss_and_aud() {
     let path = state.path().join("jwt.secret");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    assert!(!SHIPPED.iter().any(|s| s.as_bytes() == resolve_secret(&c).unwrap()));
+    assert!(
+        !SHIPPED
+            .iter()
+            .any(|s| s.as_bytes() == resolve_secret(&c).unwrap())
+    );
 
     let payload = URL_SAFE_NO_PAD
         .decode(token.split('.').nth(1).unwrap())
@@ -78,7 +82,10 @@ fn a_fresh_state_folder_gets_a_private_secret_and_tokens_carry_iss_and_aud() {
 
     let key = signing_key(&c).unwrap();
     let now = SystemTime::now();
-    assert_eq!(key.verify(&token, now, Duration::ZERO).unwrap().sub, "u-fresh");
+    assert_eq!(
+        key.verify(&token, now, Duration::ZERO).unwrap().sub,
+        "u-fresh"
+    );
 
     // Signed with the gateway's own secret but missing or naming another iss/aud: refused.
     let secret = resolve_secret(&c).unwrap();
@@ -100,7 +107,9 @@ fn a_fresh_state_folder_gets_a_private_secret_and_tokens_carry_iss_and_aud() {
         ),
     ];
     for (other, code) in cases {
-        let token = other.issue("u-fresh", Duration::from_secs(60), now).unwrap();
+        let token = other
+            .issue("u-fresh", Duration::from_secs(60), now)
+            .unwrap();
         let err = key.verify(&token, now, Duration::ZERO).unwrap_err();
         assert_eq!(err.code(), code, "{other:?}: {err}");
     }
@@ -118,7 +127,8 @@ fn issuer_and_audience_follow_the_config() {
         (Some("shop"), Some("shop-gateway"))
     );
     let token = issue_token(&c, "u1").unwrap();
-    key.verify(&token, SystemTime::now(), Duration::ZERO).unwrap();
+    key.verify(&token, SystemTime::now(), Duration::ZERO)
+        .unwrap();
     // A token for the default audience is not one for this gateway.
     let default_token = issue_token(&config(state.path()), "u1").unwrap();
     let err = key

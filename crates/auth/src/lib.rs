@@ -786,7 +786,11 @@ mod tests {
         for aud in accepted {
             let token = k.sign(ISSUED_HEADER.as_bytes(), claims(aud).as_bytes());
             let verified = k.verify(&token, at(NOW), Duration::ZERO).unwrap();
-            assert_eq!(verified.aud.as_deref(), Some("mangaassist-gateway"), "{aud}");
+            assert_eq!(
+                verified.aud.as_deref(),
+                Some("mangaassist-gateway"),
+                "{aud}"
+            );
         }
         let refused = [
             (r#"[]"#, "bad_audience"),

@@ -142,7 +142,10 @@ fn a_file_git_tracks_is_refused_an_untracked_or_ignored_one_is_not() {
     let err = load_or_create_secret(&tracked).unwrap_err();
     assert_eq!(err.code(), "secret_file_tracked", "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("jwt.secret") && msg.contains("git rm --cached"), "{msg}");
+    assert!(
+        msg.contains("jwt.secret") && msg.contains("git rm --cached"),
+        "{msg}"
+    );
 
     // Untracked (a fresh clone's first start) and ignored files are fine.
     let untracked = state.join("other.secret");

@@ -9,6 +9,9 @@
 #   scripts/validate-deploy.sh k8s-infra [k8s/infra]    same for the backend infrastructure
 # Needs python3 with PyYAML (pip install pyyaml), and for k8s kubectl (kustomize) and
 # kubernetes-validate (pip install kubernetes-validate).
+# compose: `${VAR:-default}` reads as its default; `${VAR:?message}` (a variable compose
+# requires) takes VAR from this script's environment and, like compose, fails when it is unset,
+# e.g. MANGAASSIST_JWT_SECRET="$(openssl rand -hex 32)" scripts/validate-deploy.sh compose
 set -euo pipefail
 MODE="${1:?usage: validate-deploy.sh compose|k8s [path]}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -53,7 +56,7 @@ case "$MODE" in
 esac
 
 exec python3 - "$MODE" "$FILE" <<'PY'
-import base64, json, re, sys
+import base64, json, os, re, sys
 import yaml
 
 mode, path = sys.argv[1], sys.argv[2]
@@ -62,10 +65,18 @@ PORTS = {"intent": 50061, "retrieval": 50062, "memory": 50063, "cache": 50064,
          "generation": 50065, "precompute": 50066, "gateway": 8080}
 DAEMONS = [d for d in PORTS if d != "gateway"]
 SHUTDOWN_GRACE_SECONDS = 10  # mesh.shutdown_grace_seconds default
+SECRET_VAR = "MANGAASSIST_GATEWAY__AUTH__SECRET"
+# Secrets this repository has shipped (gateway/src/lib.rs PUBLISHED_SECRETS): never again.
+PUBLISHED_SECRETS = [
+    "7f00ec2a0ab1255b1bd129973b2ad08ed5cc749b6114ed98d49d5213598ff985",
+    "change-me-dev-only-secret-0123456789abcdef",
+    "CHANGE-ME-placeholder-jwt-secret-not-for-production",
+]
 errors = []
 
 def err(msg):
-    errors.append(msg)
+    if msg not in errors:
+        errors.append(msg)
 
 def finish(envs):
     if errors:
@@ -75,18 +86,47 @@ def finish(envs):
     json.dump(envs, sys.stdout, indent=1, sort_keys=True)
     print()
 
+def required(m):
+    # Compose `${VAR:?message}` / `${VAR?message}`: compose refuses to start without VAR.
+    name, message = m.group(1), m.group(2)
+    value = os.environ.get(name, "")
+    if not value:
+        err(f"required variable {name} is not set: {message}")
+    return value
+
 def interpolate(v):
     # Compose `${VAR:-default}` / `${VAR-default}`: the test sees the defaults.
-    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}", r"\1", str(v))
+    v = re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}", r"\1", str(v))
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?([^}]*)\}", required, v)
+
+def published_secrets_in(text, where):
+    for secret in PUBLISHED_SECRETS:
+        if secret in text:
+            err(f"{where} contains the published signing secret {secret[:12]}...; "
+                "it authenticates no one")
+
+def host_ip(port):
+    if isinstance(port, dict):
+        return port.get("host_ip") if port.get("published") is not None else "127.0.0.1"
+    parts = str(port).split(":")
+    # "HOST_IP:PUBLISHED:TARGET" binds one address; "PUBLISHED:TARGET" binds all of them.
+    return parts[0] if len(parts) == 3 else None
 
 def compose():
     with open(path) as f:
+        # Parsed from the file so a syntax error names it.
         doc = yaml.safe_load(f)
+    with open(path) as f:
+        published_secrets_in(f.read(), "compose file")
     services = (doc or {}).get("services") or {}
     if not services:
         err("no services")
     envs = {}
     for name, svc in services.items():
+        for port in svc.get("ports") or []:
+            if host_ip(port) != "127.0.0.1":
+                err(f"service {name} publishes port {port} on all interfaces; "
+                    "bind it to 127.0.0.1 (\"127.0.0.1:HOST:CONTAINER\")")
         hc = svc.get("healthcheck")
         if not hc or hc.get("disable") or not hc.get("test"):
             err(f"service {name} has no healthcheck")
@@ -111,6 +151,10 @@ def compose():
         raw = svc.get("environment") or {}
         if isinstance(raw, list):
             raw = dict(item.split("=", 1) for item in raw)
+        secret = str(raw.get(SECRET_VAR, ""))
+        if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}", secret):
+            err(f"service {role}: {SECRET_VAR} must be a variable compose requires "
+                f"(\"${{MANGAASSIST_JWT_SECRET:?message}}\"), with no default, got {secret!r}")
         env = {k: interpolate(v) for k, v in raw.items()}
         for d in DAEMONS:
             key = d.upper()
@@ -159,6 +203,14 @@ def k8s():
     for d in docs:
         by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
     cms, secrets = by_kind.get("ConfigMap", {}), by_kind.get("Secret", {})
+    for name, s in secrets.items():
+        # A value in the repository is a value everyone has: secrets come from outside
+        # (kubectl create secret, External Secrets; docs/operations.md).
+        if s.get("data") or s.get("stringData"):
+            err(f"Secret {name} carries a literal value from the repository; create it outside "
+                "(kubectl create secret generic / External Secrets, see docs/operations.md)")
+    with open(path) as f:
+        published_secrets_in(f.read(), "rendered manifests")
     services, deps = by_kind.get("Service", {}), by_kind.get("Deployment", {})
     hpas, pdbs = by_kind.get("HorizontalPodAutoscaler", {}), by_kind.get("PodDisruptionBudget", {})
     envs = {}
@@ -214,16 +266,23 @@ def k8s():
             else:
                 env.update(cms[ref].get("data", {}))
         for e in c.get("env", []):
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if e["name"] == SECRET_VAR and (ref is None or ref.get("optional")):
+                err(f"Deployment {role}: {SECRET_VAR} must come from a required secretKeyRef "
+                    "(the Secret is created outside the repository)")
             if "value" in e:
                 env[e["name"]] = e["value"]
-            else:
-                ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+            elif ref is not None:
+                if not ref.get("name") or not ref.get("key"):
+                    err(f"Deployment {role}: env {e['name']} needs a secretKeyRef name and key")
                 data = (secrets.get(ref.get("name")) or {}).get("data", {})
-                if ref.get("key") not in data:
-                    err(f"Deployment {role}: env {e['name']} refers to missing secret "
-                        f"{ref.get('name')}/{ref.get('key')}")
-                else:
+                # Secrets made outside the render have no value here; the config loader then
+                # sees the variable unset.
+                if ref.get("key") in data:
                     env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+        if role == "gateway" and not any(e["name"] == SECRET_VAR for e in c.get("env", [])):
+            err(f"Deployment gateway: needs {SECRET_VAR} from a secretKeyRef so every replica "
+                "verifies the same tokens")
         envs[role] = env
         svc = services.get(role)
         if svc is None:

@@ -472,8 +472,8 @@ async fn bench_command(
             .as_ref()
             .and_then(mesh::RunningMesh::ws_url)
             .unwrap_or_else(|| format!("ws://{}/ws", cfg.gateway.listen)),
-        token_secret: if cfg.gateway.auth.required {
-            Some(mangaassist_gateway::resolve_secret(cfg)?)
+        token_key: if cfg.gateway.auth.required {
+            Some(mangaassist_gateway::signing_key(cfg)?)
         } else {
             None
         },

@@ -29,12 +29,23 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What the tests export as `MANGAASSIST_JWT_SECRET`, the variable compose.yaml requires.
+const TEST_JWT_SECRET: &str = "test-only-jwt-secret-for-deploy-files-0123456789";
+
 fn validate(mode: &str, path: &Path) -> Output {
-    Command::new("bash")
-        .arg(root().join("scripts/validate-deploy.sh"))
+    validate_with_secret(mode, path, Some(TEST_JWT_SECRET))
+}
+
+fn validate_with_secret(mode: &str, path: &Path, secret: Option<&str>) -> Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join("scripts/validate-deploy.sh"))
         .arg(mode)
         .arg(path)
-        .output()
+        .env_remove("MANGAASSIST_JWT_SECRET");
+    if let Some(secret) = secret {
+        cmd.env("MANGAASSIST_JWT_SECRET", secret);
+    }
+    cmd.output()
         .expect("cannot run bash scripts/validate-deploy.sh")
 }
 
@@ -127,12 +138,27 @@ fn assert_mesh_env(source: &str, envs: &Envs) {
 fn compose_file_is_valid_and_its_environment_is_accepted() {
     let envs = validate_ok("compose", &root().join("compose.yaml"));
     assert_mesh_env("compose.yaml", &envs);
+    // The shared secret is whatever the operator exported, never a value from the file.
     for (role, env) in &envs {
-        let secret = env
-            .get("MANGAASSIST_GATEWAY__AUTH__SECRET")
-            .unwrap_or_else(|| panic!("compose {role}: no shared JWT secret"));
-        assert!(secret.len() >= 32, "compose {role}: secret too short");
+        assert_eq!(
+            env.get("MANGAASSIST_GATEWAY__AUTH__SECRET")
+                .map(String::as_str),
+            Some(TEST_JWT_SECRET),
+            "compose {role}: the JWT secret must come from MANGAASSIST_JWT_SECRET"
+        );
     }
+}
+
+#[test]
+fn compose_refuses_to_start_without_a_jwt_secret() {
+    let out = validate_with_secret("compose", &root().join("compose.yaml"), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("required variable MANGAASSIST_JWT_SECRET is not set")
+            && stderr.contains("openssl rand -hex 32"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -171,6 +197,37 @@ fn compose_checker_rejects_broken_files() {
             "must be an OTLP/HTTP port (4318)",
         ),
         ("services:\n", "services:\n  broken: [\n", "compose.yaml"),
+        // The published default this file used to carry.
+        (
+            "\"${MANGAASSIST_JWT_SECRET:?set MANGAASSIST_JWT_SECRET (>= 32 random bytes, e.g. openssl rand -hex 32)}\"",
+            "${MANGAASSIST_JWT_SECRET:-change-me-dev-only-secret-0123456789abcdef}",
+            "MANGAASSIST_GATEWAY__AUTH__SECRET must be a variable compose requires",
+        ),
+        (
+            "\"${MANGAASSIST_JWT_SECRET:?set MANGAASSIST_JWT_SECRET (>= 32 random bytes, e.g. openssl rand -hex 32)}\"",
+            "some-literal-secret-of-more-than-32-bytes-0123456789",
+            "MANGAASSIST_GATEWAY__AUTH__SECRET must be a variable compose requires",
+        ),
+        (
+            "\"127.0.0.1:8080:8080\"",
+            "\"8080:8080\"",
+            "service gateway publishes port 8080:8080 on all interfaces",
+        ),
+        (
+            "\"127.0.0.1:8080:8080\"",
+            "\"0.0.0.0:8080:8080\"",
+            "service gateway publishes port 0.0.0.0:8080:8080 on all interfaces",
+        ),
+        (
+            "[\"127.0.0.1:6379:6379\"]",
+            "[\"6379:6379\"]",
+            "service redis publishes port 6379:6379 on all interfaces",
+        ),
+        (
+            "[\"127.0.0.1:9200:9200\"]",
+            "[{target: 9200, published: 9200}]",
+            "service opensearch publishes port",
+        ),
     ];
     for (from, to, want) in cases {
         assert!(
@@ -187,14 +244,17 @@ fn compose_checker_rejects_broken_files() {
 #[test]
 fn kubernetes_base_and_aws_overlay_render_validate_and_configure_the_mesh() {
     for dir in ["k8s/base", "k8s/overlays/aws"] {
+        // The checker fails on any rendered Secret with a literal value.
         let envs = validate_ok("k8s", &root().join(dir));
         assert_mesh_env(dir, &envs);
-        let secret = &envs["gateway"]["MANGAASSIST_GATEWAY__AUTH__SECRET"];
+        // The signing secret comes from a Secret made outside the repository: no value here.
         assert!(
-            secret.len() >= 32,
-            "{dir}: JWT secret placeholder too short"
+            !envs["gateway"].contains_key("MANGAASSIST_GATEWAY__AUTH__SECRET"),
+            "{dir}: the JWT secret has a value in the repository"
         );
     }
+    let gateway = std::fs::read_to_string(root().join("k8s/base/gateway.yaml")).unwrap();
+    assert!(gateway.contains("name: mangaassist-jwt"));
     let overlay =
         std::fs::read_to_string(root().join("k8s/overlays/aws/serviceaccount-irsa.yaml")).unwrap();
     assert!(overlay.contains("eks.amazonaws.com/role-arn"));
@@ -258,6 +318,52 @@ fn kubernetes_checker_rejects_broken_manifests() {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&base, dir.path());
         std::fs::write(dir.path().join("intent.yaml"), text.replacen(from, to, 1)).unwrap();
+        let err = validate_err("k8s", dir.path());
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn kubernetes_checker_rejects_a_shipped_or_optional_signing_secret() {
+    let base = root().join("k8s/base");
+    let kustomization = std::fs::read_to_string(base.join("kustomization.yaml")).unwrap();
+    let gateway = std::fs::read_to_string(base.join("gateway.yaml")).unwrap();
+    let secret_ref = "                secretKeyRef:\n                  name: mangaassist-jwt\n                  key: secret\n";
+    assert!(
+        gateway.contains(secret_ref),
+        "k8s/base/gateway.yaml lacks {secret_ref:?}"
+    );
+    let cases = [
+        // The placeholder the base used to ship.
+        (
+            "kustomization.yaml",
+            format!(
+                "{kustomization}secretGenerator:\n  - name: mangaassist-jwt\n    literals:\n      - secret=CHANGE-ME-placeholder-jwt-secret-not-for-production\n"
+            ),
+            "Secret mangaassist-jwt",
+        ),
+        // Any literal, however random it looks.
+        (
+            "kustomization.yaml",
+            format!(
+                "{kustomization}secretGenerator:\n  - name: mangaassist-jwt\n    literals:\n      - secret=0f3c9a7e5b2d4186a0f3c9a7e5b2d4186a0f3c9a7e\n"
+            ),
+            "carries a literal value from the repository",
+        ),
+        (
+            "gateway.yaml",
+            gateway.replacen(
+                secret_ref,
+                &format!("{secret_ref}                  optional: true\n"),
+                1,
+            ),
+            "must come from a required secretKeyRef",
+        ),
+    ];
+    for (file, text, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&base, dir.path());
+        std::fs::write(dir.path().join(file), text).unwrap();
         let err = validate_err("k8s", dir.path());
         assert!(err.contains(want), "expected {want:?} in:\n{err}");
     }

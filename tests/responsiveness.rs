@@ -426,6 +426,36 @@ async fn unauthenticated_connections_are_refused() {
         .await
         .map(|_| ());
     assert_eq!(status(r), 401);
+    // The gateway's own secret, but no `iss`/`aud` or another audience: refused, and the body
+    // says which check failed.
+    let secret = mangaassist_gateway::resolve_secret(&m.mesh().config).unwrap();
+    let own = mangaassist_auth::JwtKey::new(&secret).unwrap();
+    for (key, want) in [
+        (own.clone(), "bad_issuer"),
+        (
+            own.clone()
+                .with_issuer("mangaassist")
+                .with_audience("mangaassist-admin"),
+            "bad_audience",
+        ),
+    ] {
+        let token = key
+            .issue(
+                "u-demo",
+                Duration::from_secs(60),
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        match tokio_tungstenite::connect_async(format!("{base}?token={token}")).await {
+            Err(tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 401);
+                let body: serde_json::Value =
+                    serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
+                assert_eq!(body["token_error"], want, "{body}");
+            }
+            other => panic!("expected a 401, got {:?}", other.map(|_| ())),
+        }
+    }
     let r = tokio_tungstenite::connect_async(format!(
         "{base}?token={}&user_id=u-other",
         m.token("u-demo")

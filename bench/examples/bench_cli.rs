@@ -24,12 +24,24 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Signing secret of the gateway's tokens, when it requires them; the tokens carry the
+    // default `gateway.auth` issuer and audience.
+    let token_key = match std::env::var("MANGAASSIST_BENCH_TOKEN_SECRET") {
+        Err(_) => None,
+        Ok(secret) => {
+            let auth = mangaassist_config::AuthSettings::default();
+            match mangaassist_auth::JwtKey::new(secret.as_bytes()) {
+                Ok(key) => Some(key.with_issuer(auth.issuer).with_audience(auth.audience)),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "MANGAASSIST_BENCH_TOKEN_SECRET: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        }
+    };
     let ctx = BenchContext {
         default_url: "ws://127.0.0.1:8080/ws".to_string(),
-        // Signing secret of the gateway's tokens, when it requires them.
-        token_secret: std::env::var("MANGAASSIST_BENCH_TOKEN_SECRET")
-            .ok()
-            .map(String::into_bytes),
+        token_key,
         data_dir: PathBuf::from("data"),
         overhead: false,
         // The default `mesh.generation` / `mesh.retrieval` endpoints.

@@ -27,8 +27,9 @@ use crate::{
 pub struct BenchContext {
     /// `ws://127.0.0.1:8080/ws` from the config (`gateway.listen`).
     pub default_url: String,
-    /// HS256 secret the gateway verifies tokens with; `None` = connect without a token.
-    pub token_secret: Option<Vec<u8>>,
+    /// The key the gateway verifies tokens with (secret, issuer, audience); `None` = connect
+    /// without a token.
+    pub token_key: Option<mangaassist_auth::JwtKey>,
     /// The repository's `data/` directory (labelled intents).
     pub data_dir: PathBuf,
     /// The mesh runs the zero-latency model: add the per-stage overhead table.
@@ -404,9 +405,9 @@ async fn run_command(args: RunArgs, ctx: &BenchContext) -> Result<(), BenchError
         (None, None) => Some(50 * mix.intents().len() as u64),
         (m, _) => m,
     };
-    let token = match (&args.token, &ctx.token_secret) {
+    let token = match (&args.token, &ctx.token_key) {
         (Some(t), _) => TokenSource::Fixed(t.clone()),
-        (None, Some(secret)) => TokenSource::Mint(secret.clone()),
+        (None, Some(key)) => TokenSource::Mint(key.clone()),
         (None, None) => TokenSource::None,
     };
     let overhead = args.overhead || ctx.overhead;

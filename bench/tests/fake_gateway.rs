@@ -306,7 +306,7 @@ fn write_results(r: &Results, dir: &Path, name: &str) -> std::path::PathBuf {
 async fn compare_exit(base: &Path, cur: &Path) -> i32 {
     let ctx = BenchContext {
         default_url: String::new(),
-        token_secret: None,
+        token_key: None,
         data_dir: "data".into(),
         overhead: false,
         generation_endpoint: String::new(),

@@ -96,7 +96,7 @@ struct Cli {
 fn ctx(mesh: Option<&Mesh>) -> BenchContext {
     BenchContext {
         default_url: String::new(),
-        token_secret: None,
+        token_key: None,
         data_dir: data_dir(),
         overhead: false,
         generation_endpoint: mesh.map_or_else(String::new, |m| m.generation.clone()),

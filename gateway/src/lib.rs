@@ -60,6 +60,12 @@ pub enum GatewayError {
     Serve(std::io::Error),
     #[error("gateway auth: {0}")]
     Auth(#[from] mangaassist_auth::AuthError),
+    #[error(
+        "gateway auth: the signing secret from {source_name} was published in the MangaAssist \
+         repository, so anyone can mint tokens with it; use a private one (e.g. openssl rand -hex \
+         32), or leave gateway.auth.secret empty and delete the file to have a fresh one created"
+    )]
+    PublishedSecret { source_name: String },
     #[error("gateway SLO settings: {0}")]
     Slo(#[from] mangaassist_slo::SloError),
     #[error("gateway recording: {0}")]
@@ -96,16 +102,44 @@ pub async fn connect_resume_store(
     }
 }
 
+/// Secrets the repository has shipped at some point (the once-committed
+/// `.mangaassist/state/jwt.secret`, the old compose default, the old k8s placeholder): they are
+/// in every clone and in the history, so they authenticate no one.
+const PUBLISHED_SECRETS: [&str; 3] = [
+    "7f00ec2a0ab1255b1bd129973b2ad08ed5cc749b6114ed98d49d5213598ff985",
+    "change-me-dev-only-secret-0123456789abcdef",
+    "CHANGE-ME-placeholder-jwt-secret-not-for-production",
+];
+
 /// The HMAC secret the gateway verifies tokens with: `gateway.auth.secret`, else the secret
-/// file (created with a random secret on first use).
+/// file (created with a random secret on first use; refused if others can read it or git
+/// tracks it). A secret the repository has published is refused either way.
 pub fn resolve_secret(config: &Config) -> Result<Vec<u8>, GatewayError> {
     let a = &config.gateway.auth;
-    if !a.secret.is_empty() {
-        return Ok(a.secret.as_bytes().to_vec());
+    let (secret, source_name) = if a.secret.is_empty() {
+        let path = secret_path(config);
+        let secret = mangaassist_auth::load_or_create_secret(&path)?;
+        (secret, path.display().to_string())
+    } else {
+        (
+            a.secret.as_bytes().to_vec(),
+            "gateway.auth.secret".to_owned(),
+        )
+    };
+    let trimmed = secret.trim_ascii();
+    if PUBLISHED_SECRETS.iter().any(|p| p.as_bytes() == trimmed) {
+        return Err(GatewayError::PublishedSecret { source_name });
     }
-    Ok(mangaassist_auth::load_or_create_secret(&secret_path(
-        config,
-    ))?)
+    Ok(secret)
+}
+
+/// The key the gateway signs and verifies with: the secret of [`resolve_secret`], issuing and
+/// requiring `gateway.auth.issuer` as `iss` and `gateway.auth.audience` as `aud`.
+pub fn signing_key(config: &Config) -> Result<JwtKey, GatewayError> {
+    let a = &config.gateway.auth;
+    Ok(JwtKey::new(&resolve_secret(config)?)?
+        .with_issuer(a.issuer.clone())
+        .with_audience(a.audience.clone()))
 }
 
 /// Where the secret file is (whether or not it exists yet).
@@ -120,7 +154,7 @@ pub fn secret_path(config: &Config) -> PathBuf {
 
 /// Issues a token for `user` with the configured lifetime (`mangaassist token`, `up`).
 pub fn issue_token(config: &Config, user: &str) -> Result<String, GatewayError> {
-    let key = JwtKey::new(&resolve_secret(config)?)?;
+    let key = signing_key(config)?;
     Ok(key.issue(
         user,
         Duration::from_secs(config.gateway.auth.token_ttl_seconds),
@@ -159,7 +193,7 @@ impl Gateway {
         let resume: Arc<dyn ResumeStore> =
             Arc::new(InMemoryResumeStore::new(resume_limits(config)));
         let auth = if g.auth.required {
-            Some(Arc::new(JwtKey::new(&resolve_secret(config)?)?))
+            Some(Arc::new(signing_key(config)?))
         } else {
             tracing::warn!(
                 "gateway.auth.required = false: anyone can connect as any user (local use only)"
@@ -350,11 +384,17 @@ async fn ws_upgrade(
             );
         }
         Err(admission::AuthRefusal::Invalid(e)) => {
-            return refuse(
+            metrics::counter!("websocket_refused_total", "reason" => "unauthorized").increment(1);
+            // `token_error` tells a client which check failed (e.g. `bad_audience`).
+            return (
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                format!("invalid token: {e}"),
-            );
+                Json(serde_json::json!({
+                    "error": "unauthorized",
+                    "token_error": e.code(),
+                    "message": format!("invalid token: {e}"),
+                })),
+            )
+                .into_response();
         }
     };
     let session_id = params.session_id.filter(|s| !s.trim().is_empty());

@@ -5,8 +5,9 @@
 //! Deliberately small and strict instead of a general JWT library: one algorithm (HS256), the
 //! algorithm in the header must say so (no `none`, no algorithm confusion), no `crit`
 //! extensions, the signature is checked in constant time before any claim is parsed, and tokens
-//! are bounded in size. The shared secret lives in a file created on first start
-//! ([`load_or_create_secret`]).
+//! are bounded in size. Keys may require an issuer (`iss`) and an audience (`aud`). The shared
+//! secret lives in a file created on first start, and a file that others can read or that git
+//! tracks is refused ([`load_or_create_secret`]).
 //!
 //! Why not the `jsonwebtoken` crate (checked against 12.0.0, December 2026): the only piece it
 //! would take over is the HMAC-SHA256 call, which is already the RustCrypto `hmac` crate here.
@@ -55,6 +56,10 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// Audience. Issued as a single string; a verified token whose `aud` is an array reports
+    /// the member that matched the key's audience (none if the key expects no audience).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
 /// Why a token or secret was refused. Messages never echo token content.
@@ -74,8 +79,10 @@ pub enum AuthError {
     MissingSubject,
     #[error("bad subject: {0}")]
     BadSubject(String),
-    #[error("token issuer does not match the expected issuer {expected:?}")]
+    #[error("token issuer is missing or is not the expected issuer {expected:?}")]
     BadIssuer { expected: String },
+    #[error("token audience is missing or does not include the expected audience {expected:?}")]
+    BadAudience { expected: String },
     #[error("secret is {len} bytes; HS256 needs at least {MIN_SECRET_LEN}")]
     SecretTooShort { len: usize },
     #[error(
@@ -83,6 +90,18 @@ pub enum AuthError {
         path.display()
     )]
     SecretFileTooShort { path: PathBuf, len: usize },
+    #[error(
+        "secret file {} is readable by group or others (mode {mode:o}); run chmod 600 on it, \
+         or delete it to have a fresh one created",
+        path.display()
+    )]
+    SecretFilePermissions { path: PathBuf, mode: u32 },
+    #[error(
+        "secret file {} is tracked by git, so every clone shares it: delete it (git rm --cached \
+         it and remove the file) to have a fresh one created, and keep its folder in .gitignore",
+        path.display()
+    )]
+    SecretFileTracked { path: PathBuf },
     #[error("secret file {}", path.display())]
     Io {
         path: PathBuf,
@@ -105,6 +124,9 @@ impl AuthError {
             AuthError::MissingSubject => "missing_subject",
             AuthError::BadSubject(_) => "bad_subject",
             AuthError::BadIssuer { .. } => "bad_issuer",
+            AuthError::BadAudience { .. } => "bad_audience",
+            AuthError::SecretFilePermissions { .. } => "secret_file_permissions",
+            AuthError::SecretFileTracked { .. } => "secret_file_tracked",
             AuthError::SecretTooShort { .. } | AuthError::SecretFileTooShort { .. } => {
                 "secret_too_short"
             }
@@ -124,6 +146,7 @@ pub struct JwtKey {
     /// Keyed once; cloning the initialised state per token skips re-hashing the key.
     mac: HmacSha256,
     issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl fmt::Debug for JwtKey {
@@ -131,6 +154,7 @@ impl fmt::Debug for JwtKey {
         f.debug_struct("JwtKey")
             .field("alg", &"HS256")
             .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -154,6 +178,7 @@ struct RawClaims {
     exp: Option<serde_json::Value>,
     nbf: Option<serde_json::Value>,
     iss: Option<serde_json::Value>,
+    aud: Option<serde_json::Value>,
 }
 
 impl JwtKey {
@@ -164,7 +189,11 @@ impl JwtKey {
         }
         let mac = HmacSha256::new_from_slice(secret)
             .map_err(|_| AuthError::SecretTooShort { len: secret.len() })?;
-        Ok(Self { mac, issuer: None })
+        Ok(Self {
+            mac,
+            issuer: None,
+            audience: None,
+        })
     }
 
     /// Tokens issued with this key carry `iss`, and verification requires it.
@@ -177,6 +206,17 @@ impl JwtKey {
         self.issuer.as_deref()
     }
 
+    /// Tokens issued with this key carry `aud` (a string), and verification requires `aud` to
+    /// be that string or an array of strings containing it (RFC 7519 §4.1.3).
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    pub fn audience(&self) -> Option<&str> {
+        self.audience.as_deref()
+    }
+
     /// A token for user `sub`, valid from `now` for `ttl` (rounded up to whole seconds).
     pub fn issue(&self, sub: &str, ttl: Duration, now: SystemTime) -> Result<String, AuthError> {
         check_subject(sub)?;
@@ -187,6 +227,7 @@ impl JwtKey {
             iat,
             exp: iat.saturating_add(ttl_secs),
             iss: self.issuer.clone(),
+            aud: self.audience.clone(),
         };
         let payload = serde_json::to_vec(&claims)
             .map_err(|e| malformed(format!("claims cannot be serialised: {e}")))?;
@@ -276,6 +317,7 @@ impl JwtKey {
                 expected: expected.clone(),
             });
         }
+        let aud = self.audience_of(raw.aud)?;
 
         let now = unix_secs(now)?;
         let leeway = leeway.as_secs();
@@ -288,7 +330,43 @@ impl JwtKey {
         {
             return Err(AuthError::NotYetValid { not_before: nbf });
         }
-        Ok(Claims { sub, iat, exp, iss })
+        Ok(Claims {
+            sub,
+            iat,
+            exp,
+            iss,
+            aud,
+        })
+    }
+
+    /// The token's audience as [`Claims::aud`] reports it, or `BadAudience` when this key
+    /// expects one the token does not name.
+    fn audience_of(&self, raw: Option<serde_json::Value>) -> Result<Option<String>, AuthError> {
+        let named: Vec<String> = match raw {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::String(aud)) => vec![aud],
+            Some(serde_json::Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    serde_json::Value::String(aud) => Ok(aud),
+                    _ => Err(malformed("claims: aud array holds a non-string")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(malformed("claims: aud is not a string or array")),
+        };
+        match &self.audience {
+            Some(expected) => {
+                if named.iter().any(|aud| aud == expected) {
+                    Ok(Some(expected.clone()))
+                } else {
+                    Err(AuthError::BadAudience {
+                        expected: expected.clone(),
+                    })
+                }
+            }
+            None if named.len() == 1 => Ok(named.into_iter().next()),
+            None => Ok(None),
+        }
     }
 
     fn sign(&self, header_json: &[u8], payload_json: &[u8]) -> String {
@@ -388,6 +466,10 @@ pub fn bearer_token(header_value: &str) -> Option<&str> {
 
 /// The shared secret stored at `path`, created on first use.
 ///
+/// An existing file is refused when group or others may read it
+/// ([`AuthError::SecretFilePermissions`]) or git tracks it ([`AuthError::SecretFileTracked`]):
+/// either way the secret is not private to this installation.
+///
 /// The secret is the file's content with surrounding whitespace trimmed, used as-is (a created
 /// file holds 32 random bytes hex-encoded, i.e. 64 ASCII characters; an operator may put any
 /// string of at least [`MIN_SECRET_LEN`] bytes there instead). A new file is written with mode
@@ -483,16 +565,42 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
             len: secret.len(),
         });
     }
-    if let Ok(meta) = fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            path = %path.display(),
-            mode = format!("{:o}", meta.permissions().mode() & 0o777),
-            "token signing secret is readable by group or others; chmod 600 it"
-        );
+    let mode = fs::metadata(path).map_err(io_err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(AuthError::SecretFilePermissions {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
+    }
+    if tracked_by_git(path) {
+        return Err(AuthError::SecretFileTracked {
+            path: path.to_owned(),
+        });
     }
     Ok(secret)
+}
+
+/// Whether git tracks `path`: a tracked secret is in every clone and in the history. Asked in
+/// the file's own directory so the repository that holds it answers; no git, no repository or
+/// a git that refuses to answer (e.g. `safe.directory`) all count as untracked.
+fn tracked_by_git(path: &Path) -> bool {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["ls-files", "--error-unmatch", "--"])
+        .arg(name)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -628,6 +736,76 @@ mod tests {
         assert!(matches!(err, AuthError::BadIssuer { .. }), "{err}");
         // A key without an issuer accepts tokens with or without one.
         key().verify(&token, at(NOW), Duration::ZERO).unwrap();
+    }
+
+    fn gateway_key() -> JwtKey {
+        key()
+            .with_issuer("mangaassist")
+            .with_audience("mangaassist-gateway")
+    }
+
+    #[test]
+    fn audience_is_set_and_enforced() {
+        let k = gateway_key();
+        let token = k.issue("u1", Duration::from_secs(60), at(NOW)).unwrap();
+        let claims = k.verify(&token, at(NOW), Duration::ZERO).unwrap();
+        assert_eq!(claims.iss.as_deref(), Some("mangaassist"));
+        assert_eq!(claims.aud.as_deref(), Some("mangaassist-gateway"));
+        // Signed with the right secret and issuer but for no audience, or for another one.
+        for other in [
+            key().with_issuer("mangaassist"),
+            key()
+                .with_issuer("mangaassist")
+                .with_audience("mangaassist-admin"),
+        ] {
+            let token = other.issue("u1", Duration::from_secs(60), at(NOW)).unwrap();
+            let err = k.verify(&token, at(NOW), Duration::ZERO).unwrap_err();
+            assert_eq!(err.code(), "bad_audience", "{err}");
+            assert!(err.to_string().contains("mangaassist-gateway"), "{err}");
+        }
+        // Right audience, no issuer.
+        let token = key()
+            .with_audience("mangaassist-gateway")
+            .issue("u1", Duration::from_secs(60), at(NOW))
+            .unwrap();
+        let err = k.verify(&token, at(NOW), Duration::ZERO).unwrap_err();
+        assert_eq!(err.code(), "bad_issuer", "{err}");
+    }
+
+    #[test]
+    fn an_audience_array_passes_only_when_it_names_the_expected_audience() {
+        let k = gateway_key();
+        let claims = |aud: &str| {
+            format!(r#"{{"sub":"u","iat":1,"exp":1750003600,"iss":"mangaassist","aud":{aud}}}"#)
+        };
+        let accepted = [
+            r#""mangaassist-gateway""#,
+            r#"["mangaassist-gateway"]"#,
+            r#"["other","mangaassist-gateway"]"#,
+        ];
+        for aud in accepted {
+            let token = k.sign(ISSUED_HEADER.as_bytes(), claims(aud).as_bytes());
+            let verified = k.verify(&token, at(NOW), Duration::ZERO).unwrap();
+            assert_eq!(
+                verified.aud.as_deref(),
+                Some("mangaassist-gateway"),
+                "{aud}"
+            );
+        }
+        let refused = [
+            (r#"[]"#, "bad_audience"),
+            (r#"["other"]"#, "bad_audience"),
+            (r#""MANGAASSIST-GATEWAY""#, "bad_audience"),
+            (r#"null"#, "bad_audience"),
+            (r#"["mangaassist-gateway",7]"#, "malformed"),
+            (r#"7"#, "malformed"),
+            (r#"{"aud":"mangaassist-gateway"}"#, "malformed"),
+        ];
+        for (aud, code) in refused {
+            let token = k.sign(ISSUED_HEADER.as_bytes(), claims(aud).as_bytes());
+            let err = k.verify(&token, at(NOW), Duration::ZERO).unwrap_err();
+            assert_eq!(err.code(), code, "{aud}: {err}");
+        }
     }
 
     #[test]

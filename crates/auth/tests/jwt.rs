@@ -72,6 +72,7 @@ fn round_trip() {
             iat: NOW,
             exp: NOW + 3600,
             iss: None,
+            aud: None,
         }
     );
     // Header says what it is.

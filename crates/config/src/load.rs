@@ -449,6 +449,52 @@ mod tests {
     }
 
     #[test]
+    fn token_checks_are_bounded_and_named() {
+        // Clock skew past five minutes keeps stolen or expired tokens usable for no reason.
+        for (toml, field) in [
+            (
+                "[gateway.auth]\nleeway_seconds = 301\n",
+                "gateway.auth.leeway_seconds",
+            ),
+            (
+                "[gateway.auth]\nleeway_seconds = 3600\n",
+                "gateway.auth.leeway_seconds",
+            ),
+            ("[gateway.auth]\nissuer = \"\"\n", "gateway.auth.issuer"),
+            ("[gateway.auth]\naudience = \"\"\n", "gateway.auth.audience"),
+            (
+                "[gateway.auth]\naudience = \"a\\u0007b\"\n",
+                "gateway.auth.audience",
+            ),
+        ] {
+            let e = load_str(toml, "t", env(&[])).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{field}`")), "{toml}: {e}");
+        }
+        let c = load_str(
+            "[gateway.auth]\nleeway_seconds = 300\nissuer = \"shop\"\naudience = \"shop-gw\"\n",
+            "t",
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.gateway.auth.leeway_seconds, 300);
+        assert_eq!(
+            (
+                c.gateway.auth.issuer.as_str(),
+                c.gateway.auth.audience.as_str()
+            ),
+            ("shop", "shop-gw")
+        );
+        let d = load_str("", "t", env(&[])).unwrap();
+        assert_eq!(
+            (
+                d.gateway.auth.issuer.as_str(),
+                d.gateway.auth.audience.as_str()
+            ),
+            ("mangaassist", "mangaassist-gateway")
+        );
+    }
+
+    #[test]
     fn removed_fields_are_rejected_by_name() {
         // `gateway.targets` and `gateway.budgets.degraded_ms` were never read; a file that
         // still sets them is told so instead of being silently ignored.

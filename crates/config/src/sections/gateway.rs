@@ -13,6 +13,9 @@ use crate::ConfigError;
 const MAX_MS: u64 = 3_600_000;
 /// Longest connection, resume or token lifetime accepted (a year).
 const MAX_SECONDS: u64 = 366 * 24 * 3_600;
+/// Most clock skew tolerated on token times: more only stretches how long an expired token
+/// still works.
+const MAX_LEEWAY_SECONDS: u64 = 300;
 
 choice! {
     /// `gateway.resume_backend`: where streamed answers are buffered for `resume`.
@@ -369,8 +372,13 @@ pub struct AuthSettings {
     pub secret_file: PathBuf,
     /// Lifetime of tokens `mangaassist token` and `up` issue.
     pub token_ttl_seconds: u64,
-    /// Clock skew tolerated on `exp`.
+    /// Clock skew tolerated on `exp` and `nbf` (at most 300 s).
     pub leeway_seconds: u64,
+    /// `iss` the gateway puts in the tokens it issues and requires in the ones it accepts.
+    pub issuer: String,
+    /// `aud` the gateway puts in the tokens it issues and requires in the ones it accepts (a
+    /// token's `aud` may also be an array that contains it).
+    pub audience: String,
 }
 
 impl Default for AuthSettings {
@@ -381,6 +389,8 @@ impl Default for AuthSettings {
             secret_file: PathBuf::new(),
             token_ttl_seconds: 24 * 3_600,
             leeway_seconds: 30,
+            issuer: "mangaassist".into(),
+            audience: "mangaassist-gateway".into(),
         }
     }
 }
@@ -403,8 +413,21 @@ impl AuthSettings {
         within(
             "gateway.auth.leeway_seconds",
             self.leeway_seconds,
-            0..=3_600,
-        )
+            0..=MAX_LEEWAY_SECONDS,
+        )?;
+        for (field, value) in [
+            ("gateway.auth.issuer", &self.issuer),
+            ("gateway.auth.audience", &self.audience),
+        ] {
+            ensure(
+                !value.is_empty()
+                    && value.chars().count() <= 128
+                    && !value.chars().any(char::is_control),
+                field,
+                "must be 1 to 128 characters without control characters",
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -2,12 +2,15 @@ use std::{collections::HashMap, sync::Arc};
 
 use mangaassist_domain::normalize_text;
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 
 use crate::{EmbedError, Embedder};
 
-/// An embedder with an LRU-ish cache of query vectors keyed by the normalised text
-/// ([`normalize_text`], which is also what is embedded), so the same question (or a retry)
-/// costs a hash lookup instead of a forward pass.
+/// An embedder with an LRU-ish cache of query vectors keyed by the SHA-256 of the normalised
+/// text ([`normalize_text`], which is also what is embedded), so the same question (or a
+/// retry) costs a hash lookup instead of a forward pass. The digest, not the text, is kept:
+/// the cache holds no customer's words and its keys cost 32 bytes whatever the question's
+/// length.
 #[derive(Debug, Clone)]
 pub struct QueryEmbedder {
     inner: Arc<dyn Embedder>,
@@ -16,7 +19,7 @@ pub struct QueryEmbedder {
 
 #[derive(Debug, Default)]
 struct Cache {
-    map: HashMap<String, (Arc<[f32]>, u64)>,
+    map: HashMap<[u8; 32], (Arc<[f32]>, u64)>,
     tick: u64,
     capacity: usize,
     hits: u64,
@@ -51,7 +54,8 @@ impl QueryEmbedder {
     /// The vector of `text`, from the cache when possible. Runs the model on the calling
     /// thread on a miss.
     pub fn embed_query(&self, text: &str) -> Result<Arc<[f32]>, EmbedError> {
-        let key = normalize_text(text);
+        let text = normalize_text(text);
+        let key: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         {
             let mut c = self.cache.lock();
             c.tick += 1;
@@ -64,7 +68,7 @@ impl QueryEmbedder {
             }
             c.misses += 1;
         }
-        let v: Arc<[f32]> = self.inner.embed(&key)?.into();
+        let v: Arc<[f32]> = self.inner.embed(&text)?.into();
         let mut c = self.cache.lock();
         if c.map.len() >= c.capacity {
             // Evict the least recently used tenth in one pass to amortise the sort.

@@ -87,3 +87,35 @@ async fn the_openai_endpoint_has_the_same_caps() {
     assert_eq!(r.status(), 400);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_endpoint_takes_no_token_in_the_url() {
+    let m = TestMesh::start(&[]).await;
+    let http = reqwest::Client::new();
+    let base = m.mesh().gateway_url().unwrap();
+    let token = m.token("u-demo");
+    let r = http
+        .post(format!("{base}v1/chat/completions?token={token}"))
+        .json(&json!({"messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "token_in_url", "{body}");
+    let r = http
+        .get(format!("{base}v1/models?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The header works.
+    let r = http
+        .get(format!("{base}v1/models"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    m.stop().await;
+}

@@ -98,7 +98,8 @@ async fn chat_completions_stream_and_collect_like_ws() {
     }
 
     let r = http
-        .post(format!("{}?token={token}", url(&m, "v1/chat/completions")))
+        .post(url(&m, "v1/chat/completions"))
+        .bearer_auth(&token)
         .json(&ask("Do you ship to Canada?", false))
         .send()
         .await

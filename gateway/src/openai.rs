@@ -71,7 +71,17 @@ fn authenticate(
     token_param: Option<&str>,
     user_field: Option<&str>,
 ) -> Result<String, Box<Response>> {
-    match gw.verified_user(headers, token_param) {
+    // A URL ends up in access logs, proxies and browser history: an API key travels in the
+    // Authorization header only.
+    if token_param.is_some() {
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "token_in_url",
+            "`?token=` is not accepted on /v1/*: send the token as `Authorization: Bearer <JWT>`",
+        )));
+    }
+    match gw.verified_user(headers, None) {
         Ok(Some(sub)) => Ok(sub),
         Ok(None) => Ok(user_field
             .map(str::trim)
@@ -83,7 +93,7 @@ fn authenticate(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "missing_api_key",
-            "missing token: pass `Authorization: Bearer <JWT>` (the API key) or `?token=<JWT>` (`mangaassist token --user U` issues one)",
+            "missing token: pass `Authorization: Bearer <JWT>` (the API key; `mangaassist token --user U` issues one)",
         ))),
         Err(AuthRefusal::Invalid(e)) => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,

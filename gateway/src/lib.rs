@@ -399,12 +399,8 @@ async fn ws_upgrade(
     };
     let session_id = params.session_id.filter(|s| !s.trim().is_empty());
     let store_id = params.store_id.filter(|s| !s.trim().is_empty());
-    for (field, id) in [("session_id", &session_id), ("store_id", &store_id)] {
-        if let Some(id) = id
-            && let Err(e) = protocol::check_id(field, id)
-        {
-            return refuse(StatusCode::BAD_REQUEST, "bad_request", e.message);
-        }
+    if let Err(e) = protocol::check_scope_ids(session_id.as_deref(), store_id.as_deref()) {
+        return refuse(StatusCode::BAD_REQUEST, "bad_request", e.message);
     }
     let conn = ws::Connection {
         session_id: session_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),

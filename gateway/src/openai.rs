@@ -374,12 +374,10 @@ pub(crate) async fn chat_completions(
     };
     let session_id = pick("x-session-id", req.session_id);
     let store_id = pick("x-store-id", req.store_id);
-    for (field, id) in [("session_id", &session_id), ("store_id", &store_id)] {
-        if let Some(id) = id
-            && let Err(e) = mangaassist_protocol::check_id(field, id)
-        {
-            return bad_request(e.message);
-        }
+    if let Err(e) =
+        mangaassist_protocol::check_scope_ids(session_id.as_deref(), store_id.as_deref())
+    {
+        return bad_request(e.message);
     }
     let message_id = format!("chatcmpl-{}", uuid::Uuid::new_v4());
     let query = Query {

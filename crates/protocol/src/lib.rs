@@ -307,6 +307,17 @@ pub fn check_id(field: &str, id: &str) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// The session and store a client named: absent or blank means "the default" (the
+/// connection's, or the gateway's), anything else must pass [`check_id`].
+pub fn check_scope_ids(session_id: Option<&str>, store_id: Option<&str>) -> Result<(), FrameError> {
+    for (field, id) in [("session_id", session_id), ("store_id", store_id)] {
+        if let Some(id) = id.filter(|id| !id.trim().is_empty()) {
+            check_id(field, id)?;
+        }
+    }
+    Ok(())
+}
+
 /// Parses a client frame, telling malformed JSON apart from unknown actions.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     let value: serde_json::Value = serde_json::from_str(text)
@@ -338,19 +349,10 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             message_id,
         } => {
             check_text(text)?;
-            for (field, id) in [
-                ("session_id", session_id),
-                ("store_id", store_id),
-                ("message_id", message_id),
-            ] {
-                // An absent or blank session/store means "the connection's"; a message id
-                // that is sent must be a real one.
-                match id {
-                    Some(id) if field == "message_id" || !id.trim().is_empty() => {
-                        check_id(field, id)?;
-                    }
-                    _ => {}
-                }
+            check_scope_ids(session_id.as_deref(), store_id.as_deref())?;
+            // A message id that is sent must be a real one (it keys the answer's buffer).
+            if let Some(id) = message_id {
+                check_id("message_id", id)?;
             }
         }
         ClientFrame::Resume {

@@ -2,13 +2,16 @@
 //! for it: the turn pair is saved, a cacheable answer is written to the cache, and follow-ups
 //! are predicted.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mangaassist_proto::v1 as pb;
 use tracing::Instrument;
 
-use super::{BACKGROUND_DEADLINE, Orchestrator, Outcome, Query};
+use super::{Orchestrator, Outcome, Query};
 use crate::degradation::Level;
+
+/// How long each background write (turns, cache, prediction) may take.
+const BACKGROUND_DEADLINE: Duration = Duration::from_secs(2);
 
 impl Orchestrator {
     pub(super) fn after_answer(

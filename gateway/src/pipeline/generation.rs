@@ -31,15 +31,6 @@ enum Attempt {
     Failed,
 }
 
-/// What the model's `done` event reported.
-#[derive(Default)]
-struct Summary {
-    model: String,
-    tokens: u32,
-    product_ids: Vec<String>,
-    personal: bool,
-}
-
 impl Orchestrator {
     pub(super) async fn generate(
         &self,
@@ -50,7 +41,8 @@ impl Orchestrator {
         mut route: Route,
         mut ladder: Ladder,
     ) -> Result<Outcome, End> {
-        let mut summary = Summary::default();
+        // The model's `done` event, kept as it came.
+        let mut summary: Option<pb::GenerateSummary> = None;
         let mut escalated = false;
         let mut failed = false;
         let mut first_token_at = None;
@@ -153,15 +145,16 @@ impl Orchestrator {
                 personal: false,
             });
         }
+        let summary = summary.unwrap_or_default();
         Ok(Outcome {
             intent,
             model: summary.model,
-            tokens: summary.tokens,
+            tokens: summary.output_tokens,
             cache_hit: false,
             level: ladder.level(),
             product_ids: summary.product_ids,
             route: Some(route),
-            personal: summary.personal,
+            personal: summary.personal_context,
         })
     }
 
@@ -181,7 +174,7 @@ impl Orchestrator {
         route: Route,
         escalated: bool,
         first_token_at: &mut Option<Instant>,
-        summary: &mut Summary,
+        summary: &mut Option<pb::GenerateSummary>,
     ) -> Attempt {
         let idle = Duration::from_millis(self.settings.deadlines.idle_ms);
         let GenerationStart { first, mut rest } = start;
@@ -238,14 +231,7 @@ impl Orchestrator {
                         }
                         sink.delta(delta.text).await;
                     }
-                    Some(Event::Done(done)) => {
-                        *summary = Summary {
-                            model: done.model,
-                            tokens: done.output_tokens,
-                            product_ids: done.product_ids,
-                            personal: done.personal_context,
-                        };
-                    }
+                    Some(Event::Done(done)) => *summary = Some(done),
                 },
                 Ok(None) => return Attempt::Complete,
                 Ok(Some(Err(status))) => {

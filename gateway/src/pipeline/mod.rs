@@ -21,10 +21,7 @@ mod retrieval;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use mangaassist_config::{Config, GatewaySettings, StageBudgets};
 use mangaassist_domain::{Asked, ContextSettings, Sources, assemble, keyword::classify_keywords};
@@ -308,6 +305,3 @@ fn split_for_replay(text: &str) -> Vec<String> {
     }
     out
 }
-
-/// How long background writes (turns, cache, prediction) may take each.
-const BACKGROUND_DEADLINE: Duration = Duration::from_secs(2);

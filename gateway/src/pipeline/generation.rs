@@ -145,6 +145,9 @@ impl Orchestrator {
                 personal: false,
             });
         }
+        // A stream that ended without its summary never said what it used: treat the answer
+        // as the customer's own rather than share it.
+        let personal = summary.as_ref().is_none_or(|s| s.personal_context);
         let summary = summary.unwrap_or_default();
         Ok(Outcome {
             intent,
@@ -154,7 +157,7 @@ impl Orchestrator {
             level: ladder.level(),
             product_ids: summary.product_ids,
             route: Some(route),
-            personal: summary.personal_context,
+            personal,
         })
     }
 

@@ -92,6 +92,8 @@ struct Fake {
     tiers_asked: Mutex<Vec<ModelTier>>,
     counters: Arc<Counters>,
     turns_saved: AtomicUsize,
+    /// Scope of every cache write.
+    cache_scopes: Mutex<Vec<pb::CacheScope>>,
 }
 
 impl Fake {
@@ -108,6 +110,7 @@ impl Fake {
             tiers_asked: Mutex::new(vec![]),
             counters: Arc::default(),
             turns_saved: AtomicUsize::new(0),
+            cache_scopes: Mutex::new(vec![]),
         }
     }
 }
@@ -169,7 +172,9 @@ impl Mesh for Fake {
     fn lookup(&self, _: pb::LookupRequest, _: Duration) -> MeshCall<pb::LookupResponse> {
         self.lookup.call(&self.counters)
     }
-    fn put(&self, _: pb::PutRequest, _: Duration) -> MeshCall<pb::PutResponse> {
+    fn put(&self, req: pb::PutRequest, _: Duration) -> MeshCall<pb::PutResponse> {
+        let scope = pb::CacheScope::try_from(req.scope).unwrap_or(pb::CacheScope::Unspecified);
+        self.cache_scopes.lock().push(scope);
         async { Ok(pb::PutResponse::default()) }.boxed()
     }
     fn generate(&self, req: pb::GenerateRequest, _: Duration) -> MeshCall<GenerateStream> {
@@ -502,6 +507,34 @@ async fn the_callers_own_bad_requests_never_open_the_model_circuit() {
     assert_eq!(h.fake.generate_calls.load(Ordering::SeqCst), 3);
     let g = h.orchestrator.breakers.generation.snapshot();
     assert_eq!((g.failures, g.neutral), (0, 3));
+}
+
+#[tokio::test]
+async fn an_answer_whose_summary_never_came_is_cached_for_its_customer_only() {
+    let mut with_summary = Fake::healthy();
+    let mut personal = answer("fast", &["Hello ", "Aiko."]);
+    if let Some(Ok(Event::Done(d))) = personal.last_mut() {
+        d.personal_context = true;
+    }
+    with_summary.fast = Some(personal);
+    let mut without_summary = Fake::healthy();
+    without_summary.fast = Some(vec![Ok(Event::Delta(pb::TokenDelta {
+        text: "Hello there.".into(),
+        index: 0,
+    }))]);
+    // The shared kind: a summary that says no personal context was used.
+    let shared = Fake::healthy();
+    for (fake, want) in [
+        (with_summary, pb::CacheScope::User),
+        (without_summary, pb::CacheScope::User),
+        (shared, pb::CacheScope::Store),
+    ] {
+        let h = Harness::new(fake);
+        h.ask("how long does shipping take?").await.done();
+        h.orchestrator.background.close();
+        h.orchestrator.background.wait().await;
+        assert_eq!(*h.fake.cache_scopes.lock(), [want]);
+    }
 }
 
 #[tokio::test]

@@ -66,6 +66,11 @@ PORTS = {"intent": 50061, "retrieval": 50062, "memory": 50063, "cache": 50064,
 DAEMONS = [d for d in PORTS if d != "gateway"]
 SHUTDOWN_GRACE_SECONDS = 10  # mesh.shutdown_grace_seconds default
 SECRET_VAR = "MANGAASSIST_GATEWAY__AUTH__SECRET"
+MESH_SECRET_VAR = "MANGAASSIST_MESH__SERVICE_SECRET"
+# Who may call each daemon (k8s NetworkPolicy); mirrors the clients the gateway and precompute build.
+CALLERS = {"intent": {"gateway"}, "retrieval": {"gateway", "precompute"}, "memory": {"gateway"},
+           "cache": {"gateway", "precompute"}, "generation": {"gateway", "precompute"},
+           "precompute": {"gateway"}}
 # Secrets this repository has shipped (gateway/src/lib.rs PUBLISHED_SECRETS): never again.
 PUBLISHED_SECRETS = [
     "7f00ec2a0ab1255b1bd129973b2ad08ed5cc749b6114ed98d49d5213598ff985",
@@ -151,10 +156,11 @@ def compose():
         raw = svc.get("environment") or {}
         if isinstance(raw, list):
             raw = dict(item.split("=", 1) for item in raw)
-        secret = str(raw.get(SECRET_VAR, ""))
-        if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}", secret):
-            err(f"service {role}: {SECRET_VAR} must be a variable compose requires "
-                f"(\"${{MANGAASSIST_JWT_SECRET:?message}}\"), with no default, got {secret!r}")
+        for var in (SECRET_VAR, MESH_SECRET_VAR):
+            secret = str(raw.get(var, ""))
+            if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}", secret):
+                err(f"service {role}: {var} must be a variable compose requires "
+                    f"(\"${{NAME:?message}}\"), with no default, got {secret!r}")
         env = {k: interpolate(v) for k, v in raw.items()}
         for d in DAEMONS:
             key = d.upper()
@@ -177,6 +183,7 @@ def compose():
             ("memory", "MANGAASSIST_MEMORY__BACKEND", "dynamodb", "MANGAASSIST_MEMORY__DYNAMODB__ENDPOINT_URL"),
             ("retrieval", "MANGAASSIST_RETRIEVAL__BACKEND", "opensearch", "MANGAASSIST_RETRIEVAL__OPENSEARCH__URL"),
             ("gateway", "MANGAASSIST_GATEWAY__RESUME_BACKEND", "redis", "MANGAASSIST_REDIS__URL"),
+            ("gateway", "MANGAASSIST_GATEWAY__LIMITS__BACKEND", "redis", "MANGAASSIST_REDIS__URL"),
         ]
         for owner, var, value, url_var in backends:
             if owner != role or env.get(var) != value:
@@ -267,8 +274,8 @@ def k8s():
                 env.update(cms[ref].get("data", {}))
         for e in c.get("env", []):
             ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-            if e["name"] == SECRET_VAR and (ref is None or ref.get("optional")):
-                err(f"Deployment {role}: {SECRET_VAR} must come from a required secretKeyRef "
+            if e["name"] in (SECRET_VAR, MESH_SECRET_VAR) and (ref is None or ref.get("optional")):
+                err(f"Deployment {role}: {e['name']} must come from a required secretKeyRef "
                     "(the Secret is created outside the repository)")
             if "value" in e:
                 env[e["name"]] = e["value"]
@@ -280,6 +287,9 @@ def k8s():
                 # sees the variable unset.
                 if ref.get("key") in data:
                     env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+        if not any(e["name"] == MESH_SECRET_VAR for e in c.get("env", [])):
+            err(f"Deployment {role}: needs {MESH_SECRET_VAR} from a secretKeyRef, or its daemons "
+                "take calls from anyone who reaches a pod")
         if role == "gateway" and not any(e["name"] == SECRET_VAR for e in c.get("env", [])):
             err(f"Deployment gateway: needs {SECRET_VAR} from a secretKeyRef so every replica "
                 "verifies the same tokens")
@@ -304,6 +314,31 @@ def k8s():
                if not p["spec"]["selector"].get("matchLabels", {}).items() - labels.items()]
         if not pdb:
             err(f"Deployment {role}: no PodDisruptionBudget selects its pods")
+    policies = by_kind.get("NetworkPolicy", {})
+    for d in DAEMONS:
+        dep = deps.get(d)
+        if dep is None:
+            continue
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        mine = [p for p in policies.values()
+                if "Ingress" in (p["spec"].get("policyTypes") or [])
+                and not p["spec"]["podSelector"].get("matchLabels", {}).items() - labels.items()]
+        if not mine:
+            err(f"Deployment {d}: no NetworkPolicy restricts who reaches it")
+            continue
+        allowed = set()
+        for p in mine:
+            for rule in p["spec"].get("ingress") or []:
+                if not rule.get("from"):
+                    err(f"NetworkPolicy {p['metadata']['name']}: an ingress rule without `from` admits everyone")
+                for peer in rule.get("from") or []:
+                    comp = ((peer.get("podSelector") or {}).get("matchLabels") or {}).get("app.kubernetes.io/component")
+                    if comp:
+                        allowed.add(comp)
+                    elif "namespaceSelector" not in peer or not (peer["namespaceSelector"].get("matchLabels")):
+                        err(f"NetworkPolicy {p['metadata']['name']}: peer {peer} is not one named component or namespace")
+        if allowed != CALLERS[d]:
+            err(f"NetworkPolicy for {d}: admits {sorted(allowed)}, its callers are {sorted(CALLERS[d])}")
     for name, h in hpas.items():
         ref = h["spec"]["scaleTargetRef"]
         if ref.get("kind") != "Deployment" or ref.get("name") not in deps:

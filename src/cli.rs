@@ -120,11 +120,21 @@ enum Command {
         #[arg(long, global = true)]
         endpoint: Option<String>,
     },
-    /// Issue a gateway token (HS256 JWT) for a user, signed with the configured secret.
+    /// Issue a gateway token (HS256 JWT) for a user, or with `--service` a service token for
+    /// calling one daemon directly (grpcurl -H "authorization: Bearer $(mangaassist token
+    /// --service memory)"), signed with the mesh service secret and valid for an hour.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["user", "service"])))]
     Token {
         /// User id (the token's `sub`).
         #[arg(long, short)]
-        user: String,
+        user: Option<String>,
+        /// Daemon the service token is for: intent, retrieval, memory, cache, generation or
+        /// precompute.
+        #[arg(long, value_parser = ["intent", "retrieval", "memory", "cache", "generation", "precompute"])]
+        service: Option<String>,
+        /// Scope the service token `admin` (needed to change prompts).
+        #[arg(long, requires = "service")]
+        admin: bool,
     },
     /// Evaluate the intent classifier on a labelled file (held-out split by default).
     EvalIntent {
@@ -207,13 +217,32 @@ fn show_prompt(p: &mangaassist_proto::v1::PromptInfo) -> String {
     )
 }
 
+/// The CLI's service-token minter (`admin` scoped when asked), `None` without a service secret.
+fn cli_service_tokens(
+    config: &Config,
+    admin: bool,
+) -> anyhow::Result<Option<mangaassist_auth::ServiceTokens>> {
+    let Some(secret) = mangaassist_auth::resolve_service_secret(
+        &config.mesh.service_secret,
+        &config.mesh.service_secret_file,
+    )?
+    else {
+        return Ok(None);
+    };
+    let tokens = mangaassist_auth::ServiceTokens::new(&secret, "cli")?;
+    Ok(Some(if admin { tokens.admin() } else { tokens }))
+}
+
 async fn prompt_command(
     config: &Config,
     action: &PromptAction,
     endpoint: Option<&str>,
 ) -> anyhow::Result<()> {
     let endpoint = endpoint.unwrap_or(&config.mesh.generation.endpoint);
-    let c = mangaassist_client::GenerationClient::connect(endpoint)?;
+    let c = mangaassist_client::GenerationClient::connect_with(
+        endpoint,
+        cli_service_tokens(config, true)?.map(std::sync::Arc::new),
+    )?;
     let dl = Duration::from_secs(10);
     let mut out = std::io::stdout();
     let unreachable = || format!("generation daemon at {endpoint}");
@@ -332,6 +361,9 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
                     if !config.gateway.auth.secret.is_empty() {
                         config.gateway.auth.secret = "<redacted>".into();
                     }
+                    if !config.mesh.service_secret.is_empty() {
+                        config.mesh.service_secret = "<redacted>".into();
+                    }
                     let text = toml::to_string_pretty(&config).context("cannot print config")?;
                     std::io::stdout().write_all(text.as_bytes())?;
                 }
@@ -397,8 +429,24 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Prompt { action, endpoint } => {
             prompt_command(&config, action, endpoint.as_deref()).await
         }
-        Command::Token { user } => {
-            let token = mangaassist_gateway::issue_token(&config, user)?;
+        Command::Token {
+            user,
+            service,
+            admin,
+        } => {
+            let token = match (user, service) {
+                (Some(user), _) => mangaassist_gateway::issue_token(&config, user)?,
+                (None, Some(daemon)) => {
+                    let Some(tokens) = cli_service_tokens(&config, *admin)? else {
+                        anyhow::bail!(
+                            "the mesh has no service secret (mesh.service_secret or \
+                             mesh.service_secret_file), so its daemons take calls without a token"
+                        );
+                    };
+                    tokens.mint(daemon, std::time::SystemTime::now())?
+                }
+                (None, None) => anyhow::bail!("give --user or --service"),
+            };
             writeln!(std::io::stdout(), "{token}")?;
             Ok(())
         }

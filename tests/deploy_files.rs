@@ -31,6 +31,8 @@ fn root() -> PathBuf {
 
 /// What the tests export as `MANGAASSIST_JWT_SECRET`, the variable compose.yaml requires.
 const TEST_JWT_SECRET: &str = "test-only-jwt-secret-for-deploy-files-0123456789";
+/// What the tests export as `MANGAASSIST_MESH_SECRET` (the daemons' service-token secret).
+const TEST_MESH_SECRET: &str = "test-only-mesh-secret-for-deploy-files-0123456789";
 
 fn validate(mode: &str, path: &Path) -> Output {
     validate_with_secret(mode, path, Some(TEST_JWT_SECRET))
@@ -41,7 +43,8 @@ fn validate_with_secret(mode: &str, path: &Path, secret: Option<&str>) -> Output
     cmd.arg(root().join("scripts/validate-deploy.sh"))
         .arg(mode)
         .arg(path)
-        .env_remove("MANGAASSIST_JWT_SECRET");
+        .env_remove("MANGAASSIST_JWT_SECRET")
+        .env("MANGAASSIST_MESH_SECRET", TEST_MESH_SECRET);
     if let Some(secret) = secret {
         cmd.env("MANGAASSIST_JWT_SECRET", secret);
     }
@@ -146,6 +149,83 @@ fn compose_file_is_valid_and_its_environment_is_accepted() {
             Some(TEST_JWT_SECRET),
             "compose {role}: the JWT secret must come from MANGAASSIST_JWT_SECRET"
         );
+        assert_eq!(
+            env.get("MANGAASSIST_MESH__SERVICE_SECRET")
+                .map(String::as_str),
+            Some(TEST_MESH_SECRET),
+            "compose {role}: the service secret must come from MANGAASSIST_MESH_SECRET"
+        );
+    }
+}
+
+#[test]
+fn compose_refuses_to_start_without_a_mesh_service_secret() {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/validate-deploy.sh"))
+        .arg("compose")
+        .arg(root().join("compose.yaml"))
+        .env("MANGAASSIST_JWT_SECRET", TEST_JWT_SECRET)
+        .env_remove("MANGAASSIST_MESH_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("required variable MANGAASSIST_MESH_SECRET is not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn kubernetes_checker_rejects_an_open_daemon() {
+    let base = root().join("k8s/base");
+    let policies = std::fs::read_to_string(base.join("networkpolicy.yaml")).unwrap();
+    let memory = std::fs::read_to_string(base.join("memory.yaml")).unwrap();
+    let mesh_env = "            - name: MANGAASSIST_MESH__SERVICE_SECRET\n";
+    assert!(memory.contains(mesh_env), "memory.yaml lacks {mesh_env:?}");
+    let memory_from = "app.kubernetes.io/component: gateway\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: monitoring\n      ports:\n        - port: 50063";
+    assert!(
+        policies.contains(memory_from),
+        "networkpolicy.yaml lacks {memory_from:?}"
+    );
+    let cases = [
+        // A daemon that would take calls without a service token.
+        (
+            "memory.yaml",
+            memory.replacen(
+                mesh_env,
+                "            - name: UNRELATED\n",
+                1,
+            ),
+            "Deployment memory: needs MANGAASSIST_MESH__SERVICE_SECRET",
+        ),
+        // Precompute has no business reading orders.
+        (
+            "networkpolicy.yaml",
+            policies.replacen(
+                memory_from,
+                &memory_from.replacen(
+                    "component: gateway\n",
+                    "component: gateway\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/component: precompute\n",
+                    1,
+                ),
+                1,
+            ),
+            "NetworkPolicy for memory: admits ['gateway', 'precompute']",
+        ),
+        // No policy at all.
+        (
+            "networkpolicy.yaml",
+            policies.replace("component: memory", "component: nobody"),
+            "Deployment memory: no NetworkPolicy restricts who reaches it",
+        ),
+    ];
+    for (file, text, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&base, dir.path());
+        std::fs::write(dir.path().join(file), text).unwrap();
+        let err = validate_err("k8s", dir.path());
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
     }
 }
 

@@ -7,6 +7,8 @@ use std::{sync::Arc, time::Duration, time::SystemTime};
 
 use axum::http::HeaderMap;
 use mangaassist_auth::AuthError;
+use mangaassist_redis::GcraLimiter;
+use mangaassist_resilience::KeyedLimiter;
 use mangaassist_resume::{ResumeError, StreamKey};
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +48,35 @@ impl Gateway {
     }
 }
 
+/// Each user's message allowance (`gateway.limits.user_messages_per_minute`).
+pub enum UserLimits {
+    /// Counted by this gateway alone.
+    Local(KeyedLimiter),
+    /// Counted in Redis for every gateway; `fallback` counts here while Redis cannot answer,
+    /// so an outage neither refuses every message nor lifts the limit.
+    Shared {
+        redis: Arc<GcraLimiter>,
+        fallback: KeyedLimiter,
+    },
+}
+
+impl UserLimits {
+    /// Spends one message of `user`'s allowance; `Err` says when to retry.
+    pub(crate) async fn check(&self, user: &str) -> Result<(), Duration> {
+        match self {
+            UserLimits::Local(local) => local.check(user).map_err(|r| r.0),
+            UserLimits::Shared { redis, fallback } => match redis.check(user).await {
+                Ok(verdict) => verdict,
+                Err(e) => {
+                    metrics::counter!("rate_limit_backend_errors_total").increment(1);
+                    tracing::warn!(error = %e, "shared rate limit unavailable; counting locally");
+                    fallback.check(user).map_err(|r| r.0)
+                }
+            },
+        }
+    }
+}
+
 /// An answer whose resume buffer is open, ready to run.
 pub(crate) struct OpenedAnswer {
     orchestrator: Arc<Orchestrator>,
@@ -56,10 +87,9 @@ pub(crate) struct OpenedAnswer {
 impl Shared {
     /// Takes one message from `user`'s per-minute allowance (shared by all of the user's
     /// connections and both endpoints); `Err` says when to retry.
-    pub(crate) fn admit(&self, user: &str) -> Result<(), Duration> {
-        self.user_limits.check(user).map_err(|retry| {
+    pub(crate) async fn admit(&self, user: &str) -> Result<(), Duration> {
+        self.user_limits.check(user).await.inspect_err(|_| {
             metrics::counter!("rate_limited_total", "scope" => "user").increment(1);
-            retry.0
         })
     }
 

@@ -19,6 +19,8 @@ pub mod stream;
 pub mod texts;
 mod ws;
 
+pub use admission::UserLimits;
+
 use std::{
     path::PathBuf,
     sync::Arc,
@@ -35,7 +37,7 @@ use axum::{
 };
 use mangaassist_auth::JwtKey;
 use mangaassist_client::MeshClients;
-use mangaassist_config::{Config, ResumeBackend};
+use mangaassist_config::{Config, LimitBackend, ResumeBackend};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_resilience::KeyedLimiter;
 use mangaassist_resume::{InMemoryResumeStore, ResumeLimits, ResumeStore};
@@ -72,6 +74,8 @@ pub enum GatewayError {
     Recorder(#[from] recorder::RecorderError),
     #[error("gateway resume buffer: {0}")]
     Resume(#[from] mangaassist_resume::ResumeError),
+    #[error("gateway shared rate limit: {0}")]
+    RateLimit(#[from] mangaassist_redis::ConnectError),
 }
 
 /// Buffer limits from `gateway.stream`.
@@ -99,6 +103,40 @@ pub async fn connect_resume_store(
             Ok(Some(Arc::new(store)))
         }
         ResumeBackend::Memory => Ok(None),
+    }
+}
+
+fn local_user_limits(config: &Config) -> KeyedLimiter {
+    KeyedLimiter::new(
+        config.gateway.limits.user_messages_per_minute,
+        Duration::from_secs(60),
+        MAX_LIMITED_USERS,
+    )
+}
+
+/// The per-user message limit `gateway.limits.backend` asks for: `None` = this gateway's own
+/// count (what [`Gateway::new`] sets up), else one counted in Redis for every gateway using the
+/// same `redis` section, connected now so a wrong URL fails at start.
+pub async fn connect_user_limits(
+    config: &Config,
+) -> Result<Option<admission::UserLimits>, GatewayError> {
+    let per_minute = config.gateway.limits.user_messages_per_minute;
+    match config.gateway.limits.backend {
+        // 0 = unlimited: nothing to share.
+        LimitBackend::Redis if per_minute > 0 => {
+            let redis = mangaassist_redis::GcraLimiter::connect(
+                &config.redis,
+                "mangaassist:limit:user:",
+                per_minute,
+                Duration::from_secs(60),
+            )
+            .await?;
+            Ok(Some(admission::UserLimits::Shared {
+                redis: Arc::new(redis),
+                fallback: local_user_limits(config),
+            }))
+        }
+        LimitBackend::Redis | LimitBackend::Memory => Ok(None),
     }
 }
 
@@ -205,11 +243,7 @@ impl Gateway {
             shared: Arc::new(ws::Shared {
                 orchestrator,
                 resume,
-                user_limits: KeyedLimiter::new(
-                    g.limits.user_messages_per_minute,
-                    Duration::from_secs(60),
-                    MAX_LIMITED_USERS,
-                ),
+                user_limits: admission::UserLimits::Local(local_user_limits(config)),
                 answers: TaskTracker::new(),
             }),
             auth,
@@ -217,6 +251,14 @@ impl Gateway {
             shutdown,
             grace: Duration::from_secs(config.mesh.shutdown_grace_seconds),
         })
+    }
+
+    /// Replaces the per-user message limit, e.g. with one shared by several gateways.
+    pub fn with_user_limits(mut self, limits: admission::UserLimits) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.user_limits = limits;
+        }
+        self
     }
 
     /// Replaces the resume buffer, e.g. with one shared by several gateways so a client can

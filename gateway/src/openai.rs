@@ -209,9 +209,12 @@ fn answer_error(code: ErrorCode, message: &str) -> (StatusCode, Value) {
     let (status, kind) = match code {
         C::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
         C::Forbidden => (StatusCode::FORBIDDEN, "permission_error"),
-        C::BadRequest | C::BadJson | C::FrameTooLarge | C::DuplicateMessage | C::TextTooLong => {
-            (StatusCode::BAD_REQUEST, "invalid_request_error")
-        }
+        C::BadRequest
+        | C::BadJson
+        | C::FrameTooLarge
+        | C::DuplicateMessage
+        | C::TextTooLong
+        | C::UnknownStore => (StatusCode::BAD_REQUEST, "invalid_request_error"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     };
     (status, error_body(kind, code.as_str(), message))
@@ -352,7 +355,7 @@ pub(crate) async fn chat_completions(
         Ok(u) => u,
         Err(r) => return *r,
     };
-    if let Err(retry) = gw.shared.admit(&user) {
+    if let Err(retry) = gw.shared.admit(&user).await {
         let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -16,7 +16,7 @@ use std::{
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
-use mangaassist_resilience::{KeyedLimiter, TokenBucket};
+use mangaassist_resilience::TokenBucket;
 use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey, replay_stream};
 use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc};
@@ -44,7 +44,7 @@ pub struct Connection {
 pub struct Shared {
     pub orchestrator: Arc<Orchestrator>,
     pub resume: Arc<dyn ResumeStore>,
-    pub user_limits: KeyedLimiter,
+    pub user_limits: crate::admission::UserLimits,
     /// Every answer and resume task, so shutdown can wait for them (grace-bounded).
     pub answers: TaskTracker,
 }
@@ -243,7 +243,7 @@ pub async fn run(
                 message_id,
             } => {
                 let message_id = message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                if let Err(retry) = shared.admit(&conn.user_id) {
+                if let Err(retry) = shared.admit(&conn.user_id).await {
                     send(rate_limited(
                         Some(message_id),
                         "message limit per user reached",

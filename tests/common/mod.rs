@@ -102,9 +102,12 @@ impl TestMesh {
         user: &str,
         turns: usize,
     ) -> Vec<mangaassist_proto::v1::Turn> {
-        let memory =
-            mangaassist_client::MemoryClient::connect(&self.mesh().config.mesh.memory.endpoint)
-                .unwrap();
+        let mesh = &self.mesh().config.mesh;
+        let memory = mangaassist_client::MemoryClient::connect_with(
+            &mesh.memory.endpoint,
+            mangaassist_client::service_tokens(mesh, "test").unwrap(),
+        )
+        .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let h = memory

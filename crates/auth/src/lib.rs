@@ -22,6 +22,13 @@
 //! tree grows from 38 to 82 crates (`cargo tree -e normal`). `aws_lc_rs` pulls aws-lc, which
 //! the workspace avoids (one ring-based TLS stack); the ring-based 9.x line is superseded.
 
+mod service;
+
+pub use service::{
+    ADMIN_SCOPE, SERVICE_ISSUER, ServiceCaller, ServiceTokens, ServiceVerifier,
+    resolve_service_secret,
+};
+
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -60,6 +67,9 @@ pub struct Claims {
     /// the member that matched the key's audience (none if the key expects no audience).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// Space-separated scopes (RFC 8693 §4.2); only service tokens carry one (`admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Why a token or secret was refused. Messages never echo token content.
@@ -110,6 +120,8 @@ pub enum AuthError {
     },
     #[error("system clock is before the Unix epoch")]
     Clock,
+    #[error("no `authorization: Bearer <token>` header")]
+    MissingToken,
 }
 
 impl AuthError {
@@ -132,6 +144,7 @@ impl AuthError {
             }
             AuthError::Io { .. } => "io",
             AuthError::Clock => "clock",
+            AuthError::MissingToken => "missing_token",
         }
     }
 }
@@ -179,6 +192,7 @@ struct RawClaims {
     nbf: Option<serde_json::Value>,
     iss: Option<serde_json::Value>,
     aud: Option<serde_json::Value>,
+    scope: Option<serde_json::Value>,
 }
 
 impl JwtKey {
@@ -219,6 +233,17 @@ impl JwtKey {
 
     /// A token for user `sub`, valid from `now` for `ttl` (rounded up to whole seconds).
     pub fn issue(&self, sub: &str, ttl: Duration, now: SystemTime) -> Result<String, AuthError> {
+        self.issue_scoped(sub, None, ttl, now)
+    }
+
+    /// Like [`JwtKey::issue`], with a `scope` claim when `scope` is given.
+    pub fn issue_scoped(
+        &self,
+        sub: &str,
+        scope: Option<&str>,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<String, AuthError> {
         check_subject(sub)?;
         let iat = unix_secs(now)?;
         let ttl_secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
@@ -228,6 +253,7 @@ impl JwtKey {
             exp: iat.saturating_add(ttl_secs),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            scope: scope.map(str::to_owned),
         };
         let payload = serde_json::to_vec(&claims)
             .map_err(|e| malformed(format!("claims cannot be serialised: {e}")))?;
@@ -318,6 +344,11 @@ impl JwtKey {
             });
         }
         let aud = self.audience_of(raw.aud)?;
+        let scope = match raw.scope {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(scope)) => Some(scope),
+            Some(_) => return Err(malformed("claims: scope is not a string")),
+        };
 
         let now = unix_secs(now)?;
         let leeway = leeway.as_secs();
@@ -336,6 +367,7 @@ impl JwtKey {
             exp,
             iss,
             aud,
+            scope,
         })
     }
 
@@ -433,7 +465,7 @@ fn numeric_date(value: Option<serde_json::Value>, name: &str) -> Result<Option<u
     }
 }
 
-fn check_subject(sub: &str) -> Result<(), AuthError> {
+pub(crate) fn check_subject(sub: &str) -> Result<(), AuthError> {
     if sub.is_empty() {
         return Err(AuthError::BadSubject("sub is empty".into()));
     }

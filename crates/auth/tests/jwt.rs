@@ -73,6 +73,7 @@ fn round_trip() {
             exp: NOW + 3600,
             iss: None,
             aud: None,
+            scope: None,
         }
     );
     // Header says what it is.

@@ -1,10 +1,13 @@
 //! Clients of every MangaAssist daemon. Channels are built once and cloned (a tonic `Channel`
 //! multiplexes calls over one HTTP/2 connection); every call carries a deadline that becomes
-//! `grpc-timeout`, and the caller's trace context.
+//! `grpc-timeout`, the caller's trace context and, when the mesh has a service secret, a
+//! service token minted for the daemon being called.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, stream::BoxStream};
+use mangaassist_auth::ServiceTokens;
 use mangaassist_config::MeshSettings;
 use mangaassist_proto::v1 as pb;
 use mangaassist_telemetry::TraceInterceptor;
@@ -28,9 +31,49 @@ pub enum ClientError {
         endpoint: String,
         message: String,
     },
+    #[error("mesh service secret: {0}")]
+    ServiceSecret(#[from] mangaassist_auth::AuthError),
 }
 
-type Traced = InterceptedService<Channel, TraceInterceptor>;
+/// Adds the trace context and, when the mesh authenticates its calls, the service token for
+/// the daemon this client talks to.
+#[derive(Clone)]
+pub struct MeshInterceptor {
+    audience: &'static str,
+    tokens: Option<Arc<ServiceTokens>>,
+}
+
+impl tonic::service::Interceptor for MeshInterceptor {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let mut req = TraceInterceptor.call(req)?;
+        if let Some(tokens) = &self.tokens {
+            let value = tokens
+                .bearer(self.audience)
+                .map_err(|e| Status::internal(format!("cannot mint a service token: {e}")))?;
+            let value = value
+                .parse()
+                .map_err(|_| Status::internal("service token is not a valid header value"))?;
+            req.metadata_mut().insert("authorization", value);
+        }
+        Ok(req)
+    }
+}
+
+/// The minter for `caller`'s calls into the mesh, or `None` when `mesh.service_secret` (and
+/// `mesh.service_secret_file`) are unset and daemons accept unauthenticated calls.
+pub fn service_tokens(
+    mesh: &MeshSettings,
+    caller: &str,
+) -> Result<Option<Arc<ServiceTokens>>, ClientError> {
+    let Some(secret) =
+        mangaassist_auth::resolve_service_secret(&mesh.service_secret, &mesh.service_secret_file)?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(ServiceTokens::new(&secret, caller)?)))
+}
+
+type Traced = InterceptedService<Channel, MeshInterceptor>;
 
 /// A lazily connected channel to `endpoint`: connects on first use and reconnects after
 /// failures, so a daemon that starts later than its callers is picked up without a restart.
@@ -67,14 +110,33 @@ macro_rules! client {
         }
 
         impl $name {
+            /// A client that sends no service token (for a mesh without a service secret).
             pub fn new(channel: Channel) -> Self {
+                Self::with_tokens(channel, None)
+            }
+
+            /// A client whose calls carry tokens from `tokens` (none when `None`).
+            pub fn with_tokens(channel: Channel, tokens: Option<Arc<ServiceTokens>>) -> Self {
                 Self {
-                    inner: $grpc::with_interceptor(channel, TraceInterceptor),
+                    inner: $grpc::with_interceptor(
+                        channel,
+                        MeshInterceptor {
+                            audience: $daemon,
+                            tokens,
+                        },
+                    ),
                 }
             }
 
             pub fn connect(endpoint: &str) -> Result<Self, ClientError> {
                 Ok(Self::new(channel($daemon, endpoint)?))
+            }
+
+            pub fn connect_with(
+                endpoint: &str,
+                tokens: Option<Arc<ServiceTokens>>,
+            ) -> Result<Self, ClientError> {
+                Ok(Self::with_tokens(channel($daemon, endpoint)?, tokens))
             }
         }
     };
@@ -317,14 +379,22 @@ pub struct MeshClients {
 }
 
 impl MeshClients {
+    /// The gateway's clients: their calls carry service tokens naming `gateway` when the mesh
+    /// has a service secret.
     pub fn connect(mesh: &MeshSettings) -> Result<Self, ClientError> {
+        Self::connect_as(mesh, "gateway")
+    }
+
+    /// Clients whose calls carry service tokens naming `caller`.
+    pub fn connect_as(mesh: &MeshSettings, caller: &str) -> Result<Self, ClientError> {
+        let t = service_tokens(mesh, caller)?;
         Ok(Self {
-            intent: IntentClient::connect(&mesh.intent.endpoint)?,
-            retrieval: RetrievalClient::connect(&mesh.retrieval.endpoint)?,
-            memory: MemoryClient::connect(&mesh.memory.endpoint)?,
-            cache: CacheClient::connect(&mesh.cache.endpoint)?,
-            generation: GenerationClient::connect(&mesh.generation.endpoint)?,
-            precompute: PrecomputeClient::connect(&mesh.precompute.endpoint)?,
+            intent: IntentClient::connect_with(&mesh.intent.endpoint, t.clone())?,
+            retrieval: RetrievalClient::connect_with(&mesh.retrieval.endpoint, t.clone())?,
+            memory: MemoryClient::connect_with(&mesh.memory.endpoint, t.clone())?,
+            cache: CacheClient::connect_with(&mesh.cache.endpoint, t.clone())?,
+            generation: GenerationClient::connect_with(&mesh.generation.endpoint, t.clone())?,
+            precompute: PrecomputeClient::connect_with(&mesh.precompute.endpoint, t)?,
         })
     }
 }

@@ -181,6 +181,8 @@ pub enum ErrorCode {
     DuplicateMessage,
     /// A question longer than [`MAX_TEXT_CHARS`].
     TextTooLong,
+    /// A `store_id` this gateway does not serve (`gateway.stores`).
+    UnknownStore,
 }
 
 impl ErrorCode {
@@ -201,6 +203,7 @@ impl ErrorCode {
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::DuplicateMessage => "duplicate_message",
             ErrorCode::TextTooLong => "text_too_long",
+            ErrorCode::UnknownStore => "unknown_store",
         }
     }
 }
@@ -757,6 +760,7 @@ mod tests {
             Cancelled,
             DuplicateMessage,
             TextTooLong,
+            UnknownStore,
         ] {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }

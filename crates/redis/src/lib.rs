@@ -3,6 +3,12 @@
 //! connections reconnect in the background after Redis goes away (commands issued meanwhile
 //! fail after `timeout_ms` instead of hanging).
 
+mod gcra;
+mod script;
+
+pub use gcra::GcraLimiter;
+pub use script::Script;
+
 use std::time::Duration;
 
 use fred::prelude::{

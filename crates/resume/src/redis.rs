@@ -40,11 +40,11 @@
 use std::{collections::HashMap, fmt::Write as _, sync::Arc, time::Duration};
 
 use fred::prelude::{
-    Client, ClientLike, Error as RedisError, EventInterface, HashesInterface, LuaInterface, Pool,
+    Client, ClientLike, Error as RedisError, EventInterface, HashesInterface, Pool,
     PubsubInterface, Value,
 };
 use mangaassist_config::RedisSettings;
-use mangaassist_redis::{ConnectError, Connector};
+use mangaassist_redis::{ConnectError, Connector, Script};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
@@ -107,37 +107,6 @@ if #chunks == 0 and flag > 0 and redis.call('PTTL', KEYS[3]) < flag then
 end
 return {0, chunks}
 ";
-
-/// A script loaded once with `SCRIPT LOAD` and called by hash; re-sent whole if Redis lost
-/// its script cache (restart, `SCRIPT FLUSH`).
-struct Script {
-    source: &'static str,
-    sha: String,
-}
-
-impl Script {
-    async fn load(pool: &Pool, source: &'static str) -> Result<Self, RedisError> {
-        let sha: String = pool.script_load(source).await?;
-        Ok(Self { source, sha })
-    }
-
-    async fn call(
-        &self,
-        pool: &Pool,
-        keys: Vec<String>,
-        args: Vec<Value>,
-    ) -> Result<Value, RedisError> {
-        match pool
-            .evalsha::<Value, _, _, _>(self.sha.as_str(), keys.clone(), args.clone())
-            .await
-        {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                pool.eval(self.source, keys, args).await
-            }
-            other => other,
-        }
-    }
-}
 
 /// Local readers waiting for a stream, by stream hash. The sender is bumped on each
 /// notification; entries go when their last reader leaves.

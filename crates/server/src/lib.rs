@@ -5,6 +5,7 @@
 mod fault;
 mod http_routes;
 mod rpc_span;
+mod service_auth;
 mod shutdown;
 
 use std::{
@@ -25,6 +26,7 @@ use tower::Service;
 
 pub use fault::{FaultLayer, FaultSwitch};
 pub use rpc_span::RpcSpanLayer;
+pub use service_auth::{ServiceAuth, ServiceAuthLayer};
 pub use shutdown::shutdown_signal;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum ServerError {
     },
     #[error("listener has no local address: {0}")]
     Addr(std::io::Error),
+    #[error("mesh service secret: {0}")]
+    ServiceSecret(#[from] mangaassist_auth::AuthError),
 }
 
 /// How a daemon runs: faults to inject, when to stop, how long to drain.
@@ -54,16 +58,25 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Cap on any RPC deadline.
     pub max_rpc: Duration,
+    /// The mesh service secret; `None` = RPCs need no service token.
+    pub service_secret: Option<Arc<[u8]>>,
 }
 
 impl ServeOptions {
-    pub fn from_config(config: &Config, shutdown: CancellationToken) -> Self {
-        Self {
+    /// Options from `config`, reading (or creating) `mesh.service_secret_file` when that is
+    /// where the service secret lives.
+    pub fn from_config(config: &Config, shutdown: CancellationToken) -> Result<Self, ServerError> {
+        let service_secret = mangaassist_auth::resolve_service_secret(
+            &config.mesh.service_secret,
+            &config.mesh.service_secret_file,
+        )?;
+        Ok(Self {
             faults: FaultSwitch::new(config.faults.clone()),
             shutdown,
             grace: Duration::from_secs(config.mesh.shutdown_grace_seconds),
             max_rpc: Duration::from_secs(config.mesh.max_rpc_seconds.max(1)),
-        }
+            service_secret: service_secret.map(Into::into),
+        })
     }
 
     /// No faults, a fresh token, short grace: for tests.
@@ -73,7 +86,14 @@ impl ServeOptions {
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(2),
             max_rpc: Duration::from_secs(60),
+            service_secret: None,
         }
+    }
+
+    /// These options, requiring service tokens signed with `secret`.
+    pub fn with_service_secret(mut self, secret: &[u8]) -> Self {
+        self.service_secret = Some(secret.into());
+        self
     }
 }
 
@@ -92,6 +112,7 @@ pub struct Daemon {
     name: &'static str,
     routes: Routes,
     service_names: Vec<&'static str>,
+    admin_methods: &'static [&'static str],
     draining: Arc<AtomicBool>,
 }
 
@@ -104,8 +125,16 @@ impl Daemon {
             name,
             routes,
             service_names: Vec::new(),
+            admin_methods: &[],
             draining,
         }
+    }
+
+    /// RPC method names (`PutPrompt`) that need an admin-scoped service token when the mesh
+    /// authenticates its calls.
+    pub fn admin_methods(mut self, methods: &'static [&'static str]) -> Self {
+        self.admin_methods = methods;
+        self
     }
 
     pub fn add_service<S>(mut self, svc: S) -> Self
@@ -185,12 +214,26 @@ impl Daemon {
                 .await;
             tracing::info!(daemon = name, "draining");
         };
+        let verifier = match &opts.service_secret {
+            Some(secret) => Some(mangaassist_auth::ServiceVerifier::new(secret, name)?),
+            None => {
+                tracing::warn!(
+                    daemon = name,
+                    "mesh.service_secret is not set: any caller that reaches this port may call \
+                     every RPC; keep it on loopback or a private network"
+                );
+                None
+            }
+        };
+        let auth = ServiceAuthLayer::new(name, verifier, self.admin_methods);
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
             .timeout(opts.max_rpc)
-            // Span outermost so injected faults show up inside the RPC's span and latency.
+            // Span outermost so injected faults show up inside the RPC's span and latency;
+            // authentication before faults, so a refused caller never sees an injected one.
             .layer(RpcSpanLayer::new(name))
+            .layer(auth)
             .layer(FaultLayer::new(name, opts.faults.clone()))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop_accepting);

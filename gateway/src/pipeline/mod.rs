@@ -27,6 +27,7 @@ use mangaassist_config::{Config, GatewaySettings, StageBudgets};
 use mangaassist_domain::{Asked, ContextSettings, Sources, assemble, keyword::classify_keywords};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_proto::v1::{self as pb, Intent};
+use mangaassist_protocol::ErrorCode;
 use mangaassist_slo::{SloConfig, SloMonitor};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, info_span};
@@ -150,6 +151,20 @@ impl Orchestrator {
         mut sink: AnswerSink,
         cancel: CancellationToken,
     ) {
+        if !self.settings.stores.contains(&q.store_id) {
+            // Before any daemon call: a made-up store reaches no prompt, cache partition or
+            // retrieval filter.
+            metrics::counter!("unknown_store_total").increment(1);
+            sink.fail(
+                ErrorCode::UnknownStore,
+                format!(
+                    "this assistant serves the stores {}",
+                    self.settings.stores.join(", ")
+                ),
+            )
+            .await;
+            return;
+        }
         let ctx = StageCtx {
             clock: MessageClock::new(q.received, &self.settings.deadlines),
             timings: Timings::default(),

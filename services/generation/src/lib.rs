@@ -60,7 +60,7 @@ pub use prompts::{
     is_valid_version, render_context, validate_store_id,
 };
 pub use registry::PromptRegistry;
-pub use service::{GenerationDaemon, parse_grpc_timeout};
+pub use service::{ADMIN_METHODS, GenerationDaemon, parse_grpc_timeout};
 pub use simulated::{Composition, SimulatedModel, assess, compose, compose_styled};
 pub use tokens::{count_tokens, tokenize};
 

@@ -49,6 +49,7 @@ struct Inner {
     backend: Arc<dyn ModelBackend>,
     prompts: PromptRegistry,
     max_tokens: BTreeMap<String, u32>,
+    max_request_tokens: u32,
     stream_buffer: usize,
     low_confidence_below: f32,
     counters: Counters,
@@ -76,6 +77,10 @@ type EventStream = ReceiverStream<Result<pb::GenerateResponse, Status>>;
 fn ms(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
+
+/// RPCs that change what every customer of a store is told: with a mesh service secret they
+/// need an admin-scoped token, which the gateway and precompute never hold.
+pub const ADMIN_METHODS: &[&str] = &["PutPrompt", "ActivatePrompt", "RollbackPrompt"];
 
 /// Parses a `grpc-timeout` value (1-8 digits and a unit: `H`, `M`, `S`, `m`, `u`, `n`, per
 /// the gRPC over HTTP/2 spec). `None` when it is malformed.
@@ -169,6 +174,7 @@ impl GenerationDaemon {
                 backend,
                 prompts,
                 max_tokens: config.generation.max_tokens.clone(),
+                max_request_tokens: config.generation.max_request_tokens,
                 stream_buffer: config.generation.stream_buffer.max(1),
                 low_confidence_below: config.generation.low_confidence_below,
                 counters: Counters::default(),
@@ -185,6 +191,7 @@ impl GenerationDaemon {
         let inner = self.inner.clone();
         let grace = opts.grace;
         let result = Daemon::new("generation")
+            .admin_methods(ADMIN_METHODS)
             .add_service(pb::generation_service_server::GenerationServiceServer::new(
                 self,
             ))
@@ -252,6 +259,18 @@ impl GenerationDaemon {
         let t0 = Instant::now();
         if req.query.trim().is_empty() {
             return Err(GenerationError::InvalidArgument("query is empty".into()));
+        }
+        // `{store_id}` in a prompt becomes this value: only an identifier may get there, never
+        // a caller's sentence.
+        if !req.store_id.is_empty() {
+            crate::prompts::validate_store_id(&req.store_id)?;
+        }
+        if req.max_tokens > self.inner.max_request_tokens {
+            return Err(GenerationError::InvalidArgument(format!(
+                "max_tokens {} is more than the {} this daemon allows \
+                 (generation.max_request_tokens); 0 uses the intent's default",
+                req.max_tokens, self.inner.max_request_tokens
+            )));
         }
         let intent = match pb::Intent::try_from(req.intent) {
             Ok(pb::Intent::Unspecified) => {
@@ -559,19 +578,23 @@ impl pb::generation_service_server::GenerationService for GenerationDaemon {
         request: Request<pb::GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
         // tonic bounds only this handler, not the stream it returns, so the deadline is
-        // enforced by the producer.
-        let deadline = request.metadata().get("grpc-timeout").and_then(|v| {
-            match v.to_str().ok().and_then(parse_grpc_timeout) {
-                Some(d) => Some(d),
-                None => {
-                    tracing::debug!(value = ?v, "malformed grpc-timeout ignored");
-                    None
-                }
+        // enforced by the producer; a stream without one could hold a model forever.
+        let deadline = match request.metadata().get("grpc-timeout") {
+            None => {
+                return Err(Status::invalid_argument(
+                    "Generate needs a deadline (grpc-timeout; grpcurl: -max-time SECONDS)",
+                ));
             }
-        });
-        Ok(Response::new(
-            self.start_with_deadline(request.into_inner(), deadline)?,
-        ))
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(parse_grpc_timeout)
+                .ok_or_else(|| Status::invalid_argument(format!("malformed grpc-timeout {v:?}")))?,
+        };
+        Ok(Response::new(self.start_with_deadline(
+            request.into_inner(),
+            Some(deadline),
+        )?))
     }
 
     async fn list_prompts(

@@ -28,6 +28,19 @@ choice! {
     }
 }
 
+choice! {
+    /// `gateway.limits.backend`: where the per-user message allowance is counted.
+    pub enum LimitBackend {
+        /// This gateway's own memory: a user who spreads connections over N gateways gets N
+        /// allowances.
+        #[default]
+        Memory = "memory",
+        /// The shared Redis of the `redis` section (one atomic GCRA script per message): every
+        /// gateway on it spends the same allowance.
+        Redis = "redis",
+    }
+}
+
 /// Hard per-call deadlines of the gateway's stages (ms): a call still running at its deadline
 /// is cancelled and the message moves down the degradation ladder. Every deadline is also
 /// capped by what is left of the message's first-token deadline, so a late stage gets less.
@@ -341,6 +354,9 @@ pub struct LimitSettings {
     /// Answers in flight per connection before new queries get `busy` (not 0: nothing
     /// could be asked).
     pub max_in_flight: u32,
+    /// Where `user_messages_per_minute` is counted: `memory` (per gateway) or `redis` (shared
+    /// by every gateway; if Redis cannot answer, each gateway falls back to its own count).
+    pub backend: LimitBackend,
 }
 
 impl Default for LimitSettings {
@@ -349,6 +365,7 @@ impl Default for LimitSettings {
             user_messages_per_minute: 30,
             connection_messages_per_second: 100,
             max_in_flight: 4,
+            backend: LimitBackend::Memory,
         }
     }
 }
@@ -493,6 +510,9 @@ pub struct GatewaySettings {
     pub personalised_intents: Vec<String>,
     /// Store used when the client sends none.
     pub default_store: String,
+    /// Stores this gateway serves; a message for any other gets `unknown_store` before any
+    /// daemon is called. Must include `default_store`.
+    pub stores: Vec<String>,
     /// User id of unauthenticated local clients when `auth.required = false`.
     pub default_user: String,
     /// Ask precompute for follow-up answers after each message.
@@ -531,6 +551,7 @@ impl Default for GatewaySettings {
             .to_vec(),
             personalised_intents: vec![],
             default_store: "manga_jp".into(),
+            stores: vec!["manga_jp".into(), "comics_us".into()],
             default_user: "u-demo".into(),
             predict_follow_ups: true,
             resume_backend: ResumeBackend::Memory,
@@ -554,6 +575,30 @@ impl GatewaySettings {
         self.limits.validate()?;
         self.auth.validate()?;
         self.slo.validate()?;
+        ensure(
+            !self.stores.is_empty(),
+            "gateway.stores",
+            "lists no store: every message would be refused",
+        )?;
+        for store in &self.stores {
+            ensure(
+                !store.is_empty()
+                    && store.len() <= 32
+                    && store
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "gateway.stores",
+                format!("`{store}` is not a store id ([a-z0-9_]{{1,32}})"),
+            )?;
+        }
+        ensure(
+            self.stores.contains(&self.default_store),
+            "gateway.default_store",
+            format!(
+                "`{}` is not one of gateway.stores {:?}",
+                self.default_store, self.stores
+            ),
+        )?;
         within("gateway.history_turns", self.history_turns, 0..=1_000)?;
         within("gateway.top_k_products", self.top_k_products, 0..=100)?;
         within("gateway.top_k_documents", self.top_k_documents, 0..=100)?;

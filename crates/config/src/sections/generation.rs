@@ -87,6 +87,9 @@ pub struct GenerationSettings {
     pub prompts_dir: PathBuf,
     /// Output token cap per intent (each > 0).
     pub max_tokens: BTreeMap<String, u32>,
+    /// Largest `max_tokens` a `Generate` request may ask for (1 to 1,000,000); more is refused
+    /// with `INVALID_ARGUMENT`, so no caller can buy an unbounded answer.
+    pub max_request_tokens: u32,
     /// Deltas buffered between the model and a slow reader before the model pauses.
     pub stream_buffer: usize,
     /// A fast-tier answer whose model confidence is below this is marked low-confidence at
@@ -136,6 +139,7 @@ impl Default for GenerationSettings {
             },
             prompts_dir: "data/prompts".into(),
             max_tokens,
+            max_request_tokens: 4_096,
             stream_buffer: 32,
             low_confidence_below: 0.5,
             prefill_ms_per_1k_tokens: 60.0,
@@ -154,6 +158,11 @@ impl GenerationSettings {
             known_intent(&field, intent)?;
             within(&field, cap, 1..=1_000_000)?;
         }
+        within(
+            "generation.max_request_tokens",
+            self.max_request_tokens,
+            1..=1_000_000,
+        )?;
         within("generation.stream_buffer", self.stream_buffer, 1..=65_536)?;
         unit("generation.low_confidence_below", self.low_confidence_below)?;
         let prefill = self.prefill_ms_per_1k_tokens;

@@ -1,8 +1,10 @@
 //! `[mesh]`: where each daemon listens and where its peers reach it.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
-use super::{http_url, socket_addr, within};
+use super::{ensure, http_url, socket_addr, within};
 use crate::ConfigError;
 
 /// Where a daemon listens and where its peers reach it.
@@ -35,6 +37,13 @@ pub struct MeshSettings {
     pub shutdown_grace_seconds: u64,
     /// Upper bound on any RPC's deadline, whatever the caller asked for (1 s to a day).
     pub max_rpc_seconds: u64,
+    /// HMAC secret (≥ 32 bytes) of the service tokens every daemon RPC except health must
+    /// carry; empty = daemons accept unauthenticated calls (only sensible on loopback). Prefer
+    /// `MANGAASSIST_MESH__SERVICE_SECRET`. Must differ from the gateway's user-token secret.
+    pub service_secret: String,
+    /// Read (or, when missing, created with a random secret) if `service_secret` is empty;
+    /// empty = no file.
+    pub service_secret_file: PathBuf,
 }
 
 impl Default for MeshSettings {
@@ -48,6 +57,8 @@ impl Default for MeshSettings {
             precompute: DaemonAddr::local(50066),
             shutdown_grace_seconds: 10,
             max_rpc_seconds: 60,
+            service_secret: String::new(),
+            service_secret_file: PathBuf::new(),
         }
     }
 }
@@ -85,6 +96,14 @@ impl MeshSettings {
             self.shutdown_grace_seconds,
             0..=3_600,
         )?;
-        within("mesh.max_rpc_seconds", self.max_rpc_seconds, 1..=86_400)
+        within("mesh.max_rpc_seconds", self.max_rpc_seconds, 1..=86_400)?;
+        ensure(
+            self.service_secret.is_empty() || self.service_secret.len() >= 32,
+            "mesh.service_secret",
+            format!(
+                "{} bytes is too short for HS256; use at least 32",
+                self.service_secret.len()
+            ),
+        )
     }
 }

@@ -22,8 +22,8 @@ pub use cache::{CacheBackend, CacheSettings};
 pub use data::DataSettings;
 pub use embedding::{EmbeddingBackend, EmbeddingSettings};
 pub use gateway::{
-    AuthSettings, BreakerSettings, GatewaySettings, LimitSettings, ResumeBackend, RoutingSettings,
-    SloSettings, StageBudgets, StageDeadlines, StreamSettings,
+    AuthSettings, BreakerSettings, GatewaySettings, LimitBackend, LimitSettings, ResumeBackend,
+    RoutingSettings, SloSettings, StageBudgets, StageDeadlines, StreamSettings,
 };
 pub use generation::{
     BedrockSettings, GenerationBackend, GenerationSettings, LatencyProfile, OpenAiSettings,
@@ -75,7 +75,14 @@ impl Config {
         self.cache.validate()?;
         self.generation.validate()?;
         self.precompute.validate()?;
-        self.redis.validate()
+        self.redis.validate()?;
+        // One secret for both would let any customer token double as a service token.
+        ensure(
+            self.mesh.service_secret.is_empty()
+                || self.mesh.service_secret != self.gateway.auth.secret,
+            "mesh.service_secret",
+            "must differ from gateway.auth.secret",
+        )
     }
 }
 

@@ -529,6 +529,7 @@ async fn bench_command(
         overhead: cfg.generation.latency_profile == LatencyProfile::Zero,
         generation_endpoint: cfg.mesh.generation.endpoint.clone(),
         retrieval_endpoint: cfg.mesh.retrieval.endpoint.clone(),
+        service_tokens: cli_service_tokens(cfg, true)?.map(std::sync::Arc::new),
     };
     let result = mangaassist_bench::execute(cmd, ctx).await;
     if let Some(r) = running {

@@ -41,6 +41,9 @@ pub struct BenchContext {
     /// (from `mesh.retrieval`); `--retrieval` overrides it. Empty or `none`: no retrieval,
     /// both arms get an empty context.
     pub retrieval_endpoint: String,
+    /// Admin-scoped service tokens for the daemons `bench prompt` calls, when the mesh has a
+    /// service secret (`None`: calls carry no token).
+    pub service_tokens: Option<std::sync::Arc<mangaassist_auth::ServiceTokens>>,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -366,6 +369,7 @@ async fn prompt_command(args: &PromptArgs, ctx: &BenchContext) -> Result<i32, Be
         seed: args.seed,
         settings: args.verdict.settings(),
         progress: !args.quiet,
+        service_tokens: ctx.service_tokens.clone(),
     };
     let report = run_prompt_gate(&cfg, &mix).await?;
     let out = args.out.clone().unwrap_or_else(|| {

@@ -277,6 +277,9 @@ pub struct PromptGateReport {
 pub struct PromptGateConfig {
     /// Generation daemon endpoint, e.g. `http://127.0.0.1:50065`.
     pub generation: String,
+    /// Service tokens for both daemons (admin-scoped: the candidate is registered with
+    /// `PutPrompt`); `None` when the mesh has no service secret.
+    pub service_tokens: Option<std::sync::Arc<mangaassist_auth::ServiceTokens>>,
     /// Retrieval daemon endpoint; `None` = empty context.
     pub retrieval: Option<String>,
     pub store: String,
@@ -610,10 +613,13 @@ pub async fn run_prompt_gate(
     let connect = |daemon: &str, endpoint: &str, e: mangaassist_client::ClientError| {
         BenchError::Usage(format!("--{daemon} `{endpoint}`: {e}"))
     };
-    let generation = GenerationClient::connect(&cfg.generation)
+    let tokens = cfg.service_tokens.clone();
+    let generation = GenerationClient::connect_with(&cfg.generation, tokens.clone())
         .map_err(|e| connect("generation", &cfg.generation, e))?;
     let retrieval = match &cfg.retrieval {
-        Some(ep) => Some(RetrievalClient::connect(ep).map_err(|e| connect("retrieval", ep, e))?),
+        Some(ep) => Some(
+            RetrievalClient::connect_with(ep, tokens).map_err(|e| connect("retrieval", ep, e))?,
+        ),
         None => None,
     };
 

@@ -101,6 +101,7 @@ fn ctx(mesh: Option<&Mesh>) -> BenchContext {
         overhead: false,
         generation_endpoint: mesh.map_or_else(String::new, |m| m.generation.clone()),
         retrieval_endpoint: mesh.map_or_else(String::new, |m| m.retrieval.clone()),
+        service_tokens: None,
     }
 }
 

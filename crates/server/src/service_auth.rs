@@ -133,15 +133,19 @@ mod tests {
     use super::is_open;
 
     #[test]
-    fn only_health_and_metrics_are_open() {
+    fn only_health_reflection_and_metrics_are_open() {
         assert!(is_open("/grpc.health.v1.Health/Check"));
         assert!(is_open("/grpc.health.v1.Health/Watch"));
         assert!(is_open("/healthz"));
         assert!(is_open("/metrics"));
         assert!(!is_open("/mangaassist.v1.MemoryService/GetOrders"));
-        assert!(!is_open(
+        assert!(is_open(
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
         ));
+        assert!(is_open(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!is_open("/grpc.health.v1.Healthy/Check"));
         assert!(!is_open(
             "/healthz/../mangaassist.v1.MemoryService/GetOrders"
         ));

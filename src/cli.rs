@@ -530,6 +530,12 @@ async fn run_roles(config: Config, roles: &[Role]) -> anyhow::Result<()> {
             "  gateway     {url}  (WebSocket {})",
             running.ws_url().unwrap_or_default()
         )?;
+        if let Some(internal) = running.internal_url() {
+            writeln!(
+                out,
+                "  status      {internal}  (/metrics /slo /routing /breakers, operators only)"
+            )?;
+        }
         let c = &running.config;
         if c.gateway.auth.required {
             let user = &c.gateway.default_user;

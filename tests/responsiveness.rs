@@ -30,9 +30,10 @@ async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
+/// The gateway's status pages (`/breakers`, `/routing`, `/metrics`): the internal listener.
 fn http_base(m: &TestMesh) -> String {
     m.mesh()
-        .gateway_url()
+        .internal_url()
         .unwrap()
         .trim_end_matches('/')
         .to_string()
@@ -574,7 +575,7 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
                 .with_resume_store(store);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let task = tokio::spawn(gw.serve(listener));
+            let task = tokio::spawn(gw.serve(listener, None));
             (addr, task)
         }
     };

@@ -7,12 +7,13 @@ use std::{sync::Arc, time::Duration, time::SystemTime};
 
 use axum::http::HeaderMap;
 use mangaassist_auth::AuthError;
-use mangaassist_resume::{ResumeError, StreamKey};
+use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     Gateway,
     pipeline::{Orchestrator, Query},
+    protocol::{ErrorCode, ServerFrame},
     stream::{AnswerOutput, AnswerSink},
     ws::Shared,
 };
@@ -43,6 +44,23 @@ impl Gateway {
         key.verify(token, SystemTime::now(), self.leeway)
             .map(|claims| Some(claims.sub))
             .map_err(AuthRefusal::Invalid)
+    }
+}
+
+/// Ends the resume buffer of an answer cut at the end of the shutdown grace period (its sink
+/// is gone with it), so a client resuming it on another gateway hears so at once.
+async fn interrupted(store: &dyn ResumeStore, key: &StreamKey) {
+    metrics::counter!("streams_interrupted_total").increment(1);
+    let frame = ServerFrame::error(
+        Some(key.message_id.clone()),
+        ErrorCode::StreamInterrupted,
+        "the gateway shut down before the answer finished; ask again",
+    );
+    let terminal = BufferedFrame::Terminal {
+        json: frame.to_json(),
+    };
+    if let Err(e) = store.append(key, terminal).await {
+        tracing::debug!(error = %e, "could not mark the cut answer as interrupted");
     }
 }
 
@@ -104,8 +122,15 @@ impl OpenedAnswer {
             query,
             sink,
         } = self;
+        let key = sink.key().clone();
+        let store = shared.resume.clone();
+        let cut = shared.cut.clone();
         shared.answers.spawn(async move {
-            orchestrator.handle(query, sink, cancel).await;
+            tokio::select! {
+                biased;
+                () = orchestrator.handle(query, sink, cancel) => {}
+                () = cut.cancelled() => interrupted(store.as_ref(), &key).await,
+            }
             then();
         });
     }

@@ -8,6 +8,7 @@
 mod admission;
 pub mod budget;
 pub mod degradation;
+mod listener;
 pub mod mesh;
 mod openai;
 pub mod pipeline;
@@ -20,6 +21,7 @@ pub mod texts;
 mod ws;
 
 use std::{
+    future::IntoFuture,
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -31,7 +33,6 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::get,
-    serve::ListenerExt,
 };
 use mangaassist_auth::JwtKey;
 use mangaassist_client::MeshClients;
@@ -211,6 +212,9 @@ impl Gateway {
                     MAX_LIMITED_USERS,
                 ),
                 answers: TaskTracker::new(),
+                sockets: TaskTracker::new(),
+                cut: CancellationToken::new(),
+                user_connections: Arc::default(),
             }),
             auth,
             leeway: Duration::from_secs(g.auth.leeway_seconds),
@@ -232,6 +236,7 @@ impl Gateway {
         &self.shared.orchestrator
     }
 
+    /// The public routes: the chat page, `/ws`, the OpenAI endpoint and `/healthz`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(|| async { Html(CHAT_PAGE) }))
@@ -241,6 +246,14 @@ impl Gateway {
                 axum::routing::post(openai::chat_completions),
             )
             .route("/v1/models", get(openai::models))
+            .route("/healthz", get(healthz))
+            .with_state(self.clone())
+    }
+
+    /// The operators' routes, served on `gateway.internal_listen` only: they show load,
+    /// routing and failures that are nobody else's business.
+    pub fn internal_router(&self) -> Router {
+        Router::new()
             .route("/healthz", get(healthz))
             .route("/slo", get(slo_status))
             .route("/routing", get(routing_status))
@@ -263,35 +276,79 @@ impl Gateway {
 
     /// Serves until shutdown; then stops accepting, lets answers in flight finish, tells
     /// clients to reconnect (1012), and saves pending turns, cache writes and recordings, all
-    /// within the grace period.
-    pub async fn serve(self, listener: TcpListener) -> Result<(), GatewayError> {
+    /// within the grace period. Answers still running when it is over are cut and marked
+    /// `stream_interrupted` in the resume buffer.
+    /// `internal` serves [`Gateway::internal_router`]; `None` serves it nowhere.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        internal: Option<TcpListener>,
+    ) -> Result<(), GatewayError> {
         mangaassist_telemetry::install_metrics();
-        let listener = listener.tap_io(|tcp| {
-            // Small frames must leave at once (Nagle + delayed ACK costs ~40 ms).
-            let _ = tcp.set_nodelay(true);
+        let internal = internal.map(|l| {
+            let stop = self.shutdown.clone();
+            axum::serve(l, self.internal_router())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .into_future()
         });
+        let settings = &self.shared.orchestrator.settings;
+        let limits = listener::ListenerLimits {
+            max_connections: settings.limits.max_connections as usize,
+            header_read_timeout: Duration::from_millis(settings.limits.header_read_timeout_ms),
+            write_timeout: Duration::from_millis(settings.stream.write_timeout_ms),
+            send_buffer_bytes: settings.stream.send_buffer_bytes,
+        };
         let grace = self.grace;
         let shared = self.shared.clone();
         let shutdown = self.shutdown.clone();
-        let server = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        let shutdown = self.shutdown.clone();
-        let answers = shared.answers.clone();
-        // Connections close once their answers are done; answers whose client already left
-        // still finish into the resume buffer, so wait for those too.
-        let drained = async move {
-            let r = server.await;
-            answers.close();
-            answers.wait().await;
-            r
+        let connections = TaskTracker::new();
+        let server = listener::serve(
+            listener,
+            self.router(),
+            limits,
+            shutdown.clone(),
+            connections.clone(),
+        );
+        let drained = {
+            let shared = shared.clone();
+            // HTTP responses in flight (SSE included) and sockets end once their answers are
+            // done; answers whose client already left still finish into the resume buffer, so
+            // wait for those too.
+            async move {
+                server.await;
+                connections.close();
+                shared.sockets.close();
+                shared.answers.close();
+                connections.wait().await;
+                shared.sockets.wait().await;
+                shared.answers.wait().await;
+            }
         };
+        let internal = async move {
+            if let Some(server) = internal
+                && let Err(e) = server.await
+            {
+                tracing::warn!(error = %e, "internal listener failed");
+            }
+        };
+        let drained = async move { tokio::join!(drained, internal) };
         tokio::select! {
-            r = drained => r.map_err(GatewayError::Serve)?,
+            _ = drained => {}
             () = async move { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(
                     unfinished = shared.answers.len(),
-                    "grace period over, closing remaining connections"
+                    "grace period over, cutting the answers still running"
                 );
+                shared.cut.cancel();
+                // Cut answers only write their `stream_interrupted` and sockets their 1012:
+                // a moment, not another grace period.
+                let ends = async {
+                    shared.answers.wait().await;
+                    shared.sockets.wait().await;
+                };
+                if tokio::time::timeout(CUT_WAIT, ends).await.is_err() {
+                    tracing::warn!("sockets still open after the cut");
+                }
             }
         }
         let background = shared.orchestrator.background.clone();
@@ -312,6 +369,10 @@ impl Gateway {
         Ok(())
     }
 }
+
+/// How long cut answers and their sockets get to write their last frames after the grace
+/// period.
+const CUT_WAIT: Duration = Duration::from_secs(1);
 
 async fn healthz(State(gw): State<Gateway>) -> impl IntoResponse {
     if gw.shutdown.is_cancelled() {
@@ -402,6 +463,21 @@ async fn ws_upgrade(
     if let Err(e) = protocol::check_scope_ids(session_id.as_deref(), store_id.as_deref()) {
         return refuse(StatusCode::BAD_REQUEST, "bad_request", e.message);
     }
+    let max_per_user = gw
+        .shared
+        .orchestrator
+        .settings
+        .limits
+        .max_connections_per_user;
+    let Some(slot) = gw.shared.connection_slot(&user_id, max_per_user) else {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!(
+                "{max_per_user} connections of this user are open on this gateway already; close one"
+            ),
+        );
+    };
     let conn = ws::Connection {
         session_id: session_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         user_id,
@@ -409,10 +485,13 @@ async fn ws_upgrade(
     };
     let shared = gw.shared.clone();
     let shutdown = gw.shutdown.clone();
+    let sockets = shared.sockets.clone();
     // Small buffers: an idle socket should cost a few KiB, not tungstenite's default 128 KiB.
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| ws::run(socket, conn, shared, shutdown))
+        .on_upgrade(move |socket| {
+            sockets.track_future(ws::run(socket, conn, shared, shutdown, slot))
+        })
 }

@@ -28,6 +28,7 @@ pub fn test_config(state: &std::path::Path, faults: &[&str]) -> Config {
     c.precompute.run_at_start = false;
     c.precompute.scheduler = false;
     c.gateway.listen = "127.0.0.1:0".into();
+    c.gateway.internal_listen = "127.0.0.1:0".into();
     for (_, d) in c.mesh.daemons_mut() {
         d.listen = "127.0.0.1:0".into();
     }
@@ -131,6 +132,16 @@ impl TestMesh {
 
     pub async fn client(&self) -> WsClient {
         WsClient::connect(&self.ws_url_as("u-demo")).await
+    }
+
+    /// Stops the mesh like SIGTERM does, keeping the state directory for a restart.
+    pub async fn shut_down(&mut self) {
+        if let Some(m) = self.mesh.take() {
+            tokio::time::timeout(Duration::from_secs(20), m.stop())
+                .await
+                .expect("mesh stops within 20 s")
+                .expect("mesh stops cleanly");
+        }
     }
 
     pub async fn stop(mut self) {
@@ -350,6 +361,7 @@ pub fn listen_on_any_port(config: &mut Config) {
         d.listen = "127.0.0.1:0".into();
     }
     config.gateway.listen = "127.0.0.1:0".into();
+    config.gateway.internal_listen = "127.0.0.1:0".into();
 }
 
 /// Points the mesh's endpoints at the ports children reported (role → port).

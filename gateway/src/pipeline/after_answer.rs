@@ -2,16 +2,39 @@
 //! for it: the turn pair is saved, a cacheable answer is written to the cache, and follow-ups
 //! are predicted.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mangaassist_proto::v1 as pb;
 use tracing::Instrument;
 
 use super::{Orchestrator, Outcome, Query};
-use crate::degradation::Level;
+use crate::{degradation::Level, mesh::Mesh};
 
 /// How long each background write (turns, cache, prediction) may take.
 const BACKGROUND_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long a turn keeps being retried while memory is unreachable (restarting, or stopping
+/// after the gateway in a shutdown). The gateway's shutdown grace bounds it too.
+const SAVE_TURN_WITHIN: Duration = Duration::from_secs(10);
+
+/// Appends one turn, retrying while memory is `unavailable`: that code means the request was
+/// not served, so a retry cannot store the turn twice. Other errors are final.
+async fn save_turn(mesh: &dyn Mesh, req: pb::AppendTurnRequest) -> Result<(), tonic::Status> {
+    let until = Instant::now() + SAVE_TURN_WITHIN;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match mesh.append_turn(req.clone(), BACKGROUND_DEADLINE).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() + pause < until => {
+                metrics::counter!("turn_save_retries_total").increment(1);
+                // Backoff between attempts, not a wait for readiness.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 impl Orchestrator {
     pub(super) fn after_answer(
@@ -55,7 +78,8 @@ impl Orchestrator {
                         message_id: q.message_id.clone(),
                     }),
                 };
-                if let Err(e) = mesh.append_turn(turn, dl).await {
+                if let Err(e) = save_turn(mesh.as_ref(), turn).await {
+                    metrics::counter!("turn_save_failures_total").increment(1);
                     tracing::warn!(error = %e, "could not save turn");
                     break;
                 }

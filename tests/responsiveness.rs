@@ -459,7 +459,7 @@ async fn unauthenticated_connections_are_refused() {
     }
     let r = tokio_tungstenite::connect_async(format!(
         "{base}?token={}&user_id=u-other",
-        m.token("u-demo")
+        m.ticket("u-demo")
     ))
     .await
     .map(|_| ());
@@ -583,7 +583,7 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
     let (addr_a, task_a) = start_gateway(stop_a.clone()).await;
     let stop_b = tokio_util::sync::CancellationToken::new();
     let (addr_b, task_b) = start_gateway(stop_b.clone()).await;
-    let token = mangaassist_gateway::issue_token(&cfg, "u-demo").unwrap();
+    let token = mangaassist_gateway::issue_ticket(&cfg, "u-demo").unwrap();
     let url = |a: std::net::SocketAddr| format!("ws://{a}/ws?token={token}");
 
     // A bystander with nothing in flight is told to reconnect (1012) when A drains.

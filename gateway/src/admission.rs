@@ -23,11 +23,15 @@ use crate::{
 pub(crate) enum AuthRefusal {
     Missing,
     Invalid(AuthError),
+    /// A token in the URL that lives longer than [`crate::URL_TOKEN_MAX_SECONDS`]: URLs end up
+    /// in logs, proxies and browser history, so only a short-lived ticket may travel there.
+    LongLivedInUrl,
 }
 
 impl Gateway {
     /// The verified token subject (the Bearer header wins over `?token=`), or `Ok(None)` when
-    /// `gateway.auth.required` is off and the caller names the user itself.
+    /// `gateway.auth.required` is off and the caller names the user itself. A token from the
+    /// URL must expire within [`crate::URL_TOKEN_MAX_SECONDS`] (a `/ws-ticket`).
     pub(crate) fn verified_user(
         &self,
         headers: &HeaderMap,
@@ -40,10 +44,19 @@ impl Gateway {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(mangaassist_auth::bearer_token);
+        let in_url = header.is_none();
         let token = header.or(token_param).ok_or(AuthRefusal::Missing)?;
-        key.verify(token, SystemTime::now(), self.leeway)
-            .map(|claims| Some(claims.sub))
-            .map_err(AuthRefusal::Invalid)
+        let now = SystemTime::now();
+        let claims = key
+            .verify(token, now, self.leeway)
+            .map_err(AuthRefusal::Invalid)?;
+        let now_secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if in_url && claims.exp.saturating_sub(now_secs) > crate::URL_TOKEN_MAX_SECONDS {
+            return Err(AuthRefusal::LongLivedInUrl);
+        }
+        Ok(Some(claims.sub))
     }
 }
 

@@ -153,6 +153,19 @@ pub fn secret_path(config: &Config) -> PathBuf {
     }
 }
 
+/// The longest a token carried in a `/ws` URL may still be valid: URLs end up in access logs,
+/// proxies and browser history, so a token there must be a ticket that is soon useless.
+pub const URL_TOKEN_MAX_SECONDS: u64 = 300;
+
+/// Lifetime of the tickets `POST /ws-ticket` issues: long enough to open one socket.
+pub const TICKET_SECONDS: u64 = 60;
+
+/// Issues a short-lived ticket for `user`: a token `/ws` accepts in its URL.
+pub fn issue_ticket(config: &Config, user: &str) -> Result<String, GatewayError> {
+    let key = signing_key(config)?;
+    Ok(key.issue(user, Duration::from_secs(TICKET_SECONDS), SystemTime::now())?)
+}
+
 /// Issues a token for `user` with the configured lifetime (`mangaassist token`, `up`).
 pub fn issue_token(config: &Config, user: &str) -> Result<String, GatewayError> {
     let key = signing_key(config)?;
@@ -241,6 +254,7 @@ impl Gateway {
         Router::new()
             .route("/", get(|| async { Html(CHAT_PAGE) }))
             .route("/ws", get(ws_upgrade))
+            .route("/ws-ticket", axum::routing::post(ws_ticket))
             .route(
                 "/v1/chat/completions",
                 axum::routing::post(openai::chat_completions),
@@ -406,6 +420,55 @@ fn refuse(status: StatusCode, reason: &'static str, message: String) -> Response
         .into_response()
 }
 
+/// `POST /ws-ticket` with `Authorization: Bearer <JWT>`: a ticket (a token valid for
+/// [`TICKET_SECONDS`]) for a browser to put in the `/ws` URL, since it cannot set headers on
+/// a WebSocket.
+async fn ws_ticket(headers: HeaderMap, State(gw): State<Gateway>) -> Response {
+    let Some(key) = gw.auth.clone() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "gateway.auth.required is off: connect with `?user_id=`".into(),
+        );
+    };
+    let sub = match gw.verified_user(&headers, None) {
+        Ok(Some(sub)) => sub,
+        Ok(None) | Err(admission::AuthRefusal::Missing) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing token: send `Authorization: Bearer <JWT>`".into(),
+            );
+        }
+        Err(admission::AuthRefusal::Invalid(e)) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("invalid token: {e}"),
+            );
+        }
+        Err(admission::AuthRefusal::LongLivedInUrl) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "token_in_url",
+                "send the token as `Authorization: Bearer <JWT>`".into(),
+            );
+        }
+    };
+    match key.issue(&sub, Duration::from_secs(TICKET_SECONDS), SystemTime::now()) {
+        Ok(ticket) => (
+            [(http::header::CACHE_CONTROL, "no-store")],
+            Json(serde_json::json!({ "ticket": ticket, "expires_in": TICKET_SECONDS })),
+        )
+            .into_response(),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot issue a ticket: {e}"),
+        ),
+    }
+}
+
 async fn ws_upgrade(
     ws: WebSocketUpgrade,
     UrlQuery(params): UrlQuery<ConnectParams>,
@@ -441,8 +504,22 @@ async fn ws_upgrade(
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "missing token: pass `?token=<JWT>` or `Authorization: Bearer <JWT>` (`mangaassist token --user U` issues one)".into(),
+                "missing token: pass `Authorization: Bearer <JWT>` (`mangaassist token --user U` issues one), or a ticket from `POST /ws-ticket` as `?token=`".into(),
             );
+        }
+        Err(admission::AuthRefusal::LongLivedInUrl) => {
+            metrics::counter!("websocket_refused_total", "reason" => "token_in_url").increment(1);
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({
+                    "error": "unauthorized",
+                    "token_error": "token_in_url",
+                    "message": format!(
+                        "a token in the URL must expire within {URL_TOKEN_MAX_SECONDS} s: send it as `Authorization: Bearer <JWT>`, or get a ticket from `POST /ws-ticket`"
+                    ),
+                })),
+            )
+                .into_response();
         }
         Err(admission::AuthRefusal::Invalid(e)) => {
             metrics::counter!("websocket_refused_total", "reason" => "unauthorized").increment(1);

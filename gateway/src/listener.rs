@@ -224,16 +224,16 @@ mod tests {
 
         let (ours, mut slow) = tokio::io::duplex(64);
         let mut io = GuardedIo::new(ours, Duration::from_secs(5), permit());
-        let reader = tokio::spawn(async move {
+        let reader = async move {
             let mut buf = [0; 16];
             let mut got = 0;
             while got < 1024 {
                 tokio::time::sleep(Duration::from_secs(4)).await;
                 got += slow.read(&mut buf).await.unwrap();
             }
-        });
-        io.write_all(&[3; 1024]).await.unwrap();
-        reader.await.unwrap();
+        };
+        let (written, ()) = tokio::join!(io.write_all(&[3; 1024]), reader);
+        written.unwrap();
         // The first peer stayed connected throughout: it just never read.
         assert_eq!(theirs.read(&mut [0; 64]).await.unwrap(), 64);
     }

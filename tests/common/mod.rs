@@ -90,9 +90,14 @@ impl TestMesh {
         mangaassist_gateway::issue_token(&self.mesh().config, user).unwrap()
     }
 
-    /// `/ws` URL authenticated as `user`.
+    /// A short-lived ticket for `user`: what `/ws` accepts in its URL.
+    pub fn ticket(&self, user: &str) -> String {
+        mangaassist_gateway::issue_ticket(&self.mesh().config, user).unwrap()
+    }
+
+    /// `/ws` URL authenticated as `user` (with a ticket, as the browser page does).
     pub fn ws_url_as(&self, user: &str) -> String {
-        format!("{}?token={}", self.ws_url(), self.token(user))
+        format!("{}?token={}", self.ws_url(), self.ticket(user))
     }
 
     /// Polls the memory daemon until `session` holds at least `turns` turns of `user`

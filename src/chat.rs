@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use mangaassist_protocol::{ClientFrame, Done, ErrorCode, ServerFrame, ServerFrameError};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 /// What one exchange produced (the CLI prints it; tests assert on it).
 #[derive(Debug, Default, Clone)]
@@ -44,11 +44,13 @@ pub struct ChatOptions {
     pub timeout: Duration,
 }
 
+/// The `/ws` URL; a token goes in the Authorization header instead (see [`ask`]), since the
+/// gateway takes only short-lived tickets in URLs.
 fn connect_url(o: &ChatOptions) -> String {
     let mut params = vec![];
-    if let Some(t) = &o.token {
-        params.push(format!("token={t}"));
-    } else if let Some(u) = &o.user {
+    if o.token.is_none()
+        && let Some(u) = &o.user
+    {
         params.push(format!("user_id={u}"));
     }
     if let Some(s) = &o.session {
@@ -69,7 +71,17 @@ pub async fn ask(
     mut on_event: impl FnMut(&ServerFrame),
 ) -> anyhow::Result<Transcript> {
     let url = connect_url(o);
-    let (mut ws, _) = tokio::time::timeout(o.timeout, tokio_tungstenite::connect_async(&url))
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("bad gateway URL {url}"))?;
+    if let Some(t) = &o.token {
+        let value = format!("Bearer {t}")
+            .parse()
+            .context("the token is not a valid header value")?;
+        request.headers_mut().insert("authorization", value);
+    }
+    let (mut ws, _) = tokio::time::timeout(o.timeout, tokio_tungstenite::connect_async(request))
         .await
         .with_context(|| format!("timed out connecting to {url}"))?
         .with_context(|| format!("cannot connect to {url} (is `mangaassist up` running?)"))?;

@@ -579,11 +579,19 @@ async fn run_roles(config: Config, roles: &[Role]) -> anyhow::Result<()> {
             "  gateway     {url}  (WebSocket {})",
             running.ws_url().unwrap_or_default()
         )?;
+        if let Some(internal) = running.internal_url() {
+            writeln!(
+                out,
+                "  status      {internal}  (/metrics /slo /routing /breakers, operators only)"
+            )?;
+        }
         let c = &running.config;
         if c.gateway.auth.required {
             let user = &c.gateway.default_user;
             let token = mangaassist_gateway::issue_token(c, user)?;
-            writeln!(out, "\nChat in a browser as {user} at {url}?token={token}")?;
+            // A fragment never leaves the browser: the token stays out of request lines and
+            // logs; the page trades it for a short-lived `/ws` ticket.
+            writeln!(out, "\nChat in a browser as {user} at {url}#token={token}")?;
         } else {
             writeln!(out, "\nChat in a browser at {url}")?;
         }

@@ -80,6 +80,8 @@ impl FromStr for Role {
 pub struct RunningMesh {
     /// Bound address of each daemon started here.
     pub addrs: BTreeMap<Role, SocketAddr>,
+    /// The gateway's operators' listener (`/metrics`, `/slo`, `/routing`, `/breakers`).
+    pub internal_addr: Option<SocketAddr>,
     /// Cancel to shut everything down gracefully.
     pub shutdown: CancellationToken,
     /// The configuration after binding (endpoints point at the real ports).
@@ -94,6 +96,11 @@ impl RunningMesh {
         self.addrs
             .get(&Role::Gateway)
             .map(|a| format!("http://{a}/"))
+    }
+
+    /// Base URL of the gateway's status pages, e.g. `http://127.0.0.1:8081/`.
+    pub fn internal_url(&self) -> Option<String> {
+        self.internal_addr.map(|a| format!("http://{a}/"))
     }
 
     pub fn ws_url(&self) -> Option<String> {
@@ -191,6 +198,16 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
     config.gateway.listen = addrs
         .get(&Role::Gateway)
         .map_or(config.gateway.listen.clone(), ToString::to_string);
+    let mut internal = None;
+    if roles.contains(&Role::Gateway) {
+        let listen = config.gateway.internal_listen.clone();
+        let (l, addr) = mangaassist_server::bind_with_addr(&listen)
+            .await
+            .with_context(|| format!("gateway: cannot listen on {listen} (internal)"))?;
+        config.gateway.internal_listen = addr.to_string();
+        internal = Some((l, addr));
+    }
+    let internal_addr = internal.as_ref().map(|(_, a)| *a);
 
     let embedder = if roles.iter().any(|r| r.needs_embedder()) {
         Some(load_embedder(&config).await?)
@@ -198,7 +215,28 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
         None
     };
     let shutdown = CancellationToken::new();
-    let opts = ServeOptions::from_config(&config, shutdown.clone())?;
+    // The daemons stop only after the gateway has drained: its last answers still save turns
+    // to memory, write the cache and ask precompute. Without a gateway here they stop at once.
+    let daemons_stop = CancellationToken::new();
+    let gateway_done = CancellationToken::new();
+    if !roles.contains(&Role::Gateway) {
+        gateway_done.cancel();
+    }
+    {
+        let shutdown = shutdown.clone();
+        let gateway_done = gateway_done.clone();
+        let daemons_stop = daemons_stop.clone();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "ends when the mesh shuts down; it only relays one cancellation"
+        )]
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            gateway_done.cancelled().await;
+            daemons_stop.cancel();
+        });
+    }
+    let opts = ServeOptions::from_config(&config, daemons_stop)?;
     let mut tasks = JoinSet::new();
     for &role in roles {
         let Some(listener) = listeners.remove(&role) else {
@@ -289,9 +327,16 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                 if let Some(limits) = mangaassist_gateway::connect_user_limits(cfg).await? {
                     gw = gw.with_user_limits(limits);
                 }
-                tasks.spawn(
-                    async move { (role, gw.serve(listener).await.map_err(|e| e.to_string())) },
-                );
+                let done = gateway_done.clone().drop_guard();
+                let internal = internal.take().map(|(l, _)| l);
+                tasks.spawn(async move {
+                    let r = gw
+                        .serve(listener, internal)
+                        .await
+                        .map_err(|e| e.to_string());
+                    drop(done);
+                    (role, r)
+                });
             }
         }
         tracing::info!(
@@ -303,6 +348,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
     let faults = opts.faults.clone();
     Ok(RunningMesh {
         addrs,
+        internal_addr,
         shutdown,
         config,
         faults,

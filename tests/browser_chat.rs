@@ -10,7 +10,7 @@ use common::TestMesh;
 async fn chat_page_streams_an_answer_in_chromium() {
     let m = TestMesh::start(&[]).await;
     let url = format!(
-        "{}?token={}",
+        "{}#token={}",
         m.mesh().gateway_url().unwrap(),
         m.token("u-demo")
     );

@@ -30,9 +30,10 @@ async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
+/// The gateway's status pages (`/breakers`, `/routing`, `/metrics`): the internal listener.
 fn http_base(m: &TestMesh) -> String {
     m.mesh()
-        .gateway_url()
+        .internal_url()
         .unwrap()
         .trim_end_matches('/')
         .to_string()
@@ -458,7 +459,7 @@ async fn unauthenticated_connections_are_refused() {
     }
     let r = tokio_tungstenite::connect_async(format!(
         "{base}?token={}&user_id=u-other",
-        m.token("u-demo")
+        m.ticket("u-demo")
     ))
     .await
     .map(|_| ());
@@ -574,7 +575,7 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
                 .with_resume_store(store);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let task = tokio::spawn(gw.serve(listener));
+            let task = tokio::spawn(gw.serve(listener, None));
             (addr, task)
         }
     };
@@ -582,7 +583,7 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
     let (addr_a, task_a) = start_gateway(stop_a.clone()).await;
     let stop_b = tokio_util::sync::CancellationToken::new();
     let (addr_b, task_b) = start_gateway(stop_b.clone()).await;
-    let token = mangaassist_gateway::issue_token(&cfg, "u-demo").unwrap();
+    let token = mangaassist_gateway::issue_ticket(&cfg, "u-demo").unwrap();
     let url = |a: std::net::SocketAddr| format!("ws://{a}/ws?token={token}");
 
     // A bystander with nothing in flight is told to reconnect (1012) when A drains.

@@ -9,7 +9,7 @@ use mangaassist_config::FaultSpec;
 use serde_json::Value;
 
 async fn slo(m: &TestMesh) -> Value {
-    let url = format!("{}slo", m.mesh().gateway_url().unwrap());
+    let url = format!("{}slo", m.mesh().internal_url().unwrap());
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
@@ -60,7 +60,7 @@ async fn burn_rate_alerts_fire_when_first_tokens_miss_the_slo() {
     );
     assert_eq!(burning["highest_firing"], "page");
     assert!(burning["error_budget_remaining"].as_f64().unwrap() < 0.0);
-    let metrics = reqwest::get(format!("{}metrics", m.mesh().gateway_url().unwrap()))
+    let metrics = reqwest::get(format!("{}metrics", m.mesh().internal_url().unwrap()))
         .await
         .unwrap()
         .text()

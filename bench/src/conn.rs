@@ -38,8 +38,27 @@ pub fn ws_config() -> WebSocketConfig {
 }
 
 /// Opens a WebSocket with Nagle off (small frames must not wait for ACKs).
+/// A `token=` in `url` travels as `Authorization: Bearer` instead: the gateway takes only
+/// short-lived tickets in URLs, and the run's tokens live as long as the run.
 pub async fn connect(url: &str) -> Result<Ws, BenchError> {
-    match tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await {
+    let token = url.split_once('?').and_then(|(_, q)| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    let bare = redact(url);
+    let refused = |reason: String| BenchError::Connect {
+        url: bare.clone(),
+        reason,
+    };
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(bare.as_str())
+        .map_err(|e| refused(describe_connect_error(&e)))?;
+    if let Some(t) = &token {
+        let value = tungstenite::http::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| refused("the token is not a valid header value".into()))?;
+        request.headers_mut().insert("authorization", value);
+    }
+    match tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await {
         Ok((ws, _)) => Ok(ws),
         Err(e) => Err(BenchError::Connect {
             url: redact(url),

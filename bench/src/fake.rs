@@ -35,7 +35,8 @@ pub struct FakeConfig {
     /// Answer queries of these intents with an `error` frame of this code instead.
     pub errors: HashMap<String, ErrorCode>,
     pub classify: Classifier,
-    /// Refuse the upgrade with HTTP 401 unless the URL carries `token=<this>`.
+    /// Refuse the upgrade with HTTP 401 unless the request carries this token
+    /// (`Authorization: Bearer`, or `token=` in the URL).
     pub require_token: Option<String>,
 }
 
@@ -154,10 +155,17 @@ async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, seen: A
         let Some(token) = &required else {
             return Ok(resp);
         };
-        let ok = req.uri().query().is_some_and(|q| {
+        let in_url = req.uri().query().is_some_and(|q| {
             q.split('&')
                 .any(|kv| kv.strip_prefix("token=") == Some(token.as_str()))
         });
+        let in_header = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            == Some(token.as_str());
+        let ok = in_url || in_header;
         if ok {
             Ok(resp)
         } else {

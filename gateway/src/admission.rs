@@ -9,12 +9,13 @@ use axum::http::HeaderMap;
 use mangaassist_auth::AuthError;
 use mangaassist_redis::GcraLimiter;
 use mangaassist_resilience::KeyedLimiter;
-use mangaassist_resume::{ResumeError, StreamKey};
+use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     Gateway,
     pipeline::{Orchestrator, Query},
+    protocol::{ErrorCode, ServerFrame},
     stream::{AnswerOutput, AnswerSink},
     ws::Shared,
 };
@@ -24,11 +25,15 @@ use crate::{
 pub(crate) enum AuthRefusal {
     Missing,
     Invalid(AuthError),
+    /// A token in the URL that lives longer than [`crate::URL_TOKEN_MAX_SECONDS`]: URLs end up
+    /// in logs, proxies and browser history, so only a short-lived ticket may travel there.
+    LongLivedInUrl,
 }
 
 impl Gateway {
     /// The verified token subject (the Bearer header wins over `?token=`), or `Ok(None)` when
-    /// `gateway.auth.required` is off and the caller names the user itself.
+    /// `gateway.auth.required` is off and the caller names the user itself. A token from the
+    /// URL must expire within [`crate::URL_TOKEN_MAX_SECONDS`] (a `/ws-ticket`).
     pub(crate) fn verified_user(
         &self,
         headers: &HeaderMap,
@@ -41,10 +46,36 @@ impl Gateway {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(mangaassist_auth::bearer_token);
+        let in_url = header.is_none();
         let token = header.or(token_param).ok_or(AuthRefusal::Missing)?;
-        key.verify(token, SystemTime::now(), self.leeway)
-            .map(|claims| Some(claims.sub))
-            .map_err(AuthRefusal::Invalid)
+        let now = SystemTime::now();
+        let claims = key
+            .verify(token, now, self.leeway)
+            .map_err(AuthRefusal::Invalid)?;
+        let now_secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if in_url && claims.exp.saturating_sub(now_secs) > crate::URL_TOKEN_MAX_SECONDS {
+            return Err(AuthRefusal::LongLivedInUrl);
+        }
+        Ok(Some(claims.sub))
+    }
+}
+
+/// Ends the resume buffer of an answer cut at the end of the shutdown grace period (its sink
+/// is gone with it), so a client resuming it on another gateway hears so at once.
+async fn interrupted(store: &dyn ResumeStore, key: &StreamKey) {
+    metrics::counter!("streams_interrupted_total").increment(1);
+    let frame = ServerFrame::error(
+        Some(key.message_id.clone()),
+        ErrorCode::StreamInterrupted,
+        "the gateway shut down before the answer finished; ask again",
+    );
+    let terminal = BufferedFrame::Terminal {
+        json: frame.to_json(),
+    };
+    if let Err(e) = store.append(key, terminal).await {
+        tracing::debug!(error = %e, "could not mark the cut answer as interrupted");
     }
 }
 
@@ -134,8 +165,15 @@ impl OpenedAnswer {
             query,
             sink,
         } = self;
+        let key = sink.key().clone();
+        let store = shared.resume.clone();
+        let cut = shared.cut.clone();
         shared.answers.spawn(async move {
-            orchestrator.handle(query, sink, cancel).await;
+            tokio::select! {
+                biased;
+                () = orchestrator.handle(query, sink, cancel) => {}
+                () = cut.cancelled() => interrupted(store.as_ref(), &key).await,
+            }
             then();
         });
     }

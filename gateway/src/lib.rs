@@ -8,6 +8,7 @@
 mod admission;
 pub mod budget;
 pub mod degradation;
+mod listener;
 pub mod mesh;
 mod openai;
 pub mod pipeline;
@@ -22,6 +23,7 @@ mod ws;
 pub use admission::UserLimits;
 
 use std::{
+    future::IntoFuture,
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -33,7 +35,6 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::get,
-    serve::ListenerExt,
 };
 use mangaassist_auth::JwtKey;
 use mangaassist_client::MeshClients;
@@ -190,6 +191,19 @@ pub fn secret_path(config: &Config) -> PathBuf {
     }
 }
 
+/// The longest a token carried in a `/ws` URL may still be valid: URLs end up in access logs,
+/// proxies and browser history, so a token there must be a ticket that is soon useless.
+pub const URL_TOKEN_MAX_SECONDS: u64 = 300;
+
+/// Lifetime of the tickets `POST /ws-ticket` issues: long enough to open one socket.
+pub const TICKET_SECONDS: u64 = 60;
+
+/// Issues a short-lived ticket for `user`: a token `/ws` accepts in its URL.
+pub fn issue_ticket(config: &Config, user: &str) -> Result<String, GatewayError> {
+    let key = signing_key(config)?;
+    Ok(key.issue(user, Duration::from_secs(TICKET_SECONDS), SystemTime::now())?)
+}
+
 /// Issues a token for `user` with the configured lifetime (`mangaassist token`, `up`).
 pub fn issue_token(config: &Config, user: &str) -> Result<String, GatewayError> {
     let key = signing_key(config)?;
@@ -245,6 +259,9 @@ impl Gateway {
                 resume,
                 user_limits: admission::UserLimits::Local(local_user_limits(config)),
                 answers: TaskTracker::new(),
+                sockets: TaskTracker::new(),
+                cut: CancellationToken::new(),
+                user_connections: Arc::default(),
             }),
             auth,
             leeway: Duration::from_secs(g.auth.leeway_seconds),
@@ -274,15 +291,25 @@ impl Gateway {
         &self.shared.orchestrator
     }
 
+    /// The public routes: the chat page, `/ws`, the OpenAI endpoint and `/healthz`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(|| async { Html(CHAT_PAGE) }))
             .route("/ws", get(ws_upgrade))
+            .route("/ws-ticket", axum::routing::post(ws_ticket))
             .route(
                 "/v1/chat/completions",
                 axum::routing::post(openai::chat_completions),
             )
             .route("/v1/models", get(openai::models))
+            .route("/healthz", get(healthz))
+            .with_state(self.clone())
+    }
+
+    /// The operators' routes, served on `gateway.internal_listen` only: they show load,
+    /// routing and failures that are nobody else's business.
+    pub fn internal_router(&self) -> Router {
+        Router::new()
             .route("/healthz", get(healthz))
             .route("/slo", get(slo_status))
             .route("/routing", get(routing_status))
@@ -305,35 +332,79 @@ impl Gateway {
 
     /// Serves until shutdown; then stops accepting, lets answers in flight finish, tells
     /// clients to reconnect (1012), and saves pending turns, cache writes and recordings, all
-    /// within the grace period.
-    pub async fn serve(self, listener: TcpListener) -> Result<(), GatewayError> {
+    /// within the grace period. Answers still running when it is over are cut and marked
+    /// `stream_interrupted` in the resume buffer.
+    /// `internal` serves [`Gateway::internal_router`]; `None` serves it nowhere.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        internal: Option<TcpListener>,
+    ) -> Result<(), GatewayError> {
         mangaassist_telemetry::install_metrics();
-        let listener = listener.tap_io(|tcp| {
-            // Small frames must leave at once (Nagle + delayed ACK costs ~40 ms).
-            let _ = tcp.set_nodelay(true);
+        let internal = internal.map(|l| {
+            let stop = self.shutdown.clone();
+            axum::serve(l, self.internal_router())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .into_future()
         });
+        let settings = &self.shared.orchestrator.settings;
+        let limits = listener::ListenerLimits {
+            max_connections: settings.limits.max_connections as usize,
+            header_read_timeout: Duration::from_millis(settings.limits.header_read_timeout_ms),
+            write_timeout: Duration::from_millis(settings.stream.write_timeout_ms),
+            send_buffer_bytes: settings.stream.send_buffer_bytes,
+        };
         let grace = self.grace;
         let shared = self.shared.clone();
         let shutdown = self.shutdown.clone();
-        let server = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        let shutdown = self.shutdown.clone();
-        let answers = shared.answers.clone();
-        // Connections close once their answers are done; answers whose client already left
-        // still finish into the resume buffer, so wait for those too.
-        let drained = async move {
-            let r = server.await;
-            answers.close();
-            answers.wait().await;
-            r
+        let connections = TaskTracker::new();
+        let server = listener::serve(
+            listener,
+            self.router(),
+            limits,
+            shutdown.clone(),
+            connections.clone(),
+        );
+        let drained = {
+            let shared = shared.clone();
+            // HTTP responses in flight (SSE included) and sockets end once their answers are
+            // done; answers whose client already left still finish into the resume buffer, so
+            // wait for those too.
+            async move {
+                server.await;
+                connections.close();
+                shared.sockets.close();
+                shared.answers.close();
+                connections.wait().await;
+                shared.sockets.wait().await;
+                shared.answers.wait().await;
+            }
         };
+        let internal = async move {
+            if let Some(server) = internal
+                && let Err(e) = server.await
+            {
+                tracing::warn!(error = %e, "internal listener failed");
+            }
+        };
+        let drained = async move { tokio::join!(drained, internal) };
         tokio::select! {
-            r = drained => r.map_err(GatewayError::Serve)?,
+            _ = drained => {}
             () = async move { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(
                     unfinished = shared.answers.len(),
-                    "grace period over, closing remaining connections"
+                    "grace period over, cutting the answers still running"
                 );
+                shared.cut.cancel();
+                // Cut answers only write their `stream_interrupted` and sockets their 1012:
+                // a moment, not another grace period.
+                let ends = async {
+                    shared.answers.wait().await;
+                    shared.sockets.wait().await;
+                };
+                if tokio::time::timeout(CUT_WAIT, ends).await.is_err() {
+                    tracing::warn!("sockets still open after the cut");
+                }
             }
         }
         let background = shared.orchestrator.background.clone();
@@ -354,6 +425,10 @@ impl Gateway {
         Ok(())
     }
 }
+
+/// How long cut answers and their sockets get to write their last frames after the grace
+/// period.
+const CUT_WAIT: Duration = Duration::from_secs(1);
 
 async fn healthz(State(gw): State<Gateway>) -> impl IntoResponse {
     if gw.shutdown.is_cancelled() {
@@ -385,6 +460,55 @@ fn refuse(status: StatusCode, reason: &'static str, message: String) -> Response
         Json(serde_json::json!({ "error": reason, "message": message })),
     )
         .into_response()
+}
+
+/// `POST /ws-ticket` with `Authorization: Bearer <JWT>`: a ticket (a token valid for
+/// [`TICKET_SECONDS`]) for a browser to put in the `/ws` URL, since it cannot set headers on
+/// a WebSocket.
+async fn ws_ticket(headers: HeaderMap, State(gw): State<Gateway>) -> Response {
+    let Some(key) = gw.auth.clone() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "gateway.auth.required is off: connect with `?user_id=`".into(),
+        );
+    };
+    let sub = match gw.verified_user(&headers, None) {
+        Ok(Some(sub)) => sub,
+        Ok(None) | Err(admission::AuthRefusal::Missing) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing token: send `Authorization: Bearer <JWT>`".into(),
+            );
+        }
+        Err(admission::AuthRefusal::Invalid(e)) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("invalid token: {e}"),
+            );
+        }
+        Err(admission::AuthRefusal::LongLivedInUrl) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "token_in_url",
+                "send the token as `Authorization: Bearer <JWT>`".into(),
+            );
+        }
+    };
+    match key.issue(&sub, Duration::from_secs(TICKET_SECONDS), SystemTime::now()) {
+        Ok(ticket) => (
+            [(http::header::CACHE_CONTROL, "no-store")],
+            Json(serde_json::json!({ "ticket": ticket, "expires_in": TICKET_SECONDS })),
+        )
+            .into_response(),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot issue a ticket: {e}"),
+        ),
+    }
 }
 
 async fn ws_upgrade(
@@ -422,8 +546,22 @@ async fn ws_upgrade(
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "missing token: pass `?token=<JWT>` or `Authorization: Bearer <JWT>` (`mangaassist token --user U` issues one)".into(),
+                "missing token: pass `Authorization: Bearer <JWT>` (`mangaassist token --user U` issues one), or a ticket from `POST /ws-ticket` as `?token=`".into(),
             );
+        }
+        Err(admission::AuthRefusal::LongLivedInUrl) => {
+            metrics::counter!("websocket_refused_total", "reason" => "token_in_url").increment(1);
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({
+                    "error": "unauthorized",
+                    "token_error": "token_in_url",
+                    "message": format!(
+                        "a token in the URL must expire within {URL_TOKEN_MAX_SECONDS} s: send it as `Authorization: Bearer <JWT>`, or get a ticket from `POST /ws-ticket`"
+                    ),
+                })),
+            )
+                .into_response();
         }
         Err(admission::AuthRefusal::Invalid(e)) => {
             metrics::counter!("websocket_refused_total", "reason" => "unauthorized").increment(1);
@@ -444,6 +582,21 @@ async fn ws_upgrade(
     if let Err(e) = protocol::check_scope_ids(session_id.as_deref(), store_id.as_deref()) {
         return refuse(StatusCode::BAD_REQUEST, "bad_request", e.message);
     }
+    let max_per_user = gw
+        .shared
+        .orchestrator
+        .settings
+        .limits
+        .max_connections_per_user;
+    let Some(slot) = gw.shared.connection_slot(&user_id, max_per_user) else {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!(
+                "{max_per_user} connections of this user are open on this gateway already; close one"
+            ),
+        );
+    };
     let conn = ws::Connection {
         session_id: session_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         user_id,
@@ -451,10 +604,13 @@ async fn ws_upgrade(
     };
     let shared = gw.shared.clone();
     let shutdown = gw.shutdown.clone();
+    let sockets = shared.sockets.clone();
     // Small buffers: an idle socket should cost a few KiB, not tungstenite's default 128 KiB.
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(HARD_MESSAGE_LIMIT)
         .max_frame_size(HARD_MESSAGE_LIMIT)
-        .on_upgrade(move |socket| ws::run(socket, conn, shared, shutdown))
+        .on_upgrade(move |socket| {
+            sockets.track_future(ws::run(socket, conn, shared, shutdown, slot))
+        })
 }

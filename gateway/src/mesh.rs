@@ -44,9 +44,10 @@ pub trait Mesh: Send + Sync + 'static {
     /// Starts a generation; `deadline` bounds the whole stream and dropping the stream
     /// cancels it.
     fn generate(&self, req: pb::GenerateRequest, deadline: Duration) -> MeshCall<GenerateStream>;
-    fn append_turn(
+    /// Saves a question and its answer in one write: both or neither.
+    fn append_turns(
         &self,
-        req: pb::AppendTurnRequest,
+        req: pb::AppendTurnsRequest,
         deadline: Duration,
     ) -> MeshCall<pb::AppendTurnResponse>;
     fn predict_follow_ups(
@@ -79,7 +80,7 @@ forward! {
     lookup: cache, pb::LookupRequest => pb::LookupResponse;
     put: cache, pb::PutRequest => pb::PutResponse;
     generate: generation, pb::GenerateRequest => GenerateStream;
-    append_turn: memory, pb::AppendTurnRequest => pb::AppendTurnResponse;
+    append_turns: memory, pb::AppendTurnsRequest => pb::AppendTurnResponse;
     predict_follow_ups: precompute, pb::PredictFollowUpsRequest => pb::PredictFollowUpsResponse;
 }
 

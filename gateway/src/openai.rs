@@ -101,6 +101,13 @@ fn authenticate(
             "invalid_api_key",
             format!("invalid token: {e}"),
         ))),
+        // Only a URL token can be refused for its lifetime, and none is read here.
+        Err(AuthRefusal::LongLivedInUrl) => Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "token_in_url",
+            "send the token as `Authorization: Bearer <JWT>`",
+        ))),
     }
 }
 

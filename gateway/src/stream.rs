@@ -10,7 +10,8 @@ use std::{
 
 use mangaassist_config::StreamSettings;
 use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::SendTimeoutError};
+use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Done, ErrorCode, ServerFrame};
 
@@ -68,8 +69,12 @@ impl AnswerEvent {
 /// Where an answer's events go while its client is attached.
 pub enum AnswerOutput {
     /// A `/ws` connection's writer: each event as a frame, encoded once for the resume buffer
-    /// and the socket.
-    Socket(mpsc::Sender<Outgoing>),
+    /// and the socket. `lost` is cancelled when its queue stays full for the write timeout:
+    /// the client stopped reading, and the connection is closed.
+    Socket {
+        tx: mpsc::Sender<Outgoing>,
+        lost: CancellationToken,
+    },
     /// Typed events for an endpoint that renders them itself (OpenAI).
     Events(mpsc::Sender<AnswerEvent>),
 }
@@ -226,6 +231,10 @@ impl AnswerSink {
         })
     }
 
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
     pub fn message_id(&self) -> &str {
         &self.key.message_id
     }
@@ -251,18 +260,29 @@ impl AnswerSink {
         self.send(AnswerEvent::Status(text), None).await;
     }
 
-    /// Sends `event` to the attached client; `json` is its frame if already encoded.
+    /// Sends `event` to the attached client; `json` is its frame if already encoded. Waits
+    /// at most the write timeout: a client that takes nothing for that long is detached (and
+    /// its socket closed), and the answer goes on into the resume buffer without it.
     async fn send(&mut self, event: AnswerEvent, json: Option<String>) {
+        let wait = Duration::from_millis(self.settings.write_timeout_ms);
         let sent = match &self.conn {
             None => return,
-            Some(AnswerOutput::Socket(c)) => {
+            Some(AnswerOutput::Socket { tx, lost }) => {
                 let out = match json {
                     Some(json) => Outgoing::Raw(json),
                     None => Outgoing::Frame(event.to_frame(&self.key)),
                 };
-                c.send(out).await.is_ok()
+                match tx.send_timeout(out, wait).await {
+                    Ok(()) => true,
+                    Err(SendTimeoutError::Timeout(_)) => {
+                        metrics::counter!("websocket_slow_closed_total").increment(1);
+                        lost.cancel();
+                        false
+                    }
+                    Err(SendTimeoutError::Closed(_)) => false,
+                }
             }
-            Some(AnswerOutput::Events(c)) => c.send(event).await.is_ok(),
+            Some(AnswerOutput::Events(c)) => c.send_timeout(event, wait).await.is_ok(),
         };
         if !sent {
             self.conn = None;
@@ -340,7 +360,7 @@ impl AnswerSink {
 
     /// The frame of `event` when the resume buffer or the socket needs it, encoded once.
     fn encode(&self, event: &AnswerEvent) -> Option<String> {
-        let socket = matches!(self.conn, Some(AnswerOutput::Socket(_)));
+        let socket = matches!(self.conn, Some(AnswerOutput::Socket { .. }));
         (self.buffered || socket).then(|| event.to_frame(&self.key).to_json())
     }
 
@@ -444,7 +464,8 @@ mod tests {
             message_id: "m".into(),
         };
         let (tx, mut rx) = mpsc::channel(16);
-        let socket_buffer = answer(&key, AnswerOutput::Socket(tx)).await;
+        let lost = CancellationToken::new();
+        let socket_buffer = answer(&key, AnswerOutput::Socket { tx, lost }).await;
         let mut socket = vec![];
         while let Ok(out) = rx.try_recv() {
             socket.push(match out {

@@ -15,11 +15,14 @@ use std::{
 };
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt, stream::SplitSink};
 use mangaassist_resilience::TokenBucket;
 use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey, replay_stream};
 use parking_lot::Mutex;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{
+    Semaphore,
+    mpsc::{self, error::SendTimeoutError},
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -47,6 +50,50 @@ pub struct Shared {
     pub user_limits: crate::admission::UserLimits,
     /// Every answer and resume task, so shutdown can wait for them (grace-bounded).
     pub answers: TaskTracker,
+    /// Every socket task, so shutdown waits for their last frames and the 1012 close.
+    pub sockets: TaskTracker,
+    /// Cancelled when the shutdown grace period is over: answers still running stop and
+    /// leave `stream_interrupted` in the resume buffer, so a client resuming on another
+    /// gateway is told at once instead of waiting for the buffer to expire.
+    pub cut: CancellationToken,
+    /// Open `/ws` connections per user.
+    pub user_connections: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// One of a user's `gateway.limits.max_connections_per_user` connection slots, given back
+/// when dropped.
+pub struct ConnectionSlot {
+    user: String,
+    open: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Takes a connection slot of `user`; `None` when they have `max` open already (0 =
+    /// unlimited).
+    pub fn connection_slot(&self, user: &str, max: u32) -> Option<ConnectionSlot> {
+        let mut open = self.user_connections.lock();
+        let n = open.entry(user.to_string()).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            user: user.to_string(),
+            open: self.user_connections.clone(),
+        })
+    }
 }
 
 /// The refusal of a query or resume beyond the connection's answers in flight.
@@ -67,27 +114,55 @@ fn rate_limited(message_id: Option<String>, what: &str, retry: Duration) -> Outg
     })
 }
 
+/// Frames queued for one socket. Small: a client that reads gets them at network speed, and
+/// what a client that does not read can hold is this many frames, not its answers.
+const QUEUED_FRAMES: usize = 64;
+
+/// Sends `msg` unless the client has taken nothing for `limit`.
+async fn put(
+    sink: &mut SplitSink<WebSocket, Message>,
+    msg: Message,
+    limit: Duration,
+) -> Result<(), ()> {
+    match tokio::time::timeout(limit, sink.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            metrics::counter!("websocket_slow_closed_total").increment(1);
+            Err(())
+        }
+    }
+}
+
 pub async fn run(
     socket: WebSocket,
     conn: Connection,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    slot: ConnectionSlot,
 ) {
     metrics::gauge!("websocket_connections").increment(1.0);
     let settings = shared.orchestrator.settings.clone();
+    let write_limit = Duration::from_millis(settings.stream.write_timeout_ms);
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(256);
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUED_FRAMES);
     let in_flight = Arc::new(AtomicU32::new(0));
     let writer_stop = CancellationToken::new();
+    // Cancelled when the socket is lost: the writer ended (send failed or timed out) or an
+    // answer found the queue full for the write timeout. The reader then stops too, and the
+    // answers go on into the resume buffer for the client to resume.
+    let lost = CancellationToken::new();
     #[allow(
         clippy::disallowed_methods,
         reason = "the writer is joined (`writer.await`) before `run` returns, and ends when the reader drops its sender, so it never outlives the connection"
     )]
     let writer = {
         let stop = writer_stop.clone();
+        let lost = lost.clone();
         let in_flight = in_flight.clone();
         let every = Duration::from_secs(settings.stream.heartbeat_seconds);
         tokio::spawn(async move {
+            let _lost_on_exit = lost.clone().drop_guard();
             let mut heartbeat =
                 tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -107,22 +182,22 @@ pub async fn run(
                     () = stop.cancelled() => {
                         // Flush what is queued, then say goodbye with a reconnect hint.
                         while let Ok(o) = rx.try_recv() {
-                            if sink.send(encode(o)).await.is_err() {
-                                break;
+                            if put(&mut sink, encode(o), write_limit).await.is_err() {
+                                return;
                             }
                         }
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame {
-                                code: CLOSE_SERVICE_RESTART,
-                                reason: "server restarting; reconnect and resume".into(),
-                            })))
-                            .await;
+                        let close = Message::Close(Some(CloseFrame {
+                            code: CLOSE_SERVICE_RESTART,
+                            reason: "server restarting; reconnect and resume".into(),
+                        }));
+                        let _ = put(&mut sink, close, write_limit).await;
                         break;
                     }
+                    () = lost.cancelled() => break,
                     out = rx.recv() => match out {
                         Some(o) => {
                             let closing = matches!(o, Outgoing::Close(..));
-                            if sink.send(encode(o)).await.is_err() || closing {
+                            if put(&mut sink, encode(o), write_limit).await.is_err() || closing {
                                 break;
                             }
                         }
@@ -132,7 +207,8 @@ pub async fn run(
                         let n = in_flight.load(Ordering::Relaxed);
                         if n > 0 {
                             let f = ServerFrame::Heartbeat { in_flight: n };
-                            if sink.send(Message::Text(f.to_json().into())).await.is_err() {
+                            let msg = Message::Text(f.to_json().into());
+                            if put(&mut sink, msg, write_limit).await.is_err() {
                                 break;
                             }
                             metrics::counter!("websocket_heartbeats_total").increment(1);
@@ -151,16 +227,11 @@ pub async fn run(
     );
     let idle_limit = Duration::from_secs(settings.stream.idle_timeout_seconds);
     let max_bytes = settings.max_frame_bytes;
-    let send = |o: Outgoing| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(o).await;
-        }
-    };
     loop {
         let msg = tokio::select! {
             m = tokio::time::timeout(idle_limit, stream.next()) => m,
             () = shutdown.cancelled() => break,
+            () = lost.cancelled() => break,
         };
         let msg = match msg {
             Ok(m) => m,
@@ -169,71 +240,122 @@ pub async fn run(
                     continue;
                 }
                 metrics::counter!("websocket_idle_closed_total").increment(1);
-                send(Outgoing::Close(CLOSE_IDLE, "idle timeout".into())).await;
+                // The queue is free unless the client stopped reading, and then the writer
+                // is about to drop it anyway.
+                let _ = tx.try_send(Outgoing::Close(CLOSE_IDLE, "idle timeout".into()));
                 break;
             }
         };
         let Some(Ok(msg)) = msg else { break };
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                send(Outgoing::Frame(ServerFrame::error(
-                    None,
-                    ErrorCode::UnsupportedFrame,
-                    "binary frames are not supported; send JSON text frames",
-                )))
-                .await;
-                continue;
-            }
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => continue,
-        };
-        if let Err(retry) = conn_bucket.try_take(tokio::time::Instant::now()) {
+        if matches!(msg, Message::Close(_)) {
+            break;
+        }
+        // Every frame counts, whatever its kind: binary frames and pings cost work too.
+        let reply = if let Err(retry) = conn_bucket.try_take(tokio::time::Instant::now()) {
             metrics::counter!("rate_limited_total", "scope" => "connection").increment(1);
-            send(rate_limited(
+            Some(rate_limited(
                 None,
                 "more than the allowed frames per second on this connection",
                 retry,
             ))
-            .await;
-            continue;
+        } else {
+            match msg {
+                Message::Text(text) => {
+                    let ctx = FrameCtx {
+                        shared: &shared,
+                        conn: &conn,
+                        tx: &tx,
+                        lost: &lost,
+                        in_flight: &in_flight,
+                        permits: &permits,
+                        cancels: &cancels,
+                        max_in_flight,
+                        max_bytes,
+                    };
+                    ctx.on_text(text.as_str()).await
+                }
+                Message::Binary(_) => Some(Outgoing::Frame(ServerFrame::error(
+                    None,
+                    ErrorCode::UnsupportedFrame,
+                    "binary frames are not supported; send JSON text frames",
+                ))),
+                Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
+            }
+        };
+        // Never wait on the queue here: a client that sends without reading would stall
+        // the reader, and with it the idle timeout. A full queue means it stopped reading.
+        if let Some(o) = reply
+            && tx.try_send(o).is_err()
+        {
+            metrics::counter!("websocket_slow_closed_total").increment(1);
+            lost.cancel();
+            break;
         }
+    }
+    if shutdown.is_cancelled() && !lost.is_cancelled() {
+        // Drain: answers in flight finish (the server's grace period bounds this), then the
+        // client is told to reconnect with 1012.
+        let _ = permits.acquire_many(max_in_flight as u32).await;
+        writer_stop.cancel();
+    }
+    drop(tx);
+    let _ = writer.await;
+    drop(slot);
+    metrics::gauge!("websocket_connections").decrement(1.0);
+}
+
+/// What handling one text frame needs of its connection.
+struct FrameCtx<'a> {
+    shared: &'a Arc<Shared>,
+    conn: &'a Connection,
+    tx: &'a mpsc::Sender<Outgoing>,
+    lost: &'a CancellationToken,
+    in_flight: &'a Arc<AtomicU32>,
+    permits: &'a Arc<Semaphore>,
+    cancels: &'a Arc<Mutex<HashMap<String, CancellationToken>>>,
+    max_in_flight: usize,
+    max_bytes: usize,
+}
+
+impl FrameCtx<'_> {
+    /// Handles one text frame; returns the immediate reply, if any.
+    async fn on_text(&self, text: &str) -> Option<Outgoing> {
+        let max_bytes = self.max_bytes;
         if text.len() > max_bytes {
-            send(Outgoing::Frame(ServerFrame::error(
+            return Some(Outgoing::Frame(ServerFrame::error(
                 None,
                 ErrorCode::FrameTooLarge,
                 format!(
                     "frame of {} bytes exceeds the {max_bytes}-byte limit",
                     text.len()
                 ),
-            )))
-            .await;
-            continue;
+            )));
         }
         let received = Instant::now();
-        let frame = match parse_client_frame(text.as_str()) {
+        let frame = match parse_client_frame(text) {
             Ok(f) => f,
             Err(FrameError { code, message }) => {
                 metrics::counter!("websocket_bad_frames_total", "code" => format!("{code:?}"))
                     .increment(1);
-                send(Outgoing::Frame(ServerFrame::error(None, code, message))).await;
-                continue;
+                return Some(Outgoing::Frame(ServerFrame::error(None, code, message)));
             }
         };
+        let shared = self.shared;
+        let conn = self.conn;
         match frame {
-            ClientFrame::Ping {} => send(Outgoing::Frame(ServerFrame::Pong)).await,
+            ClientFrame::Ping {} => Some(Outgoing::Frame(ServerFrame::Pong)),
             ClientFrame::Cancel { message_id } => {
-                let token = cancels.lock().get(&message_id).cloned();
+                let token = self.cancels.lock().get(&message_id).cloned();
                 match token {
-                    Some(t) => t.cancel(),
-                    None => {
-                        send(Outgoing::Frame(ServerFrame::error(
-                            Some(message_id),
-                            ErrorCode::NotFound,
-                            "no answer in flight with this message_id on this connection",
-                        )))
-                        .await;
+                    Some(t) => {
+                        t.cancel();
+                        None
                     }
+                    None => Some(Outgoing::Frame(ServerFrame::error(
+                        Some(message_id),
+                        ErrorCode::NotFound,
+                        "no answer in flight with this message_id on this connection",
+                    ))),
                 }
             }
             ClientFrame::Query {
@@ -244,17 +366,14 @@ pub async fn run(
             } => {
                 let message_id = message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                 if let Err(retry) = shared.admit(&conn.user_id).await {
-                    send(rate_limited(
+                    return Some(rate_limited(
                         Some(message_id),
                         "message limit per user reached",
                         retry,
-                    ))
-                    .await;
-                    continue;
+                    ));
                 }
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    send(busy(message_id, max_in_flight)).await;
-                    continue;
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    return Some(busy(message_id, self.max_in_flight));
                 };
                 let query = Query {
                     message_id: message_id.clone(),
@@ -268,40 +387,47 @@ pub async fn run(
                     text,
                     received,
                 };
-                let answer = match shared
-                    .open_answer(query, AnswerOutput::Socket(tx.clone()))
-                    .await
-                {
-                    Ok(a) => a,
-                    Err(_) => {
-                        send(Outgoing::Frame(ServerFrame::error(
-                            Some(message_id),
-                            ErrorCode::DuplicateMessage,
-                            "this message_id was already used in this session; use a new one (or `resume` it)",
-                        )))
-                        .await;
-                        continue;
-                    }
+                let output = AnswerOutput::Socket {
+                    tx: self.tx.clone(),
+                    lost: self.lost.clone(),
+                };
+                let Ok(answer) = shared.open_answer(query, output).await else {
+                    return Some(Outgoing::Frame(ServerFrame::error(
+                        Some(message_id),
+                        ErrorCode::DuplicateMessage,
+                        "this message_id was already used in this session; use a new one (or `resume` it)",
+                    )));
                 };
                 let cancel = CancellationToken::new();
-                cancels.lock().insert(message_id.clone(), cancel.clone());
-                let cancels = cancels.clone();
-                let in_flight = in_flight.clone();
+                self.cancels
+                    .lock()
+                    .insert(message_id.clone(), cancel.clone());
+                let cancels = self.cancels.clone();
+                let in_flight = self.in_flight.clone();
                 in_flight.fetch_add(1, Ordering::Relaxed);
-                answer.spawn(&shared, cancel, move || {
+                answer.spawn(shared, cancel, move || {
                     cancels.lock().remove(&message_id);
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
                 });
+                None
             }
             ClientFrame::Resume {
                 session_id,
                 message_id,
                 last_chunk_idx,
             } => {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    send(busy(message_id, max_in_flight)).await;
-                    continue;
+                // A resume streams a whole answer again: it takes from the same allowances
+                // as a question, so reconnect loops cannot replay answers for free.
+                if let Err(retry) = shared.admit(&conn.user_id).await {
+                    return Some(rate_limited(
+                        Some(message_id),
+                        "message limit per user reached",
+                        retry,
+                    ));
+                }
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    return Some(busy(message_id, self.max_in_flight));
                 };
                 let key = StreamKey {
                     session_id,
@@ -310,37 +436,63 @@ pub async fn run(
                 let after = last_chunk_idx.and_then(|i| u32::try_from(i).ok());
                 let store = shared.resume.clone();
                 let user = conn.user_id.clone();
-                let tx = tx.clone();
-                let in_flight = in_flight.clone();
+                let tx = self.tx.clone();
+                let lost = self.lost.clone();
+                let cut = shared.cut.clone();
+                let in_flight = self.in_flight.clone();
+                let settings = &shared.orchestrator.settings;
                 let total = Duration::from_millis(settings.deadlines.total_ms);
+                let write_limit = Duration::from_millis(settings.stream.write_timeout_ms);
                 in_flight.fetch_add(1, Ordering::Relaxed);
                 shared.answers.spawn(async move {
                     metrics::counter!("stream_resumes_total").increment(1);
-                    let replay = resume(store, key.clone(), user, after, &tx);
-                    if tokio::time::timeout(total, replay).await.is_err() {
-                        let _ = tx
-                            .send(Outgoing::Frame(ServerFrame::error(
+                    let out = Out {
+                        tx: &tx,
+                        lost: &lost,
+                        write_limit,
+                    };
+                    let replay = resume(store, key.clone(), user, after, &out);
+                    tokio::select! {
+                        r = tokio::time::timeout(total, replay) => if r.is_err() {
+                            out.send(Outgoing::Frame(ServerFrame::error(
                                 Some(key.message_id),
                                 ErrorCode::StreamInterrupted,
                                 "the resumed answer did not finish in time",
                             )))
                             .await;
+                        },
+                        () = cut.cancelled() => {}
                     }
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
                 });
+                None
             }
         }
     }
-    if shutdown.is_cancelled() {
-        // Drain: answers in flight finish (the server's grace period bounds this), then the
-        // client is told to reconnect with 1012.
-        let _ = permits.acquire_many(max_in_flight as u32).await;
-        writer_stop.cancel();
+}
+
+/// A task's way to the socket's queue: waits at most the write timeout, and a client that
+/// took nothing for that long loses the socket.
+struct Out<'a> {
+    tx: &'a mpsc::Sender<Outgoing>,
+    lost: &'a CancellationToken,
+    write_limit: Duration,
+}
+
+impl Out<'_> {
+    /// `false` once the socket is gone.
+    async fn send(&self, o: Outgoing) -> bool {
+        match self.tx.send_timeout(o, self.write_limit).await {
+            Ok(()) => true,
+            Err(SendTimeoutError::Timeout(_)) => {
+                metrics::counter!("websocket_slow_closed_total").increment(1);
+                self.lost.cancel();
+                false
+            }
+            Err(SendTimeoutError::Closed(_)) => false,
+        }
     }
-    drop(tx);
-    let _ = writer.await;
-    metrics::gauge!("websocket_connections").decrement(1.0);
 }
 
 /// Replays the buffered frames of `key` after chunk `after`, then follows it live.
@@ -349,7 +501,7 @@ async fn resume(
     key: StreamKey,
     user: String,
     after: Option<u32>,
-    tx: &mpsc::Sender<Outgoing>,
+    out: &Out<'_>,
 ) {
     let fail = |code: ErrorCode, message: String| {
         Outgoing::Frame(ServerFrame::error(
@@ -361,7 +513,7 @@ async fn resume(
     let replay = replay_stream(store, key.clone(), user, after, Duration::from_secs(1));
     futures::pin_mut!(replay);
     while let Some(item) = replay.next().await {
-        let out = match item {
+        let o = match item {
             Ok(BufferedFrame::Chunk { json, .. } | BufferedFrame::Terminal { json }) => {
                 Outgoing::Raw(json)
             }
@@ -379,8 +531,8 @@ async fn resume(
             ),
             Err(e) => fail(ErrorCode::Internal, format!("resume failed: {e}")),
         };
-        let stop = matches!(out, Outgoing::Frame(_));
-        if tx.send(out).await.is_err() || stop {
+        let frame = matches!(o, Outgoing::Frame(_));
+        if !out.send(o).await || frame {
             return;
         }
     }

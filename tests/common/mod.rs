@@ -28,6 +28,7 @@ pub fn test_config(state: &std::path::Path, faults: &[&str]) -> Config {
     c.precompute.run_at_start = false;
     c.precompute.scheduler = false;
     c.gateway.listen = "127.0.0.1:0".into();
+    c.gateway.internal_listen = "127.0.0.1:0".into();
     for (_, d) in c.mesh.daemons_mut() {
         d.listen = "127.0.0.1:0".into();
     }
@@ -89,9 +90,14 @@ impl TestMesh {
         mangaassist_gateway::issue_token(&self.mesh().config, user).unwrap()
     }
 
-    /// `/ws` URL authenticated as `user`.
+    /// A short-lived ticket for `user`: what `/ws` accepts in its URL.
+    pub fn ticket(&self, user: &str) -> String {
+        mangaassist_gateway::issue_ticket(&self.mesh().config, user).unwrap()
+    }
+
+    /// `/ws` URL authenticated as `user` (with a ticket, as the browser page does).
     pub fn ws_url_as(&self, user: &str) -> String {
-        format!("{}?token={}", self.ws_url(), self.token(user))
+        format!("{}?token={}", self.ws_url(), self.ticket(user))
     }
 
     /// Polls the memory daemon until `session` holds at least `turns` turns of `user`
@@ -134,6 +140,16 @@ impl TestMesh {
 
     pub async fn client(&self) -> WsClient {
         WsClient::connect(&self.ws_url_as("u-demo")).await
+    }
+
+    /// Stops the mesh like SIGTERM does, keeping the state directory for a restart.
+    pub async fn shut_down(&mut self) {
+        if let Some(m) = self.mesh.take() {
+            tokio::time::timeout(Duration::from_secs(20), m.stop())
+                .await
+                .expect("mesh stops within 20 s")
+                .expect("mesh stops cleanly");
+        }
     }
 
     pub async fn stop(mut self) {
@@ -353,6 +369,7 @@ pub fn listen_on_any_port(config: &mut Config) {
         d.listen = "127.0.0.1:0".into();
     }
     config.gateway.listen = "127.0.0.1:0".into();
+    config.gateway.internal_listen = "127.0.0.1:0".into();
 }
 
 /// Points the mesh's endpoints at the ports children reported (role → port).

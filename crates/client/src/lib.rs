@@ -183,6 +183,18 @@ impl RetrievalClient {
 }
 
 impl MemoryClient {
+    /// Appends the turns of one exchange in one write: all or none.
+    pub async fn append_turns(
+        &self,
+        req: pb::AppendTurnsRequest,
+        deadline: Duration,
+    ) -> Result<pb::AppendTurnResponse, Status> {
+        let mut c = self.inner.clone();
+        Ok(c.append_turns(with_deadline(req, deadline))
+            .await?
+            .into_inner())
+    }
+
     pub async fn append_turn(
         &self,
         req: pb::AppendTurnRequest,

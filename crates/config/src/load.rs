@@ -439,6 +439,30 @@ mod tests {
                 "gateway.cacheable_intents",
             ),
             ("[gateway]\nlisten = \"localhost\"\n", "gateway.listen"),
+            (
+                "[gateway]\ninternal_listen = \"127.0.0.1:8080\"\n",
+                "gateway.internal_listen",
+            ),
+            (
+                "[gateway]\ninternal_listen = \"metrics\"\n",
+                "gateway.internal_listen",
+            ),
+            (
+                "[gateway.stream]\nwrite_timeout_ms = 0\n",
+                "gateway.stream.write_timeout_ms",
+            ),
+            (
+                "[gateway.stream]\nsend_buffer_bytes = 100\n",
+                "gateway.stream.send_buffer_bytes",
+            ),
+            (
+                "[gateway.limits]\nmax_connections = 0\n",
+                "gateway.limits.max_connections",
+            ),
+            (
+                "[gateway.limits]\nheader_read_timeout_ms = 0\n",
+                "gateway.limits.header_read_timeout_ms",
+            ),
         ] {
             let e = load_str(toml, "t", env(&[])).unwrap_err().to_string();
             assert!(e.contains(&format!("`{field}`")), "{toml}: {e}");

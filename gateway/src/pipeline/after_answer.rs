@@ -2,16 +2,40 @@
 //! for it: the turn pair is saved, a cacheable answer is written to the cache, and follow-ups
 //! are predicted.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mangaassist_proto::v1 as pb;
 use tracing::Instrument;
 
 use super::{Orchestrator, Outcome, Query};
-use crate::degradation::Level;
+use crate::{degradation::Level, mesh::Mesh};
 
 /// How long each background write (turns, cache, prediction) may take.
 const BACKGROUND_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long a turn keeps being retried while memory is unreachable (restarting, or stopping
+/// after the gateway in a shutdown). The gateway's shutdown grace bounds it too.
+const SAVE_TURN_WITHIN: Duration = Duration::from_secs(10);
+
+/// Saves a question and its answer in one write (both or neither), retrying while memory is
+/// `unavailable`: that code means the request was not served, so a retry cannot store the
+/// turn twice. Other errors are final.
+async fn save_turn(mesh: &dyn Mesh, req: pb::AppendTurnsRequest) -> Result<(), tonic::Status> {
+    let until = Instant::now() + SAVE_TURN_WITHIN;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match mesh.append_turns(req.clone(), BACKGROUND_DEADLINE).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() + pause < until => {
+                metrics::counter!("turn_save_retries_total").increment(1);
+                // Backoff between attempts, not a wait for readiness.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 impl Orchestrator {
     pub(super) fn after_answer(
@@ -40,25 +64,24 @@ impl Orchestrator {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            for (role, text, ts) in [
-                ("user", q.text.clone(), now),
-                ("assistant", answer.clone(), now + 1),
-            ] {
-                let turn = pb::AppendTurnRequest {
-                    session_id: q.session_id.clone(),
-                    user_id: q.user_id.clone(),
-                    turn: Some(pb::Turn {
-                        role: role.into(),
-                        text,
-                        ts_ms: ts,
-                        intent: outcome.intent as i32,
-                        message_id: q.message_id.clone(),
-                    }),
-                };
-                if let Err(e) = mesh.append_turn(turn, dl).await {
-                    tracing::warn!(error = %e, "could not save turn");
-                    break;
-                }
+            let turn = |role: &str, text: String, ts_ms: i64| pb::Turn {
+                role: role.into(),
+                text,
+                ts_ms,
+                intent: outcome.intent as i32,
+                message_id: q.message_id.clone(),
+            };
+            let turns = pb::AppendTurnsRequest {
+                session_id: q.session_id.clone(),
+                user_id: q.user_id.clone(),
+                turns: vec![
+                    turn("user", q.text.clone(), now),
+                    turn("assistant", answer.clone(), now + 1),
+                ],
+            };
+            if let Err(e) = save_turn(mesh.as_ref(), turns).await {
+                metrics::counter!("turn_save_failures_total").increment(1);
+                tracing::warn!(error = %e, "could not save turn");
             }
             if cacheable {
                 let (user_id, scope) = if personal {

@@ -199,12 +199,13 @@ impl Mesh for Fake {
         }
         .boxed()
     }
-    fn append_turn(
+    fn append_turns(
         &self,
-        _: pb::AppendTurnRequest,
+        req: pb::AppendTurnsRequest,
         _: Duration,
     ) -> MeshCall<pb::AppendTurnResponse> {
-        self.turns_saved.fetch_add(1, Ordering::SeqCst);
+        self.turns_saved
+            .fetch_add(req.turns.len(), Ordering::SeqCst);
         async { Ok(pb::AppendTurnResponse::default()) }.boxed()
     }
     fn predict_follow_ups(

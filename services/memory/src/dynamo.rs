@@ -66,12 +66,14 @@ use aws_sdk_dynamodb::{
     Client,
     config::{http::HttpResponse, timeout::TimeoutConfig},
     error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError},
-    operation::query::builders::QueryFluentBuilder,
+    operation::{
+        query::builders::QueryFluentBuilder, transact_write_items::TransactWriteItemsError,
+    },
     primitives::Blob,
     types::{
         AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-        PutRequest, ScalarAttributeType, Select, TableStatus, TimeToLiveSpecification,
-        TimeToLiveStatus, WriteRequest,
+        Put, PutRequest, ScalarAttributeType, Select, TableStatus, TimeToLiveSpecification,
+        TimeToLiveStatus, TransactWriteItem, WriteRequest,
     },
 };
 use mangaassist_aws::AwsTarget;
@@ -498,13 +500,13 @@ impl DynamoStore {
             .cloned())
     }
 
-    async fn put_turn(
+    /// The item of one turn, without its sort key.
+    fn turn_item(
         &self,
         session_id: &str,
         ts_ms: u64,
         turn: &pb::Turn,
-    ) -> Result<(), MemoryError> {
-        let table = self.tables.sessions.as_str();
+    ) -> HashMap<String, AttributeValue> {
         let mut item = HashMap::from([
             (SESSION_ID.to_string(), s(session_id)),
             (TS_MS.to_string(), AttributeValue::N(ts_ms.to_string())),
@@ -522,30 +524,52 @@ impl DynamoStore {
                 AttributeValue::N(expires_ms.div_ceil(1_000).to_string()),
             );
         }
+        item
+    }
+
+    /// Writes `turns` (each with its `ts_ms`) in one transaction: all or none.
+    async fn put_turns(
+        &self,
+        session_id: &str,
+        turns: &[(u64, pb::Turn)],
+    ) -> Result<(), MemoryError> {
+        let table = self.tables.sessions.as_str();
+        let mut items: Vec<_> = turns
+            .iter()
+            .map(|(ts_ms, turn)| (*ts_ms, self.turn_item(session_id, *ts_ms, turn)))
+            .collect();
         for _ in 0..TS_ATTEMPTS {
-            let key = u128::from(ts_ms) * SEQ_SPAN + self.next_seq();
-            item.insert(TS.to_string(), AttributeValue::N(key.to_string()));
+            let mut writes = Vec::with_capacity(items.len());
+            for (ts_ms, item) in &mut items {
+                let key = u128::from(*ts_ms) * SEQ_SPAN + self.next_seq();
+                item.insert(TS.to_string(), AttributeValue::N(key.to_string()));
+                let put = Put::builder()
+                    .table_name(table)
+                    .set_item(Some(item.clone()))
+                    .condition_expression("attribute_not_exists(#ts)")
+                    .expression_attribute_names("#ts", TS)
+                    .build()
+                    .map_err(build_error)?;
+                writes.push(TransactWriteItem::builder().put(put).build());
+            }
             let r = self
                 .client
-                .put_item()
-                .table_name(table)
-                .set_item(Some(item.clone()))
-                .condition_expression("attribute_not_exists(#ts)")
-                .expression_attribute_names("#ts", TS)
+                .transact_write_items()
+                .set_transact_items(Some(writes))
                 .send()
                 .await;
             match r {
                 Ok(_) => return Ok(()),
-                Err(e) if is_conditional_failure(&e) => {
+                Err(e) if is_key_collision(&e) => {
                     // Another store's sequence runs through the same keys: jump elsewhere.
                     self.seq.store(random_seq(), Ordering::Relaxed);
                 }
-                Err(e) => return Err(classify(table, "PutItem", e)),
+                Err(e) => return Err(classify(table, "TransactWriteItems", e)),
             }
         }
         Err(MemoryError::Storage(format!(
-            "no free sort key for a turn of session `{session_id}` at {ts_ms} ms after \
-             {TS_ATTEMPTS} attempts"
+            "no free sort keys for the turns of session `{session_id}` after {TS_ATTEMPTS} \
+             attempts"
         )))
     }
 
@@ -766,6 +790,22 @@ fn is_conditional_failure<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>
     service_code(e) == Some("ConditionalCheckFailedException")
 }
 
+/// A transaction cancelled only because a sort key was taken (a retry with other keys fixes
+/// it); any other reason, such as throttling, is not.
+fn is_key_collision(e: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {
+    let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error()
+    else {
+        return false;
+    };
+    let codes: Vec<&str> = c
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|r| r.code())
+        .filter(|code| *code != "None")
+        .collect();
+    !codes.is_empty() && codes.iter().all(|code| *code == "ConditionalCheckFailed")
+}
+
 /// Error codes DynamoDB documents as retryable load or service trouble.
 const UNAVAILABLE_CODES: &[&str] = &[
     "ProvisionedThroughputExceededException",
@@ -812,12 +852,27 @@ impl MemoryStore for DynamoStore {
         &self,
         session_id: &str,
         user_id: &str,
-        mut turn: pb::Turn,
+        turn: pb::Turn,
     ) -> Result<u32, MemoryError> {
+        self.append_turns(session_id, user_id, vec![turn]).await
+    }
+
+    async fn append_turns(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        turns: Vec<pb::Turn>,
+    ) -> Result<u32, MemoryError> {
+        if turns.is_empty() {
+            return Err(MemoryError::InvalidArgument("no turns to append".into()));
+        }
         let now = (self.clock)();
-        let ts_ms = stamp(&mut turn, now);
+        let stamped: Vec<(u64, pb::Turn)> = turns
+            .into_iter()
+            .map(|mut turn| (stamp(&mut turn, now), turn))
+            .collect();
         self.claim(session_id, user_id).await?;
-        self.put_turn(session_id, ts_ms, &turn).await?;
+        self.put_turns(session_id, &stamped).await?;
         self.count_live(session_id, now).await
     }
 

@@ -174,6 +174,26 @@ fn observe<T>(op: &'static str, start: Instant, r: Result<T, MemoryError>) -> Re
     })
 }
 
+/// Turns one `AppendTurns` may carry: an exchange is two.
+const MAX_TURNS_PER_APPEND: usize = 8;
+
+/// A turn's role and size, as every append checks them.
+fn check_turn(turn: &pb::Turn) -> Result<(), Status> {
+    if !matches!(turn.role.as_str(), "user" | "assistant") {
+        return Err(Status::invalid_argument(format!(
+            "turn.role `{}` is not one of user, assistant",
+            turn.role
+        )));
+    }
+    if turn.text.len() > MAX_TURN_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "turn.text is {} bytes, more than {MAX_TURN_BYTES}",
+            turn.text.len()
+        )));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl pb::memory_service_server::MemoryService for MemoryDaemon {
     async fn append_turn(
@@ -187,23 +207,37 @@ impl pb::memory_service_server::MemoryService for MemoryDaemon {
         let turn = req
             .turn
             .ok_or_else(|| Status::invalid_argument("turn is missing"))?;
-        if !matches!(turn.role.as_str(), "user" | "assistant") {
-            return Err(Status::invalid_argument(format!(
-                "turn.role `{}` is not one of user, assistant",
-                turn.role
-            )));
-        }
-        if turn.text.len() > MAX_TURN_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "turn.text is {} bytes, more than {MAX_TURN_BYTES}",
-                turn.text.len()
-            )));
-        }
+        check_turn(&turn)?;
         let r = self
             .store
             .append_turn(&req.session_id, &req.user_id, turn)
             .await;
         let turns = observe("append_turn", start, r)?;
+        Ok(Response::new(pb::AppendTurnResponse { turns }))
+    }
+
+    async fn append_turns(
+        &self,
+        request: Request<pb::AppendTurnsRequest>,
+    ) -> Result<Response<pb::AppendTurnResponse>, Status> {
+        let start = Instant::now();
+        let req = request.into_inner();
+        check_id("session_id", &req.session_id)?;
+        check_id("user_id", &req.user_id)?;
+        if !(1..=MAX_TURNS_PER_APPEND).contains(&req.turns.len()) {
+            return Err(Status::invalid_argument(format!(
+                "turns holds {}, not 1 to {MAX_TURNS_PER_APPEND}",
+                req.turns.len()
+            )));
+        }
+        for turn in &req.turns {
+            check_turn(turn)?;
+        }
+        let r = self
+            .store
+            .append_turns(&req.session_id, &req.user_id, req.turns)
+            .await;
+        let turns = observe("append_turns", start, r)?;
         Ok(Response::new(pb::AppendTurnResponse { turns }))
     }
 

@@ -26,6 +26,15 @@ pub trait MemoryStore: Send + Sync {
         turn: pb::Turn,
     ) -> Result<u32, MemoryError>;
 
+    /// Appends `turns` to a session in one write: all of them or none (a question and its
+    /// answer must not be split). Otherwise as [`MemoryStore::append_turn`].
+    async fn append_turns(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        turns: Vec<pb::Turn>,
+    ) -> Result<u32, MemoryError>;
+
     /// Up to `limit` live turns, newest first. An unknown session has no turns.
     async fn history(
         &self,
@@ -171,16 +180,22 @@ impl RedbStore {
         Ok(removed)
     }
 
-    fn append_turn_sync(
+    /// Appends `turns` in one transaction: all or none.
+    fn append_turns_sync(
         &self,
         session_id: &str,
         user_id: &str,
-        mut turn: pb::Turn,
+        turns: Vec<pb::Turn>,
     ) -> Result<u32, MemoryError> {
         let now = (self.clock)();
         let cutoff = self.cutoff(now);
-        let ts = stamp(&mut turn, now);
-        let bytes = turn.encode_to_vec();
+        let rows: Vec<(u64, Vec<u8>)> = turns
+            .into_iter()
+            .map(|mut turn| {
+                let ts = stamp(&mut turn, now);
+                (ts, turn.encode_to_vec())
+            })
+            .collect();
         let txn = self.db.begin_write().map_err(MemoryError::storage)?;
         let count = {
             let mut sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
@@ -198,13 +213,14 @@ impl RedbStore {
                 }
             }
             let mut meta = txn.open_table(META).map_err(MemoryError::storage)?;
-            let seq = meta
+            let first = meta
                 .get(TURN_SEQ)
                 .map_err(MemoryError::storage)?
                 .map(|g| g.value())
                 .unwrap_or(0)
                 + 1;
-            meta.insert(TURN_SEQ, seq).map_err(MemoryError::storage)?;
+            let last = first + rows.len() as u64 - 1;
+            meta.insert(TURN_SEQ, last).map_err(MemoryError::storage)?;
             let mut turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
             if cutoff > 0 {
                 turns
@@ -214,9 +230,11 @@ impl RedbStore {
                     )
                     .map_err(MemoryError::storage)?;
             }
-            turns
-                .insert((session_id, ts, seq), bytes.as_slice())
-                .map_err(MemoryError::storage)?;
+            for (seq, (ts, bytes)) in (first..).zip(&rows) {
+                turns
+                    .insert((session_id, *ts, seq), bytes.as_slice())
+                    .map_err(MemoryError::storage)?;
+            }
             turns
                 .range((session_id, cutoff, 0u64)..=(session_id, u64::MAX, u64::MAX))
                 .map_err(MemoryError::storage)?
@@ -418,8 +436,20 @@ impl MemoryStore for RedbStore {
         user_id: &str,
         turn: pb::Turn,
     ) -> Result<u32, MemoryError> {
+        self.append_turns(session_id, user_id, vec![turn]).await
+    }
+
+    async fn append_turns(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        turns: Vec<pb::Turn>,
+    ) -> Result<u32, MemoryError> {
+        if turns.is_empty() {
+            return Err(MemoryError::InvalidArgument("no turns to append".into()));
+        }
         let (s, u) = (session_id.to_string(), user_id.to_string());
-        self.blocking(move |db| db.append_turn_sync(&s, &u, turn))
+        self.blocking(move |db| db.append_turns_sync(&s, &u, turns))
             .await
     }
 

@@ -278,3 +278,55 @@ async fn grpc_round_trip_through_the_client() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
+
+/// A question and its answer are stored by one `AppendTurns`, in order, or not at all: a
+/// batch with one bad turn, another user's session or too many turns leaves nothing behind.
+#[tokio::test]
+async fn append_turns_stores_an_exchange_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = MemoryDaemon::new(&config(dir.path(), false)).await.unwrap();
+    let turn = |role: &str, text: &str| pb::Turn {
+        role: role.into(),
+        text: text.into(),
+        ..Default::default()
+    };
+    let exchange = |session: &str, user: &str, turns: Vec<pb::Turn>| pb::AppendTurnsRequest {
+        session_id: session.into(),
+        user_id: user.into(),
+        turns,
+    };
+    let r = d
+        .append_turns(Request::new(exchange(
+            "s",
+            "alice",
+            vec![turn("user", "q1"), turn("assistant", "a1")],
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.turns, 2);
+    assert_eq!(texts(&d, "s", "alice", 0).await, ["a1", "q1"]);
+    for (req, code) in [
+        (
+            exchange("s", "alice", vec![turn("user", "q2"), turn("robot", "a2")]),
+            Code::InvalidArgument,
+        ),
+        (exchange("s", "alice", vec![]), Code::InvalidArgument),
+        (
+            exchange("s", "alice", vec![turn("user", "q"); 9]),
+            Code::InvalidArgument,
+        ),
+        (
+            exchange(
+                "s",
+                "mallory",
+                vec![turn("user", "q3"), turn("assistant", "a3")],
+            ),
+            Code::PermissionDenied,
+        ),
+    ] {
+        let e = d.append_turns(Request::new(req)).await.unwrap_err();
+        assert_eq!(e.code(), code, "{e}");
+    }
+    assert_eq!(texts(&d, "s", "alice", 0).await, ["a1", "q1"]);
+}

@@ -137,6 +137,37 @@ async fn turns_in_the_same_millisecond_are_all_kept_in_write_order(b: Backend) {
     assert_eq!(texts(&h), expected);
 }
 
+/// An exchange is one write: both turns, in order, or neither (another user's session).
+async fn an_exchange_is_appended_whole(b: Backend) {
+    let store = &*b.store;
+    let n = store
+        .append_turns(
+            "s",
+            "alice",
+            vec![turn("user", "q", 5_000), turn("assistant", "a", 5_000)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(
+        texts(&store.history("s", "alice", 10).await.unwrap()),
+        ["a", "q"]
+    );
+    let e = store
+        .append_turns(
+            "s",
+            "mallory",
+            vec![turn("user", "q2", 0), turn("assistant", "a2", 0)],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+    assert_eq!(
+        texts(&store.history("s", "alice", 10).await.unwrap()),
+        ["a", "q"]
+    );
+}
+
 async fn a_session_belongs_to_its_first_writer(b: Backend) {
     let store = &*b.store;
     store
@@ -321,6 +352,11 @@ macro_rules! conformance {
                     super::$backend(Duration::ZERO).await,
                 )
                 .await;
+            }
+
+            #[tokio::test]
+            async fn an_exchange_is_appended_whole() {
+                super::an_exchange_is_appended_whole(super::$backend(Duration::ZERO).await).await;
             }
 
             #[tokio::test]

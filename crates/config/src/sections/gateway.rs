@@ -289,6 +289,14 @@ pub struct StreamSettings {
     pub heartbeat_seconds: u64,
     /// Connections with no client frame and nothing in flight for this long are closed.
     pub idle_timeout_seconds: u64,
+    /// A client that has not taken a frame (WebSocket) or a write (SSE, any HTTP response)
+    /// within this long is disconnected; its answers go on into the resume buffer. Bounds
+    /// what a client that stops reading can hold.
+    pub write_timeout_ms: u64,
+    /// Kernel send buffer of each client socket (SO_SNDBUF), so a client that stops reading
+    /// pins at most this much kernel memory (autotuning grows it to MiBs on fast links).
+    /// 64 KiB carries chat traffic easily; 0 leaves the kernel's autotuning.
+    pub send_buffer_bytes: usize,
     /// Resume buffer: kept this long after an answer completes (seed: 60 s) ...
     pub resume_keep_seconds: u64,
     /// ... and this long after the last write for streams that never complete (seed: 120 s).
@@ -305,6 +313,8 @@ impl Default for StreamSettings {
             batch_max_wait_ms: 50,
             heartbeat_seconds: 5,
             idle_timeout_seconds: 600,
+            write_timeout_ms: 10_000,
+            send_buffer_bytes: 64 * 1024,
             resume_keep_seconds: 60,
             resume_ttl_seconds: 120,
             resume_max_streams: 100_000,
@@ -331,6 +341,19 @@ impl StreamSettings {
             1..=MAX_SECONDS,
         )?;
         within(
+            "gateway.stream.write_timeout_ms",
+            self.write_timeout_ms,
+            1..=MAX_MS,
+        )?;
+        ensure(
+            self.send_buffer_bytes == 0 || (4096..=16 << 20).contains(&self.send_buffer_bytes),
+            "gateway.stream.send_buffer_bytes",
+            format!(
+                "{} is neither 0 (kernel autotuning) nor within 4096..=16777216",
+                self.send_buffer_bytes
+            ),
+        )?;
+        within(
             "gateway.stream.resume_ttl_seconds",
             self.resume_ttl_seconds,
             0..=MAX_SECONDS,
@@ -352,11 +375,20 @@ pub struct LimitSettings {
     /// Token bucket per connection (every client frame counts).
     pub connection_messages_per_second: u32,
     /// Answers in flight per connection before new queries get `busy` (not 0: nothing
-    /// could be asked).
+    /// could be asked). Resumes count too.
     pub max_in_flight: u32,
     /// Where `user_messages_per_minute` is counted: `memory` (per gateway) or `redis` (shared
     /// by every gateway; if Redis cannot answer, each gateway falls back to its own count).
     pub backend: LimitBackend,
+    /// Open `/ws` connections per user on this gateway; one more is refused with HTTP 429
+    /// `too_many_connections`.
+    pub max_connections_per_user: u32,
+    /// Open TCP connections on the public listener (WebSockets included); beyond it new ones
+    /// are closed at once (not 0).
+    pub max_connections: u32,
+    /// A client must send a request's whole header within this long, and an idle keep-alive
+    /// connection is closed after it (slowloris).
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for LimitSettings {
@@ -366,13 +398,22 @@ impl Default for LimitSettings {
             connection_messages_per_second: 100,
             max_in_flight: 4,
             backend: LimitBackend::Memory,
+            max_connections_per_user: 8,
+            max_connections: 10_000,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
 
 impl LimitSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("gateway.limits.max_in_flight", self.max_in_flight)
+        positive("gateway.limits.max_in_flight", self.max_in_flight)?;
+        positive("gateway.limits.max_connections", self.max_connections)?;
+        within(
+            "gateway.limits.header_read_timeout_ms",
+            self.header_read_timeout_ms,
+            1..=MAX_MS,
+        )
     }
 }
 
@@ -481,8 +522,11 @@ impl SloSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
-    /// HTTP + WebSocket listener (chat page at `/`, socket at `/ws`).
+    /// HTTP + WebSocket listener (chat page at `/`, socket at `/ws`, the OpenAI endpoint).
     pub listen: String,
+    /// Operators' listener: `/metrics`, `/slo`, `/routing`, `/breakers` (and `/healthz`).
+    /// Never the public one; keep it on loopback or a private network.
+    pub internal_listen: String,
     /// Largest accepted WebSocket message (seed 002: 128 KB; at most 64 MiB).
     pub max_frame_bytes: usize,
     pub deadlines: StageDeadlines,
@@ -526,6 +570,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            internal_listen: "127.0.0.1:8081".into(),
             max_frame_bytes: 128 * 1024,
             deadlines: StageDeadlines::default(),
             budgets: StageBudgets::default(),
@@ -562,6 +607,12 @@ impl Default for GatewaySettings {
 impl GatewaySettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         socket_addr("gateway.listen", &self.listen)?;
+        socket_addr("gateway.internal_listen", &self.internal_listen)?;
+        ensure(
+            self.internal_listen != self.listen || self.listen.ends_with(":0"),
+            "gateway.internal_listen",
+            "must differ from gateway.listen: the status pages must not be public",
+        )?;
         within(
             "gateway.max_frame_bytes",
             self.max_frame_bytes,

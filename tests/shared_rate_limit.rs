@@ -36,8 +36,9 @@ async fn two_gateways_spend_one_allowance_through_redis() {
     // A second gateway in front of the same daemons and the same Redis.
     let mut config_b = m.mesh().config.clone();
     config_b.gateway.listen = "127.0.0.1:0".into();
+    config_b.gateway.internal_listen = "127.0.0.1:0".into();
     let b = mesh::start(config_b, &[Role::Gateway]).await.unwrap();
-    let token = m.token("u-spread");
+    let token = m.ticket("u-spread");
     let mut on_a = WsClient::connect(&format!("{}?token={token}", m.ws_url())).await;
     let mut on_b = WsClient::connect(&format!("{}?token={token}", b.ws_url().unwrap())).await;
     // Four messages spread over both gateways are the whole allowance...

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets in fuzz/ (docs/security.md, "Fuzzing").
 #   scripts/fuzz.sh --smoke [target...]   each target ~5 s (FUZZ_SMOKE_SECONDS)
-#   scripts/fuzz.sh --long  [target...]   each target FUZZ_RUNS executions (10,000,000)
+#   scripts/fuzz.sh --long  [target...]   each target FUZZ_RUNS executions (10,000,000), or
+#                                         FUZZ_SECONDS seconds if set and reached first
 # Installs cargo-fuzz from crates.io when missing. Uses the nightly toolchain when rustup has
 # one; otherwise stable with RUSTC_BOOTSTRAP=1 (cargo-fuzz needs -Z flags).
 # New inputs the fuzzer finds go to a working corpus outside the clone
@@ -51,6 +52,7 @@ for t in "${targets[@]}"; do
     limits=(-max_total_time="${FUZZ_SMOKE_SECONDS:-5}")
   else
     limits=(-runs="${FUZZ_RUNS:-10000000}")
+    [[ -n "${FUZZ_SECONDS:-}" ]] && limits+=(-max_total_time="$FUZZ_SECONDS")
   fi
   echo "== fuzzing $t (${limits[*]})" >&2
   start=$(date +%s)

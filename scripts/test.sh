@@ -53,3 +53,11 @@ cargo build --workspace --all-targets
 
 step "tests"
 cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+
+# The committed fuzz corpora are replayed on stable by the tests above
+# (testing/fuzzing/tests/corpora.rs). Running the fuzzer itself needs an instrumented nightly
+# build of the targets' dependency tree (minutes, not seconds), so it is opt-in here.
+if [[ "${MANGAASSIST_FUZZ_SMOKE:-0}" == 1 ]]; then
+  step "fuzz smoke (scripts/fuzz.sh --smoke)"
+  scripts/fuzz.sh --smoke
+fi

@@ -358,13 +358,8 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Config { action } => {
             match action {
                 ConfigAction::Print => {
-                    if !config.gateway.auth.secret.is_empty() {
-                        config.gateway.auth.secret = "<redacted>".into();
-                    }
-                    if !config.mesh.service_secret.is_empty() {
-                        config.mesh.service_secret = "<redacted>".into();
-                    }
-                    let text = toml::to_string_pretty(&config).context("cannot print config")?;
+                    let redacted = config.redacted().context("cannot print config")?;
+                    let text = toml::to_string_pretty(&redacted).context("cannot print config")?;
                     std::io::stdout().write_all(text.as_bytes())?;
                 }
                 ConfigAction::Check => {

@@ -24,6 +24,39 @@ fn config_print_shows_documented_defaults() {
 }
 
 #[test]
+fn config_print_redacts_every_credential() {
+    let out = bin()
+        .args(["config", "print"])
+        .env(
+            "MANGAASSIST_GATEWAY__AUTH__SECRET",
+            "jwt-secret-value-0123456789abcdef",
+        )
+        .env(
+            "MANGAASSIST_REDIS__URL",
+            "redis://:redis-pw@127.0.0.1:6379/0",
+        )
+        .env(
+            "MANGAASSIST_RETRIEVAL__OPENSEARCH__URL",
+            "https://admin:search-pw@127.0.0.1:9200",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for secret in ["jwt-secret-value", "redis-pw", "search-pw"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+    assert!(
+        text.contains("url = \"redis://<redacted>@127.0.0.1:6379/0\""),
+        "{text}"
+    );
+}
+
+#[test]
 fn bad_config_is_rejected_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.toml");

@@ -563,6 +563,7 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
             ttl: Duration::from_secs(120),
             max_streams: 1000,
             max_bytes_per_stream: 1 << 20,
+            ..Default::default()
         }),
     );
     let start_gateway = |shutdown: tokio_util::sync::CancellationToken| {

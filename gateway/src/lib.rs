@@ -87,6 +87,7 @@ pub fn resume_limits(config: &Config) -> ResumeLimits {
         ttl: Duration::from_secs(st.resume_ttl_seconds),
         max_streams: st.resume_max_streams,
         max_bytes_per_stream: 1024 * 1024,
+        max_total_bytes: st.resume_max_bytes,
     }
 }
 

@@ -19,7 +19,7 @@ use axum::{
     },
 };
 use futures::{Stream, StreamExt, stream};
-use serde::Deserialize;
+use mangaassist_protocol::openai::{ChatQuery, ChatRequestError, parse_chat_request};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -136,43 +136,6 @@ pub(crate) async fn models(
         "data": [{ "id": MODEL_ID, "object": "model", "created": 0, "owned_by": "mangaassist" }],
     }))
     .into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
-    #[serde(default)]
-    model: Option<String>,
-    messages: Vec<ChatMessage>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    store_id: Option<String>,
-    #[serde(default)]
-    session_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ChatMessage {
-    role: String,
-    /// A string, or OpenAI's array of content parts (only `text` parts are read).
-    #[serde(default)]
-    content: Value,
-}
-
-impl ChatMessage {
-    fn text(&self) -> String {
-        match &self.content {
-            Value::String(s) => s.clone(),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            _ => String::new(),
-        }
-    }
 }
 
 fn unix_now() -> u64 {
@@ -339,24 +302,14 @@ pub(crate) async fn chat_completions(
             settings.max_frame_bytes
         ));
     }
-    let req: ChatRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) if e.is_syntax() || e.is_eof() => {
-            return bad_request(format!("request body is not valid JSON: {e}"));
+    let ChatQuery { request: req, text } = match parse_chat_request(&body) {
+        Ok(q) => q,
+        Err(ChatRequestError::Text(e)) => {
+            let (status, body) = answer_error(e.code, &e.message);
+            return (status, Json(body)).into_response();
         }
-        Err(e) => return bad_request(format!("invalid chat completion request: {e}")),
+        Err(e) => return bad_request(e.to_string()),
     };
-    let Some(last_user) = req.messages.iter().rev().find(|m| m.role == "user") else {
-        return bad_request("`messages` has no message with role `user`");
-    };
-    let text = last_user.text();
-    if text.trim().is_empty() {
-        return bad_request("the last `user` message has empty `content`");
-    }
-    if let Err(e) = mangaassist_protocol::check_text(&text) {
-        let (status, body) = answer_error(e.code, &e.message);
-        return (status, Json(body)).into_response();
-    }
 
     let user = match authenticate(&gw, &headers, params.token.as_deref(), req.user.as_deref()) {
         Ok(u) => u,
@@ -435,16 +388,6 @@ pub(crate) async fn chat_completions(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-
-    #[test]
-    fn content_parts_are_joined() {
-        let m: ChatMessage = serde_json::from_value(json!({
-            "role": "user",
-            "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}],
-        }))
-        .unwrap();
-        assert_eq!(m.text(), "a\nb");
-    }
 
     #[test]
     fn error_frames_map_to_openai_errors() {

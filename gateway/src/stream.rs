@@ -433,6 +433,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             max_streams: 10,
             max_bytes_per_stream: 1 << 20,
+            ..Default::default()
         }));
         let mut sink = AnswerSink::open(
             key.clone(),

@@ -7,8 +7,10 @@
 
 mod fault;
 mod load;
+mod redact;
 mod sections;
 
 pub use fault::{FaultKind, FaultSpec};
 pub use load::{ConfigError, ENV_PREFIX, load, load_str};
+pub use redact::{REDACTED, RedactError, is_secret_key, redact_url};
 pub use sections::*;

@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod openai;
+
 /// The `action`s a client may send.
 pub const ACTIONS: [&str; 4] = ["query", "ping", "resume", "cancel"];
 

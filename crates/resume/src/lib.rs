@@ -143,6 +143,10 @@ pub struct ResumeLimits {
     pub max_streams: usize,
     /// Bytes of frames per stream (plus a small fixed cost per frame, so empty frames count).
     pub max_bytes_per_stream: usize,
+    /// Bytes of frames across every stream of the in-memory buffer; beyond it the oldest
+    /// finished streams (else the least recently written) are evicted. Redis bounds its own
+    /// memory (`maxmemory`), so the Redis store does not enforce it.
+    pub max_total_bytes: usize,
 }
 
 impl Default for ResumeLimits {
@@ -152,6 +156,7 @@ impl Default for ResumeLimits {
             ttl: Duration::from_secs(120),
             max_streams: 100_000,
             max_bytes_per_stream: 1024 * 1024,
+            max_total_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -38,6 +38,8 @@ struct State {
     /// Finished streams by finish time: the front is the first to expire.
     done: BTreeMap<Stamp, StreamKey>,
     seq: u64,
+    /// Sum of every entry's `bytes`, held under `max_total_bytes`.
+    bytes: usize,
 }
 
 struct Entry {
@@ -88,6 +90,11 @@ impl InMemoryResumeStore {
         self.len() == 0
     }
 
+    /// Bytes charged to the streams currently held (what `max_total_bytes` bounds).
+    pub fn bytes(&self) -> usize {
+        self.inner.state.lock().bytes
+    }
+
     /// Drops every expired stream; returns how many. Expiry also happens lazily on access, so
     /// calling this periodically only bounds the memory held by abandoned streams.
     pub fn sweep(&self) -> usize {
@@ -119,6 +126,7 @@ impl InMemoryResumeStore {
 
     fn remove_locked(&self, state: &mut State, key: &StreamKey, reason: Reason) {
         if let Some(entry) = state.streams.remove(key) {
+            state.bytes = state.bytes.saturating_sub(entry.bytes);
             state.live.remove(&entry.stamp);
             state.done.remove(&entry.stamp);
             metrics::counter!("resume_evictions_total", "reason" => reason.label()).increment(1);
@@ -147,6 +155,26 @@ impl InMemoryResumeStore {
                     removed += 1;
                 }
                 None => return removed,
+            }
+        }
+    }
+
+    /// Evicts whole streams until the buffer holds at most `max_total_bytes`: finished ones
+    /// first (most likely read to the end already), then the least recently written. `keep`,
+    /// the stream being written, is never the victim, so an answer in flight is not cut off
+    /// by its own frame.
+    fn evict_to_fit(&self, state: &mut State, keep: &StreamKey) {
+        let max = self.inner.limits.max_total_bytes;
+        while state.bytes > max {
+            let victim = state
+                .done
+                .values()
+                .chain(state.live.values())
+                .find(|k| *k != keep)
+                .cloned();
+            match victim {
+                Some(victim) => self.remove_locked(state, &victim, Reason::Capacity),
+                None => return,
             }
         }
     }
@@ -195,6 +223,7 @@ impl InMemoryResumeStore {
 
 fn publish_len(state: &State) {
     metrics::gauge!("resume_buffer_streams").set(state.streams.len() as f64);
+    metrics::gauge!("resume_buffer_bytes").set(state.bytes as f64);
 }
 
 #[async_trait::async_trait]
@@ -209,10 +238,10 @@ impl ResumeStore for InMemoryResumeStore {
             }
             self.remove_locked(state, key, Reason::Expired);
         }
+        // Expiring on every open (not only when full) keeps the buffer to what the TTLs
+        // allow without a background task: it costs nothing when no front has expired.
+        self.sweep_locked(state, now);
         let max_streams = self.inner.limits.max_streams.max(1);
-        if state.streams.len() >= max_streams {
-            self.sweep_locked(state, now);
-        }
         while state.streams.len() >= max_streams {
             // A finished answer was most likely already read to the end; a stream still being
             // written is probably someone's answer in flight.
@@ -253,6 +282,7 @@ impl ResumeStore for InMemoryResumeStore {
         if entry.terminal.is_some() {
             return Err(ResumeError::Finished);
         }
+        let before = entry.bytes;
         let finished = match frame {
             BufferedFrame::Chunk { index, json } => {
                 let expected =
@@ -277,6 +307,7 @@ impl ResumeStore for InMemoryResumeStore {
                 true
             }
         };
+        let added = entry.bytes - before;
         let old = entry.stamp;
         entry.version.send_modify(|v| *v = v.wrapping_add(1));
         state.seq += 1;
@@ -289,6 +320,11 @@ impl ResumeStore for InMemoryResumeStore {
             state.done.insert(stamp, key.clone());
         } else {
             state.live.insert(stamp, key.clone());
+        }
+        state.bytes += added;
+        if state.bytes > self.inner.limits.max_total_bytes {
+            self.evict_to_fit(state, key);
+            publish_len(state);
         }
         Ok(())
     }
@@ -546,5 +582,73 @@ mod tests {
             ]
         );
         assert!(start.elapsed() >= Duration::from_secs(120));
+    }
+
+    /// Issue 14: nothing called `sweep`, so a busy gateway held every answer of the last
+    /// minutes (14,271 streams after 4 minutes) although none was resumable after 120 s.
+    #[tokio::test(start_paused = true)]
+    async fn expired_answers_go_as_new_ones_open_without_a_sweep_call() {
+        let store = InMemoryResumeStore::new(limits());
+        for i in 0..1_000 {
+            let k = key(&format!("m{i}"));
+            store.open(&k, "alice").await.unwrap();
+            chunk(&store, &k, 0).await;
+            if i % 2 == 0 {
+                store
+                    .append(&k, BufferedFrame::terminal("d"))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(store.len(), 1_000);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        store.open(&key("new"), "alice").await.unwrap();
+        assert_eq!(
+            store.len(),
+            501,
+            "the finished half is past keep_after_done"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        store.open(&key("newer"), "alice").await.unwrap();
+        assert_eq!(store.len(), 2, "the unfinished half is past the TTL");
+        assert_eq!(store.bytes(), 0, "the two new streams hold no frame yet");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn total_bytes_cap_evicts_finished_then_least_recently_written_never_the_writer() {
+        let per_frame = 400 + FRAME_OVERHEAD_BYTES;
+        let store = InMemoryResumeStore::new(ResumeLimits {
+            max_total_bytes: 1_000,
+            ..limits()
+        });
+        let big = |i: u32| BufferedFrame::chunk(i, "x".repeat(400));
+        store.open(&key("a"), "alice").await.unwrap();
+        store.append(&key("a"), big(0)).await.unwrap();
+        store
+            .append(&key("a"), BufferedFrame::terminal("d"))
+            .await
+            .unwrap();
+        store.open(&key("b"), "alice").await.unwrap();
+        store.append(&key("b"), big(0)).await.unwrap();
+        store.open(&key("c"), "alice").await.unwrap();
+        store.append(&key("c"), big(0)).await.unwrap();
+        assert_eq!(
+            store.owner(&key("a")).await.unwrap(),
+            None,
+            "finished goes first"
+        );
+        assert_eq!(store.bytes(), 2 * per_frame);
+        store.append(&key("c"), big(1)).await.unwrap();
+        assert_eq!(store.owner(&key("b")).await.unwrap(), None);
+        assert_eq!(store.bytes(), 2 * per_frame);
+        // Alone over the cap: the stream being written stays (its own cap governs it).
+        store.append(&key("c"), big(2)).await.unwrap();
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.bytes(), 3 * per_frame);
+        let replay = store
+            .read_after(&key("c"), "alice", None, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(replay.frames.len(), 3);
     }
 }

@@ -317,6 +317,7 @@ impl Harness {
             ttl: Duration::from_secs(60),
             max_streams: 10,
             max_bytes_per_stream: 1 << 20,
+            ..Default::default()
         }));
         let (tx, mut rx) = mpsc::channel(256);
         let sink = AnswerSink::open(

@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CacheError;
-pub use redis::{METADATA_GRACE, RedisCacheStore};
+pub use redis::{DEFAULT_MAX_PARTITION_ENTRIES, METADATA_GRACE, RedisCacheStore};
 pub use store::{CacheEntry, CacheStore, InMemoryStore, Partition, PutOutcome, StoreStats};
 
 /// Largest accepted question or answer text.
@@ -71,9 +71,11 @@ impl CacheDaemon {
     /// Redis is an error naming `redis.url`).
     pub async fn new(config: &Config, embedder: QueryEmbedder) -> Result<Self, CacheError> {
         let store: Arc<dyn CacheStore> = match config.cache.backend {
-            CacheBackend::Redis => {
-                Arc::new(RedisCacheStore::connect(&config.redis, config.cache.max_entries).await?)
-            }
+            CacheBackend::Redis => Arc::new(
+                RedisCacheStore::connect(&config.redis, config.cache.max_entries)
+                    .await?
+                    .with_max_partition_entries(config.cache.redis_max_partition_entries),
+            ),
             CacheBackend::Memory => Arc::new(InMemoryStore::new(config.cache.max_entries)),
         };
         Ok(Self::with_parts(

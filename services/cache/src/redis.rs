@@ -40,10 +40,11 @@
 //!
 //! No RediSearch module is assumed (plain `redis-server` 7), so a partition's vectors are one
 //! hash fetched with `HGETALL` and scanned here, brute force, like the in-memory store. That
-//! costs `4 × dim` bytes of transfer per vector per lookup (1.5 KiB at 384 dimensions):
-//! negligible for user and session partitions, a few MiB per lookup for a store partition with
-//! thousands of entries. Past that size, Redis Stack (`FT.SEARCH … KNN`) or a replica-local
-//! mirror of the vectors is the way to go; the trait does not change.
+//! costs `4 × dim` bytes of transfer per vector per lookup (1.5 KiB at 384 dimensions), so a
+//! partition holds at most `cache.redis_max_partition_entries` vectors (default 1,000, about
+//! 1.5 MiB per lookup): a put into a full partition evicts that partition's oldest entry, in
+//! the same script. A store partition that needs more than that wants Redis Stack
+//! (`FT.SEARCH … KNN`) or a replica-local mirror of the vectors; the trait does not change.
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -65,6 +66,11 @@ use crate::{
 
 /// How much longer than its answer an entry's metadata and index memberships are kept.
 pub const METADATA_GRACE: Duration = Duration::from_secs(3_600);
+
+/// Entries with vectors kept per partition unless configured
+/// (`cache.redis_max_partition_entries`): 1,000 vectors of 384 dimensions are 1.5 MiB per
+/// lookup.
+pub const DEFAULT_MAX_PARTITION_ENTRIES: usize = 1_000;
 
 /// Partitions with more vectors than this are scanned on the blocking pool.
 const INLINE_SCAN_MAX: usize = 2_048;
@@ -102,7 +108,8 @@ return redis.call('GET', P .. 'a:' .. id)
 ";
 
 /// ARGV: prefix, key hash, partition hash, store id, answer, vector ('' = none), ttl ms,
-/// expires_ms, max entries, grace ms, product ids... Returns how many entries were evicted.
+/// expires_ms, max entries, grace ms, max vectors per partition, product ids... Returns how
+/// many entries were evicted.
 const LUA_PUT: &str = r"
 local P = ARGV[1]
 local function extend(key, ms)
@@ -120,7 +127,6 @@ while redis.call('ZCARD', P .. 'ids') >= max do
   remove(P, oldest[1])
   evicted = evicted + 1
 end
-if evicted > 0 then redis.call('INCRBY', P .. 'evictions', evicted) end
 local id = tostring(redis.call('INCR', P .. 'seq'))
 local ttl = tonumber(ARGV[7])
 local keep = ttl + tonumber(ARGV[10])
@@ -131,13 +137,28 @@ if #vec > 0 then
   local sample = redis.call('HRANDFIELD', vk, 1, 'WITHVALUES')
   -- A vector of another size comes from another model: keep the entry exact-only.
   if #sample == 0 or #sample[2] == #vec then
+    -- A full partition drops its oldest entry (lowest id) first: a lookup fetches the whole
+    -- hash, so its size is what bounds a lookup's transfer.
+    local cap = tonumber(ARGV[11])
+    while redis.call('HLEN', vk) >= cap do
+      local oldest = nil
+      for _, f in ipairs(redis.call('HKEYS', vk)) do
+        local n = tonumber(f)
+        if n and (oldest == nil or n < oldest) then oldest = n end
+      end
+      if oldest == nil then break end
+      evicted = evicted + remove(P, tostring(oldest))
+      -- An entry whose metadata already lapsed left only this field.
+      redis.call('HDEL', vk, tostring(oldest))
+    end
     redis.call('HSET', vk, id, vec)
     extend(vk, keep)
     vpart = ARGV[3]
   end
 end
+if evicted > 0 then redis.call('INCRBY', P .. 'evictions', evicted) end
 local products = {}
-for i = 11, #ARGV do
+for i = 12, #ARGV do
   products[#products + 1] = ARGV[i]
   local pk = P .. 'p:' .. ARGV[i]
   redis.call('SADD', pk, id)
@@ -217,6 +238,7 @@ pub struct RedisCacheStore {
     pool: Pool,
     prefix: String,
     max_entries: usize,
+    max_partition_entries: usize,
     get: Script,
     put: Script,
     invalidate: Script,
@@ -284,8 +306,17 @@ impl RedisCacheStore {
                 .map_err(load)?,
             prefix: format!("{}cache:", settings.key_prefix),
             max_entries: max_entries.max(1),
+            max_partition_entries: DEFAULT_MAX_PARTITION_ENTRIES,
             pool,
         })
+    }
+
+    /// Keeps at most `n` (at least 1) entries with vectors per partition, the oldest going
+    /// first, so one semantic lookup fetches at most `n` vectors
+    /// (`cache.redis_max_partition_entries`).
+    pub fn with_max_partition_entries(mut self, n: usize) -> Self {
+        self.max_partition_entries = n.max(1);
+        self
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -396,6 +427,7 @@ impl CacheStore for RedisCacheStore {
             Value::from(answer.expires_ms),
             Value::from(i64::try_from(self.max_entries).unwrap_or(i64::MAX)),
             Value::from(grace_ms),
+            Value::from(i64::try_from(self.max_partition_entries).unwrap_or(i64::MAX)),
         ];
         args.extend(answer.product_ids.iter().map(|p| Value::from(p.as_str())));
         let evicted = self.put.call(&self.pool, args).await.map_err(backend)?;

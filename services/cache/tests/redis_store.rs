@@ -31,6 +31,38 @@ async fn text_of(s: &RedisCacheStore, p: &Partition, text: &str) -> Option<Strin
         .map(|a| a.text)
 }
 
+/// Issue 14: a lookup `HGETALL`s its partition, so an unbounded store partition meant
+/// megabytes per question. A full partition now drops its oldest entry on put.
+#[tokio::test]
+async fn a_full_partition_evicts_its_oldest_entry_so_lookups_stay_bounded() {
+    let server = RedisServer::start();
+    let s = store(&server, 100).await.with_max_partition_entries(3);
+    let p = Partition::store("s1");
+    let other = Partition::store("s2");
+    s.put(entry(&other, "elsewhere", Some(unit(0, 4)), &[], HOUR_MS))
+        .await
+        .unwrap();
+    let mut evicted = 0;
+    for i in 0..5 {
+        let e = entry(&p, &format!("q{i}"), Some(unit(i % 4, 4)), &["P1"], HOUR_MS);
+        evicted += s.put(e).await.unwrap().evicted;
+    }
+    assert_eq!(evicted, 2);
+    assert_eq!(s.semantic_len(&p).await.unwrap(), 3);
+    assert_eq!(s.stats().await.unwrap().entries, 4);
+    assert_eq!(s.stats().await.unwrap().evictions, 2);
+    for gone in ["q0", "q1"] {
+        assert!(text_of(&s, &p, gone).await.is_none(), "{gone}");
+    }
+    for kept in ["q2", "q3", "q4"] {
+        assert!(text_of(&s, &p, kept).await.is_some(), "{kept}");
+    }
+    // The other partition is not touched, and the evicted entries left no traces.
+    assert!(text_of(&s, &other, "elsewhere").await.is_some());
+    assert_eq!(s.semantic_len(&other).await.unwrap(), 1);
+    assert_eq!(s.invalidate_products("", &["P1".into()]).await.unwrap(), 3);
+}
+
 #[tokio::test]
 async fn entries_vanish_at_their_redis_ttl_and_purge_cleans_the_indexes() {
     let server = RedisServer::start();

@@ -18,8 +18,10 @@
 //! - the owner item, `ts = 0`, attribute `user_id` (S): the user who first wrote to the
 //!   session. It is written with the condition
 //!   `attribute_not_exists(user_id) OR user_id = :caller`, so of two users racing to claim a
-//!   new session exactly one wins. It has no `expires_at` (a session keeps its owner, as in
-//!   the embedded store); it is about 60 bytes.
+//!   new session exactly one wins. With a turn TTL it has an `expires_at` like a turn's,
+//!   renewed by every append, so a session's ownership goes with its last turn (DynamoDB's
+//!   TTL deletes it) and a lapsed claim may be taken over (`OR expires_at <= :now`); it is
+//!   about 70 bytes. With TTL 0 a session keeps its owner forever, as its turns.
 //! - one item per turn, `ts = ts_ms * 1_000_000_000 + seq` (`seq` in 1..10⁹, unique per
 //!   write: a per-process counter from a random start, re-randomised and retried when the
 //!   key is taken), so turns stamped with the same millisecond never overwrite
@@ -459,45 +461,74 @@ impl DynamoStore {
     }
 
     /// Claims the session for `user_id`, or checks it already is theirs, in one conditional
-    /// write.
-    async fn claim(&self, session_id: &str, user_id: &str) -> Result<(), MemoryError> {
+    /// write. With a turn TTL the claim lasts as long as the turn written with it
+    /// (`expires_at` = `last_write_ms` + TTL, renewed by every append), and a lapsed claim
+    /// can be taken over: the session's turns have expired with it, so nothing of the old
+    /// owner is readable. DynamoDB deletes expired items lazily, hence the explicit check.
+    async fn claim(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        now_ms: i64,
+        last_write_ms: u64,
+    ) -> Result<(), MemoryError> {
         let table = self.tables.sessions.as_str();
-        let r = self
+        let mut op = self
             .client
             .update_item()
             .table_name(table)
             .set_key(Some(owner_key(session_id)))
-            .update_expression("SET #owner = if_not_exists(#owner, :u)")
-            .condition_expression("attribute_not_exists(#owner) OR #owner = :u")
             .expression_attribute_names("#owner", USER_ID)
-            .expression_attribute_values(":u", s(user_id))
-            .send()
-            .await;
-        match r {
+            .expression_attribute_values(":u", s(user_id));
+        op = if self.turn_ttl_ms > 0 {
+            let expires_ms =
+                u128::from(last_write_ms) + u128::from(self.turn_ttl_ms.unsigned_abs());
+            op.update_expression("SET #owner = :u, #exp = :exp")
+                .condition_expression("attribute_not_exists(#owner) OR #owner = :u OR #exp <= :now")
+                .expression_attribute_names("#exp", EXPIRES_AT)
+                .expression_attribute_values(
+                    ":exp",
+                    AttributeValue::N(expires_ms.div_ceil(1_000).to_string()),
+                )
+                .expression_attribute_values(":now", AttributeValue::N(epoch_secs(now_ms)))
+        } else {
+            op.update_expression("SET #owner = if_not_exists(#owner, :u)")
+                .condition_expression("attribute_not_exists(#owner) OR #owner = :u")
+        };
+        match op.send().await {
             Ok(_) => Ok(()),
             Err(e) if is_conditional_failure(&e) => Err(not_owner(session_id, user_id)),
             Err(e) => Err(classify(table, "UpdateItem", e)),
         }
     }
 
-    async fn owner(&self, session_id: &str) -> Result<Option<String>, MemoryError> {
+    /// The session's owner, `None` when unclaimed or when the claim has lapsed.
+    async fn owner(&self, session_id: &str, now_ms: i64) -> Result<Option<String>, MemoryError> {
         let table = self.tables.sessions.as_str();
         let out = self
             .client
             .get_item()
             .table_name(table)
             .set_key(Some(owner_key(session_id)))
-            .projection_expression("#owner")
+            .projection_expression("#owner, #exp")
             .expression_attribute_names("#owner", USER_ID)
+            .expression_attribute_names("#exp", EXPIRES_AT)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| classify(table, "GetItem", e))?;
-        Ok(out
-            .item()
-            .and_then(|i| i.get(USER_ID))
-            .and_then(|v| v.as_s().ok())
-            .cloned())
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let lapsed = item
+            .get(EXPIRES_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|exp| exp.saturating_mul(1_000) <= now_ms);
+        if lapsed {
+            return Ok(None);
+        }
+        Ok(item.get(USER_ID).and_then(|v| v.as_s().ok()).cloned())
     }
 
     /// The item of one turn, without its sort key.
@@ -738,6 +769,11 @@ fn random_seq() -> u64 {
     r % (SEQ_SPAN as u64)
 }
 
+/// Epoch seconds of a millisecond time, as a DynamoDB number.
+fn epoch_secs(ms: i64) -> String {
+    ms.div_euclid(1_000).to_string()
+}
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
 }
@@ -871,7 +907,12 @@ impl MemoryStore for DynamoStore {
             .into_iter()
             .map(|mut turn| (stamp(&mut turn, now), turn))
             .collect();
-        self.claim(session_id, user_id).await?;
+        // The claim lasts as long as the newest turn written here.
+        let last_write = stamped
+            .iter()
+            .map(|(ts, _)| *ts)
+            .fold(u64::try_from(now).unwrap_or(0), u64::max);
+        self.claim(session_id, user_id, now, last_write).await?;
         self.put_turns(session_id, &stamped).await?;
         self.count_live(session_id, now).await
     }
@@ -883,7 +924,7 @@ impl MemoryStore for DynamoStore {
         limit: usize,
     ) -> Result<Vec<pb::Turn>, MemoryError> {
         let now = (self.clock)();
-        match self.owner(session_id).await? {
+        match self.owner(session_id, now).await? {
             None => return Ok(Vec::new()),
             Some(owner) if owner != user_id => return Err(not_owner(session_id, user_id)),
             Some(_) => {}

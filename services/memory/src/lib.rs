@@ -13,6 +13,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration, time::Instant};
 use mangaassist_config::{Config, MemoryBackend, MemorySettings};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 pub use dynamo::{DynamoStore, DynamoTables, aws_target};
@@ -31,7 +32,14 @@ pub const MAX_HISTORY: u32 = 100;
 pub struct MemoryDaemon {
     store: Arc<dyn MemoryStore>,
     history_limit: u32,
+    /// The embedded store, swept every [`PRUNE_INTERVAL`] while serving (DynamoDB expires
+    /// items with its own TTL).
+    redb: Option<RedbStore>,
 }
+
+/// How often a serving daemon deletes expired turns and lapsed sessions from its redb file;
+/// reads hide them meanwhile, so this only bounds the file.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3_600);
 
 impl std::fmt::Debug for MemoryDaemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,9 +51,11 @@ impl std::fmt::Debug for MemoryDaemon {
 
 impl MemoryDaemon {
     /// Opens the configured backend (`memory.backend`): the redb file (`memory.path`,
-    /// default `<data.state_dir>/memory.redb`, expired turns dropped at open) or DynamoDB
+    /// default `<data.state_dir>/memory.redb`, expired turns and lapsed sessions dropped at
+    /// open and every [`PRUNE_INTERVAL`] while serving) or DynamoDB
     /// (credential chain; tables created when `memory.dynamodb.create_tables`). Then loads
-    /// the demo users and orders when `memory.seed_demo_data` is on.
+    /// the demo users and orders when `memory.seed_demo_data` asks for them (by default only
+    /// into the embedded store).
     pub async fn new(config: &Config) -> Result<Self, MemoryError> {
         Self::new_with_aws_credentials(config, None).await
     }
@@ -57,8 +67,13 @@ impl MemoryDaemon {
         static_credentials: Option<(String, String)>,
     ) -> Result<Self, MemoryError> {
         let ttl = Duration::from_secs(u64::from(config.memory.turn_ttl_days) * 86_400);
+        let mut redb = None;
         let store: Arc<dyn MemoryStore> = match config.memory.backend {
-            MemoryBackend::Redb => Arc::new(open_redb(store_path(config), ttl).await?),
+            MemoryBackend::Redb => {
+                let store = open_redb(store_path(config), ttl).await?;
+                redb = Some(store.clone());
+                Arc::new(store)
+            }
             MemoryBackend::DynamoDb => {
                 let settings = &config.memory.dynamodb;
                 let target = aws_target(settings, static_credentials);
@@ -67,8 +82,9 @@ impl MemoryDaemon {
                 Arc::new(store)
             }
         };
-        let daemon = Self::with_store(store, &config.memory);
-        if config.memory.seed_demo_data {
+        let mut daemon = Self::with_store(store, &config.memory);
+        daemon.redb = redb;
+        if config.memory.seeds_demo_data() {
             daemon.seed_demo_data(&config.data.dir).await?;
         }
         Ok(daemon)
@@ -79,6 +95,7 @@ impl MemoryDaemon {
         Self {
             store,
             history_limit: settings.history_limit.clamp(1, MAX_HISTORY),
+            redb: None,
         }
     }
 
@@ -111,15 +128,48 @@ impl MemoryDaemon {
         Ok(())
     }
 
+    /// Serves until `opts.shutdown`; an embedded store is pruned every [`PRUNE_INTERVAL`].
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         opts: ServeOptions,
     ) -> Result<(), ServerError> {
-        Daemon::new("memory")
+        let background = TaskTracker::new();
+        // A child token: the sweep also stops when the server fails without a shutdown.
+        let stop = opts.shutdown.child_token();
+        if let Some(store) = self.redb.clone() {
+            let shutdown = stop.clone();
+            background.spawn(async move {
+                let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = tick.tick() => prune(&store).await,
+                    }
+                }
+            });
+        }
+        let result = Daemon::new("memory")
             .add_service(pb::memory_service_server::MemoryServiceServer::new(self))
             .serve(listener, opts)
-            .await
+            .await;
+        // Lets a sweep in progress commit rather than abandoning its transaction.
+        stop.cancel();
+        background.close();
+        background.wait().await;
+        result
+    }
+}
+
+/// One sweep of the embedded store; a failure only logs (the next sweep tries again).
+async fn prune(store: &RedbStore) {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.prune_expired()).await {
+        Ok(Ok(removed)) => tracing::debug!(removed, "expired turns and sessions pruned"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "memory prune failed"),
+        Err(e) => tracing::warn!(error = %e, "memory prune task failed"),
     }
 }
 

@@ -175,6 +175,22 @@ impl RedbStore {
                     keep
                 })
                 .map_err(MemoryError::storage)?;
+            // A session's ownership goes with its last turn, so sessions nobody wrote to
+            // within the TTL (every socket and OpenAI call without a session id makes one)
+            // do not pile up for ever.
+            let mut sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
+            let mut lapsed = Vec::new();
+            for row in sessions.iter().map_err(MemoryError::storage)? {
+                let (session, _) = row.map_err(MemoryError::storage)?;
+                if !has_live_turn(&turns, session.value(), cutoff)? {
+                    lapsed.push(session.value().to_string());
+                }
+            }
+            for session in lapsed {
+                sessions
+                    .remove(session.as_str())
+                    .map_err(MemoryError::storage)?;
+            }
         }
         txn.commit().map_err(MemoryError::storage)?;
         Ok(removed)
@@ -198,19 +214,24 @@ impl RedbStore {
             .collect();
         let txn = self.db.begin_write().map_err(MemoryError::storage)?;
         let count = {
+            let mut turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
             let mut sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
             let owner = sessions
                 .get(session_id)
                 .map_err(MemoryError::storage)?
                 .map(|g| g.value().to_string());
-            match owner {
-                Some(o) if o != user_id => return Err(not_owner(session_id, user_id)),
-                Some(_) => {}
-                None => {
-                    sessions
-                        .insert(session_id, user_id)
-                        .map_err(MemoryError::storage)?;
-                }
+            let claim = match owner {
+                None => true,
+                Some(o) if o == user_id => false,
+                // A claim lasts while the session has a live turn; once they have all
+                // expired (deleted below) nothing of the old owner is left to read.
+                Some(_) if cutoff > 0 && !has_live_turn(&turns, session_id, cutoff)? => true,
+                Some(_) => return Err(not_owner(session_id, user_id)),
+            };
+            if claim {
+                sessions
+                    .insert(session_id, user_id)
+                    .map_err(MemoryError::storage)?;
             }
             let mut meta = txn.open_table(META).map_err(MemoryError::storage)?;
             let first = meta
@@ -221,7 +242,6 @@ impl RedbStore {
                 + 1;
             let last = first + rows.len() as u64 - 1;
             meta.insert(TURN_SEQ, last).map_err(MemoryError::storage)?;
-            let mut turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
             if cutoff > 0 {
                 turns
                     .retain_in(
@@ -253,14 +273,18 @@ impl RedbStore {
         let cutoff = self.cutoff((self.clock)());
         let txn = self.db.begin_read().map_err(MemoryError::storage)?;
         let sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
+        let turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
         match sessions.get(session_id).map_err(MemoryError::storage)? {
             None => return Ok(Vec::new()),
             Some(owner) if owner.value() != user_id => {
+                // A lapsed claim (no live turn) is no one's: empty, as for a new session.
+                if cutoff > 0 && !has_live_turn(&turns, session_id, cutoff)? {
+                    return Ok(Vec::new());
+                }
                 return Err(not_owner(session_id, user_id));
             }
             Some(_) => {}
         }
-        let turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
         let mut out = Vec::with_capacity(limit.min(64));
         for row in turns
             .range((session_id, cutoff, 0u64)..=(session_id, u64::MAX, u64::MAX))
@@ -369,6 +393,19 @@ impl RedbStore {
 
 /// Oldest `ts_ms` still live at `now` (both backends hide older turns the same way); 0 when
 /// turns never expire (`turn_ttl_ms` 0).
+/// Whether `session_id` has a turn at or after `cutoff`.
+fn has_live_turn(
+    turns: &impl ReadableTable<(&'static str, u64, u64), &'static [u8]>,
+    session_id: &str,
+    cutoff: u64,
+) -> Result<bool, MemoryError> {
+    Ok(turns
+        .range((session_id, cutoff, 0u64)..=(session_id, u64::MAX, u64::MAX))
+        .map_err(MemoryError::storage)?
+        .next()
+        .is_some())
+}
+
 pub(crate) fn live_cutoff(now: i64, turn_ttl_ms: i64) -> u64 {
     if turn_ttl_ms == 0 {
         return 0;
@@ -538,7 +575,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 1, "the expired turn was pruned on append");
-        // Session `t` was never touched again; the sweep removes its turn.
+        // Session `t` was never touched again; the sweep removes its turn and its owner row.
         assert_eq!(store.prune_expired().unwrap(), 1);
+        let txn = store.db.begin_read().unwrap();
+        let sessions = txn.open_table(SESSIONS).unwrap();
+        assert!(sessions.get("t").unwrap().is_none(), "t's owner row stays");
+        assert!(sessions.get("s").unwrap().is_some());
     }
 }

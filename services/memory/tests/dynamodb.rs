@@ -272,11 +272,31 @@ async fn turns_carry_a_ttl_attribute_in_epoch_seconds() {
     // Hiding expired turns (the same rule as the embedded store) is in store_conformance.rs.
 }
 
+/// Issue 14: `seed_demo_data` defaulted to on for every backend, so pointing the memory
+/// daemon at a real DynamoDB wrote demo profiles and orders into it.
+#[tokio::test]
+async fn demo_data_goes_into_dynamodb_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = daemon_config(dir.path(), settings(true), false);
+    cfg.memory.seed_demo_data = None;
+    let d = MemoryDaemon::new_with_aws_credentials(&cfg, creds())
+        .await
+        .unwrap();
+    assert_eq!(d.store().profile("u-demo").await.unwrap(), None);
+    assert!(d.store().orders("u-demo", "", 0).await.unwrap().is_empty());
+
+    cfg.memory.seed_demo_data = Some(true);
+    let d = MemoryDaemon::new_with_aws_credentials(&cfg, creds())
+        .await
+        .unwrap();
+    assert!(d.store().profile("u-demo").await.unwrap().is_some());
+}
+
 fn daemon_config(state_dir: &Path, dynamodb: DynamoDbSettings, seed: bool) -> Config {
     let mut c = Config::default();
     c.data.dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
     c.data.state_dir = state_dir.join("state");
-    c.memory.seed_demo_data = seed;
+    c.memory.seed_demo_data = Some(seed);
     c.memory.backend = mangaassist_config::MemoryBackend::DynamoDb;
     c.memory.dynamodb = dynamodb;
     c

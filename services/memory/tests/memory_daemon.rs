@@ -18,7 +18,7 @@ fn config(state_dir: &Path, seed: bool) -> Config {
     let mut c = Config::default();
     c.data.dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
     c.data.state_dir = state_dir.join("state");
-    c.memory.seed_demo_data = seed;
+    c.memory.seed_demo_data = Some(seed);
     c
 }
 

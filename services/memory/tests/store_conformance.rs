@@ -213,9 +213,54 @@ async fn expired_turns_are_hidden_and_not_counted(b: Backend) {
         .unwrap();
     assert_eq!(n, 1, "the expired turn is not counted");
     assert_eq!(texts(&store.history("s", "u", 10).await.unwrap()), ["new"]);
-    // Ownership outlives the turns.
+    // The new turn renewed the claim.
     let e = store.history("s", "other", 10).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
+}
+
+/// Issue 14: a session's owner row never expired, so every connection or OpenAI call without
+/// a session id left a permanent session behind. A claim now lasts as long as the session's
+/// newest turn. Needs a store built with a 60 s turn TTL.
+async fn ownership_lapses_with_the_last_turn(b: Backend) {
+    let store = &*b.store;
+    store
+        .append_turn("s", "alice", turn("user", "alice's", 0))
+        .await
+        .unwrap();
+    b.now.fetch_add(30_000, Ordering::SeqCst);
+    store
+        .append_turn("s", "alice", turn("user", "alice's again", 0))
+        .await
+        .unwrap();
+    b.now.fetch_add(59_000, Ordering::SeqCst);
+    // The second turn renewed the claim past the first turn's expiry.
+    let e = store
+        .append_turn("s", "mallory", turn("user", "mine?", 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert_eq!(
+        store.history("s", "mallory", 10).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    b.now.fetch_add(2_000, Ordering::SeqCst);
+    // Lapsed: the session is no one's, and nothing of alice's is readable through it.
+    assert!(store.history("s", "mallory", 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .append_turn("s", "mallory", turn("user", "mallory's", 0))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        texts(&store.history("s", "mallory", 10).await.unwrap()),
+        ["mallory's"]
+    );
+    assert_eq!(
+        store.history("s", "alice", 10).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
 }
 
 async fn profiles_round_trip_and_are_replaced(b: Backend) {
@@ -368,6 +413,14 @@ macro_rules! conformance {
             #[tokio::test]
             async fn expired_turns_are_hidden_and_not_counted() {
                 super::expired_turns_are_hidden_and_not_counted(
+                    super::$backend(Duration::from_secs(60)).await,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn ownership_lapses_with_the_last_turn() {
+                super::ownership_lapses_with_the_last_turn(
                     super::$backend(Duration::from_secs(60)).await,
                 )
                 .await;

@@ -28,6 +28,10 @@ pub struct CacheSettings {
     pub follow_up_ttl_seconds: u32,
     /// Entries kept before the oldest are evicted.
     pub max_entries: usize,
+    /// Redis backend: entries with a question vector kept per partition (store, user or
+    /// session) before that partition's oldest is evicted. A semantic lookup fetches the
+    /// whole partition, so this bounds its transfer (1,000 × 1.5 KiB at 384 dimensions).
+    pub redis_max_partition_entries: usize,
     /// `memory` (in-process, the default) or `redis` (shared by every cache replica; see
     /// the `redis` section).
     pub backend: CacheBackend,
@@ -41,6 +45,7 @@ impl Default for CacheSettings {
             recommendation_ttl_seconds: 4 * 3_600,
             follow_up_ttl_seconds: 300,
             max_entries: 50_000,
+            redis_max_partition_entries: 1_000,
             backend: CacheBackend::Memory,
         }
     }
@@ -55,6 +60,10 @@ impl CacheSettings {
             self.recommendation_ttl_seconds,
         )?;
         positive("cache.follow_up_ttl_seconds", self.follow_up_ttl_seconds)?;
-        positive("cache.max_entries", self.max_entries)
+        positive("cache.max_entries", self.max_entries)?;
+        positive(
+            "cache.redis_max_partition_entries",
+            self.redis_max_partition_entries,
+        )
     }
 }

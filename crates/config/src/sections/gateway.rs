@@ -275,6 +275,9 @@ impl RoutingSettings {
     }
 }
 
+/// One answer's resume-buffer cap: the total cap must hold at least one whole answer.
+const MIN_RESUME_BYTES: usize = 1024 * 1024;
+
 /// How answers travel over the socket (seed 000 scenario 3, seed 002).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -303,6 +306,9 @@ pub struct StreamSettings {
     pub resume_ttl_seconds: u64,
     /// Streams held in the in-memory resume buffer before the oldest finished ones go.
     pub resume_max_streams: usize,
+    /// Bytes of answers the in-memory resume buffer holds at most, across all streams
+    /// (beyond it the oldest finished answers go first); at least 1 MiB, one stream's cap.
+    pub resume_max_bytes: usize,
 }
 
 impl Default for StreamSettings {
@@ -318,6 +324,7 @@ impl Default for StreamSettings {
             resume_keep_seconds: 60,
             resume_ttl_seconds: 120,
             resume_max_streams: 100_000,
+            resume_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -357,6 +364,11 @@ impl StreamSettings {
             "gateway.stream.resume_ttl_seconds",
             self.resume_ttl_seconds,
             0..=MAX_SECONDS,
+        )?;
+        ensure(
+            self.resume_max_bytes >= MIN_RESUME_BYTES,
+            "gateway.stream.resume_max_bytes",
+            format!("must be at least {MIN_RESUME_BYTES} (one stream's cap)"),
         )?;
         ensure(
             self.resume_keep_seconds <= self.resume_ttl_seconds,

@@ -28,8 +28,11 @@ pub struct MemorySettings {
     /// Turns older than this are dropped (the DynamoDB backend uses a TTL attribute); 0 keeps
     /// them forever.
     pub turn_ttl_days: u32,
-    /// Load `data/users` into the store at start (idempotent).
-    pub seed_demo_data: bool,
+    /// Load the demo users and orders (`data/users`) into the store at start (idempotent).
+    /// Unset = only into the embedded redb store: a DynamoDB backend is someone's real data,
+    /// so demo profiles and orders go there only when this says `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_demo_data: Option<bool>,
     /// `redb` (embedded file, the default) or `dynamodb`.
     pub backend: MemoryBackend,
     pub dynamodb: DynamoDbSettings,
@@ -41,7 +44,7 @@ impl Default for MemorySettings {
             path: PathBuf::new(),
             history_limit: 10,
             turn_ttl_days: 30,
-            seed_demo_data: true,
+            seed_demo_data: None,
             backend: MemoryBackend::Redb,
             dynamodb: DynamoDbSettings::default(),
         }
@@ -49,6 +52,12 @@ impl Default for MemorySettings {
 }
 
 impl MemorySettings {
+    /// Whether the demo users and orders are loaded at start (see `seed_demo_data`).
+    pub fn seeds_demo_data(&self) -> bool {
+        self.seed_demo_data
+            .unwrap_or(self.backend == MemoryBackend::Redb)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         within("memory.history_limit", self.history_limit, 1..=100)?;
         within("memory.turn_ttl_days", self.turn_ttl_days, 0..=36_500)?;
@@ -102,5 +111,23 @@ impl DynamoDbSettings {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_data_is_seeded_by_default_only_into_the_embedded_store() {
+        let mut m = MemorySettings::default();
+        assert!(m.seeds_demo_data());
+        m.backend = MemoryBackend::DynamoDb;
+        assert!(!m.seeds_demo_data());
+        m.seed_demo_data = Some(true);
+        assert!(m.seeds_demo_data());
+        m.backend = MemoryBackend::Redb;
+        m.seed_demo_data = Some(false);
+        assert!(!m.seeds_demo_data());
     }
 }

@@ -20,7 +20,7 @@ use mangaassist_resilience::TokenBucket;
 use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey, replay_stream};
 use parking_lot::Mutex;
 use tokio::sync::{
-    Semaphore,
+    OwnedSemaphorePermit, Semaphore,
     mpsc::{self, error::SendTimeoutError},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -318,6 +318,22 @@ struct FrameCtx<'a> {
 }
 
 impl FrameCtx<'_> {
+    /// Takes one message from the user's allowance and one answer slot of this connection,
+    /// or says which limit refused it.
+    async fn admit(&self, message_id: &str) -> Result<OwnedSemaphorePermit, Outgoing> {
+        if let Err(retry) = self.shared.admit(&self.conn.user_id).await {
+            return Err(rate_limited(
+                Some(message_id.to_string()),
+                "message limit per user reached",
+                retry,
+            ));
+        }
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy(message_id.to_string(), self.max_in_flight))
+    }
+
     /// Handles one text frame; returns the immediate reply, if any.
     async fn on_text(&self, text: &str) -> Option<Outgoing> {
         let max_bytes = self.max_bytes;
@@ -365,15 +381,9 @@ impl FrameCtx<'_> {
                 message_id,
             } => {
                 let message_id = message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                if let Err(retry) = shared.admit(&conn.user_id).await {
-                    return Some(rate_limited(
-                        Some(message_id),
-                        "message limit per user reached",
-                        retry,
-                    ));
-                }
-                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                    return Some(busy(message_id, self.max_in_flight));
+                let permit = match self.admit(&message_id).await {
+                    Ok(permit) => permit,
+                    Err(refusal) => return Some(refusal),
                 };
                 let query = Query {
                     message_id: message_id.clone(),
@@ -419,15 +429,9 @@ impl FrameCtx<'_> {
             } => {
                 // A resume streams a whole answer again: it takes from the same allowances
                 // as a question, so reconnect loops cannot replay answers for free.
-                if let Err(retry) = shared.admit(&conn.user_id).await {
-                    return Some(rate_limited(
-                        Some(message_id),
-                        "message limit per user reached",
-                        retry,
-                    ));
-                }
-                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                    return Some(busy(message_id, self.max_in_flight));
+                let permit = match self.admit(&message_id).await {
+                    Ok(permit) => permit,
+                    Err(refusal) => return Some(refusal),
                 };
                 let key = StreamKey {
                     session_id,

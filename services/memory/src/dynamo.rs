@@ -884,15 +884,6 @@ where
 
 #[async_trait::async_trait]
 impl MemoryStore for DynamoStore {
-    async fn append_turn(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        turn: pb::Turn,
-    ) -> Result<u32, MemoryError> {
-        self.append_turns(session_id, user_id, vec![turn]).await
-    }
-
     async fn append_turns(
         &self,
         session_id: &str,

@@ -24,7 +24,9 @@ pub trait MemoryStore: Send + Sync {
         session_id: &str,
         user_id: &str,
         turn: pb::Turn,
-    ) -> Result<u32, MemoryError>;
+    ) -> Result<u32, MemoryError> {
+        self.append_turns(session_id, user_id, vec![turn]).await
+    }
 
     /// Appends `turns` to a session in one write: all of them or none (a question and its
     /// answer must not be split). Otherwise as [`MemoryStore::append_turn`].
@@ -467,15 +469,6 @@ pub(crate) fn decode<M: Message + Default>(
 
 #[async_trait::async_trait]
 impl MemoryStore for RedbStore {
-    async fn append_turn(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        turn: pb::Turn,
-    ) -> Result<u32, MemoryError> {
-        self.append_turns(session_id, user_id, vec![turn]).await
-    }
-
     async fn append_turns(
         &self,
         session_id: &str,

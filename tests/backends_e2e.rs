@@ -27,12 +27,7 @@ async fn whole_mesh_on_dynamodb_redis_and_opensearch_resumes_across_gateways() {
     config.gateway.limits.user_messages_per_minute = 0;
     config.gateway.predict_follow_ups = false;
     // Tokens spaced out so the answer is still streaming when the client is cut.
-    config.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
-    config.generation.fast.first_token_ms = 30;
-    config.generation.fast.tokens_per_second = 150.0;
-    config.generation.fast.jitter = 0.0;
-    config.generation.smart = config.generation.fast.clone();
-    config.generation.prefill_ms_per_1k_tokens = 0.0;
+    common::pace_model(&mut config, 30, 150.0);
     config.memory.backend = mangaassist_config::MemoryBackend::DynamoDb;
     config.memory.dynamodb.endpoint_url = moto.url.clone();
     config.memory.dynamodb.region = "us-east-1".into();

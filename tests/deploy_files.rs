@@ -39,17 +39,35 @@ fn validate(mode: &str, path: &Path) -> Output {
 }
 
 fn validate_with_secret(mode: &str, path: &Path, secret: Option<&str>) -> Output {
+    validate_with_secrets(mode, path, secret, Some(TEST_MESH_SECRET))
+}
+
+/// Runs the validator with exactly these secrets exported (`None` = unset), as compose sees them.
+fn validate_with_secrets(mode: &str, path: &Path, jwt: Option<&str>, mesh: Option<&str>) -> Output {
     let mut cmd = Command::new("bash");
     cmd.arg(root().join("scripts/validate-deploy.sh"))
         .arg(mode)
         .arg(path)
         .env_remove("MANGAASSIST_JWT_SECRET")
-        .env("MANGAASSIST_MESH_SECRET", TEST_MESH_SECRET);
-    if let Some(secret) = secret {
-        cmd.env("MANGAASSIST_JWT_SECRET", secret);
+        .env_remove("MANGAASSIST_MESH_SECRET");
+    for (var, value) in [
+        ("MANGAASSIST_JWT_SECRET", jwt),
+        ("MANGAASSIST_MESH_SECRET", mesh),
+    ] {
+        if let Some(value) = value {
+            cmd.env(var, value);
+        }
     }
     cmd.output()
         .expect("cannot run bash scripts/validate-deploy.sh")
+}
+
+/// Validates a copy of `k8s/base` with `file` replaced by `text`; returns the errors.
+fn k8s_base_errors_with(file: &str, text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("k8s/base"), dir.path());
+    std::fs::write(dir.path().join(file), text).unwrap();
+    validate_err("k8s", dir.path())
 }
 
 /// Runs the validator and insists it passed; exit code 2 means a tool is missing.
@@ -160,14 +178,12 @@ fn compose_file_is_valid_and_its_environment_is_accepted() {
 
 #[test]
 fn compose_refuses_to_start_without_a_mesh_service_secret() {
-    let out = Command::new("bash")
-        .arg(root().join("scripts/validate-deploy.sh"))
-        .arg("compose")
-        .arg(root().join("compose.yaml"))
-        .env("MANGAASSIST_JWT_SECRET", TEST_JWT_SECRET)
-        .env_remove("MANGAASSIST_MESH_SECRET")
-        .output()
-        .unwrap();
+    let out = validate_with_secrets(
+        "compose",
+        &root().join("compose.yaml"),
+        Some(TEST_JWT_SECRET),
+        None,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -221,10 +237,7 @@ fn kubernetes_checker_rejects_an_open_daemon() {
         ),
     ];
     for (file, text, want) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&base, dir.path());
-        std::fs::write(dir.path().join(file), text).unwrap();
-        let err = validate_err("k8s", dir.path());
+        let err = k8s_base_errors_with(file, &text);
         assert!(err.contains(want), "expected {want:?} in:\n{err}");
     }
 }
@@ -395,10 +408,7 @@ fn kubernetes_checker_rejects_broken_manifests() {
     let text = std::fs::read_to_string(base.join("intent.yaml")).unwrap();
     for (from, to, want) in cases {
         assert!(text.contains(from), "k8s/base/intent.yaml lacks {from:?}");
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&base, dir.path());
-        std::fs::write(dir.path().join("intent.yaml"), text.replacen(from, to, 1)).unwrap();
-        let err = validate_err("k8s", dir.path());
+        let err = k8s_base_errors_with("intent.yaml", &text.replacen(from, to, 1));
         assert!(err.contains(want), "expected {want:?} in:\n{err}");
     }
 }
@@ -441,10 +451,7 @@ fn kubernetes_checker_rejects_a_shipped_or_optional_signing_secret() {
         ),
     ];
     for (file, text, want) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&base, dir.path());
-        std::fs::write(dir.path().join(file), text).unwrap();
-        let err = validate_err("k8s", dir.path());
+        let err = k8s_base_errors_with(file, &text);
         assert!(err.contains(want), "expected {want:?} in:\n{err}");
     }
 }

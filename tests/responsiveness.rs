@@ -326,12 +326,7 @@ async fn cut_and_resume(
 async fn resume_after_a_disconnect_yields_exactly_the_missing_chunks() {
     let m = TestMesh::start_with(&[], |c| {
         // Tokens spaced out so cuts land while the answer is still streaming.
-        c.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
-        c.generation.fast.first_token_ms = 20;
-        c.generation.fast.tokens_per_second = 400.0;
-        c.generation.fast.jitter = 0.0;
-        c.generation.smart = c.generation.fast.clone();
-        c.generation.prefill_ms_per_1k_tokens = 0.0;
+        common::pace_model(c, 20, 400.0);
         c.gateway.limits.user_messages_per_minute = 0;
     })
     .await;
@@ -544,12 +539,7 @@ async fn drain_on_sigterm_then_resume_on_another_gateway_loses_nothing() {
     common::init_telemetry();
     let state = tempfile::tempdir().unwrap();
     let mut config = common::test_config(state.path(), &[]);
-    config.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
-    config.generation.fast.first_token_ms = 50;
-    config.generation.fast.tokens_per_second = 150.0;
-    config.generation.fast.jitter = 0.0;
-    config.generation.smart = config.generation.fast.clone();
-    config.generation.prefill_ms_per_1k_tokens = 0.0;
+    common::pace_model(&mut config, 50, 150.0);
     config.mesh.shutdown_grace_seconds = 5;
     let roles: Vec<Role> = Role::ALL
         .into_iter()

@@ -67,12 +67,7 @@ async fn an_answer_cut_at_the_end_of_grace_is_marked_interrupted_for_resume() {
     let state = tempfile::tempdir().unwrap();
     let mut config = common::test_config(state.path(), &[]);
     // A model far slower than the grace period: the answer cannot finish in time.
-    config.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
-    config.generation.fast.first_token_ms = 50;
-    config.generation.fast.tokens_per_second = 5.0;
-    config.generation.fast.jitter = 0.0;
-    config.generation.smart = config.generation.fast.clone();
-    config.generation.prefill_ms_per_1k_tokens = 0.0;
+    common::pace_model(&mut config, 50, 5.0);
     config.mesh.shutdown_grace_seconds = 1;
     let roles: Vec<Role> = Role::ALL
         .into_iter()

@@ -41,6 +41,17 @@ pub fn test_config(state: &std::path::Path, faults: &[&str]) -> Config {
     c
 }
 
+/// A simulated model that streams at a steady, known pace (no jitter, no prompt cost), both
+/// tiers alike: tests that cut, drain or resume need answers still streaming at a known time.
+pub fn pace_model(c: &mut Config, first_token_ms: u32, tokens_per_second: f32) {
+    c.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic;
+    c.generation.fast.first_token_ms = first_token_ms;
+    c.generation.fast.tokens_per_second = tokens_per_second;
+    c.generation.fast.jitter = 0.0;
+    c.generation.smart = c.generation.fast.clone();
+    c.generation.prefill_ms_per_1k_tokens = 0.0;
+}
+
 /// Spans (and so trace ids) need the subscriber; tests share one per process.
 pub fn init_telemetry() {
     let settings = mangaassist_config::TelemetrySettings {

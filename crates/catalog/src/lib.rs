@@ -44,6 +44,15 @@ pub struct Product {
     pub price_yen: u32,
     pub stock: u32,
     pub release_date: String,
+    /// The series' title as a Japanese storefront lists it (manga_jp only), e.g. `ワンピース`.
+    #[serde(default)]
+    pub series_ja: Option<String>,
+    /// Its reading in hiragana, e.g. `わんぴーす`, so a shopper who types the sound finds it.
+    #[serde(default)]
+    pub series_reading: Option<String>,
+    /// This volume's Japanese title, e.g. `ワンピース 1巻`.
+    #[serde(default)]
+    pub title_ja: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -261,6 +261,9 @@ mod tests {
             price_yen: 500,
             stock,
             release_date: date.into(),
+            series_ja: None,
+            series_reading: None,
+            title_ja: None,
         }
     }
 

@@ -611,6 +611,9 @@ mod tests {
             price_yen: 1,
             stock: 0,
             release_date: "2020-01-01".into(),
+            series_ja: None,
+            series_reading: None,
+            title_ja: None,
         };
         let f = |genres: &[&str], demo: Option<&str>, stock| ProductFilter {
             genres: genres.iter().map(|s| s.to_string()).collect(),

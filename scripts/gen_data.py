@@ -12,6 +12,7 @@ Output (relative to the repository root):
     data/users/orders.jsonl
     data/intents/train.jsonl
     data/intents/heldout.jsonl
+    data/eval/retrieval.jsonl
 
 Everything is deterministic (fixed random seed). The catalog is a realistic
 sample written for this project: series, authors and premises are real, but
@@ -1339,6 +1340,263 @@ HELDOUT = {
 
 
 # ---------------------------------------------------------------------------
+# Retrieval evaluation set (data/eval/retrieval.jsonl)
+# ---------------------------------------------------------------------------
+# Hand-written shopper queries with the catalog entries and documents that answer them. They
+# measure retrieval only: never copy them (or rewordings of them) into TRAIN/HELDOUT or any other
+# data used to build a model. Relevant keys: "series:<series>" (any product of that series in the
+# query's store), P(series, volume) (resolved to "product:<id>" of that store when generating) and
+# "doc:<document id>" (a document of that store or of "*").
+EVAL_KINDS = ("exact_title", "misspelled_title", "plot", "genre_mood", "japanese", "faq_policy")
+JP, US = "manga_jp", "comics_us"
+
+
+def P(series: str, vol: int) -> tuple[str, str, int]:
+    return ("product", series, vol)
+
+
+def SR(*names: str) -> list[str]:
+    return [f"series:{n}" for n in names]
+
+
+def DOC(*ids: str) -> list[str]:
+    return [f"doc:{i}" for i in ids]
+
+
+# genre/mood label sets shared by an English and a Japanese query (each a subset of that store)
+SPORTS_JP = SR("Haikyu!!", "Slam Dunk", "Blue Lock", "Kuroko's Basketball", "Chihayafuru")
+KODOMO_JP = SR("Doraemon", "Pokémon Adventures", "Yo-kai Watch", "Chi's Sweet Home", "Hamtaro")
+SCARY = SR("Uzumaki", "Parasyte", "Tokyo Ghoul", "The Promised Neverland")
+COOKING = SR("Food Wars!: Shokugeki no Soma", "Delicious in Dungeon", "What Did You Eat Yesterday?",
+             "The Way of the Househusband")
+MUSIC = SR("Bocchi the Rock!", "Nana", "Your Lie in April", "Nodame Cantabile")
+
+# (store, kind, query, relevant)
+EVAL = [
+    # ------------------------------------------------------------ exact_title
+    (JP, "exact_title", "one piece", SR("One Piece")),
+    (JP, "exact_title", "Do you have Jujutsu Kaisen volume 3?", [P("Jujutsu Kaisen", 3)]),
+    (JP, "exact_title", "Chainsaw Man vol 2", [P("Chainsaw Man", 2)]),
+    (JP, "exact_title", "kingdom", SR("Kingdom")),
+    (JP, "exact_title", "Frieren: Beyond Journey's End", SR("Frieren: Beyond Journey's End")),
+    (JP, "exact_title", "blue giant manga", SR("Blue Giant")),
+    (JP, "exact_title", "is spy x family 4 in stock?", [P("Spy x Family", 4)]),
+    (JP, "exact_title", "Vagabond", SR("Vagabond")),
+    (JP, "exact_title", "apothecary diaries 3, japanese edition", [P("The Apothecary Diaries", 3)]),
+    (JP, "exact_title", "chihayafuru", SR("Chihayafuru")),
+    (JP, "exact_title", "do you carry Golden Kamuy", SR("Golden Kamuy")),
+    (JP, "exact_title", "Hamtaro", SR("Hamtaro")),
+    (JP, "exact_title", "oshi no ko volume 5 please", [P("Oshi no Ko", 5)]),
+    (US, "exact_title", "Berserk vol 1", [P("Berserk", 1)]),
+    (US, "exact_title", "Monster by Naoki Urasawa", SR("Monster")),
+    (US, "exact_title", "witch hat atelier", SR("Witch Hat Atelier")),
+    (US, "exact_title", "Kirby Manga Mania", SR("Kirby Manga Mania")),
+    (US, "exact_title", "do you have Uzumaki?", SR("Uzumaki")),
+    (US, "exact_title", "Delicious in Dungeon volume 2", [P("Delicious in Dungeon", 2)]),
+    (US, "exact_title", "Haikyu!! Vol. 5", [P("Haikyu!!", 5)]),
+    (US, "exact_title", "vinland saga", SR("Vinland Saga")),
+    (US, "exact_title", "looking for Banana Fish", SR("Banana Fish")),
+    (US, "exact_title", "fruits basket 1", [P("Fruits Basket", 1)]),
+    (US, "exact_title", "bocchi the rock", SR("Bocchi the Rock!")),
+    (US, "exact_title", "Nausicaa of the Valley of the Wind", SR("Nausicaä of the Valley of the Wind")),
+    (US, "exact_title", "tokyo ghoul vol 4 english", [P("Tokyo Ghoul", 4)]),
+    # ------------------------------------------------------- misspelled_title
+    (JP, "misspelled_title", "one peice", SR("One Piece")),
+    (JP, "misspelled_title", "naurto vol 1", [P("Naruto", 1)]),
+    (JP, "misspelled_title", "jujutsu kaisan", SR("Jujutsu Kaisen")),
+    (JP, "misspelled_title", "demon slayor", SR("Demon Slayer: Kimetsu no Yaiba")),
+    (JP, "misspelled_title", "full metal alchemest", SR("Fullmetal Alchemist")),
+    (JP, "misspelled_title", "kagura sama love is war", SR("Kaguya-sama: Love Is War")),
+    (JP, "misspelled_title", "frieran", SR("Frieren: Beyond Journey's End")),
+    (JP, "misspelled_title", "do u have spy family", SR("Spy x Family")),
+    (JP, "misspelled_title", "hunterxhunter", SR("Hunter x Hunter")),
+    (JP, "misspelled_title", "golden kamui", SR("Golden Kamuy")),
+    (JP, "misspelled_title", "ouran highschool host clib", SR("Ouran High School Host Club")),
+    (US, "misspelled_title", "atack on titan", SR("Attack on Titan")),
+    (US, "misspelled_title", "chainsawman vol 4", [P("Chainsaw Man", 4)]),
+    (US, "misspelled_title", "deathnote", SR("Death Note")),
+    (US, "misspelled_title", "berzerk", SR("Berserk")),
+    (US, "misspelled_title", "haikyuu", SR("Haikyu!!")),
+    (US, "misspelled_title", "fruit basket manga", SR("Fruits Basket")),
+    (US, "misspelled_title", "jojos bizzare adventure", SR("JoJo's Bizarre Adventure")),
+    (US, "misspelled_title", "promised neverlnd", SR("The Promised Neverland")),
+    (US, "misspelled_title", "tokyo goul", SR("Tokyo Ghoul")),
+    (US, "misspelled_title", "komi cant comunicate", SR("Komi Can't Communicate")),
+    (US, "misspelled_title", "that time i got reincarnated as a slim", SR("That Time I Got Reincarnated as a Slime")),
+    # ------------------------------------------------------------------- plot
+    (US, "plot", "the one where a boy with a rubber body wants to be king of the pirates", SR("One Piece")),
+    (US, "plot", "manga where a notebook kills anybody whose name you write in it", SR("Death Note")),
+    (US, "plot", "bald guy who wins every fight with one hit and is super bored about it", SR("One-Punch Man")),
+    (US, "plot", "a spy has to fake having a family for a mission and the little girl he adopts is secretly a telepath",
+     SR("Spy x Family")),
+    (US, "plot", "kids at an orphanage find out they're basically livestock for demons", SR("The Promised Neverland")),
+    (US, "plot", "doctor saves a kid's life and the kid grows up to be a serial killer", SR("Monster")),
+    (US, "plot", "alien worm thing takes over a teenager's hand instead of his brain and they team up",
+     SR("Parasyte")),
+    (US, "plot", "adventurers who cook and eat whatever monsters they fight in a dungeon", SR("Delicious in Dungeon")),
+    (US, "plot", "a boy bullies a deaf girl at school and years later tries to make up for it", SR("A Silent Voice")),
+    (US, "plot", "teen detective gets turned into a little kid by some poison and keeps solving murders",
+     SR("Detective Conan")),
+    (US, "plot", "the elf wizard who outlives her hero friends and travels around trying to figure out what they meant to her",
+     SR("Frieren: Beyond Journey's End")),
+    (US, "plot", "viking boy out for revenge on the guy who murdered his dad", SR("Vinland Saga")),
+    (US, "plot", "retired assassin who got chubby and now runs a corner shop", SR("Sakamoto Days")),
+    (US, "plot", "a lawyer and his boyfriend cooking dinner together on a budget", SR("What Did You Eat Yesterday?")),
+    (JP, "plot", "everyone on earth gets petrified and a science nerd has to rebuild everything with chemistry",
+     SR("Dr. Stone")),
+    (JP, "plot", "loser in his twenties jumps back to his middle school days to save his ex from a gang",
+     SR("Tokyo Revengers")),
+    (JP, "plot", "martial artist who switches into a girl whenever cold water hits him", SR("Ranma 1/2")),
+    (JP, "plot", "blue robot cat who pulls gadgets out of his pocket to help a lazy boy", SR("Doraemon")),
+    (JP, "plot", "ninja kid with a fox monster sealed in him who wants to run the village someday", SR("Naruto")),
+    (JP, "plot", "boy whose little sister was turned into a demon, so he becomes a swordsman to cure her",
+     SR("Demon Slayer: Kimetsu no Yaiba")),
+    (JP, "plot", "girl gets sucked into an ancient book and becomes a priestess who has to find seven warriors",
+     SR("Fushigi Yugi")),
+    (JP, "plot", "girl who knows everything about poisons solving mysteries inside the emperor's palace",
+     SR("The Apothecary Diaries")),
+    (JP, "plot", "kid from sendai practising saxophone by the river because he wants to be the best jazz musician ever",
+     SR("Blue Giant")),
+    (JP, "plot", "two brothers try to bring their dead mom back with alchemy and it goes horribly wrong",
+     SR("Fullmetal Alchemist")),
+    (JP, "plot", "war orphan who wants to become a top general and help unite ancient china", SR("Kingdom")),
+    (JP, "plot", "teenage shogi pro living on his own who gets taken in by three sisters", SR("March Comes in Like a Lion")),
+    (JP, "plot", "scary yakuza boss quits the mob to become a stay at home husband", SR("The Way of the Househusband")),
+    # ------------------------------------------------------------- genre_mood
+    (US, "genre_mood", "something cozy about camping", SR("Laid-Back Camp")),
+    (US, "genre_mood", "a dark thriller full of mind games that messes with your head",
+     SR("Death Note", "Monster", "The Promised Neverland", "20th Century Boys", "Oshi no Ko")),
+    (JP, "genre_mood", "any good sports manga? volleyball, basketball, whatever", SPORTS_JP),
+    (US, "genre_mood", "need a real tearjerker, something heartbreaking",
+     SR("Your Lie in April", "A Silent Voice", "Fruits Basket", "March Comes in Like a Lion", "Nana",
+        "Frieren: Beyond Journey's End", "Honey and Clover")),
+    (JP, "genre_mood", "a relaxing food manga with lots of cooking, nothing violent", COOKING + SR("Oishinbo")),
+    (US, "genre_mood", "funny high school romcom",
+     SR("Kaguya-sama: Love Is War", "Ouran High School Host Club", "Boys Over Flowers", "Horimiya",
+        "Komi Can't Communicate", "My Dress-Up Darling", "Ranma 1/2")),
+    (JP, "genre_mood", "proper horror, creepy stuff not just action", SCARY),
+    (US, "genre_mood", "any isekai recommendations?",
+     SR("Mushoku Tensei: Jobless Reincarnation", "That Time I Got Reincarnated as a Slime", "Inuyasha",
+        "Fushigi Yugi")),
+    (JP, "genre_mood", "chill slice of life where nothing stressful happens",
+     SR("Yotsuba&!", "Laid-Back Camp", "What Did You Eat Yesterday?", "Chi's Sweet Home", "Usagi Drop",
+        "Mushishi", "Hamtaro", "The Way of the Househusband")),
+    (US, "genre_mood", "manga about playing music, a band or piano or anything", MUSIC),
+    (JP, "genre_mood", "historical samurai stuff with sword fights",
+     SR("Rurouni Kenshin", "Vagabond", "Lone Wolf and Cub", "Hell's Paradise: Jigokuraku")),
+    (US, "genre_mood", "shojo romance with lots of drama",
+     SR("Fruits Basket", "Nana", "Skip Beat!", "Vampire Knight", "The Rose of Versailles", "Boys Over Flowers")),
+    (JP, "genre_mood", "my daughter just started first grade, what manga would she like", KODOMO_JP),
+    (US, "genre_mood", "something for young kids, funny and easy to read",
+     SR("Doraemon", "Pokémon Adventures", "Yo-kai Watch", "Chi's Sweet Home", "Kirby Manga Mania")),
+    (JP, "genre_mood", "mind-bending sci-fi with cyberpunk vibes", SR("Akira", "Ghost in the Shell")),
+    (US, "genre_mood", "a long fantasy adventure with a real journey",
+     SR("Fullmetal Alchemist", "Hunter x Hunter", "Frieren: Beyond Journey's End", "Witch Hat Atelier",
+        "Delicious in Dungeon", "Mushoku Tensei: Jobless Reincarnation",
+        "Nausicaä of the Valley of the Wind", "Yona of the Dawn", "Inuyasha", "Fushigi Yugi")),
+    (JP, "genre_mood", "funny workplace manga", SR("Wotakoi: Love Is Hard for Otaku", "Cells at Work!")),
+    (US, "genre_mood", "martial arts manga with tons of fights",
+     SR("Naruto", "Dragon Ball", "Rurouni Kenshin", "Ranma 1/2", "Vagabond")),
+    (JP, "genre_mood", "a mystery where someone solves cases", SR("Detective Conan", "The Apothecary Diaries", "Death Note")),
+    (US, "genre_mood", "romance about grown-ups, not high schoolers",
+     SR("Wotakoi: Love Is Hard for Otaku", "Nana", "Honey and Clover", "Nodame Cantabile", "Princess Jellyfish",
+        "What Did You Eat Yesterday?")),
+    (JP, "genre_mood", "something with yokai and japanese spirits",
+     SR("Dandadan", "Yo-kai Watch", "Kamisama Kiss", "Inuyasha", "Mushishi")),
+    # --------------------------------------------------------------- japanese
+    (JP, "japanese", "ONE PIECEありますか？", SR("One Piece")),
+    (JP, "japanese", "進撃の巨人 1巻", [P("Attack on Titan", 1)]),
+    (JP, "japanese", "鬼滅の刃", SR("Demon Slayer: Kimetsu no Yaiba")),
+    (JP, "japanese", "呪術廻戦 3巻 まだ買えますか", [P("Jujutsu Kaisen", 3)]),
+    (JP, "japanese", "葬送のフリーレン", SR("Frieren: Beyond Journey's End")),
+    (JP, "japanese", "聲の形を全巻そろえたい", SR("A Silent Voice")),
+    (JP, "japanese", "SPY×FAMILY 4巻", [P("Spy x Family", 4)]),
+    (JP, "japanese", "キングダムって売ってますか", SR("Kingdom")),
+    (JP, "japanese", "ゴールデンカムイの2巻ください", [P("Golden Kamuy", 2)]),
+    (JP, "japanese", "薬屋のひとりごと", SR("The Apothecary Diaries")),
+    (JP, "japanese", "【推しの子】の1巻", [P("Oshi no Ko", 1)]),
+    (JP, "japanese", "しんげきのきょじん", SR("Attack on Titan")),
+    (JP, "japanese", "きめつのやいば", SR("Demon Slayer: Kimetsu no Yaiba")),
+    (JP, "japanese", "じゅじゅつかいせん", SR("Jujutsu Kaisen")),
+    (JP, "japanese", "はがねのれんきんじゅつし", SR("Fullmetal Alchemist")),
+    (JP, "japanese", "ちぇんそーまん", SR("Chainsaw Man")),
+    (JP, "japanese", "すぱいふぁみりー", SR("Spy x Family")),
+    (JP, "japanese", "わんぴーす 1かん", [P("One Piece", 1)]),
+    (JP, "japanese", "くすりやのひとりごと", SR("The Apothecary Diaries")),
+    (JP, "japanese", "こえのかたち", SR("A Silent Voice")),
+    (JP, "japanese", "めいたんていこなん", SR("Detective Conan")),
+    (JP, "japanese", "ゴムの体の少年が海賊王を目指す漫画", SR("One Piece")),
+    (JP, "japanese", "名前を書くと人が死ぬノートの話", SR("Death Note")),
+    (JP, "japanese", "妹が鬼になってしまった少年が鬼と戦う話", SR("Demon Slayer: Kimetsu no Yaiba")),
+    (JP, "japanese", "未来から来たネコ型ロボットのマンガ", SR("Doraemon")),
+    (JP, "japanese", "ジャズのサックス奏者が世界一を目指す漫画", SR("Blue Giant")),
+    (JP, "japanese", "孤児院の子どもたちが鬼から逃げ出す話", SR("The Promised Neverland")),
+    (JP, "japanese", "元殺し屋が太ってコンビニの店長をしている漫画", SR("Sakamoto Days")),
+    (JP, "japanese", "キャンプの癒し系漫画が読みたい", SR("Laid-Back Camp")),
+    (JP, "japanese", "熱いスポーツ漫画でおすすめある？", SPORTS_JP),
+    (JP, "japanese", "泣ける恋愛漫画ありますか",
+     SR("Your Lie in April", "A Silent Voice", "Nana", "Honey and Clover", "Fruits Basket")),
+    (JP, "japanese", "子ども向けの漫画でおすすめは？", KODOMO_JP),
+    (JP, "japanese", "本当に怖いホラー漫画", SCARY),
+    (JP, "japanese", "料理漫画が好きです。何かおすすめありますか", COOKING + SR("Oishinbo")),
+    (JP, "japanese", "異世界転生もの", SR("Mushoku Tensei: Jobless Reincarnation", "That Time I Got Reincarnated as a Slime")),
+    (JP, "japanese", "バンドとか音楽がテーマの漫画ある？", MUSIC + SR("Blue Giant")),
+    (JP, "japanese", "何円以上買えば送料無料になりますか", DOC("faq-shipping-domestic-jp")),
+    (JP, "japanese", "ファミマで代金を払えますか", DOC("faq-payment-methods-jp")),
+    (JP, "japanese", "返品したいのですが、何日以内なら大丈夫ですか", DOC("policy-returns-jp")),
+    (JP, "japanese", "予約特典はつきますか", DOC("policy-preorder-bonuses")),
+    (JP, "japanese", "海外発送はしていますか", DOC("faq-shipping-international")),
+    (JP, "japanese", "貯まったポイントはいつ消えますか", DOC("faq-points-program")),
+    # ------------------------------------------------------------- faq_policy
+    (JP, "faq_policy", "what do you charge for delivery inside japan", DOC("faq-shipping-domestic-jp")),
+    (JP, "faq_policy", "which cards does the japanese store take? is JCB ok", DOC("faq-payment-methods-jp")),
+    (JP, "faq_policy", "I changed my mind about a volume, can I still send it back after a week?", DOC("policy-returns-jp")),
+    (JP, "faq_policy", "ship to france? how long would it take", DOC("faq-shipping-international")),
+    (JP, "faq_policy", "will the post office make me pay VAT on import in the UK", DOC("faq-customs-duties")),
+    (JP, "faq_policy", "do preorders come with a bonus illustration card or shikishi?", DOC("policy-preorder-bonuses")),
+    (JP, "faq_policy", "can I pick my order up at a 7-Eleven instead of home delivery", DOC("policy-konbini-pickup")),
+    (JP, "faq_policy", "what are points worth and when do they expire", DOC("faq-points-program")),
+    (JP, "faq_policy", "can you wrap it as a present and add a little message card", DOC("faq-gift-wrapping")),
+    (JP, "faq_policy", "is everything here the original japanese language version?", DOC("faq-store-differences", "faq-digital-vs-print")),
+    (JP, "faq_policy", "I forgot my password and can't log in", DOC("faq-password-reset")),
+    (JP, "faq_policy", "can I still cancel an order I placed this morning", DOC("policy-order-cancellation")),
+    (JP, "faq_policy", "how long until a refund shows up on my card", DOC("policy-refund-timing")),
+    (JP, "faq_policy", "can i pay cash when the parcel is delivered", DOC("faq-payment-methods-jp")),
+    (US, "faq_policy", "how much does shipping cost to Texas", DOC("faq-shipping-domestic-us")),
+    (US, "faq_policy", "do you take apple pay", DOC("faq-payment-methods-us")),
+    (US, "faq_policy", "how many days do I have to send something back", DOC("policy-returns-us")),
+    (US, "faq_policy", "do you charge sales tax?", DOC("policy-sales-tax-us", "faq-price-match")),
+    (US, "faq_policy", "my book came with a torn cover, what do I do", DOC("policy-damaged-items")),
+    (US, "faq_policy", "tracking says delivered but nothing is at my door", DOC("policy-delivery-problems")),
+    (US, "faq_policy", "I bought the wrong volume by mistake, can I swap it for the right one?", DOC("policy-exchanges")),
+    (US, "faq_policy", "can I order 10 copies of the same volume for my book club", DOC("policy-order-limits")),
+    (US, "faq_policy", "where do I find the tracking number for my package", DOC("faq-order-tracking")),
+    (US, "faq_policy", "do you sell ebooks or just physical books", DOC("faq-digital-vs-print")),
+    (US, "faq_policy", "when will sold out volumes come back in stock", DOC("faq-stock-restock")),
+    (US, "faq_policy", "is there a discount if I buy a whole series at once", DOC("faq-volume-bundles")),
+    (US, "faq_policy", "what hours is customer service open", DOC("faq-contact-support")),
+    (US, "faq_policy", "got any coupon codes?", DOC("faq-newsletter-coupons")),
+    (US, "faq_policy", "is this ok for a 12 year old? what do the ratings mean", DOC("faq-age-ratings")),
+]
+MIN_EVAL, MIN_EVAL_JAPANESE, MIN_EVAL_PER_KIND = 150, 35, 15
+
+
+def eval_rows(products: list[dict]) -> list[dict]:
+    by_vol = {(p["store_id"], p["series"], p["volume"]): p["id"] for p in products}
+    rows = []
+    for n, (store, kind, query, relevant) in enumerate(EVAL, 1):
+        keys = []
+        for r in relevant:
+            if isinstance(r, tuple):
+                pid = by_vol.get((store, r[1], r[2]))
+                keys.append(f"product:{pid}" if pid else f"product:?{r[1]}#{r[2]}")  # check() reports it
+            else:
+                keys.append(r)
+        rows.append({"id": f"q{n:03d}", "store_id": store, "kind": kind, "query": query, "relevant": keys})
+    return rows
+
+
+# ---------------------------------------------------------------------------
 # Writing and validation
 # ---------------------------------------------------------------------------
 FILES = {
@@ -1348,6 +1606,7 @@ FILES = {
     "orders": DATA / "users" / "orders.jsonl",
     "train": DATA / "intents" / "train.jsonl",
     "heldout": DATA / "intents" / "heldout.jsonl",
+    "eval": DATA / "eval" / "retrieval.jsonl",
 }
 
 PRODUCT_FIELDS = {"id": str, "store_id": str, "title": str, "series": str, "volume": int, "author": str,
@@ -1362,6 +1621,8 @@ ORDER_FIELDS = {"order_id": str, "user_id": str, "store_id": str, "items": list,
                 "placed_at": str, "eta": str, "carrier": str, "tracking": str}
 ITEM_FIELDS = {"product_id": str, "title": str, "quantity": int, "price_yen": int}
 INTENT_FIELDS = {"text": str, "intent": str}
+EVAL_FIELDS = {"id": str, "store_id": str, "kind": str, "query": str, "relevant": list}
+JAPANESE_CHAR = re.compile(r"[\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uFF66-\uFF9F]")
 
 MIN_PRODUCTS, MIN_SERIES, MIN_DOCS, MIN_ORDERS = 520, 70, 30, 15
 MIN_TRAIN, MIN_HELDOUT = 45, 12
@@ -1388,6 +1649,7 @@ def generate() -> None:
     write_jsonl(FILES["orders"], orders)
     write_jsonl(FILES["train"], intent_rows(TRAIN))
     write_jsonl(FILES["heldout"], intent_rows(HELDOUT))
+    write_jsonl(FILES["eval"], eval_rows(products))
 
 
 def read_jsonl(path: Path, errors: list[str]) -> list[dict]:
@@ -1563,6 +1825,80 @@ def check() -> int:
             if v < minimum:
                 errors.append(f"{split}: intent {k} has {v} < {minimum}")
 
+    # retrieval evaluation set
+    series_in_store = {(p.get("store_id"), p.get("series")) for p in products}
+    doc_store = {d.get("id"): d.get("store_id") for d in docs}
+    syn_by_series: dict[str, list[str]] = {}
+    for p in products:
+        syn_by_series.setdefault(p.get("series"), []).append(norm(p.get("synopsis", "")))
+    eval_counts = {k: 0 for k in EVAL_KINDS}
+    eval_store_counts = {k: 0 for k in STORES}
+    eval_ids: set = set()
+    eval_queries: set = set()
+    for i, q in enumerate(data["eval"]):
+        check_fields("eval", i, q, EVAL_FIELDS, errors)
+        qid, store, kind, text, rel = (q.get(k) for k in EVAL_FIELDS)
+        if not re.fullmatch(r"q\d{3,}", str(qid)) or qid in eval_ids:
+            errors.append(f"eval[{i}]: bad or duplicate id {qid!r}")
+        eval_ids.add(qid)
+        if store not in STORES:
+            errors.append(f"eval[{i}]: bad store_id {store!r}")
+        else:
+            eval_store_counts[store] += 1
+        if kind not in EVAL_KINDS:
+            errors.append(f"eval[{i}]: bad kind {kind!r}")
+        else:
+            eval_counts[kind] += 1
+        if not isinstance(text, str) or not text.strip():
+            errors.append(f"eval[{i}]: empty query")
+            continue
+        key = norm(text)
+        if key in eval_queries:
+            errors.append(f"eval[{i}]: duplicate query {text!r}")
+        eval_queries.add(key)
+        if key in seen:
+            errors.append(f"eval[{i}]: query also appears in the {seen[key]} intents: {text!r}")
+        has_ja = bool(JAPANESE_CHAR.search(text))
+        if kind == "japanese" and (store != "manga_jp" or not has_ja):
+            errors.append(f"eval[{i}]: japanese queries must be manga_jp and written in Japanese")
+        if kind != "japanese" and has_ja:
+            errors.append(f"eval[{i}]: {kind} query contains Japanese; use kind 'japanese'")
+        if not isinstance(rel, list) or not rel or len(set(map(str, rel))) != len(rel):
+            errors.append(f"eval[{i}]: relevant must be a non-empty list without repeats")
+            continue
+        labelled_series = set()
+        for r in rel:
+            typ, _, name = str(r).partition(":")
+            if typ == "series":
+                ok = (store, name) in series_in_store
+                labelled_series.add(name)
+            elif typ == "product":
+                ok = name in by_id and by_id[name]["store_id"] == store
+                if ok:
+                    labelled_series.add(by_id[name]["series"])
+            elif typ == "doc":
+                ok = doc_store.get(name) in (store, "*")
+            else:
+                ok = False
+            if not ok:
+                errors.append(f"eval[{i}]: relevant key {r!r} does not exist in store {store}")
+        if kind == "plot":
+            words = key.split()
+            grams = {" ".join(words[j:j + 5]) for j in range(len(words) - 4)}
+            for name in labelled_series:
+                for syn in syn_by_series.get(name, []):
+                    padded = f" {syn} "
+                    copied = sorted(g for g in grams if f" {g} " in padded)
+                    if copied:
+                        errors.append(f"eval[{i}]: plot query copies the synopsis of {name!r}: {copied[0]!r}")
+                        break
+    if len(data["eval"]) < MIN_EVAL or eval_counts["japanese"] < MIN_EVAL_JAPANESE:
+        errors.append(f"eval: {len(data['eval'])} queries ({eval_counts['japanese']} japanese); "
+                      f"need >= {MIN_EVAL} ({MIN_EVAL_JAPANESE} japanese)")
+    for k, v in eval_counts.items():
+        if v < MIN_EVAL_PER_KIND:
+            errors.append(f"eval: kind {k} has {v} < {MIN_EVAL_PER_KIND}")
+
     if len(products) < MIN_PRODUCTS or len(series) < MIN_SERIES:
         errors.append(f"catalog too small: {len(products)} products / {len(series)} series")
     if len(docs) < MIN_DOCS:
@@ -1584,6 +1920,8 @@ def check() -> int:
     for split in ("train", "heldout"):
         c = counts[split]
         print(f"intents {split}: {sum(c.values())} ({', '.join(f'{k}={v}' for k, v in c.items())})")
+    print(f"eval retrieval: {len(data['eval'])} ({', '.join(f'{k}={v}' for k, v in eval_counts.items())}; "
+          f"{', '.join(f'{k}={v}' for k, v in eval_store_counts.items())})")
     if errors:
         print(f"\n{len(errors)} problem(s):")
         for e in errors[:50]:

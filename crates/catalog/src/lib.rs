@@ -44,13 +44,13 @@ pub struct Product {
     pub price_yen: u32,
     pub stock: u32,
     pub release_date: String,
-    /// The series' title as a Japanese storefront lists it (manga_jp only), e.g. `ワンピース`.
+    /// The series' title as a Japanese storefront lists it (manga_jp only), e.g. `ONE PIECE`, `進撃の巨人`.
     #[serde(default)]
     pub series_ja: Option<String>,
-    /// Its reading in hiragana, e.g. `わんぴーす`, so a shopper who types the sound finds it.
+    /// Its reading in kana, e.g. `ワンピース`, `しんげきのきょじん`, so a shopper who types the sound finds it.
     #[serde(default)]
     pub series_reading: Option<String>,
-    /// This volume's Japanese title, e.g. `ワンピース 1巻`.
+    /// This volume's Japanese title, e.g. `ONE PIECE 1`.
     #[serde(default)]
     pub title_ja: Option<String>,
 }
@@ -318,6 +318,8 @@ impl From<&Product> for pb::Product {
             price_yen: p.price_yen,
             stock: p.stock,
             release_date: p.release_date.clone(),
+            title_ja: p.title_ja.clone().unwrap_or_default(),
+            series_ja: p.series_ja.clone().unwrap_or_default(),
         }
     }
 }

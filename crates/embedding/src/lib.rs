@@ -1,19 +1,24 @@
-//! Sentence embeddings for the mesh. The default is all-MiniLM-L6-v2 run on CPU with candle
-//! (mean pooling, L2-normalised, 384 dimensions); when its files cannot be had, a hashed
-//! character n-gram embedder keeps every feature working with lower quality. Query vectors
-//! are cached so a message is embedded once however many stages need it. [`vector_file`] is
-//! the on-disk cache format for vectors embedded once and read back on the next start.
+//! Sentence embeddings for the mesh. The default is a static multilingual embedding distilled
+//! from multilingual-e5-small ([`StaticEmbedder`]: a table lookup per SentencePiece piece,
+//! microseconds per message, Japanese and English in one space). all-MiniLM-L6-v2 run on CPU
+//! with candle (English only, ~15 ms a message) remains selectable, and when no model files
+//! can be had a hashed character n-gram embedder keeps every feature working with lower
+//! quality. Query vectors are cached so a message is embedded once however many stages need
+//! it. [`vector_file`] is the on-disk cache format for vectors embedded once and read back on
+//! the next start.
 
 mod hashed;
 mod minilm;
 mod query_cache;
+mod static_model;
 pub mod vector_file;
 
-use std::{path::Path, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 pub use hashed::HashedNgrams;
 pub use minilm::MiniLm;
 pub use query_cache::QueryEmbedder;
+pub use static_model::StaticEmbedder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -35,6 +40,12 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
     fn dim(&self) -> usize;
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
 
+    /// True when one text costs microseconds, so callers embed on the async thread instead of
+    /// paying a `spawn_blocking` hand-off that would cost more than the work.
+    fn is_cheap(&self) -> bool {
+        false
+    }
+
     fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         self.embed_batch(&[text])?
             .pop()
@@ -42,17 +53,34 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Builds the configured embedder: `auto` (model if present, else hashed), `minilm`, `hashed`.
-pub fn from_backend(backend: &str, model_dir: &Path) -> Result<Arc<dyn Embedder>, EmbedError> {
+/// Where each embedder's files live.
+#[derive(Debug, Clone)]
+pub struct ModelDirs {
+    /// `vocab.json` + `vectors.bin` of the distilled static model.
+    pub static_model: PathBuf,
+    /// all-MiniLM-L6-v2's `model.safetensors`, `config.json`, `tokenizer.json`.
+    pub minilm: PathBuf,
+}
+
+/// Builds the configured embedder: `auto` (the static model if present, else MiniLM if
+/// present, else hashed), `static`, `minilm`, `hashed`.
+pub fn from_backend(backend: &str, dirs: &ModelDirs) -> Result<Arc<dyn Embedder>, EmbedError> {
     match backend {
         "hashed" => Ok(Arc::new(HashedNgrams::default())),
-        "minilm" => Ok(Arc::new(MiniLm::load(model_dir)?)),
-        "auto" => match MiniLm::load(model_dir) {
+        "static" => Ok(Arc::new(StaticEmbedder::load(&dirs.static_model)?)),
+        "minilm" => Ok(Arc::new(MiniLm::load(&dirs.minilm)?)),
+        "auto" => match StaticEmbedder::load(&dirs.static_model) {
             Ok(m) => Ok(Arc::new(m)),
-            Err(e) => {
-                tracing::warn!(error = %e, "sentence model unavailable, using hashed n-gram embeddings (lower quality)");
-                Ok(Arc::new(HashedNgrams::default()))
-            }
+            Err(static_err) => match MiniLm::load(&dirs.minilm) {
+                Ok(m) => {
+                    tracing::warn!(error = %static_err, "static multilingual model unavailable, using all-MiniLM-L6-v2 (English only, ~15 ms a message)");
+                    Ok(Arc::new(m))
+                }
+                Err(e) => {
+                    tracing::warn!(static_model = %static_err, minilm = %e, "no sentence model available, using hashed n-gram embeddings (lower quality)");
+                    Ok(Arc::new(HashedNgrams::default()))
+                }
+            },
         },
         other => Err(EmbedError::Backend(other.to_string())),
     }

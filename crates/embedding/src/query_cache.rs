@@ -51,6 +51,19 @@ impl QueryEmbedder {
         (c.hits, c.misses)
     }
 
+    /// [`embed_query`](Self::embed_query) for async callers: inline when the model is cheap
+    /// (the static model costs microseconds, less than a hand-off to the blocking pool),
+    /// otherwise on the blocking pool so a transformer's milliseconds never stall the runtime.
+    pub async fn embed_query_async(&self, text: &str) -> Result<Arc<[f32]>, EmbedError> {
+        if self.inner.is_cheap() {
+            return self.embed_query(text);
+        }
+        let (this, text) = (self.clone(), text.to_string());
+        tokio::task::spawn_blocking(move || this.embed_query(&text))
+            .await
+            .map_err(|e| EmbedError::Inference(format!("embedding task failed: {e}")))?
+    }
+
     /// The vector of `text`, from the cache when possible. Runs the model on the calling
     /// thread on a miss.
     pub fn embed_query(&self, text: &str) -> Result<Arc<[f32]>, EmbedError> {

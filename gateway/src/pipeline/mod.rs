@@ -190,29 +190,27 @@ impl Orchestrator {
     /// The message's query vector, computed once here for every daemon that needs it.
     async fn embed(&self, text: &str, ctx: &StageCtx) -> Option<pb::Embedding> {
         let embedder = self.embedder.clone()?;
-        let text = text.to_string();
         let started = Instant::now();
         let span = info_span!(
             "stage",
             stage = "embed",
             budget_ms = ctx.budgets.orchestrator_ms
         );
-        let r = tokio::task::spawn_blocking(move || {
-            embedder.embed_query(&text).map(|v| pb::Embedding {
+        let r = embedder
+            .embed_query_async(&text)
+            .instrument(span.clone())
+            .await
+            .map(|v| pb::Embedding {
                 values: v.to_vec(),
                 model: embedder.model_id().to_string(),
-            })
-        })
-        .instrument(span.clone())
-        .await;
+            });
         let _e = span.enter();
         let (out, outcome) = match r {
-            Ok(Ok(e)) => (Some(e), "ok"),
-            Ok(Err(e)) => {
+            Ok(e) => (Some(e), "ok"),
+            Err(e) => {
                 tracing::warn!(error = %e, "embedding failed; services will embed themselves");
                 (None, "error")
             }
-            Err(_) => (None, "error"),
         };
         record_stage(
             &ctx.timings,

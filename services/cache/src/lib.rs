@@ -181,10 +181,9 @@ impl CacheDaemon {
             mangaassist_embedding::normalize(&mut v);
             return Ok(v.into());
         }
-        let (embedder, text) = (embedder.clone(), text.to_string());
-        tokio::task::spawn_blocking(move || embedder.embed_query(&text))
+        embedder
+            .embed_query_async(text)
             .await
-            .map_err(|e| CacheError::Task(e.to_string()))?
             .map_err(CacheError::from)
     }
 

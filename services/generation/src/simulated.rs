@@ -1558,6 +1558,7 @@ mod tests {
                 price_yen: 1_210,
                 stock,
                 release_date: "2020-01-01".into(),
+                ..Default::default()
             }),
             ..Default::default()
         }

@@ -11,6 +11,7 @@
 mod ann;
 mod backend;
 mod bm25;
+pub mod eval;
 mod opensearch;
 mod text;
 mod vectors;
@@ -185,6 +186,11 @@ impl RetrievalDaemon {
     }
 
     /// How the catalog vectors were obtained at start (cache hit, time, file).
+    /// The embedder's model id (what supplied vectors must match).
+    pub fn model_id(&self) -> &str {
+        self.inner.embedder.model_id()
+    }
+
     pub fn vectors_outcome(&self) -> Option<&VectorsOutcome> {
         self.inner.vectors.as_ref()
     }
@@ -266,13 +272,7 @@ impl RetrievalDaemon {
         let embedded = supplied.is_none();
         let vector = match supplied {
             Some(v) => v,
-            None => {
-                let embedder = self.inner.embedder.clone();
-                let query = req.query.clone();
-                tokio::task::spawn_blocking(move || embedder.embed_query(&query))
-                    .await
-                    .map_err(|e| RetrievalError::Internal(e.to_string()))??
-            }
+            None => self.inner.embedder.embed_query_async(&req.query).await?,
         };
         let embed_us = if embedded {
             micros(embed_start.elapsed())

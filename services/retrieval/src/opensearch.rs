@@ -188,6 +188,7 @@ impl From<ProductSource> for pb::Product {
             price_yen: p.price_yen,
             stock: p.stock,
             release_date: p.release_date,
+            ..Default::default()
         }
     }
 }

@@ -101,11 +101,26 @@ pub fn query_tokens(text: &str) -> Vec<String> {
     t
 }
 
-/// What a product's vector is computed from.
+/// The Japanese names of a product (title, series, reading), space-separated; empty outside
+/// the Japanese storefront.
+fn japanese_names(p: &Product) -> String {
+    [&p.title_ja, &p.series_ja, &p.series_reading]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a product's vector is computed from. The Japanese names come first with the English
+/// ones so a Japanese title query and an English one land near the same products.
 pub fn product_embedding_text(p: &Product) -> String {
+    let ja = japanese_names(p);
     format!(
-        "{}. {} by {}. {}. {}. {}",
+        "{}{}{}. {} by {}. {}. {}. {}",
         p.title,
+        if ja.is_empty() { "" } else { " / " },
+        ja,
         p.series,
         p.author,
         p.genres.join(", "),
@@ -131,11 +146,14 @@ pub fn catalog_embedding_texts(catalog: &mangaassist_catalog::Catalog) -> Vec<St
 }
 
 /// The BM25 field text of a product. Title, series and author are repeated because a query
-/// naming them is far more telling than the same word somewhere in a synopsis.
+/// naming them is far more telling than the same word somewhere in a synopsis; the Japanese
+/// names count like the title.
 pub fn product_lexical_text(p: &Product) -> String {
+    let ja = japanese_names(p);
     format!(
-        "{t} {t} {t} {s} {s} {a} {a} {g} {d} {syn}",
+        "{t} {t} {t} {j} {j} {j} {s} {s} {a} {a} {g} {d} {syn}",
         t = p.title,
+        j = ja,
         s = p.series,
         a = p.author,
         g = p.genres.join(" "),

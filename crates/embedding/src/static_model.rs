@@ -1,0 +1,252 @@
+//! A static multilingual embedding: one vector per SentencePiece piece, distilled once from
+//! multilingual-e5-small by `scripts/distill/distill.py` (see there for how). Embedding a text
+//! is segmenting it into pieces with the teacher's own unigram model and summing their
+//! vectors: microseconds on one core, no matrix multiply, and Japanese and English land in the
+//! same space because the teacher put them there.
+//!
+//! Files (in the model directory): `vocab.json` (pieces, their log-probabilities, the
+//! per-code-point normalisation map) and `vectors.bin` (`n × dim` int8 rows, then `n` f32
+//! row scales, little-endian).
+
+use std::{collections::HashMap, path::Path};
+
+use serde::Deserialize;
+
+use crate::{EmbedError, Embedder, normalize};
+
+/// SentencePiece's word-boundary marker, which stands for a space inside pieces.
+const META: char = '\u{2581}';
+const FORMAT: u32 = 1;
+/// Pieces never span more bytes than this in any vocabulary we ship; a corrupt file claiming
+/// more would only make segmentation slower, so it is rejected.
+const MAX_PIECE_BYTES: usize = 64;
+
+#[derive(Deserialize)]
+struct VocabFile {
+    format: u32,
+    model_id: String,
+    dim: usize,
+    pieces: Vec<String>,
+    scores: Vec<f32>,
+    unk_score: f32,
+    normalize: Vec<(u32, Vec<u32>)>,
+}
+
+type FnvMap<K, V> = HashMap<K, V, fnv::FnvBuildHasher>;
+
+pub struct StaticEmbedder {
+    model_id: String,
+    dim: usize,
+    index: FnvMap<Box<str>, u32>,
+    scores: Vec<f32>,
+    unk_score: f32,
+    max_piece_bytes: usize,
+    normalize: FnvMap<char, Box<str>>,
+    rows: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+impl std::fmt::Debug for StaticEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticEmbedder")
+            .field("model_id", &self.model_id)
+            .field("pieces", &self.scores.len())
+            .field("dim", &self.dim)
+            .finish()
+    }
+}
+
+impl StaticEmbedder {
+    pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        let vocab_path = dir.join("vocab.json");
+        let vectors_path = dir.join("vectors.bin");
+        let missing: Vec<&str> = [("vocab.json", &vocab_path), ("vectors.bin", &vectors_path)]
+            .iter()
+            .filter(|(_, p)| !p.is_file())
+            .map(|(n, _)| *n)
+            .collect();
+        if !missing.is_empty() {
+            return Err(EmbedError::ModelMissing {
+                dir: dir.display().to_string(),
+                missing: missing.join(", "),
+            });
+        }
+        let bad = |what: String| EmbedError::Load(format!("{}: {what}", dir.display()));
+        let vocab: VocabFile = serde_json::from_slice(
+            &std::fs::read(&vocab_path).map_err(|e| bad(format!("vocab.json: {e}")))?,
+        )
+        .map_err(|e| bad(format!("vocab.json: {e}")))?;
+        if vocab.format != FORMAT {
+            return Err(bad(format!(
+                "vocab.json has format {}, this build reads {FORMAT} (rerun scripts/fetch-model.sh)",
+                vocab.format
+            )));
+        }
+        let n = vocab.pieces.len();
+        if vocab.scores.len() != n || n == 0 || vocab.dim == 0 || vocab.dim > 4096 {
+            return Err(bad(format!(
+                "{} pieces, {} scores, dim {}",
+                n,
+                vocab.scores.len(),
+                vocab.dim
+            )));
+        }
+        let bytes = std::fs::read(&vectors_path).map_err(|e| bad(format!("vectors.bin: {e}")))?;
+        if bytes.len() != n * vocab.dim + n * 4 {
+            return Err(bad(format!(
+                "vectors.bin is {} bytes, expected {} for {n} pieces of {} dims",
+                bytes.len(),
+                n * vocab.dim + n * 4,
+                vocab.dim
+            )));
+        }
+        let (rows, scales) = bytes.split_at(n * vocab.dim);
+        let rows: Vec<i8> = rows.iter().map(|&b| b as i8).collect();
+        let scales: Vec<f32> = scales
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let mut index = FnvMap::default();
+        index.reserve(n);
+        let mut max_piece_bytes = 1;
+        for (i, p) in vocab.pieces.into_iter().enumerate() {
+            if p.is_empty() || p.len() > MAX_PIECE_BYTES {
+                return Err(bad(format!(
+                    "piece {i} is empty or longer than {MAX_PIECE_BYTES} bytes"
+                )));
+            }
+            max_piece_bytes = max_piece_bytes.max(p.len());
+            index.insert(p.into_boxed_str(), i as u32);
+        }
+        let mut normalize = FnvMap::default();
+        for (cp, out) in vocab.normalize {
+            let from = char::from_u32(cp).ok_or_else(|| bad(format!("bad code point {cp}")))?;
+            let to: String = out
+                .into_iter()
+                .map(|c| char::from_u32(c).ok_or_else(|| bad(format!("bad code point {c}"))))
+                .collect::<Result<_, _>>()?;
+            normalize.insert(from, to.into_boxed_str());
+        }
+        Ok(Self {
+            model_id: vocab.model_id,
+            dim: vocab.dim,
+            index,
+            scores: vocab.scores,
+            unk_score: vocab.unk_score,
+            max_piece_bytes,
+            normalize,
+            rows,
+            scales,
+        })
+    }
+
+    /// The piece ids of `text` (unknown characters left out), as the teacher's tokenizer would
+    /// segment it over the kept vocabulary: lower-cased (queries arrive lower-cased, so the
+    /// catalog must be too), the normalisation map applied, spaces collapsed and turned into
+    /// word-boundary markers, then the most probable segmentation (Viterbi).
+    pub fn pieces(&self, text: &str) -> Vec<u32> {
+        let mut buf = String::with_capacity(text.len() + 8);
+        let mut last_space = true;
+        buf.push(META);
+        let mut push = |c: char| {
+            for c in c.to_lowercase() {
+                if c.is_whitespace() {
+                    if !last_space {
+                        buf.push(META);
+                        last_space = true;
+                    }
+                } else {
+                    buf.push(c);
+                    last_space = false;
+                }
+            }
+        };
+        for c in text.chars() {
+            match self.normalize.get(&c) {
+                Some(s) => s.chars().for_each(&mut push),
+                None => push(c),
+            }
+        }
+        if buf.ends_with(META) && buf.len() > META.len_utf8() {
+            buf.truncate(buf.len() - META.len_utf8());
+        }
+        let bounds: Vec<usize> = buf
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(buf.len()))
+            .collect();
+        let n = bounds.len() - 1;
+        // best[i]: score of the best segmentation of the first i characters; from[i]: where its
+        // last piece starts and which piece it is (u32::MAX = an unknown character).
+        let mut best = vec![f32::NEG_INFINITY; n + 1];
+        let mut from = vec![(0usize, u32::MAX); n + 1];
+        best[0] = 0.0;
+        for i in 0..n {
+            if best[i] == f32::NEG_INFINITY {
+                continue;
+            }
+            let start = bounds[i];
+            for e in i + 1..=n {
+                let end = bounds[e];
+                if end - start > self.max_piece_bytes {
+                    break;
+                }
+                if let Some(&id) = self.index.get(&buf[start..end]) {
+                    let s = best[i] + self.scores[id as usize];
+                    if s > best[e] {
+                        best[e] = s;
+                        from[e] = (i, id);
+                    }
+                }
+            }
+            let s = best[i] + self.unk_score;
+            if s > best[i + 1] {
+                best[i + 1] = s;
+                from[i + 1] = (i, u32::MAX);
+            }
+        }
+        let mut out = Vec::new();
+        let mut i = n;
+        while i > 0 {
+            let (prev, id) = from[i];
+            if id != u32::MAX {
+                out.push(id);
+            }
+            i = prev;
+        }
+        out.reverse();
+        out
+    }
+
+    fn one(&self, text: &str) -> Vec<f32> {
+        let mut v = vec![0.0f32; self.dim];
+        for id in self.pieces(text) {
+            let row = id as usize;
+            let scale = self.scales[row];
+            let r = &self.rows[row * self.dim..(row + 1) * self.dim];
+            for (acc, &q) in v.iter_mut().zip(r) {
+                *acc += scale * f32::from(q);
+            }
+        }
+        normalize(&mut v);
+        v
+    }
+}
+
+impl Embedder for StaticEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|t| self.one(t)).collect())
+    }
+
+    fn is_cheap(&self) -> bool {
+        true
+    }
+}

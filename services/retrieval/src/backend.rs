@@ -324,9 +324,25 @@ struct StoreIndex {
 pub(crate) struct Series {
     pub(crate) name: String,
     pub(crate) tokens: Vec<String>,
+    /// Every name the series goes by as tokens: the English one (`tokens`), the Japanese
+    /// storefront's title and its kana reading; duplicates left out.
+    pub(crate) aliases: Vec<Vec<String>>,
     /// Positions of the volumes among the products the series were built from.
     pub(crate) members: Vec<usize>,
     pub(crate) centroid: Vec<f32>,
+}
+
+impl Series {
+    /// The aliases found as a contiguous run in `tokens`.
+    pub(crate) fn found_in<'a>(
+        &'a self,
+        tokens: &'a [String],
+    ) -> impl Iterator<Item = &'a [String]> + 'a {
+        self.aliases
+            .iter()
+            .filter(move |a| !a.is_empty() && tokens.windows(a.len()).any(|w| w == a.as_slice()))
+            .map(Vec::as_slice)
+    }
 }
 
 /// The series of one store's products (`products[i]` with its vector), sorted by tokens.
@@ -344,9 +360,22 @@ pub(crate) fn build_series(products: &[(&Product, &[f32])]) -> Vec<Series> {
                 centroid.iter_mut().zip(v.iter()).for_each(|(c, x)| *c += x);
             }
             mangaassist_embedding::normalize(&mut centroid);
+            let first = products[members[0]].0;
+            let tokens = text::tokenize(name);
+            let mut aliases = vec![tokens.clone()];
+            for other in [&first.series_ja, &first.series_reading]
+                .into_iter()
+                .flatten()
+            {
+                let t = text::tokenize(other);
+                if !t.is_empty() && !aliases.contains(&t) {
+                    aliases.push(t);
+                }
+            }
             Series {
                 name: name.to_string(),
-                tokens: text::tokenize(name),
+                tokens,
+                aliases,
                 members,
                 centroid,
             }
@@ -356,28 +385,26 @@ pub(crate) fn build_series(products: &[(&Product, &[f32])]) -> Vec<Series> {
     series
 }
 
-/// The series whose full name appears in the query tokens.
+/// The series one of whose names appears in the query tokens.
 pub(crate) fn named_series<'a>(series: &'a [Series], tokens: &[String]) -> Vec<&'a Series> {
     series
         .iter()
-        .filter(|s| {
-            !s.tokens.is_empty()
-                && tokens
-                    .windows(s.tokens.len())
-                    .any(|w| w == s.tokens.as_slice())
-        })
+        .filter(|s| s.found_in(tokens).next().is_some())
         .collect()
 }
 
-/// The query tokens without the named series' full names (they score as phrases for
-/// those series only).
+/// The query tokens without the named series' names (they score as phrases for those series
+/// only).
 pub(crate) fn without_series(tokens: &[String], named: &[&Series]) -> Vec<String> {
     let mut rest: Vec<String> = tokens.to_vec();
-    for s in named {
-        let n = s.tokens.len();
+    for alias in named.iter().flat_map(|s| s.aliases.iter()) {
+        let n = alias.len();
+        if n == 0 {
+            continue;
+        }
         let mut i = 0;
         while i + n <= rest.len() {
-            if rest[i..i + n] == s.tokens[..] {
+            if rest[i..i + n] == alias[..] {
                 rest.drain(i..i + n);
             } else {
                 i += 1;
@@ -385,6 +412,164 @@ pub(crate) fn without_series(tokens: &[String], named: &[&Series]) -> Vec<String
         }
     }
     rest
+}
+
+/// Edit distance with adjacent transpositions (optimal string alignment), stopping early
+/// once it exceeds `max`: "naurto" is 1 from "naruto".
+fn edit_distance(a: &[char], b: &[char], max: usize) -> usize {
+    if a.len().abs_diff(b.len()) > max {
+        return max + 1;
+    }
+    let mut prev2: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        let mut row_min = cur[0];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(prev2[j - 2] + 1);
+            }
+            cur[j] = d;
+            row_min = row_min.min(d);
+        }
+        if row_min > max {
+            return max + 1;
+        }
+        std::mem::swap(&mut prev2, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Misspelled or run-together series names corrected: a query word of four or more letters
+/// within one edit (two from eight letters) of a word of a series name, or of a whole name
+/// written as one word ("chainsawman"), becomes that word or name. The correction is kept
+/// only when it makes the query name a series it did not name before, so an ordinary word
+/// that happens to sit near a title word ("live" and "love") is left alone.
+pub(crate) fn correct_series_names(series: &[Series], tokens: &[String]) -> Option<Vec<String>> {
+    let allowed = |len: usize| if len >= 8 { 2 } else { 1 };
+    let mut corrected: Vec<String> = Vec::with_capacity(tokens.len());
+    let mut changed = false;
+    for t in tokens {
+        let chars: Vec<char> = t.chars().collect();
+        let known = series
+            .iter()
+            .flat_map(|s| s.aliases.iter())
+            .any(|a| a.iter().any(|w| w == t));
+        if chars.len() < 4 || known || !chars.iter().all(|c| c.is_ascii_alphabetic()) {
+            corrected.push(t.clone());
+            continue;
+        }
+        let max = allowed(chars.len());
+        let mut best: Option<(usize, Vec<String>)> = None;
+        for alias in series.iter().flat_map(|s| s.aliases.iter()) {
+            let mut consider = |candidate: &[String], form: &str| {
+                let d = edit_distance(&chars, &form.chars().collect::<Vec<_>>(), max);
+                if d <= max && best.as_ref().is_none_or(|(bd, _)| d < *bd) {
+                    best = Some((d, candidate.to_vec()));
+                }
+            };
+            if alias.len() > 1 {
+                consider(alias, &alias.concat());
+            }
+            for w in alias.iter().filter(|w| w.chars().count() >= 4) {
+                consider(std::slice::from_ref(w), w);
+            }
+        }
+        match best {
+            Some((_, words)) => {
+                changed = true;
+                corrected.extend(words);
+            }
+            None => corrected.push(t.clone()),
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let before = named_series(series, tokens).len();
+    (named_series(series, &corrected).len() > before).then_some(corrected)
+}
+
+/// The volume a query asks for: "vol 3", "vol.3", "volume 3", "#3", "3巻", "第3巻", "3かん",
+/// or a number right after a series name it names ("fruits basket 1", "進撃の巨人 1").
+pub(crate) fn requested_volume(text: &str, tokens: &[String], named: &[&Series]) -> Option<u32> {
+    let lower = text.to_lowercase();
+    let number_at = |s: &str| -> Option<u32> {
+        let digits: String = s
+            .trim_start_matches([' ', '.', '#', '-'])
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok().filter(|&n| (1..=999).contains(&n))
+    };
+    for marker in ["volume", "vol", "#"] {
+        for (i, _) in lower.match_indices(marker) {
+            let before_ok = marker == "#"
+                || lower[..i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphanumeric());
+            if before_ok && let Some(n) = number_at(&lower[i + marker.len()..]) {
+                return Some(n);
+            }
+        }
+    }
+    for marker in ["巻", "かん"] {
+        for (i, _) in lower.match_indices(marker) {
+            let digits: String = lower[..i]
+                .chars()
+                .rev()
+                .take_while(char::is_ascii_digit)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if let Ok(n) = digits.parse::<u32>()
+                && (1..=999).contains(&n)
+            {
+                return Some(n);
+            }
+        }
+    }
+    for s in named {
+        for alias in &s.aliases {
+            let n = alias.len();
+            for (i, w) in tokens.windows(n).enumerate() {
+                if w == alias.as_slice()
+                    && let Some(next) = tokens.get(i + n)
+                    && let Ok(v) = next.parse::<u32>()
+                    && (1..=999).contains(&v)
+                {
+                    return Some(v);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `ranked` with the requested volume of a named series moved to the front (keeping the
+/// order otherwise): a shopper who asks for "Berserk vol 1" means that book, not the three
+/// Berserk volumes whose synopses happen to score higher.
+pub(crate) fn prefer_volume(
+    ranked: &mut [Scored],
+    volume: Option<u32>,
+    named: &[&Series],
+    product: impl Fn(usize) -> (u32, usize),
+) {
+    let Some(volume) = volume else { return };
+    if named.is_empty() {
+        return;
+    }
+    ranked.sort_by_key(|s| {
+        let (v, member_of) = product(s.idx);
+        let wanted = v == volume && named.iter().any(|n| n.members.contains(&member_of));
+        !wanted
+    });
 }
 
 /// The query vector moved towards the series the query names. "Manga like One Piece"
@@ -413,9 +598,11 @@ impl StoreIndex {
         let rest = without_series(tokens, named);
         let mut scores = self.products.bm25.scores_tokens(&rest);
         for s in named {
-            let phrase = self.products.bm25.scores_tokens(&s.tokens);
-            for &i in &s.members {
-                scores[i] += phrase[i];
+            for alias in s.found_in(tokens) {
+                let phrase = self.products.bm25.scores_tokens(alias);
+                for &i in &s.members {
+                    scores[i] += phrase[i];
+                }
             }
         }
         scores
@@ -497,11 +684,15 @@ impl LocalBackend {
     pub fn search_now(&self, q: &SearchQuery) -> Result<SearchResults, RetrievalError> {
         let store = self.store(&q.store_id)?;
         let filtered = !q.filter.is_empty();
-        let tokens = text::query_tokens(&q.text);
+        let mut tokens = text::query_tokens(&q.text);
+        if let Some(corrected) = correct_series_names(&store.series, &tokens) {
+            tokens = corrected;
+        }
         let named = named_series(&store.series, &tokens);
+        let volume = requested_volume(&q.text, &tokens, &named);
         let expanded = expand(&named, &q.vector);
         let lexical = store.product_lexical(&tokens, &named);
-        let products = store.products.hybrid(
+        let mut products = store.products.hybrid(
             &lexical,
             expanded.as_deref().unwrap_or(&q.vector),
             q.top_k,
@@ -509,6 +700,10 @@ impl LocalBackend {
             filtered,
             |p| q.filter.matches(p),
         );
+        // Series members are positions among the store's products, which is what idx is.
+        prefer_volume(&mut products, volume, &named, |idx| {
+            (store.products.items[idx].volume, idx)
+        });
         let products = diversify(products, q.top_k, self.params.max_per_series, |s| {
             store.products.items[s.idx].series.as_str()
         })

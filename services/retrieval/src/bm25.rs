@@ -59,12 +59,22 @@ impl Bm25 {
         self.scores_tokens(&tokenize(query))
     }
 
-    /// [`Bm25::scores`] for an already tokenised query.
+    /// [`Bm25::scores`] for an already tokenised query. When the query has two or more CJK
+    /// bigrams, a document scores for them only if it matches at least two: one shared
+    /// bigram between a Japanese sentence and a title is nearly always a particle or a
+    /// fragment ("ある", "たち"), while a real title match is a chain of them.
     pub fn scores_tokens(&self, terms: &[String]) -> Vec<f32> {
         let mut out = vec![0.0; self.doc_len.len()];
         let mut terms = terms.to_vec();
         terms.sort();
         terms.dedup();
+        let is_cjk_term = |t: &str| t.chars().any(crate::text::is_cjk);
+        let cjk_terms = terms.iter().filter(|t| is_cjk_term(t)).count();
+        let mut cjk = if cjk_terms >= 2 {
+            vec![(0.0f32, 0u32); self.doc_len.len()]
+        } else {
+            Vec::new()
+        };
         let n = self.doc_len.len() as f32;
         let avgdl = self.avgdl.max(1.0);
         for t in &terms {
@@ -73,11 +83,23 @@ impl Bm25 {
             };
             let df = list.len() as f32;
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            let gated = !cjk.is_empty() && is_cjk_term(t);
             for &(doc, tf) in list {
                 let tf = tf as f32;
                 let len = self.doc_len[doc as usize] as f32;
-                out[doc as usize] +=
-                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avgdl));
+                let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avgdl));
+                if gated {
+                    let c = &mut cjk[doc as usize];
+                    c.0 += s;
+                    c.1 += 1;
+                } else {
+                    out[doc as usize] += s;
+                }
+            }
+        }
+        for (o, (s, matched)) in out.iter_mut().zip(cjk) {
+            if matched >= 2 {
+                *o += s;
             }
         }
         out

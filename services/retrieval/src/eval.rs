@@ -121,14 +121,15 @@ pub struct QueryScore {
     pub hit: bool,
     pub recall: f64,
     pub reciprocal_rank: f64,
-    /// What the first result was (series or document id), for reading failures.
+    /// The first results (series or document id, vector and lexical score), for reading
+    /// failures.
     pub top: String,
 }
 
 /// Scores a ranking (series name or product id per product result, or document ids) against
 /// the labels, looking at the first `k` for hit and recall and at the whole list for MRR.
-fn score(labels: &[Label], ranking: &[(String, String)], k: usize) -> QueryScore {
-    let satisfies = |l: &Label, (key, series): &(String, String)| match l {
+fn score(labels: &[Label], ranking: &[(String, String, f32, f32)], k: usize) -> QueryScore {
+    let satisfies = |l: &Label, (key, series, _, _): &(String, String, f32, f32)| match l {
         Label::Series(s) => s == series,
         Label::Product(id) | Label::Doc(id) => id == key,
     };
@@ -144,15 +145,14 @@ fn score(labels: &[Label], ranking: &[(String, String)], k: usize) -> QueryScore
         recall: found as f64 / labels.len().max(1) as f64,
         reciprocal_rank: first.map_or(0.0, |p| 1.0 / (p as f64 + 1.0)),
         top: ranking
-            .first()
-            .map(|(key, series)| {
-                if series.is_empty() {
-                    key.clone()
-                } else {
-                    series.clone()
-                }
+            .iter()
+            .take(3)
+            .map(|(key, series, v, l)| {
+                let name = if series.is_empty() { key } else { series };
+                format!("{name} (vector {v:.2}, lexical {l:.1})")
             })
-            .unwrap_or_default(),
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }
 
@@ -213,17 +213,28 @@ pub async fn evaluate(
                 source,
             })?;
         embed_us.push(u64::from(resp.embed_us));
-        let ranking: Vec<(String, String)> = if documents_only {
+        let ranking: Vec<(String, String, f32, f32)> = if documents_only {
             resp.documents
                 .iter()
-                .filter_map(|d| d.document.as_ref())
-                .map(|d| (d.id.clone(), String::new()))
+                .filter_map(|h| {
+                    h.document
+                        .as_ref()
+                        .map(|d| (d.id.clone(), String::new(), h.vector_score, h.lexical_score))
+                })
                 .collect()
         } else {
             resp.products
                 .iter()
-                .filter_map(|p| p.product.as_ref())
-                .map(|p| (p.id.clone(), p.series.clone()))
+                .filter_map(|h| {
+                    h.product.as_ref().map(|p| {
+                        (
+                            p.id.clone(),
+                            p.series.clone(),
+                            h.vector_score,
+                            h.lexical_score,
+                        )
+                    })
+                })
                 .collect()
         };
         scored.push((q, score(&labels, &ranking, k)));
@@ -286,7 +297,7 @@ impl fmt::Display for EvalReport {
         if !self.misses.is_empty() {
             writeln!(f, "\nmissed (no relevant result in the first {k}):")?;
             for (id, kind, query, top) in &self.misses {
-                writeln!(f, "  {id} [{kind}] {query:?} -> first result: {top}")?;
+                writeln!(f, "  {id} [{kind}] {query:?} -> {top}")?;
             }
         }
         Ok(())
@@ -297,8 +308,8 @@ impl fmt::Display for EvalReport {
 mod tests {
     use super::*;
 
-    fn r(key: &str, series: &str) -> (String, String) {
-        (key.into(), series.into())
+    fn r(key: &str, series: &str) -> (String, String, f32, f32) {
+        (key.into(), series.into(), 0.5, 1.0)
     }
 
     #[test]
@@ -319,7 +330,12 @@ mod tests {
         assert!(s.hit);
         assert_eq!(s.recall, 0.5, "B2 is at rank 6, outside the first 5");
         assert_eq!(s.reciprocal_rank, 0.5);
-        assert_eq!(s.top, "Naruto");
+        assert!(
+            s.top
+                .starts_with("Naruto (vector 0.50, lexical 1.0); One Piece"),
+            "{}",
+            s.top
+        );
         let s = score(&labels, &ranking, 6);
         assert_eq!(s.recall, 1.0);
     }
@@ -331,10 +347,7 @@ mod tests {
             &[r("faq-b", ""), r("faq-c", "")],
             5,
         );
-        assert_eq!(
-            (s.hit, s.recall, s.reciprocal_rank, s.top.as_str()),
-            (false, 0.0, 0.0, "faq-b")
-        );
+        assert_eq!((s.hit, s.recall, s.reciprocal_rank), (false, 0.0, 0.0));
     }
 
     #[test]

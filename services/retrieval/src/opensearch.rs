@@ -41,8 +41,8 @@ use crate::{
     RetrievalError,
     backend::{
         HybridParams, ProductFilter, Scored, SearchBackend, SearchQuery, SearchResults, Series,
-        apply_lexical_floor, build_series, check_vector_counts, diversify, expand, fuse,
-        named_series, without_series,
+        apply_lexical_floor, build_series, check_vector_counts, correct_series_names, diversify,
+        expand, fuse, named_series, without_series,
     },
     text,
 };
@@ -658,7 +658,7 @@ fn index_settings() -> Value {
                 },
                 "filter": {
                     "mangaassist_stop": { "type": "stop", "stopwords": text::STOPWORDS },
-                    "mangaassist_cjk": { "type": "cjk_bigram", "output_unigrams": true }
+                    "mangaassist_cjk": { "type": "cjk_bigram", "output_unigrams": false }
                 },
                 "analyzer": {
                     ANALYZER: {
@@ -812,10 +812,12 @@ fn product_lexical_should(tokens: &[String], named: &[&Series]) -> Vec<Value> {
         .into_iter()
         .collect();
     for s in named {
-        if let Some(m) = terms_match(&s.tokens) {
-            should.push(json!({
-                "bool": { "filter": [{ "term": { "series": s.name } }], "must": [m] }
-            }));
+        for alias in s.found_in(tokens) {
+            if let Some(m) = terms_match(alias) {
+                should.push(json!({
+                    "bool": { "filter": [{ "term": { "series": s.name } }], "must": [m] }
+                }));
+            }
         }
     }
     should
@@ -946,7 +948,10 @@ impl SearchBackend for OpenSearchBackend {
             .series
             .get(&q.store_id)
             .ok_or_else(|| RetrievalError::unknown_store(&q.store_id, &self.stores))?;
-        let tokens = text::query_tokens(&q.text);
+        let mut tokens = text::query_tokens(&q.text);
+        if let Some(corrected) = correct_series_names(series, &tokens) {
+            tokens = corrected;
+        }
         let named = named_series(series, &tokens);
         let expanded = expand(&named, &q.vector);
         let product_vector: &[f32] = expanded.as_deref().unwrap_or(&q.vector);

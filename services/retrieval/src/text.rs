@@ -54,8 +54,20 @@ pub fn is_cjk(c: char) -> bool {
     )
 }
 
+/// Katakana folded to hiragana (ヴ and the small forms included), so a shopper who types a
+/// title's sound in either script finds it: `ちぇんそーまん` meets `チェンソーマン`.
+pub fn fold_kana(c: char) -> char {
+    match c as u32 {
+        cp @ 0x30A1..=0x30F6 => char::from_u32(cp - 0x60).unwrap_or(c),
+        _ => c,
+    }
+}
+
 /// Lower-case alphanumeric words (stopwords dropped) plus, for every run of CJK characters,
-/// each character and each adjacent pair.
+/// each adjacent pair (kana folded to hiragana); a lone CJK character is its own token. Single
+/// characters of longer runs are left out: in Japanese they are mostly fragments (少 of 少年
+/// matching 美少女) that pull unrelated titles into the lexical ranking. This is what
+/// OpenSearch's `cjk_bigram` filter does without unigrams, which the OpenSearch backend uses.
 pub fn tokenize(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut word = String::new();
@@ -69,18 +81,18 @@ pub fn tokenize(text: &str) -> Vec<String> {
         }
     };
     let flush_cjk = |cjk: &mut Vec<char>, out: &mut Vec<String>| {
-        for (i, c) in cjk.iter().enumerate() {
-            out.push(c.to_string());
-            if let Some(next) = cjk.get(i + 1) {
-                out.push([*c, *next].iter().collect());
-            }
+        if let [only] = cjk.as_slice() {
+            out.push(only.to_string());
+        }
+        for pair in cjk.windows(2) {
+            out.push(pair.iter().collect());
         }
         cjk.clear();
     };
     for c in text.chars() {
         if is_cjk(c) {
             flush_word(&mut word, &mut out);
-            cjk.push(c);
+            cjk.push(fold_kana(c));
         } else if c.is_alphanumeric() {
             flush_cjk(&mut cjk, &mut out);
             word.extend(c.to_lowercase());
@@ -110,6 +122,13 @@ fn japanese_names(p: &Product) -> String {
         .map(String::as_str)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// [`japanese_names`] with kana folded, as the lexical index sees them: folded in the text
+/// itself so an engine without a kana filter (OpenSearch's default analyzers) indexes the same
+/// terms as the embedded BM25.
+fn japanese_names_folded(p: &Product) -> String {
+    japanese_names(p).chars().map(fold_kana).collect()
 }
 
 /// What a product's vector is computed from. The Japanese names come first with the English
@@ -149,7 +168,7 @@ pub fn catalog_embedding_texts(catalog: &mangaassist_catalog::Catalog) -> Vec<St
 /// naming them is far more telling than the same word somewhere in a synopsis; the Japanese
 /// names count like the title.
 pub fn product_lexical_text(p: &Product) -> String {
-    let ja = japanese_names(p);
+    let ja = japanese_names_folded(p);
     format!(
         "{t} {t} {t} {j} {j} {j} {s} {s} {a} {a} {g} {d} {syn}",
         t = p.title,
@@ -172,18 +191,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn words_are_lowercased_and_cjk_becomes_uni_and_bigrams() {
+    fn words_are_lowercased_and_cjk_becomes_folded_bigrams() {
         assert_eq!(
             tokenize("The One-Piece, Vol. 12!"),
             vec!["one", "piece", "vol", "12"]
         );
         assert_eq!(
             tokenize("ワンピース vol1"),
-            vec![
-                "ワ", "ワン", "ン", "ンピ", "ピ", "ピー", "ー", "ース", "ス", "vol1"
-            ]
+            vec!["わん", "んぴ", "ぴー", "ーす", "vol1"]
         );
-        assert_eq!(tokenize("進撃ABC"), vec!["進", "進撃", "撃", "abc"]);
+        assert_eq!(tokenize("進撃ABC"), vec!["進撃", "abc"]);
+        assert_eq!(tokenize("鬼 の"), vec!["鬼", "の"]);
+        assert_eq!(tokenize("チェンソーマン"), tokenize("ちぇんそーまん"));
         assert!(tokenize(" ,. ").is_empty());
     }
 }

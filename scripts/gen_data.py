@@ -1063,6 +1063,20 @@ TRAIN = {
         "hi im back", "Ohayou!", "Yahallo!", "Hey friend", "Hello? is this the manga shop bot?",
         "Hi MangaAssist, good to see you", "helloo there", "Hullo",
         "こんにちは", "おはようございます", "こんばんは、はじめまして",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "hi again", "hey there!", "Good morning, MangaAssist!", "hi hello", "Hiii", "heyyy",
+        "hello hello hello", "Good evening, hope all is well", "hi, it's me again", "Hey hey hey",
+        "yo what's up", "Morning, bot", "hello there mangaassist", "hey, good afternoon", "hi hi hi", "helllo",
+        "hii", "hey yo", "Hello, anybody home?", "Good evening to the MangaAssist team",
+        "hello, how are you doing today?", "Hey bot", "hello friend", "Konnichiwa, MangaAssist",
+        "konnichiwa minna-san", "ohayo!", "konbanwa, hello", "Ohayo gozaimasu, assistant-san",
+        "hi there, good morning", "Evening, assistant", "Hey! I'm back again",
+        "Hello, I just downloaded the app", "hey, just got here", "Hi, just logged in", "good morning to you",
+        "hey there manga bot", "Hiya! Long time no see", "hello? hi", "Hey, good morning!", "hi bot :)", "gm",
+        "Well hello there", "Hi hi, it's Aiko", "Hey again, MangaAssist", "henlo", "Hello, good evening",
+        "hi, first message here",
+        "こんばんは！", "おはよう", "おはようございます！MangaAssistさん", "やっほー", "どうもー", "こんにちは、MangaAssistさん", "お疲れさまです", "こんちは",
+        "おっす", "こんにちはー、初めて使います", "おはよー！", "ども、こんばんは", "やあ、こんにちは",
     ],
     "faq": [
         "How much is shipping?", "do you ship to canada", "What payment methods do you accept?",
@@ -1086,6 +1100,36 @@ TRAIN = {
         "what are preorder bonuses and how do i get them", "Do you ship to APO addresses?",
         "Can I use points and a coupon together?", "Can I pay with Apple Pay in the US store?",
         "送料はいくらですか", "ポイントの有効期限はいつまでですか", "コンビニ払いはできますか",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "do you ship to australia?", "What's the shipping fee for the US store?",
+        "is shipping free over a certain amount in the comics_us store",
+        "How long does standard shipping take in the US?", "Do you deliver on Sundays?",
+        "can I pay with a debit card", "Do you take Visa and Mastercard?", "is google pay supported",
+        "Can I split the payment between two cards?", "How do I earn points?",
+        "can I use my points in the US store too?", "Do I get points for writing a review?",
+        "how do i write a review for a manga", "Do preorders ship on the release date?",
+        "If a preorder is delayed, when is my card charged?", "do you sell gift cards",
+        "Can I send a gift card by email?", "How do I change the email address on my account?",
+        "How do I update my shipping address in account settings?", "can i have 2 accounts",
+        "Is my credit card info stored safely?", "What do you do with my personal data?",
+        "How do I unsubscribe from the newsletter?", "Are prices shown with tax included?",
+        "why are prices in yen on the US store?", "Do you have a student discount?",
+        "Can I use a coupon on a preorder?", "how does the restock alert work?", "Do you ship to PO boxes?",
+        "how does order tracking work on your site?", "Do you deliver to Korea?",
+        "What courier do you use in the US?", "Can I change the delivery address after ordering?",
+        "Can I order as a guest without an account?", "Is there a minimum order amount?",
+        "does your return policy cover opened books?", "Do you charge a restocking fee on returns?",
+        "Is return shipping free?", "How do exchanges work?", "Do you include gift receipts?",
+        "Are your manga new or second-hand?", "do you have a physical store I can visit?",
+        "Can I get a receipt with my company name on it?", "Is there a phone number for support?",
+        "Is the app available on Android?", "How do I turn on notifications for new releases?",
+        "can I save items to a wishlist?", "What happens if nobody is home when the courier comes?",
+        "how does the bundle discount work", "What's the cutoff time for same-day dispatch?",
+        "shipping cost to uk?", "payment options?", "points program details pls", "customs fees for canada?",
+        "What is your cancellation policy?", "In general, how are konbini payments refunded?",
+        "支払い方法は何がありますか", "クレジットカードは使えますか", "ポイントはどうやって貯まりますか", "配送にはどれくらい日数がかかりますか", "配達日時の指定はできますか",
+        "メールアドレスの変更方法を教えてください", "領収書は発行できますか", "ギフトカードは使えますか", "キャンセルはいつまでできますか", "返品の送料は誰が負担しますか",
+        "電子書籍も販売していますか", "クーポンの使い方を教えてください", "会員登録しなくても買えますか",
     ],
     "order_status": [
         "Where is my order?", "where's my package", "Track my order MA-100234",
@@ -1110,6 +1154,35 @@ TRAIN = {
         "could you look up where my Chainsaw Man order is", "Order tracking for my last purchase",
         "Any news on my delivery?",
         "注文した漫画はいつ届きますか", "荷物の追跡番号を教えてください", "注文はもう発送されましたか",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "where's my One Piece order?", "It's been a week, where is my package?",
+        "My order is late, when will it actually arrive?",
+        "ordered 5 days ago and still nothing, where is it?", "status of MA-100251?", "MA-100234 status",
+        "can you track MA-100198 for me", "has my Frieren preorder shipped?",
+        "When will my Dandadan volumes get here?", "is my order still processing?",
+        "why does my order still say processing? when will it ship", "Which day is my delivery coming?",
+        "my tracking says in transit, when will it be delivered?", "out for delivery yet?",
+        "give me the tracking link for my order", "What's the tracking number for MA-100245?",
+        "hi, can you check on my delivery for me?",
+        "My books were supposed to arrive today, are they still coming?",
+        "Is my order going to make it by Christmas?", "will my package arrive before friday?",
+        "how many days until my order ships", "when do you ship my order", "Did my order go out today?",
+        "I ordered Berserk vol 1 on the 15th, has it been sent?",
+        "where is my package?? it said arriving yesterday",
+        "Still waiting on my order, any idea when it'll come?", "what is my order status",
+        "check the status of all my orders", "Which carrier has my Blue Lock order and what's the tracking?",
+        "is my package still at the depot?", "what's the delivery window for my parcel today?",
+        "order MA-100240 - shipped or not?", "where r my books", "wher is my pakage", "trackin number?",
+        "can I see the shipping status of my last order?", "Has the Japan Post parcel been delivered yet?",
+        "My order shows shipped but no tracking updates for 3 days, where is it now?",
+        "did UPS deliver my order yet?", "when's my manga coming", "How far away is my delivery?",
+        "am I getting my package today or tomorrow?", "sumimasen, has my order been shipped?",
+        "Hello, is my Sakamoto Days order on the way?", "how long till my order from yesterday ships?",
+        "any update on MA-100251",
+        "The app says delivered but I want to double check, was MA-100198 delivered?",
+        "まだ届いていません。いつ届きますか？", "発送状況を確認したいです", "注文番号MA-100234の配送状況を教えて", "ヤマトの追跡番号はありますか", "いつ発送されますか",
+        "今日届きますか？", "注文の状況はどうなっていますか", "予約した漫画はもう出荷されましたか", "届くのは何日ごろになりますか", "配送業者はどこですか",
+        "荷物が昨日届く予定だったのですが、どうなっていますか", "週末までに届きますか", "お届け予定はいつ？",
     ],
     "product_search": [
         "Do you have One Piece vol 5?", "is Chainsaw Man volume 3 in stock", "How much is Frieren volume 1?",
@@ -1133,6 +1206,33 @@ TRAIN = {
         "Who wrote Vinland Saga and do you have it?", "List all Chihayafuru volumes",
         "Is Cardcaptor Sakura in stock?", "show me manga by Aka Akasaka", "Looking for Blue Period vol 3",
         "ワンピースの5巻はありますか", "進撃の巨人の在庫はありますか", "鬼滅の刃1巻の値段を教えて",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "Is Bleach vol 2 in stock?", "how much is Sakamoto Days 1",
+        "Do you have the Japanese edition of Dr. Stone vol 3?", "Any copies of Ghost in the Shell left?",
+        "when does Blue Lock volume 6 come out", "price of hunter x hunter vol 4 in the US store",
+        "is Vampire Knight sold in the comics_us store", "Do you sell Princess Jellyfish?",
+        "looking for Skip Beat! vol 1", "Show me Junji Ito books", "books by Eiichiro Oda",
+        "who draws Chainsaw Man", "Is Fire Force volume 1 available?", "do u have dragon ball vol 3",
+        "I'm after the first volume of Horimiya", "Do you have Kimi ni Todoke in English?",
+        "How many volumes of Golden Kamuy are out?", "what's the latest volume of One-Punch Man you have",
+        "Is Yona of the Dawn vol 2 back in stock?", "Find JoJo's Bizarre Adventure volume 1",
+        "Do you carry Cells at Work!?", "price for Lone Wolf and Cub vol 1?",
+        "Akira volume 2, do you have it?", "search: kaiju no 8", "Is there a Kirby manga?",
+        "Are there any Pokemon Adventures volumes in stock?", "Do you sell Usagi Drop in the Japan store?",
+        "honey and clover vol 1 price", "Is Tokyo Revengers volume 3 available in Japanese?",
+        "when is the next Frieren volume coming out?", "Have you got Oishinbo?",
+        "is the Nodame Cantabile manga in stock in the US?", "show me the Paradise Kiss volumes",
+        "Do you have Kamisama Kiss vol 4", "how much does a volume of Astro Boy cost",
+        "Is My Dress-Up Darling vol 2 out of stock?", "can you find Boys Over Flowers for me",
+        "do you still sell Ranma 1/2 vol 1?", "I'd like to buy Mushoku Tensei volume 2",
+        "Is Food Wars available in English?", "looking for books by Hajime Isayama",
+        "Inuyasha 5 - does the US store have it?", "what does Slam Dunk vol 2 cost",
+        "do you have yo-kai watch manga", "Is Chi's Sweet Home available?",
+        "sumimasen, Doraemon vol 1 arimasu ka?", "Is there a new volume of Kaiju No. 8 this month?",
+        "how much is Naruto vol 1 in the US store?",
+        "ハイキューの3巻ありますか", "ブルーロックの最新刊はいつ発売ですか", "ダンダダンは何巻まで出ていますか", "スラムダンクの1巻はいくらですか", "尾田栄一郎の本を探しています",
+        "ドラゴンボールの2巻を買いたいです", "東京喰種の1巻はまだありますか", "よつばと！の5巻ありますか", "ベルセルクの在庫を確認したいです", "名探偵コナンの4巻はいくら？",
+        "怪獣8号の新刊は出ましたか", "フルーツバスケットの愛蔵版はありますか", "井上雄彦の漫画を探しています", "ワンパンマン 3巻 値段",
     ],
     "recommendation": [
         "Can you recommend something like One Piece?", "What should I read after Attack on Titan?",
@@ -1160,6 +1260,40 @@ TRAIN = {
         "Need a Christmas present for a manga fan, ideas?", "Anything sci-fi like Akira or Ghost in the Shell?",
         "Something romantic but not cheesy?",
         "ワンピースみたいな漫画ありますか", "おすすめの恋愛漫画を教えてください", "初心者におすすめの漫画は？",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "I just finished Chainsaw Man, what should I pick up next?",
+        "something like Demon Slayer but shorter?", "recommend me a manga with amazing artwork",
+        "what's a good follow-up to Fullmetal Alchemist?",
+        "my son loves Pokemon, what manga should I get him?",
+        "Any suggestions for a manga about art or drawing?", "looking for something similar to Blue Period",
+        "what would you recommend to someone who only watches anime?",
+        "Suggest a manga with a really clever villain", "gift ideas for my sister, she's 15 and loves romance",
+        "i liked oshi no ko, got anything similar?", "What are your top 3 picks right now?",
+        "recommend a one-shot or single volume manga", "what manga has the best plot twists?",
+        "Should I read Vinland Saga if I enjoyed Berserk?", "Is Frieren a good choice if I liked Mushishi?",
+        "Would I like Monster if I'm into Death Note?", "Should I try Blue Lock? I usually read romance",
+        "what do people usually read after finishing Naruto?", "anything like Kaguya-sama?",
+        "manga recs for a 13 year old boy who likes action",
+        "what's good for someone who's into time travel stories?",
+        "i want something weird and creative, like Dandadan", "Recommend a completed shojo series",
+        "suggest something motivating, I need inspiration",
+        "What would you suggest for reading on the train, short chapters?",
+        "good manga for adults who never read manga before",
+        "my dad loves war history, what manga would he like?", "recommend a manga about animals or pets",
+        "a manga with a strong friendship theme?", "pick me a random manga I'd enjoy",
+        "I need something to cheer me up", "What should my book club read next? We liked A Silent Voice",
+        "anything good that isn't a long series? max 10 volumes",
+        "Recommend one volume I can gift for under 1000 yen",
+        "what's the best starter manga for my girlfriend?", "Any sports manga besides Haikyu and Slam Dunk?",
+        "what is the most popular manga in Japan right now", "what's worth reading from the 90s?",
+        "I love Ghibli-style fantasy, what do you suggest?",
+        "give me something similar to Parasyte but less gory", "osusume please, I like action and comedy",
+        "which manga do you recommend for learning about Japanese culture?",
+        "I've read everything by Naoki Urasawa, what now?", "recommend something my grandma would enjoy",
+        "what's a fun manga for a teenager who hates reading?", "Just loved Bocchi the Rock. What next?",
+        "鬼滅の刃が好きなんですが、似た漫画はありますか", "次に読む漫画を選んでください", "中学生の息子へのプレゼントにおすすめの漫画は？", "最近人気の漫画は何ですか",
+        "短くて完結している漫画が読みたいです", "絵がきれいな漫画を教えてください", "フリーレンみたいな雰囲気の作品を探しています", "元気が出る漫画を読みたい",
+        "デスノートが面白かったので、似たものを教えて", "大人でも楽しめる少年漫画はありますか", "彼女にあげる漫画を選んでほしい", "呪術廻戦の次に読むなら何がいい？", "読みやすい青年漫画を教えて",
     ],
     "comparison": [
         "Naruto vs Bleach, which is better?", "What's the difference between the manga_jp and comics_us editions of One Piece?",
@@ -1189,6 +1323,52 @@ TRAIN = {
         "Death Note: which edition is cheaper, the US one or the JP one?",
         "Is Mushishi slower paced than Frieren?", "Which is more kid-friendly, Pokemon Adventures or Kirby Manga Mania?",
         "ナルトとブリーチ、どっちが面白い？", "進撃の巨人と東京喰種の違いは何ですか", "ハイキューとスラムダンクを比較して",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "Dragon Ball or Naruto, which should I collect?",
+        "which is funnier, Spy x Family or Komi Can't Communicate?", "Bleach vs Jujutsu Kaisen fights",
+        "Berserk or Vagabond, which has better artwork?", "Tokyo Ghoul vs Parasyte, which is more gory?",
+        "Death Note or The Promised Neverland for a smart thriller?",
+        "Which is more romantic, Nana or Honey and Clover?",
+        "What's the difference between the deluxe edition and the normal edition?",
+        "Is Sailor Moon cheaper in the Japan store or the US store?",
+        "Which store has Bocchi the Rock vol 1 for less?", "Compare Dr. Stone and Fullmetal Alchemist",
+        "Mob Psycho 100 vs One-Punch Man, same author so which should I start?", "kaguya sama or horimiya?",
+        "Which is better, Ranma 1/2 or Inuyasha?", "Is Akira or Ghost in the Shell easier to get into?",
+        "My Hero Academia vs Jujutsu Kaisen, which is darker?",
+        "which has more volumes, Detective Conan or One Piece?",
+        "How does Delicious in Dungeon compare to Food Wars?",
+        "what's the difference between kodomo and shonen manga?",
+        "Fruits Basket or Kamisama Kiss for a shojo beginner?",
+        "Sakamoto Days or Chainsaw Man, which is more fun?",
+        "which is better value, the Japanese or English edition of Vinland Saga?",
+        "Is the US version of Naruto vol 1 more expensive than the JP one?",
+        "Lone Wolf and Cub vs Rurouni Kenshin for samurai fans",
+        "Doraemon vs Chi's Sweet Home for a 5 year old",
+        "The Promised Neverland vs Uzumaki, which is creepier?",
+        "Yotsuba or Usagi Drop, which is more heartwarming?",
+        "which is more realistic, Slam Dunk or Kuroko's Basketball?",
+        "Witch Hat Atelier or Nausicaa, which has the better world-building?",
+        "compare the English and Japanese editions of Attack on Titan",
+        "what's better for a first manga, Spy x Family or Demon Slayer?",
+        "JoJo vs Dragon Ball, which is more iconic?", "Which is longer, Kingdom or Detective Conan?",
+        "Skip Beat! vs Nana, which drama is better?",
+        "how is the comics_us version of Berserk different from the manga_jp one?",
+        "Which store is cheaper for Haikyu?",
+        "is buying the box set cheaper than buying the volumes one by one?",
+        "Nodame Cantabile or Bocchi the Rock, which is funnier?",
+        "Wotakoi or My Dress-Up Darling, which is more wholesome?",
+        "Vampire Knight vs Kamisama Kiss, which romance is better?",
+        "cheaper per volume: Spy x Family or Sakamoto Days?",
+        "Astro Boy vs Doraemon, which is the better classic for kids?",
+        "Which has better fights, Bleach or Hunter x Hunter?",
+        "help me choose between Frieren and Mushoku Tensei",
+        "Banana Fish or Tokyo Revengers, which has better gang drama?",
+        "dr stone vs promised neverland which is smarter",
+        "Boys Over Flowers or Ouran, which is the better rich-kids romcom?",
+        "鬼滅の刃と呪術廻戦はどう違いますか", "スパイファミリーとサカモトデイズ、どっちが面白い？", "ベルセルクとヴィンランド・サガ、どちらが暗いですか", "日本版と英語版の値段の違いを教えて",
+        "少年漫画と青年漫画の違いは何ですか", "デスノートとモンスター、どっちから読むべき？", "ハイキューと黒子のバスケを比べるとどうですか", "フルーツバスケットとNANA、どっちが泣ける？",
+        "ワンパンマンとモブサイコ100の違いは？", "推しの子とかぐや様、どちらを先に読むべきですか", "進撃の巨人の通常版と特装版はどう違う？", "ドラゴンボールとナルト、どっちが長い？",
+        "アメリカのストアと日本のストア、どちらが安いですか",
     ],
     "complaint": [
         "This is ridiculous, my order is a week late!", "The app keeps crashing when I open my cart",
@@ -1216,6 +1396,48 @@ TRAIN = {
         "my package is wet and the manga is ruined", "This is the worst online bookstore I've used",
         "Your konbini payment slip didn't work at 7-Eleven, wasted a trip",
         "届いた漫画の表紙が破れていました", "配達が遅すぎます。ひどいです", "アプリがすぐ落ちて使えません",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "my order is 10 days late and I'm really not happy about it",
+        "This is the second time my parcel has been late. Unbelievable.",
+        "the volume I got has a big coffee stain on it", "pages 40 to 60 are missing from my copy of Monster",
+        "you sent me the English edition when I ordered the Japanese one",
+        "I ordered vol 4 and got vol 5. seriously?",
+        "the box was way too big and the books slid around and got damaged",
+        "Your app won't let me log in at all", "I can't add anything to my cart, the button does nothing",
+        "The chatbot keeps misunderstanding me, so frustrating",
+        "I was charged but the order never appeared in my account", "my credit card got billed three times",
+        "no shikishi in my preorder even though the page promised one",
+        "the tracking number shows someone else's parcel",
+        "the courier said nobody was home but I was home all day",
+        "Your prices are way higher than other shops", "The shrink wrap was torn and the cover is scratched",
+        "It's been three weeks. Three weeks! This shop is a joke.",
+        "I'm really disappointed, the delivery was late again",
+        "The new app update is terrible, I can't find my orders anymore",
+        "Stop sending me push notifications every day", "the Japanese text on the product page is all garbled",
+        "your support team closed my ticket without answering",
+        "the gift wrap was torn when it arrived, embarrassing since it was a present",
+        "My coupon was rejected at checkout for no reason", "the points from my last purchase never showed up",
+        "The book I got has a loose binding and pages are falling out", "Your delivery driver was very rude",
+        "My order got cancelled and no one explained why",
+        "The price dropped the day after I bought it, that's annoying",
+        "I got a box full of crushed books. Awful.",
+        "the app says out of stock for things that are clearly in stock",
+        "ugh, wrong item again, this keeps happening",
+        "The konbini payment deadline was too short and my order got cancelled",
+        "The parcel was left outside in the snow", "you guys lost my package and nobody cares",
+        "Why do I have to pay customs fees? Nobody warned me",
+        "Terrible packaging, just a thin envelope for five books",
+        "This is my third complaint this month and nothing changes",
+        "The search shows manga from the wrong store", "I've been on hold with support for an hour",
+        "the english translation in this volume is full of typos",
+        "the book i recieved is a different printing than the picture, very misleading",
+        "Your email receipts never arrive",
+        "you charged me shipping even though my order was over the free shipping limit",
+        "unacceptable service, I'm done with this store",
+        "my order is late and the tracking hasn't moved in days, really frustrating",
+        "届いた本に折れ目がついていました", "注文してから2週間たってもまだ届きません。ひどい", "箱がつぶれていて、中の本も傷んでいました", "3巻を頼んだのに4巻が来ました",
+        "二重に請求されています", "電話が全然つながらない", "配達員の態度が悪かった", "アプリが重くて使い物になりません", "ログインできなくて困っています", "予約特典が入っていませんでした",
+        "ポイントが付与されていません", "梱包が雑すぎます", "雨で本が濡れていました。最悪です",
     ],
     "return_refund": [
         "I want to return my order", "How do I return a manga I bought?", "Can I get a refund for MA-100198?",
@@ -1242,6 +1464,46 @@ TRAIN = {
         "I returned MA-100112, how much will I get back?", "Can the refund go to PayPal instead of my card?",
         "I need to exchange a volume with a printing defect", "please process a refund for my damaged Uzumaki",
         "返品したいです", "返金はいつになりますか", "破損していたので交換してください",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "I'd like to return Bleach vol 3, I ordered it by accident",
+        "vol 6 arrived instead of vol 7, please exchange", "please cancel my preorder for Kaiju No. 8",
+        "please stop order MA-100251 before it ships",
+        "My copy of Akira has a printing error, can you send a replacement?",
+        "The cover was torn, I want my money back", "how do I return something I bought in the US store?",
+        "I returned the box set two weeks ago and still no refund",
+        "has my return for MA-100112 been processed?", "refund status for my returned order?",
+        "I want a refund, the book came with water damage",
+        "Can I return an unopened Witch Hat Atelier volume?",
+        "return label please, I need to send back my order",
+        "can I exchange Horimiya vol 2 for vol 1? I bought them out of order",
+        "It's been lost for two weeks, just give me my money back",
+        "Can you cancel the Sakamoto Days part of my order and refund that?",
+        "i got charged twice, please refund one of them",
+        "My preorder bonus was missing, can I get a partial refund?",
+        "I'm not happy with the condition, I want to send it back",
+        "How long will my refund take? I sent the books back on Monday",
+        "I'd like the refund to go to my original card", "Where do I drop off my return?",
+        "I changed my mind, can I return the Berserk deluxe?", "can i return part of my order",
+        "I received a damaged Detective Conan vol 2, please exchange it",
+        "Please refund MA-100245, the books were soaked", "I'd rather have store credit for my return",
+        "can I exchange a volume I got as a gift?", "cancel my order please", "refund pls",
+        "I want to return three volumes from my last order",
+        "Please cancel the whole order, I found it elsewhere",
+        "my return was rejected, why? I sent it within 14 days",
+        "I sent back the wrong item by mistake, can you help with my return?",
+        "The replacement you sent is also damaged, I want a refund now",
+        "how do i return my konbini-paid order", "Has the warehouse received my returned parcel?",
+        "can you pick up the return from my house?", "henpin shitai desu, Yotsuba vol 2 was a duplicate",
+        "I want a full refund including shipping for the damaged books",
+        "My refund was approved but nothing on my card after 10 days", "exchange please, wrong volume came",
+        "I'd like to return my My Hero Academia box set for a refund",
+        "can I cancel just one item from MA-100251?",
+        "the books arrived after I needed them, I want to return them",
+        "my order is so late I just want to cancel it and get refunded",
+        "wrong book again. send the right one and take this back",
+        "返品の手続きをしたいです", "間違えて注文したのでキャンセルしてください", "注文を取り消して、お金を返してください", "破れていたので新しいものと取り替えてください",
+        "返金はもう処理されましたか", "返品した商品は届きましたか", "着払いで返品できますか", "2冊届いたので1冊返品したい", "予約をキャンセルしたいです",
+        "落丁があったので交換をお願いします", "返金がまだ口座に入っていません", "汚れていたので返金してもらえますか", "間違った巻が届いたので、正しい巻と交換してください",
     ],
     "chitchat": [
         "What's your favourite anime?", "tell me a joke", "Who are you?", "Are you a robot?",
@@ -1258,6 +1520,28 @@ TRAIN = {
         "Have you been to Akihabara?", "mata ne!", "My cat just knocked over my coffee",
         "Tell me something interesting", "What's your favourite colour?", "wow ok",
         "ありがとうございました", "今日は暑いですね", "あなたは誰ですか",
+        # second batch: new examples, written separately from HELDOUT and EVAL (check() enforces it)
+        "thanks so much, that helped", "ok thank you, bye!", "see you tomorrow", "cheers mate", "ty",
+        "awesome, thanks", "what's your favourite Studio Ghibli movie?", "Do you like dogs or cats more?",
+        "Who's stronger, Luffy or Naruto?", "Goku vs Superman, who wins?",
+        "what's the weather like in Osaka today?", "I just got back from Japan!", "I'm so tired today",
+        "do you watch anime?", "Are you a girl or a boy?", "Which is cuter, Pikachu or Totoro?",
+        "what languages do you speak?", "you're so helpful, I love it", "What's your favourite season?",
+        "my exam is tomorrow, wish me luck", "knock knock", "what AI model are you?",
+        "I'm learning Japanese, it's hard lol", "do you get lonely?", "never mind, that's all", "hmm ok",
+        "nice!", "what's 2+2", "can you tell me a riddle?",
+        "I watched the new Demon Slayer movie yesterday, so good",
+        "Do you think Ghibli will make another movie?", "how was your day?",
+        "I'm cosplaying as Nezuko at a convention next week", "lol you're funny", "goodbye and thanks again",
+        "have a nice day!", "Do you like sushi?", "can we just chat for a bit?",
+        "what's the best ramen shop in Tokyo?", "is Mt Fuji worth climbing?",
+        "thanks, you've been a great help", "gotta go, later", "I can't sleep",
+        "what do you think about AI taking over the world?", "my favourite anime is Naruto, what's yours?",
+        "sorry, wrong chat", "I had curry for dinner tonight", "it's so humid here today",
+        "my cat is sleeping on my keyboard lol", "just finished work, long day",
+        "Zoro or Sanji, who's cooler?",
+        "ありがとう！助かりました", "またね", "じゃあね、バイバイ", "好きなアニメは何？", "雨が止まないね", "お腹すいた", "あなたはロボットですか", "なぞなぞ出して",
+        "どうもありがとうございます", "ルフィと悟空、どっちが強い？", "週末は何してるの？", "趣味は何ですか", "了解です、ありがとう",
     ],
 }
 
@@ -1625,7 +1909,8 @@ EVAL_FIELDS = {"id": str, "store_id": str, "kind": str, "query": str, "relevant"
 JAPANESE_CHAR = re.compile(r"[\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uFF66-\uFF9F]")
 
 MIN_PRODUCTS, MIN_SERIES, MIN_DOCS, MIN_ORDERS = 520, 70, 30, 15
-MIN_TRAIN, MIN_HELDOUT = 45, 12
+MIN_TRAIN, MIN_HELDOUT = 100, 12
+NEAR_DUP_JACCARD = 0.8  # train vs heldout similarity at or above this fails the check
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -1689,6 +1974,24 @@ def is_date(s: str) -> bool:
 
 def norm(t: str) -> str:
     return re.sub(r"[^\w]+", " ", t.lower()).strip()
+
+
+def squash(t: str) -> str:
+    """Lower case without punctuation, spaces or underscores: "Hello, MangaAssist!" -> "hellomangaassist"."""
+    return re.sub(r"[\W_]+", "", t.lower())
+
+
+def overlap_units(t: str) -> set[str]:
+    """Units compared for near-duplicates: character bigrams of the squashed text when it contains
+    Japanese (written without spaces), otherwise its lower-case words."""
+    if JAPANESE_CHAR.search(t):
+        s = squash(t)
+        return {s[i:i + 2] for i in range(len(s) - 1)} or {s}
+    return set(re.findall(r"[^\W_]+", t.lower()))
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0
 
 
 def check() -> int:
@@ -1824,6 +2127,28 @@ def check() -> int:
         for k, v in c.items():
             if v < minimum:
                 errors.append(f"{split}: intent {k} has {v} < {minimum}")
+
+    # train must not leak the held-out set or the retrieval queries: no train text equal to a
+    # heldout text or an eval query once case, punctuation and spaces are removed, and no train
+    # text with a Jaccard similarity >= NEAR_DUP_JACCARD to a heldout text (words; character
+    # bigrams for Japanese)
+    heldout_texts = [(r["text"], overlap_units(r["text"])) for r in data["heldout"] if isinstance(r.get("text"), str)]
+    heldout_keys = {squash(t) for t, _ in heldout_texts}
+    eval_keys = {squash(q["query"]) for q in data["eval"] if isinstance(q.get("query"), str)}
+    for i, r in enumerate(data["train"]):
+        text = r.get("text")
+        if not isinstance(text, str):
+            continue
+        key = squash(text)
+        if key in heldout_keys:
+            errors.append(f"train[{i}]: text equals a heldout text: {text!r}")
+        if key in eval_keys:
+            errors.append(f"train[{i}]: text equals a retrieval eval query: {text!r}")
+        units = overlap_units(text)
+        for h, h_units in heldout_texts:
+            sim = jaccard(units, h_units)
+            if sim >= NEAR_DUP_JACCARD:
+                errors.append(f"train[{i}]: {text!r} is a near-duplicate of heldout {h!r} (jaccard {sim:.2f})")
 
     # retrieval evaluation set
     series_in_store = {(p.get("store_id"), p.get("series")) for p in products}

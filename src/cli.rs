@@ -495,8 +495,8 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             };
             match what {
                 EvalWhat::Retrieval { file, embedder, k } => {
-                    pick(&mut config, &embedder)?;
-                    let queries = mangaassist_retrieval::eval::load_queries(&file)?;
+                    pick(&mut config, embedder)?;
+                    let queries = mangaassist_retrieval::eval::load_queries(file)?;
                     let embedder = mesh::load_embedder(&config).await?;
                     let daemon =
                         mangaassist_retrieval::RetrievalDaemon::new(&config, embedder).await?;
@@ -505,10 +505,10 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
                     write!(std::io::stdout(), "{report}")?;
                 }
                 EvalWhat::Intent { file, embedder } => {
-                    pick(&mut config, &embedder)?;
+                    pick(&mut config, embedder)?;
                     let embedder = mesh::load_embedder(&config).await?;
                     let daemon = mangaassist_intent::IntentDaemon::new(&config, embedder).await?;
-                    let examples = mangaassist_catalog::load_intents(&file)?;
+                    let examples = mangaassist_catalog::load_intents(file)?;
                     let report = daemon.evaluate(&examples);
                     writeln!(std::io::stdout(), "{report}")?;
                 }

@@ -22,7 +22,7 @@ pub fn test_config(state: &std::path::Path, faults: &[&str]) -> Config {
     let mut c = Config::default();
     c.data.dir = repo().join("data");
     c.data.state_dir = state.to_path_buf();
-    c.embedding.backend = mangaassist_config::EmbeddingBackend::MiniLm;
+    c.embedding.backend = mangaassist_config::EmbeddingBackend::Static;
     c.generation.latency_profile = mangaassist_config::LatencyProfile::Zero;
     c.generation.prompts_dir = repo().join("data/prompts");
     c.precompute.run_at_start = false;

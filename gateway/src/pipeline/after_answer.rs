@@ -56,8 +56,21 @@ impl Orchestrator {
         // answer of an intent configured as personal.
         let personal =
             outcome.personal || settings.personalised_intents.iter().any(|i| i == intent);
-        let predict =
+        let wants_prediction =
             settings.predict_follow_ups && outcome.level == Level::Full && !outcome.cache_hit;
+        // Taken now, while this message still counts as live (it is the one `own` message).
+        let prediction_slot = if wants_prediction {
+            match self.background_budget.try_prediction(1) {
+                Ok(permit) => Some(permit),
+                Err(shed) => {
+                    metrics::counter!("background_shed_total", "work" => "prediction", "reason" => shed.label())
+                        .increment(1);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let dl = BACKGROUND_DEADLINE;
         let task = async move {
             let now = SystemTime::now()
@@ -113,7 +126,7 @@ impl Orchestrator {
                     tracing::warn!(error = %e, "could not write cache");
                 }
             }
-            if predict {
+            if let Some(_slot) = prediction_slot {
                 let req = pb::PredictFollowUpsRequest {
                     session_id: q.session_id.clone(),
                     user_id: q.user_id.clone(),

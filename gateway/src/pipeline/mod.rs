@@ -14,6 +14,7 @@
 //! to its [`AnswerSink`]: the pipeline only writes to it.
 
 mod after_answer;
+pub mod background;
 mod finish;
 mod generation;
 mod phase1;
@@ -64,6 +65,8 @@ pub struct Orchestrator {
     pub embedder: Option<QueryEmbedder>,
     /// Off-critical-path work (turn saving, cache writes) that shutdown waits for.
     pub background: TaskTracker,
+    /// How much background work (follow-up prediction) live messages leave room for.
+    pub background_budget: background::BackgroundBudget,
     pub breakers: Breakers,
     pub router: Router,
     pub budgets: Arc<StageBudgets>,
@@ -122,6 +125,10 @@ impl Orchestrator {
             mesh,
             embedder,
             background: TaskTracker::new(),
+            background_budget: background::BackgroundBudget::new(
+                g.background_live_threshold as usize,
+                g.background_max_predictions as usize,
+            ),
             breakers,
             router: Router::new(&g.routing, &config.intent),
             budgets: Arc::new(g.budgets.clone()),
@@ -142,6 +149,8 @@ impl Orchestrator {
             intent = tracing::field::Empty,
             degradation = tracing::field::Empty,
         );
+        let this = self.clone();
+        let _live = this.background_budget.live();
         self.handle_inner(q, sink, cancel).instrument(span).await;
     }
 
@@ -197,7 +206,7 @@ impl Orchestrator {
             budget_ms = ctx.budgets.orchestrator_ms
         );
         let r = embedder
-            .embed_query_async(&text)
+            .embed_query_async(text)
             .instrument(span.clone())
             .await
             .map(|v| pb::Embedding {

@@ -160,6 +160,8 @@ struct Inner {
     /// The scheduler, follow-ups and `RunJob` streams; [`PrecomputeDaemon::serve`] waits
     /// for them after cancelling `shutdown`.
     tasks: TaskTracker,
+    /// Follow-up batches allowed at once (`precompute.max_follow_up_batches`).
+    follow_up_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The precompute daemon. Cheap to clone.
@@ -325,6 +327,9 @@ impl PrecomputeDaemon {
                 jobs: Mutex::new(Job::ALL.iter().map(|j| (*j, JobState::default())).collect()),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                follow_up_slots: Arc::new(tokio::sync::Semaphore::new(
+                    config.precompute.max_follow_up_batches.max(1) as usize,
+                )),
             }),
         })
     }
@@ -623,8 +628,25 @@ impl PrecomputeDaemon {
                 in_stock_only: false,
             })
             .collect();
+        // Background work is shed, not queued: a follow-up generated after the customer's next
+        // message is useless, and a queue would keep the cores busy when live traffic returns.
+        let slot = if items.is_empty() {
+            None
+        } else {
+            match self.inner.follow_up_slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    metrics::counter!("background_shed_total", "work" => "followup_batch", "reason" => "busy")
+                        .increment(1);
+                    return Ok(pb::PredictFollowUpsResponse {
+                        questions,
+                        written: 0,
+                    });
+                }
+            }
+        };
         let written = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        if !items.is_empty() {
+        if let Some(slot) = slot {
             let mut history = Vec::new();
             if !req.answer.is_empty() {
                 history.push(pb::Turn {
@@ -652,6 +674,7 @@ impl PrecomputeDaemon {
             };
             let inner = self.inner.clone();
             self.inner.tasks.spawn(async move {
+                let _slot = slot;
                 let (peers, context) = (&inner.peers, &inner.context);
                 let work = futures::stream::iter(items)
                     .map(|item| {

@@ -573,6 +573,12 @@ pub struct GatewaySettings {
     pub default_user: String,
     /// Ask precompute for follow-up answers after each message.
     pub predict_follow_ups: bool,
+    /// Follow-up prediction is background work and yields to live messages: it is skipped
+    /// (counted in `background_shed_total`) while more than this many other live messages are
+    /// in flight in this gateway.
+    pub background_live_threshold: u32,
+    /// Follow-up predictions requested at once by this gateway; more are skipped, not queued.
+    pub background_max_predictions: u32,
     /// Where streamed answers are buffered for `resume`: `memory` (this gateway only) or
     /// `redis` (any gateway sharing the `redis` section can resume them).
     pub resume_backend: ResumeBackend,
@@ -611,6 +617,8 @@ impl Default for GatewaySettings {
             stores: vec!["manga_jp".into(), "comics_us".into()],
             default_user: "u-demo".into(),
             predict_follow_ups: true,
+            background_live_threshold: 0,
+            background_max_predictions: 2,
             resume_backend: ResumeBackend::Memory,
         }
     }
@@ -618,6 +626,11 @@ impl Default for GatewaySettings {
 
 impl GatewaySettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.background_max_predictions >= 1,
+            "gateway.background_max_predictions",
+            "must be at least 1 (set predict_follow_ups = false to turn prediction off)",
+        )?;
         socket_addr("gateway.listen", &self.listen)?;
         socket_addr("gateway.internal_listen", &self.internal_listen)?;
         ensure(

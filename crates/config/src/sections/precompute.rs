@@ -18,6 +18,10 @@ pub struct PrecomputeSettings {
     pub trending_titles: u32,
     /// Follow-up questions pre-generated after each answer.
     pub follow_ups: u32,
+    /// Follow-up batches being generated at once; a prediction request beyond this is shed
+    /// (answered with nothing written) rather than queued, so background work from every
+    /// gateway together stays bounded.
+    pub max_follow_up_batches: u32,
     /// Run every job once shortly after start so a fresh mesh has warm answers.
     pub run_at_start: bool,
 }
@@ -30,6 +34,7 @@ impl Default for PrecomputeSettings {
             genre_interval_seconds: 24 * 3_600,
             trending_titles: 10,
             follow_ups: 3,
+            max_follow_up_batches: 2,
             run_at_start: true,
         }
     }
@@ -54,6 +59,11 @@ impl PrecomputeSettings {
             self.trending_titles,
             0..=1_000,
         )?;
-        within("precompute.follow_ups", self.follow_ups, 0..=20)
+        within("precompute.follow_ups", self.follow_ups, 0..=20)?;
+        within(
+            "precompute.max_follow_up_batches",
+            self.max_follow_up_batches,
+            1..=1_000,
+        )
     }
 }

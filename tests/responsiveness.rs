@@ -90,6 +90,10 @@ async fn breaker_opens_after_failures_and_closes_after_recovery() {
         c.gateway.breakers.failure_threshold = 3;
         c.gateway.breakers.open_ms = 300;
         c.gateway.deadlines.retrieval_ms = 200;
+        // The loop below asks until a probe closes the circuit; answers take a few ms, so
+        // the per-user allowance would end the test before the breaker does.
+        c.gateway.limits.user_messages_per_minute = 100_000;
+        c.gateway.limits.connection_messages_per_second = 10_000;
     })
     .await;
     let base = http_base(&m);

@@ -250,3 +250,60 @@ impl Embedder for StaticEmbedder {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model of four pieces in two dimensions, written as `distill.py` writes one.
+    fn tiny(dir: &Path, vectors: &[u8]) {
+        let vocab = serde_json::json!({
+            "format": 1, "model_id": "tiny", "dim": 2,
+            "pieces": ["\u{2581}one", "\u{2581}on", "e", "\u{2581}piece"],
+            "scores": [-2.0, -3.0, -3.0, -2.5],
+            "unk_score": -20.0,
+            "normalize": [[0xFF2F_u32, [0x4F_u32]]],
+        });
+        std::fs::write(dir.join("vocab.json"), vocab.to_string()).expect("write");
+        std::fs::write(dir.join("vectors.bin"), vectors).expect("write");
+    }
+
+    fn rows() -> Vec<u8> {
+        let mut v: Vec<u8> = [[127i8, 0], [0, 127], [0, -127], [64, 64]]
+            .iter()
+            .flatten()
+            .map(|&x| x as u8)
+            .collect();
+        for _ in 0..4 {
+            v.extend(1.0f32.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn viterbi_takes_the_most_probable_segmentation_and_skips_unknowns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        tiny(dir.path(), &rows());
+        let m = StaticEmbedder::load(dir.path()).expect("load");
+        // "▁one" (-2) beats "▁on"+"e" (-6); the full-width Ｏ is normalised first.
+        assert_eq!(m.pieces("One piece"), vec![0, 3]);
+        assert_eq!(m.pieces("Ｏne"), vec![0]);
+        assert_eq!(m.pieces("x one"), vec![0], "unknown characters are left out");
+        let v = m.embed("one").expect("embed");
+        assert!((v[0] - 1.0).abs() < 1e-6 && v[1].abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_file_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        tiny(dir.path(), &rows()[..10]);
+        let err = StaticEmbedder::load(dir.path()).expect_err("short vectors").to_string();
+        assert!(err.contains("vectors.bin is 10 bytes"), "{err}");
+        std::fs::write(dir.path().join("vocab.json"), "{\"format\": 2}").expect("write");
+        let err = StaticEmbedder::load(dir.path()).expect_err("bad vocab").to_string();
+        assert!(err.contains("vocab.json"), "{err}");
+        let empty = tempfile::tempdir().expect("tempdir");
+        let err = StaticEmbedder::load(empty.path()).expect_err("missing").to_string();
+        assert!(err.contains("fetch-model.sh") && err.contains("vocab.json, vectors.bin"), "{err}");
+    }
+}

@@ -60,9 +60,10 @@ impl Bm25 {
     }
 
     /// [`Bm25::scores`] for an already tokenised query. When the query has two or more CJK
-    /// bigrams, a document scores for them only if it matches at least two: one shared
-    /// bigram between a Japanese sentence and a title is nearly always a particle or a
-    /// fragment ("ある", "たち"), while a real title match is a chain of them.
+    /// bigrams, a document scores for them only if it matches one with a kanji in it or at
+    /// least two: a single shared kana bigram between a Japanese sentence and a title is
+    /// nearly always a particle or a fragment ("ある", "たち"), while a kanji pair is a word
+    /// (巨人) and a real kana title match is a chain of bigrams.
     pub fn scores_tokens(&self, terms: &[String]) -> Vec<f32> {
         let mut out = vec![0.0; self.doc_len.len()];
         let mut terms = terms.to_vec();
@@ -91,7 +92,7 @@ impl Bm25 {
                 if gated {
                     let c = &mut cjk[doc as usize];
                     c.0 += s;
-                    c.1 += 1;
+                    c.1 += if t.chars().any(is_kanji) { 2 } else { 1 };
                 } else {
                     out[doc as usize] += s;
                 }
@@ -104,6 +105,11 @@ impl Bm25 {
         }
         out
     }
+}
+
+/// CJK ideographs (kanji), as opposed to kana.
+fn is_kanji(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
 }
 
 #[cfg(test)]
@@ -166,6 +172,9 @@ mod tests {
         assert_eq!(r[0].0, 1);
         let r = ranked(&index, "海賊");
         assert_eq!(r[0].0, 0);
+        // One shared kana pair is not a match when the query has more to say.
+        let r = ranked(&index, "ースの話はある");
+        assert!(r.is_empty(), "{r:?}");
         // Longer documents with the same term frequency score lower (length normalisation).
         let index = Bm25::new(&["pirate", "pirate ship crew sea treasure map island"]);
         let s = index.scores("pirate");

@@ -171,6 +171,11 @@ struct ProductSource {
     price_yen: u32,
     stock: u32,
     release_date: String,
+    /// Absent from documents indexed before the Japanese names existed.
+    #[serde(default)]
+    title_ja: String,
+    #[serde(default)]
+    series_ja: String,
 }
 
 impl From<ProductSource> for pb::Product {
@@ -188,7 +193,8 @@ impl From<ProductSource> for pb::Product {
             price_yen: p.price_yen,
             stock: p.stock,
             release_date: p.release_date,
-            ..Default::default()
+            title_ja: p.title_ja,
+            series_ja: p.series_ja,
         }
     }
 }
@@ -619,6 +625,8 @@ fn product_doc(p: &Product, vector: &[f32]) -> Value {
         "price_yen": p.price_yen,
         "stock": p.stock,
         "release_date": p.release_date,
+        "title_ja": p.title_ja.as_deref().unwrap_or_default(),
+        "series_ja": p.series_ja.as_deref().unwrap_or_default(),
         "genres_lc": p.genres.iter().map(|g| g.to_lowercase()).collect::<Vec<_>>(),
         "demographic_lc": p.demographic.to_lowercase(),
         LEXICAL_FIELD: text::product_lexical_text(p),
@@ -724,6 +732,8 @@ fn product_index_body(dim: usize) -> Value {
             "price_yen": stored("integer"),
             "stock": { "type": "integer" },
             "release_date": stored("keyword"),
+            "title_ja": stored("keyword"),
+            "series_ja": stored("keyword"),
             "genres_lc": { "type": "keyword" },
             "demographic_lc": { "type": "keyword" }
         }),

@@ -13,6 +13,15 @@ use crate::ConfigError;
 pub struct DaemonAddr {
     pub listen: String,
     pub endpoint: String,
+    /// When this daemon runs in the caller's process (`mangaassist up`), call it there —
+    /// same deadline, span, metrics and faults, no socket — instead of through its gRPC port,
+    /// which keeps serving outside callers either way. `false` = always gRPC.
+    #[serde(default = "in_process_default")]
+    pub in_process: bool,
+}
+
+fn in_process_default() -> bool {
+    true
 }
 
 impl DaemonAddr {
@@ -20,6 +29,7 @@ impl DaemonAddr {
         Self {
             listen: format!("127.0.0.1:{port}"),
             endpoint: format!("http://127.0.0.1:{port}"),
+            in_process: true,
         }
     }
 }

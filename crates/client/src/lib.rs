@@ -691,3 +691,145 @@ impl MeshClients {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use mangaassist_proto::v1 as pb;
+    use mangaassist_server::{InProcess, ServeOptions};
+    use tonic::{Code, Request, Response, Status};
+
+    use super::{GenerationClient, IntentClient, with_deadline};
+
+    /// Remembers the `grpc-timeout` each call carried.
+    #[derive(Default)]
+    struct Intent(Mutex<Vec<Option<String>>>);
+
+    #[tonic::async_trait]
+    impl pb::intent_service_server::IntentService for Intent {
+        async fn classify(
+            &self,
+            request: Request<pb::ClassifyRequest>,
+        ) -> Result<Response<pb::ClassifyResponse>, Status> {
+            let t = request
+                .metadata()
+                .get("grpc-timeout")
+                .map(|v| v.to_str().unwrap().to_string());
+            self.0.lock().unwrap().push(t);
+            Ok(Response::new(pb::ClassifyResponse {
+                confidence: 0.5,
+                ..Default::default()
+            }))
+        }
+    }
+
+    fn door(daemon: &'static str, faults: &[&str]) -> InProcess {
+        let opts = ServeOptions::for_tests();
+        opts.faults
+            .set(faults.iter().map(|f| f.parse().unwrap()).collect());
+        InProcess::new(daemon, &opts)
+    }
+
+    #[tokio::test]
+    async fn the_daemon_sees_the_deadline_as_over_grpc() {
+        let daemon = Arc::new(Intent::default());
+        let client = IntentClient::in_process(daemon.clone(), door("intent", &[]));
+        assert!(client.is_in_process());
+        let deadline = Duration::from_millis(250);
+        let r = client
+            .classify(pb::ClassifyRequest::default(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(r.confidence, 0.5);
+        let wire = with_deadline((), deadline)
+            .metadata()
+            .get("grpc-timeout")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(wire.is_some());
+        assert_eq!(*daemon.0.lock().unwrap(), vec![wire]);
+    }
+
+    #[tokio::test]
+    async fn a_hang_fault_in_process_ends_at_the_callers_deadline() {
+        let client = IntentClient::in_process(
+            Arc::new(Intent::default()),
+            door("intent", &["intent.Classify=hang"]),
+        );
+        let started = std::time::Instant::now();
+        let e = client
+            .classify(pb::ClassifyRequest::default(), Duration::from_millis(30))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::DeadlineExceeded);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Streams `n` events, then ends.
+    struct Generation(usize);
+
+    #[tonic::async_trait]
+    impl pb::generation_service_server::GenerationService for Generation {
+        type GenerateStream =
+            futures::stream::Iter<std::vec::IntoIter<Result<pb::GenerateResponse, Status>>>;
+
+        async fn generate(
+            &self,
+            _request: Request<pb::GenerateRequest>,
+        ) -> Result<Response<Self::GenerateStream>, Status> {
+            let events = (0..self.0)
+                .map(|_| Ok(pb::GenerateResponse::default()))
+                .collect::<Vec<_>>();
+            Ok(Response::new(futures::stream::iter(events)))
+        }
+        async fn list_prompts(
+            &self,
+            _request: Request<pb::ListPromptsRequest>,
+        ) -> Result<Response<pb::ListPromptsResponse>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn put_prompt(
+            &self,
+            _request: Request<pb::PutPromptRequest>,
+        ) -> Result<Response<pb::PromptInfo>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn activate_prompt(
+            &self,
+            _request: Request<pb::ActivatePromptRequest>,
+        ) -> Result<Response<pb::PromptInfo>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn rollback_prompt(
+            &self,
+            _request: Request<pb::RollbackPromptRequest>,
+        ) -> Result<Response<pb::PromptInfo>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_stream_arrives_as_the_same_boxed_stream() {
+        let client = GenerationClient::in_process(Arc::new(Generation(3)), door("generation", &[]));
+        let events: Vec<_> = client
+            .generate(pb::GenerateRequest::default(), Duration::from_secs(1))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(events.len(), 3);
+        let e = GenerationClient::in_process(
+            Arc::new(Generation(3)),
+            door("generation", &["generation=error:1.0"]),
+        )
+        .generate(pb::GenerateRequest::default(), Duration::from_secs(1))
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(e.code(), Code::Unavailable);
+    }
+}

@@ -1,7 +1,7 @@
 //! Starts any subset of the daemons in one process. `up` starts all of them, each on its own
 //! loopback port; `serve X` starts one and reaches its peers at the configured endpoints.
 //! The gateway and precompute call a daemon started in the same process in process (through
-//! its `InProcess` door, no socket) unless `mesh.<daemon>.in_process = false`; every daemon
+//! its `InProcess` door, no socket) unless `mesh.in_process` leaves it out; every daemon
 //! still serves gRPC for callers outside the process.
 
 use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc};
@@ -82,7 +82,7 @@ impl FromStr for Role {
 }
 
 /// In-process clients of the daemons built so far in this process (those whose
-/// `mesh.<daemon>.in_process` is on), for the callers built after them.
+/// `mesh.in_process` names), for the callers built after them.
 #[derive(Default)]
 struct Colocated {
     intent: Option<IntentClient>,
@@ -306,7 +306,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
         match role {
             Role::Memory => {
                 let d = mangaassist_memory::MemoryDaemon::new(cfg).await?;
-                if cfg.mesh.memory.in_process {
+                if cfg.mesh.calls_in_process("memory") {
                     colocated.memory = Some(MemoryClient::in_process(
                         Arc::new(d.clone()),
                         InProcess::new("memory", &opts),
@@ -321,7 +321,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Cache => {
                 let d = mangaassist_cache::CacheDaemon::new(cfg, emb()?).await?;
-                if cfg.mesh.cache.in_process {
+                if cfg.mesh.calls_in_process("cache") {
                     colocated.cache = Some(CacheClient::in_process(
                         Arc::new(d.clone()),
                         InProcess::new("cache", &opts),
@@ -336,7 +336,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Generation => {
                 let d = mangaassist_generation::GenerationDaemon::new(cfg).await?;
-                if cfg.mesh.generation.in_process {
+                if cfg.mesh.calls_in_process("generation") {
                     colocated.generation = Some(GenerationClient::in_process(
                         Arc::new(d.clone()),
                         InProcess::new("generation", &opts),
@@ -351,7 +351,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Intent => {
                 let d = mangaassist_intent::IntentDaemon::new(cfg, emb()?).await?;
-                if cfg.mesh.intent.in_process {
+                if cfg.mesh.calls_in_process("intent") {
                     colocated.intent = Some(IntentClient::in_process(
                         Arc::new(d.clone()),
                         InProcess::new("intent", &opts),
@@ -366,7 +366,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Retrieval => {
                 let d = mangaassist_retrieval::RetrievalDaemon::new(cfg, emb()?).await?;
-                if cfg.mesh.retrieval.in_process {
+                if cfg.mesh.calls_in_process("retrieval") {
                     colocated.retrieval = Some(RetrievalClient::in_process(
                         Arc::new(d.clone()),
                         InProcess::new("retrieval", &opts),
@@ -384,24 +384,19 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                 let peers = mangaassist_precompute::PrecomputePeers {
                     retrieval: match &colocated.retrieval {
                         Some(c) => c.clone(),
-                        None => {
-                            RetrievalClient::connect_with(&cfg.mesh.retrieval.endpoint, t.clone())?
-                        }
+                        None => RetrievalClient::connect_mesh(&cfg.mesh, t.clone())?,
                     },
                     generation: match &colocated.generation {
                         Some(c) => c.clone(),
-                        None => GenerationClient::connect_with(
-                            &cfg.mesh.generation.endpoint,
-                            t.clone(),
-                        )?,
+                        None => GenerationClient::connect_mesh(&cfg.mesh, t.clone())?,
                     },
                     cache: match &colocated.cache {
                         Some(c) => c.clone(),
-                        None => CacheClient::connect_with(&cfg.mesh.cache.endpoint, t)?,
+                        None => CacheClient::connect_mesh(&cfg.mesh, t)?,
                     },
                 };
                 let d = mangaassist_precompute::PrecomputeDaemon::new(cfg, peers).await?;
-                if cfg.mesh.precompute.in_process {
+                if cfg.mesh.calls_in_process("precompute") {
                     colocated.precompute = Some(PrecomputeClient::in_process(
                         Arc::new(d.clone()),
                         InProcess::new("precompute", &opts),

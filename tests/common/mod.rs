@@ -71,15 +71,16 @@ pub fn init_telemetry() {
 pub enum Calls {
     /// Through each daemon's in-process door (the default of `mangaassist up`).
     InProcess,
-    /// Through each daemon's gRPC port, as between pods (`mesh.<daemon>.in_process = false`).
+    /// Through each daemon's gRPC port, as between pods (`mesh.in_process = []`).
     Grpc,
 }
 
 /// Makes every daemon of `c` reached as `calls` says.
 pub fn set_calls(c: &mut Config, calls: Calls) {
-    for (_, d) in c.mesh.daemons_mut() {
-        d.in_process = calls == Calls::InProcess;
-    }
+    c.mesh.in_process = match calls {
+        Calls::InProcess => mangaassist_config::DAEMONS.map(String::from).to_vec(),
+        Calls::Grpc => Vec::new(),
+    };
 }
 
 pub struct TestMesh {

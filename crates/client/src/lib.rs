@@ -3,13 +3,20 @@
 //! `grpc-timeout`, the caller's trace context and, when the mesh has a service secret, a
 //! service token minted for the daemon being called.
 //!
+//! A hostname endpoint (a headless Kubernetes Service) gets a channel balanced over every
+//! address it resolves to, re-resolved every `mesh.resolve_interval_ms` ([`mesh_channel`]).
+//!
 //! A daemon running in the caller's process is called through the same client type without
 //! a socket: [`IntentClient::in_process`] and its siblings hand the request straight to the
 //! daemon's handler through its [`InProcess`] door, which applies the per-RPC layers the
 //! daemon's gRPC server would (span, metrics, faults, deadline).
 
+mod balance;
+
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use balance::{Dns, Resolve, balanced_channel, mesh_channel};
 
 use futures::{StreamExt, stream::BoxStream};
 use mangaassist_auth::ServiceTokens;
@@ -89,12 +96,7 @@ pub fn channel(daemon: &'static str, endpoint: &str) -> Result<Channel, ClientEr
         endpoint: endpoint.to_string(),
         message: e.to_string(),
     })?;
-    Ok(ep
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_millis(500))
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+    Ok(balance::tune(ep).connect_lazy())
 }
 
 fn with_deadline<T>(msg: T, deadline: Duration) -> Request<T> {
@@ -183,6 +185,26 @@ macro_rules! client {
                 tokens: Option<Arc<ServiceTokens>>,
             ) -> Result<Self, ClientError> {
                 Ok(Self::with_tokens(channel($daemon, endpoint)?, tokens))
+            }
+
+            /// A client of this daemon at its `mesh` endpoint, balanced over every address
+            /// the endpoint's hostname resolves to (re-resolved every
+            /// `mesh.resolve_interval_ms`; an IP endpoint keeps one channel).
+            pub fn connect_mesh(
+                mesh: &MeshSettings,
+                tokens: Option<Arc<ServiceTokens>>,
+            ) -> Result<Self, ClientError> {
+                let endpoint = mesh
+                    .daemons()
+                    .into_iter()
+                    .find(|(name, _)| *name == $daemon)
+                    .map(|(_, addr)| addr.endpoint.as_str())
+                    .unwrap_or_default();
+                let interval = Duration::from_millis(mesh.resolve_interval_ms);
+                Ok(Self::with_tokens(
+                    mesh_channel($daemon, endpoint, interval)?,
+                    tokens,
+                ))
             }
         }
     };
@@ -682,12 +704,12 @@ impl MeshClients {
     pub fn connect_as(mesh: &MeshSettings, caller: &str) -> Result<Self, ClientError> {
         let t = service_tokens(mesh, caller)?;
         Ok(Self {
-            intent: IntentClient::connect_with(&mesh.intent.endpoint, t.clone())?,
-            retrieval: RetrievalClient::connect_with(&mesh.retrieval.endpoint, t.clone())?,
-            memory: MemoryClient::connect_with(&mesh.memory.endpoint, t.clone())?,
-            cache: CacheClient::connect_with(&mesh.cache.endpoint, t.clone())?,
-            generation: GenerationClient::connect_with(&mesh.generation.endpoint, t.clone())?,
-            precompute: PrecomputeClient::connect_with(&mesh.precompute.endpoint, t)?,
+            intent: IntentClient::connect_mesh(mesh, t.clone())?,
+            retrieval: RetrievalClient::connect_mesh(mesh, t.clone())?,
+            memory: MemoryClient::connect_mesh(mesh, t.clone())?,
+            cache: CacheClient::connect_mesh(mesh, t.clone())?,
+            generation: GenerationClient::connect_mesh(mesh, t.clone())?,
+            precompute: PrecomputeClient::connect_mesh(mesh, t)?,
         })
     }
 }

@@ -13,15 +13,6 @@ use crate::ConfigError;
 pub struct DaemonAddr {
     pub listen: String,
     pub endpoint: String,
-    /// When this daemon runs in the caller's process (`mangaassist up`), call it there —
-    /// same deadline, span, metrics and faults, no socket — instead of through its gRPC port,
-    /// which keeps serving outside callers either way. `false` = always gRPC.
-    #[serde(default = "in_process_default")]
-    pub in_process: bool,
-}
-
-fn in_process_default() -> bool {
-    true
 }
 
 impl DaemonAddr {
@@ -29,7 +20,6 @@ impl DaemonAddr {
         Self {
             listen: format!("127.0.0.1:{port}"),
             endpoint: format!("http://127.0.0.1:{port}"),
-            in_process: true,
         }
     }
 }
@@ -43,6 +33,15 @@ pub struct MeshSettings {
     pub cache: DaemonAddr,
     pub generation: DaemonAddr,
     pub precompute: DaemonAddr,
+    /// Daemons called in process when they run in the caller's process (`mangaassist up`):
+    /// same deadline, span, metrics and faults, but no HTTP/2, encoding or socket. A daemon
+    /// left out is called through its gRPC port even then; every daemon keeps serving gRPC
+    /// for outside callers either way. `[]` = always gRPC.
+    pub in_process: Vec<String>,
+    /// How often a caller re-resolves a daemon endpoint that names a host (a headless
+    /// Kubernetes Service: one address per ready pod) to balance its calls over every
+    /// replica; 0 = resolve once and keep one connection. IP endpoints always keep one.
+    pub resolve_interval_ms: u64,
     /// Seconds to let in-flight RPCs finish after SIGTERM before exiting (at most an hour).
     pub shutdown_grace_seconds: u64,
     /// Upper bound on any RPC's deadline, whatever the caller asked for (1 s to a day).
@@ -65,6 +64,8 @@ impl Default for MeshSettings {
             cache: DaemonAddr::local(50064),
             generation: DaemonAddr::local(50065),
             precompute: DaemonAddr::local(50066),
+            in_process: DAEMONS.iter().map(|d| d.to_string()).collect(),
+            resolve_interval_ms: 5_000,
             shutdown_grace_seconds: 10,
             max_rpc_seconds: 60,
             service_secret: String::new(),
@@ -73,7 +74,22 @@ impl Default for MeshSettings {
     }
 }
 
+/// The daemons of the mesh, by name.
+pub const DAEMONS: [&str; 6] = [
+    "intent",
+    "retrieval",
+    "memory",
+    "cache",
+    "generation",
+    "precompute",
+];
+
 impl MeshSettings {
+    /// Whether `daemon`, when it runs in the caller's process, is called in process.
+    pub fn calls_in_process(&self, daemon: &str) -> bool {
+        self.in_process.iter().any(|d| d == daemon)
+    }
+
     pub fn daemons(&self) -> [(&'static str, &DaemonAddr); 6] {
         [
             ("intent", &self.intent),
@@ -101,6 +117,21 @@ impl MeshSettings {
             socket_addr(&format!("mesh.{name}.listen"), &addr.listen)?;
             http_url(&format!("mesh.{name}.endpoint"), &addr.endpoint)?;
         }
+        for d in &self.in_process {
+            ensure(
+                DAEMONS.contains(&d.as_str()),
+                "mesh.in_process",
+                format!("unknown daemon `{d}` (one of {})", DAEMONS.join(", ")),
+            )?;
+        }
+        ensure(
+            self.resolve_interval_ms == 0 || (100..=3_600_000).contains(&self.resolve_interval_ms),
+            "mesh.resolve_interval_ms",
+            format!(
+                "{} is outside 100..=3600000 (or 0 = no re-resolution)",
+                self.resolve_interval_ms
+            ),
+        )?;
         within(
             "mesh.shutdown_grace_seconds",
             self.shutdown_grace_seconds,

@@ -65,7 +65,7 @@ impl Default for MeshSettings {
             generation: DaemonAddr::local(50065),
             precompute: DaemonAddr::local(50066),
             in_process: DAEMONS.iter().map(|d| d.to_string()).collect(),
-            resolve_interval_ms: 5_000,
+            resolve_interval_ms: 2_000,
             shutdown_grace_seconds: 10,
             max_rpc_seconds: 60,
             service_secret: String::new(),

@@ -128,7 +128,8 @@ const QUESTIONS: [&str; 6] = [
     "I want to return a book and get my money back",
 ];
 
-/// Asks one question and insists the answer is whole: intent answered, nothing degraded.
+/// Asks one question and insists the answer is whole: nothing degraded, and intent (when
+/// asked: a cache hit answers before it) answered.
 async fn ask_ok(c: &mut WsClient, n: usize) {
     let a = c
         .ask(
@@ -138,11 +139,9 @@ async fn ask_ok(c: &mut WsClient, n: usize) {
         .await;
     let done = a.done();
     assert_eq!(done.degradation, "full", "message {n}: {done:?}");
-    assert_eq!(
-        done.stage("intent").unwrap().outcome,
-        "ok",
-        "message {n}: {done:?}"
-    );
+    if let Some(intent) = done.stage("intent") {
+        assert_eq!(intent.outcome, "ok", "message {n}: {done:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,6 +150,13 @@ async fn messages_spread_over_intent_replicas_and_none_fails_when_one_leaves() {
     let state = tempfile::tempdir().unwrap();
     let mut config = common::test_config(state.path(), &[]);
     config.gateway.limits.user_messages_per_minute = 0;
+    // This test is about where calls go, not their speed: on 2 shared cores a debug build
+    // misses the production deadlines now and then, which would degrade a message for reasons
+    // unrelated to balancing.
+    config.gateway.deadlines.intent_ms = 2_000;
+    config.gateway.deadlines.cache_ms = 2_000;
+    config.gateway.deadlines.memory_ms = 2_000;
+    config.gateway.deadlines.retrieval_ms = 2_000;
     // Every daemon but intent (and the gateway, built here with its own intent client).
     let roles: Vec<Role> = Role::ALL
         .into_iter()
@@ -158,9 +164,8 @@ async fn messages_spread_over_intent_replicas_and_none_fails_when_one_leaves() {
         .collect();
     let daemons = mesh::start(config, &roles).await.unwrap();
     let cfg = daemons.config.clone();
-    let intent = IntentDaemon::new(&cfg, mesh::load_embedder(&cfg).await.unwrap())
-        .await
-        .unwrap();
+    let embedder = mesh::load_embedder(&cfg).await.unwrap();
+    let intent = IntentDaemon::new(&cfg, embedder.clone()).await.unwrap();
     let a = Replica::start(intent.clone()).await;
     let b = Replica::start(intent).await;
 
@@ -179,7 +184,8 @@ async fn messages_spread_over_intent_replicas_and_none_fails_when_one_leaves() {
     let mut clients = MeshClients::connect(&cfg.mesh).unwrap();
     clients.intent = IntentClient::new(channel);
     let stop_gateway = tokio_util::sync::CancellationToken::new();
-    let gw = mangaassist_gateway::Gateway::new(&cfg, clients, None, stop_gateway.clone()).unwrap();
+    let gw = mangaassist_gateway::Gateway::new(&cfg, clients, Some(embedder), stop_gateway.clone())
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw_addr = listener.local_addr().unwrap();
     let gw_task = tokio::spawn(gw.serve(listener, None));

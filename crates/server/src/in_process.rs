@@ -8,8 +8,9 @@
 //! Service authentication is the one gRPC layer left out: a caller in the same process holds
 //! the daemon itself, so a token would prove nothing.
 
-use std::{future::Future, time::Duration, time::Instant};
+use std::{future::Future, panic::AssertUnwindSafe, time::Duration, time::Instant};
 
+use futures::FutureExt;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -73,8 +74,17 @@ impl InProcess {
                 }
                 handler(req).await
             };
+            // Over gRPC a panicking handler takes down only its own stream task and the caller
+            // gets an error; in process it would unwind through the caller's task instead.
+            let run = AssertUnwindSafe(run).catch_unwind();
             let result = match tokio::time::timeout(limit, run).await {
-                Ok(r) => r,
+                Ok(Ok(r)) => r,
+                Ok(Err(_panic)) => {
+                    tracing::error!(daemon, method, "rpc handler panicked");
+                    Err(Status::internal(format!(
+                        "{daemon} {method}: the handler panicked"
+                    )))
+                }
                 Err(_) => Err(Status::deadline_exceeded(format!(
                     "{daemon} {method}: deadline of {} ms exceeded",
                     limit.as_millis()
@@ -159,6 +169,25 @@ mod tests {
             .call(PATH, Duration::from_secs(1), Request::new(1), answer)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_its_call_not_the_caller() {
+        let e = door(&[])
+            .call(
+                PATH,
+                Duration::from_secs(1),
+                Request::new(1),
+                |r| async move {
+                    if r.into_inner() == 1 {
+                        panic!("handler bug");
+                    }
+                    Ok(Response::new(0u32))
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Internal);
     }
 
     #[tokio::test(start_paused = true)]

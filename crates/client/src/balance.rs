@@ -51,10 +51,20 @@ impl Resolve for Dns {
     }
 }
 
+/// Whether `addr` accepts a TCP connection within the connect timeout.
+async fn accepts(addr: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Endpoint settings every mesh connection shares.
 pub(crate) fn tune(ep: Endpoint) -> Endpoint {
     ep.tcp_nodelay(true)
-        .connect_timeout(Duration::from_millis(500))
+        .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_while_idle(true)
 }
@@ -81,7 +91,12 @@ pub fn mesh_channel(
         .ok_or_else(|| bad(daemon, endpoint, "no host"))?
         .trim_start_matches('[')
         .trim_end_matches(']');
-    if resolve_interval.is_zero() || host.parse::<IpAddr>().is_ok() {
+    // `localhost` names this machine, not replicas: it often resolves to ::1 and 127.0.0.1 of
+    // which the daemon listens on one, and the plain connector tries both in turn.
+    if resolve_interval.is_zero()
+        || host.parse::<IpAddr>().is_ok()
+        || host.eq_ignore_ascii_case("localhost")
+    {
         return crate::channel(daemon, endpoint);
     }
     let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
@@ -115,7 +130,7 @@ pub fn balanced_channel(
                 () = tx.closed() => break,
                 _ = tick.tick() => {}
             }
-            let found: BTreeSet<SocketAddr> = match resolver.resolve().await {
+            let mut found: BTreeSet<SocketAddr> = match resolver.resolve().await {
                 Ok(addrs) if !addrs.is_empty() => addrs.into_iter().collect(),
                 Ok(_) => {
                     tracing::warn!(
@@ -130,6 +145,17 @@ pub fn balanced_channel(
                     continue;
                 }
             };
+            // A balanced endpoint connects lazily and stays in the set even when it cannot
+            // connect, failing the calls sent to it; so an address joins only once it accepts
+            // a connection (it is tried again at the next resolution).
+            let new: Vec<SocketAddr> = found.difference(&current).copied().collect();
+            let probes = futures::future::join_all(new.iter().map(|a| accepts(*a))).await;
+            for (addr, ok) in new.iter().zip(probes) {
+                if !ok {
+                    tracing::debug!(daemon, %addr, "address does not accept connections yet");
+                    found.remove(addr);
+                }
+            }
             let mut changes = Vec::new();
             for gone in current.difference(&found) {
                 changes.push(Change::Remove(*gone));

@@ -193,3 +193,36 @@ async fn calls_spread_over_replicas_and_survive_one_leaving() {
     a.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_does_not_accept_connections_takes_no_call() {
+    let a = replica("127.0.0.1").await;
+    // A port nobody listens on (bound, then released): connections are refused.
+    let dead = {
+        let (l, addr) = mangaassist_server::bind_with_addr("127.0.0.1:0")
+            .await
+            .unwrap();
+        drop(l);
+        addr
+    };
+    let (asked, mut asked_rx) = watch::channel(0);
+    let resolver = Fed {
+        addrs: Arc::new(Mutex::new(vec![dead, a.addr])),
+        asked,
+    };
+    let client = IntentClient::new(
+        balanced_channel(
+            "intent",
+            "http://intent.mangaassist.svc:50061",
+            resolver,
+            Duration::from_millis(20),
+        )
+        .unwrap(),
+    );
+    resolved(&mut asked_rx).await;
+    for _ in 0..50 {
+        classify(&client).await.unwrap();
+    }
+    assert_eq!(a.calls(), 50);
+    a.stop().await;
+}

@@ -162,3 +162,52 @@ async fn an_error_fault_in_process_degrades_like_over_grpc() {
     );
     m.stop().await;
 }
+
+/// `serve gateway intent`: a gateway with one daemon beside it calls that one in process and
+/// the others (absent here) over gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_beside_one_daemon_calls_that_one_in_process() {
+    common::init_telemetry();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(state.path(), &[]);
+    // The absent daemons' endpoints: a port nobody listens on, so their calls fail at once.
+    let closed = {
+        let (l, addr) = mangaassist_server::bind_with_addr("127.0.0.1:0")
+            .await
+            .unwrap();
+        drop(l);
+        format!("http://{addr}")
+    };
+    for (_, d) in config.mesh.daemons_mut() {
+        d.endpoint = closed.clone();
+    }
+    let mesh = mangaassist::mesh::start(config, &[Role::Gateway, Role::Intent])
+        .await
+        .unwrap();
+    let ticket = mangaassist_gateway::issue_ticket(&mesh.config, "u-demo").unwrap();
+    let mut c =
+        common::WsClient::connect(&format!("{}?token={ticket}", mesh.ws_url().unwrap())).await;
+    let a = c.ask("Where is my order?", "s-beside").await;
+    let done = a.done();
+    assert_eq!(done.intent, "order_status", "{done:?}");
+    assert_eq!(done.stage("intent").unwrap().outcome, "ok", "{done:?}");
+    // Generation is absent: the canned answer, as with a dead generation daemon.
+    assert_eq!(done.degradation, "canned", "{done:?}");
+    let metrics = reqwest::get(format!("http://{}/metrics", mesh.addrs[&Role::Intent]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        value(
+            &metrics,
+            r#"rpc_server_requests_total{daemon="intent",method="Classify",grpc_status="0",transport="in_process"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
+    tokio::time::timeout(Duration::from_secs(20), mesh.stop())
+        .await
+        .expect("stops")
+        .unwrap();
+}

@@ -65,6 +65,9 @@ PORTS = {"intent": 50061, "retrieval": 50062, "memory": 50063, "cache": 50064,
          "generation": 50065, "precompute": 50066, "gateway": 8080}
 DAEMONS = [d for d in PORTS if d != "gateway"]
 SHUTDOWN_GRACE_SECONDS = 10  # mesh.shutdown_grace_seconds default
+RESOLVE_INTERVAL_MS = 2000  # mesh.resolve_interval_ms default
+# CoreDNS answers for a headless Service are cached this long (kubernetes plugin `ttl`).
+DNS_TTL_MS = 5000
 SECRET_VAR = "MANGAASSIST_GATEWAY__AUTH__SECRET"
 MESH_SECRET_VAR = "MANGAASSIST_MESH__SERVICE_SECRET"
 # Who may call each daemon (k8s NetworkPolicy); mirrors the clients the gateway and precompute build.
@@ -303,6 +306,26 @@ def k8s():
                 err(f"Service {role}: needs port named {portname} = {port}")
             if svc["spec"].get("selector", {}).items() - labels.items():
                 err(f"Service {role}: selector does not match Deployment {role}'s pods")
+            if role in DAEMONS:
+                # A virtual IP pins each caller's one HTTP/2 connection to one pod; headless,
+                # the name resolves to every ready pod and callers balance over them.
+                if svc["spec"].get("clusterIP") != "None":
+                    err(f"Service {role}: must be headless (clusterIP: None) so callers "
+                        "balance over every ready pod")
+                if svc["spec"].get("publishNotReadyAddresses"):
+                    err(f"Service {role}: publishNotReadyAddresses would send calls to pods "
+                        "that are not ready")
+        if role in DAEMONS:
+            # A leaving pod must drop out of every caller's balancer while its preStop sleep
+            # runs, before SIGTERM stops it taking calls.
+            interval = int(env.get("MANGAASSIST_MESH__RESOLVE_INTERVAL_MS", RESOLVE_INTERVAL_MS))
+            if interval == 0:
+                err("MANGAASSIST_MESH__RESOLVE_INTERVAL_MS=0 resolves the headless Services "
+                    "once: callers would never see pods join or leave")
+            elif pre_sleep * 1000 < interval + DNS_TTL_MS + 1000:
+                err(f"Deployment {role}: preStop sleep {pre_sleep} s is shorter than the DNS "
+                    f"cache ({DNS_TTL_MS} ms) + mesh.resolve_interval_ms ({interval} ms) + 1 s: "
+                    "callers would still send it calls after SIGTERM")
         for d in DAEMONS:
             want = f"http://{d}:{PORTS[d]}"
             if env.get(f"MANGAASSIST_MESH__{d.upper()}__ENDPOINT") != want:

@@ -46,11 +46,13 @@ enum Command {
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<FaultSpec>,
     },
-    /// Run one daemon; its peers are reached at the configured endpoints.
+    /// Run one daemon, or several in one process (`serve gateway intent cache`: the gateway
+    /// calls the daemons it runs with in process); other peers are reached at the configured
+    /// endpoints.
     Serve {
-        /// intent, retrieval, memory, cache, generation, precompute or gateway.
-        #[arg(value_parser = parse_role)]
-        daemon: Role,
+        /// intent, retrieval, memory, cache, generation, precompute or gateway (one or more).
+        #[arg(value_parser = parse_role, required = true, num_args = 1..)]
+        daemons: Vec<Role>,
         /// Inject a fault (repeatable), as for `up`.
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<FaultSpec>,
@@ -521,10 +523,20 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             init_logs(&cli, &config, "mangaassist-gateway")?;
             run_roles(config, &Role::ALL).await
         }
-        Command::Serve { daemon, faults } => {
+        Command::Serve { daemons, faults } => {
             config.faults.extend(faults.iter().cloned());
-            init_logs(&cli, &config, &format!("mangaassist-{}", daemon.name()))?;
-            run_roles(config, &[*daemon]).await
+            // One service name per process: the gateway's when it is here (as for `up`; the
+            // daemons' spans carry their `daemon` attribute), else the first daemon's.
+            let name = if daemons.contains(&Role::Gateway) {
+                Role::Gateway
+            } else {
+                daemons[0]
+            };
+            init_logs(&cli, &config, &format!("mangaassist-{}", name.name()))?;
+            let mut roles = daemons.clone();
+            roles.sort();
+            roles.dedup();
+            run_roles(config, &roles).await
         }
     }
 }

@@ -1,14 +1,19 @@
 //! Starts any subset of the daemons in one process. `up` starts all of them, each on its own
-//! loopback port, talking to each other through real gRPC clients; `serve X` starts one and
-//! reaches its peers at the configured endpoints.
+//! loopback port; `serve X` starts one and reaches its peers at the configured endpoints.
+//! The gateway and precompute call a daemon started in the same process in process (through
+//! its `InProcess` door, no socket) unless `mesh.in_process` leaves it out; every daemon
+//! still serves gRPC for callers outside the process.
 
-use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr, sync::Arc};
 
 use anyhow::Context;
-use mangaassist_client::{CacheClient, GenerationClient, MeshClients, RetrievalClient};
+use mangaassist_client::{
+    CacheClient, GenerationClient, IntentClient, MemoryClient, MeshClients, PrecomputeClient,
+    RetrievalClient,
+};
 use mangaassist_config::Config;
 use mangaassist_embedding::QueryEmbedder;
-use mangaassist_server::ServeOptions;
+use mangaassist_server::{InProcess, ServeOptions};
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -73,6 +78,51 @@ impl FromStr for Role {
                     "unknown daemon `{s}` (one of intent, retrieval, memory, cache, generation, precompute, gateway)"
                 )
             })
+    }
+}
+
+/// In-process clients of the daemons built so far in this process (those whose
+/// `mesh.in_process` names), for the callers built after them.
+#[derive(Default)]
+struct Colocated {
+    intent: Option<IntentClient>,
+    retrieval: Option<RetrievalClient>,
+    memory: Option<MemoryClient>,
+    cache: Option<CacheClient>,
+    generation: Option<GenerationClient>,
+    precompute: Option<PrecomputeClient>,
+}
+
+impl Colocated {
+    /// `clients` with every co-located daemon called in process.
+    fn apply(&self, mut clients: MeshClients) -> MeshClients {
+        fn swap<T: Clone>(slot: &mut T, local: &Option<T>) {
+            if let Some(l) = local {
+                *slot = l.clone();
+            }
+        }
+        swap(&mut clients.intent, &self.intent);
+        swap(&mut clients.retrieval, &self.retrieval);
+        swap(&mut clients.memory, &self.memory);
+        swap(&mut clients.cache, &self.cache);
+        swap(&mut clients.generation, &self.generation);
+        swap(&mut clients.precompute, &self.precompute);
+        clients
+    }
+
+    /// The daemons called in process, by name.
+    fn names(&self) -> Vec<&'static str> {
+        [
+            ("intent", self.intent.is_some()),
+            ("retrieval", self.retrieval.is_some()),
+            ("memory", self.memory.is_some()),
+            ("cache", self.cache.is_some()),
+            ("generation", self.generation.is_some()),
+            ("precompute", self.precompute.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect()
     }
 }
 
@@ -241,7 +291,14 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
     }
     let opts = ServeOptions::from_config(&config, daemons_stop)?;
     let mut tasks = JoinSet::new();
-    for &role in roles {
+    let mut colocated = Colocated::default();
+    // Daemons first, in `Role::ALL` order: precompute and the gateway, built last, can then
+    // call every daemon of this process in process.
+    let ordered: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|r| roles.contains(r))
+        .collect();
+    for role in ordered {
         let Some(listener) = listeners.remove(&role) else {
             continue;
         };
@@ -252,6 +309,12 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
         match role {
             Role::Memory => {
                 let d = mangaassist_memory::MemoryDaemon::new(cfg).await?;
+                if cfg.mesh.calls_in_process("memory") {
+                    colocated.memory = Some(MemoryClient::in_process(
+                        Arc::new(d.clone()),
+                        InProcess::new("memory", &opts),
+                    ));
+                }
                 tasks.spawn(async move {
                     (
                         role,
@@ -261,6 +324,12 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Cache => {
                 let d = mangaassist_cache::CacheDaemon::new(cfg, emb()?).await?;
+                if cfg.mesh.calls_in_process("cache") {
+                    colocated.cache = Some(CacheClient::in_process(
+                        Arc::new(d.clone()),
+                        InProcess::new("cache", &opts),
+                    ));
+                }
                 tasks.spawn(async move {
                     (
                         role,
@@ -270,6 +339,12 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Generation => {
                 let d = mangaassist_generation::GenerationDaemon::new(cfg).await?;
+                if cfg.mesh.calls_in_process("generation") {
+                    colocated.generation = Some(GenerationClient::in_process(
+                        Arc::new(d.clone()),
+                        InProcess::new("generation", &opts),
+                    ));
+                }
                 tasks.spawn(async move {
                     (
                         role,
@@ -279,6 +354,12 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Intent => {
                 let d = mangaassist_intent::IntentDaemon::new(cfg, emb()?).await?;
+                if cfg.mesh.calls_in_process("intent") {
+                    colocated.intent = Some(IntentClient::in_process(
+                        Arc::new(d.clone()),
+                        InProcess::new("intent", &opts),
+                    ));
+                }
                 tasks.spawn(async move {
                     (
                         role,
@@ -288,6 +369,12 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Retrieval => {
                 let d = mangaassist_retrieval::RetrievalDaemon::new(cfg, emb()?).await?;
+                if cfg.mesh.calls_in_process("retrieval") {
+                    colocated.retrieval = Some(RetrievalClient::in_process(
+                        Arc::new(d.clone()),
+                        InProcess::new("retrieval", &opts),
+                    ));
+                }
                 tasks.spawn(async move {
                     (
                         role,
@@ -298,17 +385,26 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             Role::Precompute => {
                 let t = mangaassist_client::service_tokens(&cfg.mesh, "precompute")?;
                 let peers = mangaassist_precompute::PrecomputePeers {
-                    retrieval: RetrievalClient::connect_with(
-                        &cfg.mesh.retrieval.endpoint,
-                        t.clone(),
-                    )?,
-                    generation: GenerationClient::connect_with(
-                        &cfg.mesh.generation.endpoint,
-                        t.clone(),
-                    )?,
-                    cache: CacheClient::connect_with(&cfg.mesh.cache.endpoint, t)?,
+                    retrieval: match &colocated.retrieval {
+                        Some(c) => c.clone(),
+                        None => RetrievalClient::connect_mesh(&cfg.mesh, t.clone())?,
+                    },
+                    generation: match &colocated.generation {
+                        Some(c) => c.clone(),
+                        None => GenerationClient::connect_mesh(&cfg.mesh, t.clone())?,
+                    },
+                    cache: match &colocated.cache {
+                        Some(c) => c.clone(),
+                        None => CacheClient::connect_mesh(&cfg.mesh, t)?,
+                    },
                 };
                 let d = mangaassist_precompute::PrecomputeDaemon::new(cfg, peers).await?;
+                if cfg.mesh.calls_in_process("precompute") {
+                    colocated.precompute = Some(PrecomputeClient::in_process(
+                        Arc::new(d.clone()),
+                        InProcess::new("precompute", &opts),
+                    ));
+                }
                 tasks.spawn(async move {
                     (
                         role,
@@ -317,7 +413,11 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                 });
             }
             Role::Gateway => {
-                let clients = MeshClients::connect(&cfg.mesh)?;
+                let clients = colocated.apply(MeshClients::connect(&cfg.mesh)?);
+                tracing::info!(
+                    in_process = ?colocated.names(),
+                    "gateway calls these daemons in process"
+                );
                 let mut gw = mangaassist_gateway::Gateway::new(
                     cfg,
                     clients,

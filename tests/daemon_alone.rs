@@ -114,7 +114,7 @@ async fn lone_generation_daemon_serves_health_reflection_and_metrics() {
         .unwrap();
     assert!(
         metrics.contains(
-            r#"rpc_server_requests_total{daemon="generation",method="ListPrompts",grpc_status="0"}"#
+            r#"rpc_server_requests_total{daemon="generation",method="ListPrompts",grpc_status="0",transport="grpc"}"#
         ),
         "{metrics}"
     );

@@ -399,9 +399,26 @@ fn kubernetes_checker_rejects_broken_manifests() {
         ),
         // Structural: shutdown needs the preStop drain.
         (
-            "command: [\"sleep\", \"5\"]",
+            "command: [\"sleep\", \"10\"]",
             "command: [\"true\"]",
             "needs a preStop sleep",
+        ),
+        // …long enough for callers' balancers to drop the pod before SIGTERM.
+        (
+            "command: [\"sleep\", \"10\"]",
+            "command: [\"sleep\", \"5\"]",
+            "preStop sleep 5 s is shorter than the DNS cache",
+        ),
+        // A daemon Service with a virtual IP pins every caller to one pod.
+        (
+            "  clusterIP: None\n",
+            "",
+            "Service intent: must be headless (clusterIP: None)",
+        ),
+        (
+            "  clusterIP: None\n",
+            "  clusterIP: None\n  publishNotReadyAddresses: true\n",
+            "publishNotReadyAddresses would send calls to pods that are not ready",
         ),
     ];
     let base = root().join("k8s/base");
@@ -411,6 +428,18 @@ fn kubernetes_checker_rejects_broken_manifests() {
         let err = k8s_base_errors_with("intent.yaml", &text.replacen(from, to, 1));
         assert!(err.contains(want), "expected {want:?} in:\n{err}");
     }
+    // Resolving the headless Services only once would never see pods join or leave.
+    let kustomization = std::fs::read_to_string(base.join("kustomization.yaml")).unwrap();
+    let from = "MANGAASSIST_MESH__RESOLVE_INTERVAL_MS=2000";
+    assert!(kustomization.contains(from));
+    let err = k8s_base_errors_with(
+        "kustomization.yaml",
+        &kustomization.replacen(from, "MANGAASSIST_MESH__RESOLVE_INTERVAL_MS=0", 1),
+    );
+    assert!(
+        err.contains("MANGAASSIST_MESH__RESOLVE_INTERVAL_MS=0 resolves the headless Services once"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,18 +1,19 @@
-//! End-to-end: the whole mesh in-process, real gRPC between daemons, a real WebSocket client.
+//! End-to-end: the whole mesh in this process and a real WebSocket client, each case run twice:
+//! with the gateway calling the daemons in process (`in_process::…`, the default when
+//! co-located) and over real gRPC (`grpc::…`, as between pods).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{TestMesh, catalog_titles, error_code};
+use common::{Calls, TestMesh, catalog_titles, error_code};
 use mangaassist::mesh::Role;
 use mangaassist_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_query_per_intent_streams_status_chunks_done() {
-    let m = TestMesh::start(&[]).await;
+async fn one_query_per_intent_streams_status_chunks_done(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &[]).await;
     let mut c = m.client().await;
     let cases = [
         ("Hello there!", "greeting"),
@@ -69,9 +70,8 @@ async fn one_query_per_intent_streams_status_chunks_done() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recommendation_names_real_catalog_titles() {
-    let m = TestMesh::start(&[]).await;
+async fn recommendation_names_real_catalog_titles(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &[]).await;
     let mut c = m.client().await;
     let a = c.ask("Suggest manga like One Piece", "s-rec").await;
     let text = a.text();
@@ -93,9 +93,8 @@ async fn recommendation_names_real_catalog_titles() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn order_status_reads_the_users_orders() {
-    let m = TestMesh::start(&[]).await;
+async fn order_status_reads_the_users_orders(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &[]).await;
     let mut c = m.client().await;
     let a = c.ask("Where is my order?", "s-order").await;
     assert_eq!(a.done().intent, "order_status");
@@ -104,9 +103,8 @@ async fn order_status_reads_the_users_orders() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_question_is_a_cache_hit() {
-    let m = TestMesh::start(&[]).await;
+async fn repeated_question_is_a_cache_hit(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &[]).await;
     let mut c = m.client().await;
     let q = "What payment methods do you accept?";
     let first = c.ask(q, "s-cache-1").await;
@@ -132,9 +130,8 @@ async fn repeated_question_is_a_cache_hit() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hung_retrieval_still_answers_degraded_within_its_deadline() {
-    let m = TestMesh::start(&["retrieval=hang"]).await;
+async fn hung_retrieval_still_answers_degraded_within_its_deadline(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &["retrieval=hang"]).await;
     let deadline_ms = m.mesh().config.gateway.deadlines.retrieval_ms;
     let mut c = m.client().await;
     let a = c
@@ -149,9 +146,8 @@ async fn hung_retrieval_still_answers_degraded_within_its_deadline() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_generation_gives_a_canned_answer_and_dead_intent_the_keyword_fallback() {
-    let m = TestMesh::start(&["generation=error:1.0", "intent=error:1.0"]).await;
+async fn dead_generation_gives_a_canned_answer_and_dead_intent_the_keyword_fallback(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &["generation=error:1.0", "intent=error:1.0"]).await;
     let mut c = m.client().await;
     let a = c.ask("Where is my order?", "s-dead").await;
     let done = a.done();
@@ -165,9 +161,8 @@ async fn dead_generation_gives_a_canned_answer_and_dead_intent_the_keyword_fallb
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_cache_and_memory_still_give_a_full_answer() {
-    let m = TestMesh::start(&["cache=error:1.0", "memory=error:1.0"]).await;
+async fn dead_cache_and_memory_still_give_a_full_answer(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &["cache=error:1.0", "memory=error:1.0"]).await;
     let mut c = m.client().await;
     let a = c.ask("Suggest manga like One Piece", "s-nomem").await;
     let done = a.done();
@@ -176,9 +171,8 @@ async fn dead_cache_and_memory_still_give_a_full_answer() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
-    let m = TestMesh::start(&[]).await;
+async fn bad_frames_get_error_frames_and_the_connection_stays_usable(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &[]).await;
     let mut c = m.client().await;
     c.send_raw(Message::Text("{not json".into())).await;
     assert_eq!(error_code(&c.next_frame().await), Some(ErrorCode::BadJson));
@@ -215,9 +209,8 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
     m.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_is_kept_across_messages_of_a_session() {
-    let m = TestMesh::start(&[]).await;
+async fn history_is_kept_across_messages_of_a_session(calls: Calls) {
+    let m = TestMesh::start_calling(calls, &[]).await;
     let mut c = m.client().await;
     c.ask("Suggest manga like One Piece", "s-hist").await;
     let turns = m.wait_for_turns("s-hist", "u-demo", 2).await;
@@ -226,3 +219,40 @@ async fn history_is_kept_across_messages_of_a_session() {
     assert_eq!(turns[1].text, "Suggest manga like One Piece");
     m.stop().await;
 }
+
+/// Each case as a test in each mode. A mesh starts in about a second here, so both modes run
+/// every case (~10 s more than one mode).
+macro_rules! in_both_modes {
+    ($($case:ident),* $(,)?) => {
+        mod in_process {
+            use super::Calls;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(Calls::InProcess).await;
+                }
+            )*
+        }
+        mod grpc {
+            use super::Calls;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(Calls::Grpc).await;
+                }
+            )*
+        }
+    };
+}
+
+in_both_modes!(
+    one_query_per_intent_streams_status_chunks_done,
+    recommendation_names_real_catalog_titles,
+    order_status_reads_the_users_orders,
+    repeated_question_is_a_cache_hit,
+    hung_retrieval_still_answers_degraded_within_its_deadline,
+    dead_generation_gives_a_canned_answer_and_dead_intent_the_keyword_fallback,
+    dead_cache_and_memory_still_give_a_full_answer,
+    bad_frames_get_error_frames_and_the_connection_stays_usable,
+    history_is_kept_across_messages_of_a_session,
+);

@@ -66,6 +66,23 @@ pub fn init_telemetry() {
     );
 }
 
+/// How the gateway reaches the daemons of a [`TestMesh`] (all in the same process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Calls {
+    /// Through each daemon's in-process door (the default of `mangaassist up`).
+    InProcess,
+    /// Through each daemon's gRPC port, as between pods (`mesh.in_process = []`).
+    Grpc,
+}
+
+/// Makes every daemon of `c` reached as `calls` says.
+pub fn set_calls(c: &mut Config, calls: Calls) {
+    c.mesh.in_process = match calls {
+        Calls::InProcess => mangaassist_config::DAEMONS.map(String::from).to_vec(),
+        Calls::Grpc => Vec::new(),
+    };
+}
+
 pub struct TestMesh {
     pub mesh: Option<RunningMesh>,
     _state: tempfile::TempDir,
@@ -74,6 +91,11 @@ pub struct TestMesh {
 impl TestMesh {
     pub async fn start(faults: &[&str]) -> Self {
         Self::start_with(faults, |_| {}).await
+    }
+
+    /// A mesh whose gateway reaches its daemons as `calls` says.
+    pub async fn start_calling(calls: Calls, faults: &[&str]) -> Self {
+        Self::start_with(faults, |c| set_calls(c, calls)).await
     }
 
     pub async fn start_with(faults: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {

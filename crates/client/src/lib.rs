@@ -2,14 +2,27 @@
 //! multiplexes calls over one HTTP/2 connection); every call carries a deadline that becomes
 //! `grpc-timeout`, the caller's trace context and, when the mesh has a service secret, a
 //! service token minted for the daemon being called.
+//!
+//! A hostname endpoint (a headless Kubernetes Service) gets a channel balanced over every
+//! address it resolves to, re-resolved every `mesh.resolve_interval_ms` ([`mesh_channel`]).
+//!
+//! A daemon running in the caller's process is called through the same client type without
+//! a socket: [`IntentClient::in_process`] and its siblings hand the request straight to the
+//! daemon's handler through its [`InProcess`] door, which applies the per-RPC layers the
+//! daemon's gRPC server would (span, metrics, faults, deadline).
+
+mod balance;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use balance::{Dns, Resolve, balanced_channel, mesh_channel};
 
 use futures::{StreamExt, stream::BoxStream};
 use mangaassist_auth::ServiceTokens;
 use mangaassist_config::MeshSettings;
 use mangaassist_proto::v1 as pb;
+use mangaassist_server::InProcess;
 use mangaassist_telemetry::TraceInterceptor;
 use pb::{
     cache_service_client::CacheServiceClient, generation_service_client::GenerationServiceClient,
@@ -19,7 +32,7 @@ use pb::{
 };
 use tonic::{
     Request, Status,
-    service::interceptor::InterceptedService,
+    service::{Interceptor, interceptor::InterceptedService},
     transport::{Channel, Endpoint},
 };
 
@@ -43,7 +56,7 @@ pub struct MeshInterceptor {
     tokens: Option<Arc<ServiceTokens>>,
 }
 
-impl tonic::service::Interceptor for MeshInterceptor {
+impl Interceptor for MeshInterceptor {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
         let mut req = TraceInterceptor.call(req)?;
         if let Some(tokens) = &self.tokens {
@@ -83,12 +96,7 @@ pub fn channel(daemon: &'static str, endpoint: &str) -> Result<Channel, ClientEr
         endpoint: endpoint.to_string(),
         message: e.to_string(),
     })?;
-    Ok(ep
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_millis(500))
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+    Ok(balance::tune(ep).connect_lazy())
 }
 
 fn with_deadline<T>(msg: T, deadline: Duration) -> Request<T> {
@@ -102,11 +110,39 @@ pub type GenerateStream = BoxStream<'static, Result<pb::GenerateResponse, Status
 /// Stream of precompute job progress.
 pub type ProgressStream = BoxStream<'static, Result<pb::JobProgress, Status>>;
 
+/// Where a client's calls go: the daemon's gRPC port, or the daemon itself in this process
+/// through its [`InProcess`] door (same metadata, deadline, span, metrics and faults; no
+/// HTTP/2, no encoding, no socket).
+enum Transport<R, L: ?Sized> {
+    Remote(R),
+    Local(Arc<L>, InProcess),
+}
+
+impl<R: Clone, L: ?Sized> Clone for Transport<R, L> {
+    fn clone(&self) -> Self {
+        match self {
+            Transport::Remote(r) => Transport::Remote(r.clone()),
+            Transport::Local(l, door) => Transport::Local(l.clone(), door.clone()),
+        }
+    }
+}
+
+/// The request an in-process call hands the daemon: what the remote path would put on the
+/// wire — `grpc-timeout` and the caller's trace context — minus the service token, which
+/// proves nothing to a daemon in the same process.
+fn local_request<T>(msg: T, deadline: Duration) -> Result<Request<T>, Status> {
+    let (metadata, extensions, msg) = with_deadline(msg, deadline).into_parts();
+    let (metadata, extensions, ()) = TraceInterceptor
+        .call(Request::from_parts(metadata, extensions, ()))?
+        .into_parts();
+    Ok(Request::from_parts(metadata, extensions, msg))
+}
+
 macro_rules! client {
-    ($name:ident, $daemon:literal, $grpc:ident) => {
+    ($name:ident, $daemon:literal, $grpc:ident, $local:ty) => {
         #[derive(Clone)]
         pub struct $name {
-            inner: $grpc<Traced>,
+            inner: Transport<$grpc<Traced>, $local>,
         }
 
         impl $name {
@@ -118,14 +154,26 @@ macro_rules! client {
             /// A client whose calls carry tokens from `tokens` (none when `None`).
             pub fn with_tokens(channel: Channel, tokens: Option<Arc<ServiceTokens>>) -> Self {
                 Self {
-                    inner: $grpc::with_interceptor(
+                    inner: Transport::Remote($grpc::with_interceptor(
                         channel,
                         MeshInterceptor {
                             audience: $daemon,
                             tokens,
                         },
-                    ),
+                    )),
                 }
+            }
+
+            /// A client that calls `daemon`, running in this process, through `door`.
+            pub fn in_process(daemon: Arc<$local>, door: InProcess) -> Self {
+                Self {
+                    inner: Transport::Local(daemon, door),
+                }
+            }
+
+            /// Whether calls stay in this process.
+            pub fn is_in_process(&self) -> bool {
+                matches!(self.inner, Transport::Local(..))
             }
 
             pub fn connect(endpoint: &str) -> Result<Self, ClientError> {
@@ -138,16 +186,190 @@ macro_rules! client {
             ) -> Result<Self, ClientError> {
                 Ok(Self::with_tokens(channel($daemon, endpoint)?, tokens))
             }
+
+            /// A client of this daemon at its `mesh` endpoint, balanced over every address
+            /// the endpoint's hostname resolves to (re-resolved every
+            /// `mesh.resolve_interval_ms`; an IP endpoint keeps one channel).
+            pub fn connect_mesh(
+                mesh: &MeshSettings,
+                tokens: Option<Arc<ServiceTokens>>,
+            ) -> Result<Self, ClientError> {
+                let endpoint = mesh
+                    .daemons()
+                    .into_iter()
+                    .find(|(name, _)| *name == $daemon)
+                    .map(|(_, addr)| addr.endpoint.as_str())
+                    .unwrap_or_default();
+                let interval = Duration::from_millis(mesh.resolve_interval_ms);
+                Ok(Self::with_tokens(
+                    mesh_channel($daemon, endpoint, interval)?,
+                    tokens,
+                ))
+            }
         }
     };
 }
 
-client!(IntentClient, "intent", IntentServiceClient);
-client!(RetrievalClient, "retrieval", RetrievalServiceClient);
-client!(MemoryClient, "memory", MemoryServiceClient);
-client!(CacheClient, "cache", CacheServiceClient);
-client!(GenerationClient, "generation", GenerationServiceClient);
-client!(PrecomputeClient, "precompute", PrecomputeServiceClient);
+/// One method of a client: `$method` on the tonic client or, in process, on the daemon.
+/// `$post` turns the response body into what the method returns (streams are boxed).
+macro_rules! call {
+    ($self:ident, $service:literal, $Method:literal, $method:ident, $req:expr, $deadline:expr) => {
+        match &$self.inner {
+            Transport::Remote(c) => c
+                .clone()
+                .$method(with_deadline($req, $deadline))
+                .await
+                .map(tonic::Response::into_inner),
+            Transport::Local(daemon, door) => door
+                .call(
+                    concat!("/mangaassist.v1.", $service, "/", $Method),
+                    $deadline,
+                    local_request($req, $deadline)?,
+                    |r| daemon.$method(r),
+                )
+                .await
+                .map(tonic::Response::into_inner),
+        }
+    };
+}
+
+use pb::{
+    cache_service_server::CacheService, intent_service_server::IntentService,
+    memory_service_server::MemoryService, retrieval_service_server::RetrievalService,
+};
+
+client!(
+    IntentClient,
+    "intent",
+    IntentServiceClient,
+    dyn IntentService
+);
+client!(
+    RetrievalClient,
+    "retrieval",
+    RetrievalServiceClient,
+    dyn RetrievalService
+);
+client!(
+    MemoryClient,
+    "memory",
+    MemoryServiceClient,
+    dyn MemoryService
+);
+client!(CacheClient, "cache", CacheServiceClient, dyn CacheService);
+client!(
+    GenerationClient,
+    "generation",
+    GenerationServiceClient,
+    dyn LocalGeneration
+);
+client!(
+    PrecomputeClient,
+    "precompute",
+    PrecomputeServiceClient,
+    dyn LocalPrecompute
+);
+
+/// The generation daemon as an in-process client holds it: the generated service trait with
+/// its stream type boxed, so one client type fits any implementation.
+#[tonic::async_trait]
+pub trait LocalGeneration: Send + Sync + 'static {
+    async fn generate(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<tonic::Response<GenerateStream>, Status>;
+    async fn list_prompts(
+        &self,
+        request: Request<pb::ListPromptsRequest>,
+    ) -> Result<tonic::Response<pb::ListPromptsResponse>, Status>;
+    async fn put_prompt(
+        &self,
+        request: Request<pb::PutPromptRequest>,
+    ) -> Result<tonic::Response<pb::PromptInfo>, Status>;
+    async fn activate_prompt(
+        &self,
+        request: Request<pb::ActivatePromptRequest>,
+    ) -> Result<tonic::Response<pb::PromptInfo>, Status>;
+    async fn rollback_prompt(
+        &self,
+        request: Request<pb::RollbackPromptRequest>,
+    ) -> Result<tonic::Response<pb::PromptInfo>, Status>;
+}
+
+#[tonic::async_trait]
+impl<T: pb::generation_service_server::GenerationService> LocalGeneration for T {
+    async fn generate(
+        &self,
+        request: Request<pb::GenerateRequest>,
+    ) -> Result<tonic::Response<GenerateStream>, Status> {
+        let r = pb::generation_service_server::GenerationService::generate(self, request).await?;
+        Ok(r.map(StreamExt::boxed))
+    }
+    async fn list_prompts(
+        &self,
+        request: Request<pb::ListPromptsRequest>,
+    ) -> Result<tonic::Response<pb::ListPromptsResponse>, Status> {
+        pb::generation_service_server::GenerationService::list_prompts(self, request).await
+    }
+    async fn put_prompt(
+        &self,
+        request: Request<pb::PutPromptRequest>,
+    ) -> Result<tonic::Response<pb::PromptInfo>, Status> {
+        pb::generation_service_server::GenerationService::put_prompt(self, request).await
+    }
+    async fn activate_prompt(
+        &self,
+        request: Request<pb::ActivatePromptRequest>,
+    ) -> Result<tonic::Response<pb::PromptInfo>, Status> {
+        pb::generation_service_server::GenerationService::activate_prompt(self, request).await
+    }
+    async fn rollback_prompt(
+        &self,
+        request: Request<pb::RollbackPromptRequest>,
+    ) -> Result<tonic::Response<pb::PromptInfo>, Status> {
+        pb::generation_service_server::GenerationService::rollback_prompt(self, request).await
+    }
+}
+
+/// The precompute daemon as an in-process client holds it (its progress stream boxed).
+#[tonic::async_trait]
+pub trait LocalPrecompute: Send + Sync + 'static {
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<tonic::Response<pb::ListJobsResponse>, Status>;
+    async fn run_job(
+        &self,
+        request: Request<pb::RunJobRequest>,
+    ) -> Result<tonic::Response<ProgressStream>, Status>;
+    async fn predict_follow_ups(
+        &self,
+        request: Request<pb::PredictFollowUpsRequest>,
+    ) -> Result<tonic::Response<pb::PredictFollowUpsResponse>, Status>;
+}
+
+#[tonic::async_trait]
+impl<T: pb::precompute_service_server::PrecomputeService> LocalPrecompute for T {
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<tonic::Response<pb::ListJobsResponse>, Status> {
+        pb::precompute_service_server::PrecomputeService::list_jobs(self, request).await
+    }
+    async fn run_job(
+        &self,
+        request: Request<pb::RunJobRequest>,
+    ) -> Result<tonic::Response<ProgressStream>, Status> {
+        let r = pb::precompute_service_server::PrecomputeService::run_job(self, request).await?;
+        Ok(r.map(StreamExt::boxed))
+    }
+    async fn predict_follow_ups(
+        &self,
+        request: Request<pb::PredictFollowUpsRequest>,
+    ) -> Result<tonic::Response<pb::PredictFollowUpsResponse>, Status> {
+        pb::precompute_service_server::PrecomputeService::predict_follow_ups(self, request).await
+    }
+}
 
 impl IntentClient {
     pub async fn classify(
@@ -155,8 +377,7 @@ impl IntentClient {
         req: pb::ClassifyRequest,
         deadline: Duration,
     ) -> Result<pb::ClassifyResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.classify(with_deadline(req, deadline)).await?.into_inner())
+        call!(self, "IntentService", "Classify", classify, req, deadline)
     }
 }
 
@@ -166,8 +387,14 @@ impl RetrievalClient {
         req: pb::RetrieveRequest,
         deadline: Duration,
     ) -> Result<pb::RetrieveResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.retrieve(with_deadline(req, deadline)).await?.into_inner())
+        call!(
+            self,
+            "RetrievalService",
+            "Retrieve",
+            retrieve,
+            req,
+            deadline
+        )
     }
 
     pub async fn get_products(
@@ -175,10 +402,14 @@ impl RetrievalClient {
         req: pb::GetProductsRequest,
         deadline: Duration,
     ) -> Result<pb::GetProductsResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.get_products(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "RetrievalService",
+            "GetProducts",
+            get_products,
+            req,
+            deadline
+        )
     }
 }
 
@@ -189,10 +420,14 @@ impl MemoryClient {
         req: pb::AppendTurnsRequest,
         deadline: Duration,
     ) -> Result<pb::AppendTurnResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.append_turns(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "MemoryService",
+            "AppendTurns",
+            append_turns,
+            req,
+            deadline
+        )
     }
 
     pub async fn append_turn(
@@ -200,10 +435,14 @@ impl MemoryClient {
         req: pb::AppendTurnRequest,
         deadline: Duration,
     ) -> Result<pb::AppendTurnResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.append_turn(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "MemoryService",
+            "AppendTurn",
+            append_turn,
+            req,
+            deadline
+        )
     }
 
     pub async fn get_history(
@@ -211,10 +450,14 @@ impl MemoryClient {
         req: pb::GetHistoryRequest,
         deadline: Duration,
     ) -> Result<pb::GetHistoryResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.get_history(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "MemoryService",
+            "GetHistory",
+            get_history,
+            req,
+            deadline
+        )
     }
 
     pub async fn get_profile(
@@ -222,10 +465,14 @@ impl MemoryClient {
         req: pb::GetProfileRequest,
         deadline: Duration,
     ) -> Result<pb::GetProfileResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.get_profile(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "MemoryService",
+            "GetProfile",
+            get_profile,
+            req,
+            deadline
+        )
     }
 
     pub async fn get_orders(
@@ -233,10 +480,14 @@ impl MemoryClient {
         req: pb::GetOrdersRequest,
         deadline: Duration,
     ) -> Result<pb::GetOrdersResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.get_orders(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "MemoryService",
+            "GetOrders",
+            get_orders,
+            req,
+            deadline
+        )
     }
 }
 
@@ -246,8 +497,7 @@ impl CacheClient {
         req: pb::LookupRequest,
         deadline: Duration,
     ) -> Result<pb::LookupResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.lookup(with_deadline(req, deadline)).await?.into_inner())
+        call!(self, "CacheService", "Lookup", lookup, req, deadline)
     }
 
     pub async fn put(
@@ -255,8 +505,7 @@ impl CacheClient {
         req: pb::PutRequest,
         deadline: Duration,
     ) -> Result<pb::PutResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.put(with_deadline(req, deadline)).await?.into_inner())
+        call!(self, "CacheService", "Put", put, req, deadline)
     }
 
     pub async fn invalidate_products(
@@ -264,17 +513,25 @@ impl CacheClient {
         req: pb::InvalidateProductsRequest,
         deadline: Duration,
     ) -> Result<pb::InvalidateProductsResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.invalidate_products(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "CacheService",
+            "InvalidateProducts",
+            invalidate_products,
+            req,
+            deadline
+        )
     }
 
     pub async fn stats(&self, deadline: Duration) -> Result<pb::StatsResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.stats(with_deadline(pb::StatsRequest {}, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "CacheService",
+            "Stats",
+            stats,
+            pb::StatsRequest {},
+            deadline
+        )
     }
 }
 
@@ -287,22 +544,36 @@ impl GenerationClient {
         req: pb::GenerateRequest,
         deadline: Duration,
     ) -> Result<GenerateStream, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.generate(with_deadline(req, deadline))
-            .await?
-            .into_inner()
-            .boxed())
+        match &self.inner {
+            Transport::Remote(c) => Ok(c
+                .clone()
+                .generate(with_deadline(req, deadline))
+                .await?
+                .into_inner()
+                .boxed()),
+            Transport::Local(daemon, door) => door
+                .call(
+                    "/mangaassist.v1.GenerationService/Generate",
+                    deadline,
+                    local_request(req, deadline)?,
+                    |r| daemon.generate(r),
+                )
+                .await
+                .map(tonic::Response::into_inner),
+        }
     }
 
     pub async fn list_prompts(
         &self,
         deadline: Duration,
     ) -> Result<pb::ListPromptsResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(
-            c.list_prompts(with_deadline(pb::ListPromptsRequest {}, deadline))
-                .await?
-                .into_inner(),
+        call!(
+            self,
+            "GenerationService",
+            "ListPrompts",
+            list_prompts,
+            pb::ListPromptsRequest {},
+            deadline
         )
     }
 
@@ -314,10 +585,14 @@ impl GenerationClient {
         req: pb::PutPromptRequest,
         deadline: Duration,
     ) -> Result<pb::PromptInfo, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.put_prompt(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "GenerationService",
+            "PutPrompt",
+            put_prompt,
+            req,
+            deadline
+        )
     }
 
     /// Makes a registered version the active one for new streams.
@@ -326,10 +601,14 @@ impl GenerationClient {
         req: pb::ActivatePromptRequest,
         deadline: Duration,
     ) -> Result<pb::PromptInfo, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.activate_prompt(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "GenerationService",
+            "ActivatePrompt",
+            activate_prompt,
+            req,
+            deadline
+        )
     }
 
     /// Re-activates the version active before the last activation; returns what new
@@ -340,19 +619,27 @@ impl GenerationClient {
         req: pb::RollbackPromptRequest,
         deadline: Duration,
     ) -> Result<pb::PromptInfo, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.rollback_prompt(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "GenerationService",
+            "RollbackPrompt",
+            rollback_prompt,
+            req,
+            deadline
+        )
     }
 }
 
 impl PrecomputeClient {
     pub async fn list_jobs(&self, deadline: Duration) -> Result<pb::ListJobsResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.list_jobs(with_deadline(pb::ListJobsRequest {}, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "PrecomputeService",
+            "ListJobs",
+            list_jobs,
+            pb::ListJobsRequest {},
+            deadline
+        )
     }
 
     pub async fn run_job(
@@ -360,11 +647,23 @@ impl PrecomputeClient {
         req: pb::RunJobRequest,
         deadline: Duration,
     ) -> Result<ProgressStream, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.run_job(with_deadline(req, deadline))
-            .await?
-            .into_inner()
-            .boxed())
+        match &self.inner {
+            Transport::Remote(c) => Ok(c
+                .clone()
+                .run_job(with_deadline(req, deadline))
+                .await?
+                .into_inner()
+                .boxed()),
+            Transport::Local(daemon, door) => door
+                .call(
+                    "/mangaassist.v1.PrecomputeService/RunJob",
+                    deadline,
+                    local_request(req, deadline)?,
+                    |r| daemon.run_job(r),
+                )
+                .await
+                .map(tonic::Response::into_inner),
+        }
     }
 
     pub async fn predict_follow_ups(
@@ -372,10 +671,14 @@ impl PrecomputeClient {
         req: pb::PredictFollowUpsRequest,
         deadline: Duration,
     ) -> Result<pb::PredictFollowUpsResponse, Status> {
-        let mut c = self.inner.clone();
-        Ok(c.predict_follow_ups(with_deadline(req, deadline))
-            .await?
-            .into_inner())
+        call!(
+            self,
+            "PrecomputeService",
+            "PredictFollowUps",
+            predict_follow_ups,
+            req,
+            deadline
+        )
     }
 }
 
@@ -401,12 +704,154 @@ impl MeshClients {
     pub fn connect_as(mesh: &MeshSettings, caller: &str) -> Result<Self, ClientError> {
         let t = service_tokens(mesh, caller)?;
         Ok(Self {
-            intent: IntentClient::connect_with(&mesh.intent.endpoint, t.clone())?,
-            retrieval: RetrievalClient::connect_with(&mesh.retrieval.endpoint, t.clone())?,
-            memory: MemoryClient::connect_with(&mesh.memory.endpoint, t.clone())?,
-            cache: CacheClient::connect_with(&mesh.cache.endpoint, t.clone())?,
-            generation: GenerationClient::connect_with(&mesh.generation.endpoint, t.clone())?,
-            precompute: PrecomputeClient::connect_with(&mesh.precompute.endpoint, t)?,
+            intent: IntentClient::connect_mesh(mesh, t.clone())?,
+            retrieval: RetrievalClient::connect_mesh(mesh, t.clone())?,
+            memory: MemoryClient::connect_mesh(mesh, t.clone())?,
+            cache: CacheClient::connect_mesh(mesh, t.clone())?,
+            generation: GenerationClient::connect_mesh(mesh, t.clone())?,
+            precompute: PrecomputeClient::connect_mesh(mesh, t)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use mangaassist_proto::v1 as pb;
+    use mangaassist_server::{InProcess, ServeOptions};
+    use tonic::{Code, Request, Response, Status};
+
+    use super::{GenerationClient, IntentClient, with_deadline};
+
+    /// Remembers the `grpc-timeout` each call carried.
+    #[derive(Default)]
+    struct Intent(Mutex<Vec<Option<String>>>);
+
+    #[tonic::async_trait]
+    impl pb::intent_service_server::IntentService for Intent {
+        async fn classify(
+            &self,
+            request: Request<pb::ClassifyRequest>,
+        ) -> Result<Response<pb::ClassifyResponse>, Status> {
+            let t = request
+                .metadata()
+                .get("grpc-timeout")
+                .map(|v| v.to_str().unwrap().to_string());
+            self.0.lock().unwrap().push(t);
+            Ok(Response::new(pb::ClassifyResponse {
+                confidence: 0.5,
+                ..Default::default()
+            }))
+        }
+    }
+
+    fn door(daemon: &'static str, faults: &[&str]) -> InProcess {
+        let opts = ServeOptions::for_tests();
+        opts.faults
+            .set(faults.iter().map(|f| f.parse().unwrap()).collect());
+        InProcess::new(daemon, &opts)
+    }
+
+    #[tokio::test]
+    async fn the_daemon_sees_the_deadline_as_over_grpc() {
+        let daemon = Arc::new(Intent::default());
+        let client = IntentClient::in_process(daemon.clone(), door("intent", &[]));
+        assert!(client.is_in_process());
+        let deadline = Duration::from_millis(250);
+        let r = client
+            .classify(pb::ClassifyRequest::default(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(r.confidence, 0.5);
+        let wire = with_deadline((), deadline)
+            .metadata()
+            .get("grpc-timeout")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(wire.is_some());
+        assert_eq!(*daemon.0.lock().unwrap(), vec![wire]);
+    }
+
+    #[tokio::test]
+    async fn a_hang_fault_in_process_ends_at_the_callers_deadline() {
+        let client = IntentClient::in_process(
+            Arc::new(Intent::default()),
+            door("intent", &["intent.Classify=hang"]),
+        );
+        let started = std::time::Instant::now();
+        let e = client
+            .classify(pb::ClassifyRequest::default(), Duration::from_millis(30))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::DeadlineExceeded);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Streams `n` events, then ends.
+    struct Generation(usize);
+
+    #[tonic::async_trait]
+    impl pb::generation_service_server::GenerationService for Generation {
+        type GenerateStream =
+            futures::stream::Iter<std::vec::IntoIter<Result<pb::GenerateResponse, Status>>>;
+
+        async fn generate(
+            &self,
+            _request: Request<pb::GenerateRequest>,
+        ) -> Result<Response<Self::GenerateStream>, Status> {
+            let events = (0..self.0)
+                .map(|_| Ok(pb::GenerateResponse::default()))
+                .collect::<Vec<_>>();
+            Ok(Response::new(futures::stream::iter(events)))
+        }
+        async fn list_prompts(
+            &self,
+            _request: Request<pb::ListPromptsRequest>,
+        ) -> Result<Response<pb::ListPromptsResponse>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn put_prompt(
+            &self,
+            _request: Request<pb::PutPromptRequest>,
+        ) -> Result<Response<pb::PromptInfo>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn activate_prompt(
+            &self,
+            _request: Request<pb::ActivatePromptRequest>,
+        ) -> Result<Response<pb::PromptInfo>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn rollback_prompt(
+            &self,
+            _request: Request<pb::RollbackPromptRequest>,
+        ) -> Result<Response<pb::PromptInfo>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_stream_arrives_as_the_same_boxed_stream() {
+        let client = GenerationClient::in_process(Arc::new(Generation(3)), door("generation", &[]));
+        let events: Vec<_> = client
+            .generate(pb::GenerateRequest::default(), Duration::from_secs(1))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(events.len(), 3);
+        let e = GenerationClient::in_process(
+            Arc::new(Generation(3)),
+            door("generation", &["generation=error:1.0"]),
+        )
+        .generate(pb::GenerateRequest::default(), Duration::from_secs(1))
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(e.code(), Code::Unavailable);
     }
 }

@@ -377,6 +377,7 @@ mod tests {
                 "embedding.query_cache_entries",
             ),
             ("[mesh]\nmax_rpc_seconds = 0\n", "mesh.max_rpc_seconds"),
+            ("[mesh]\nin_process = [\"gateway\"]\n", "mesh.in_process"),
             (
                 "[intent]\nmedium_fast_budget_ms = 4000000\n",
                 "intent.medium_fast_budget_ms",

@@ -35,6 +35,15 @@ impl FaultSwitch {
     pub fn get(&self) -> Arc<[FaultSpec]> {
         self.0.read().clone()
     }
+
+    /// The fault in force for `daemon`'s `method` (`Retrieve`), if any.
+    pub(crate) fn for_rpc(&self, daemon: &str, method: &str) -> Option<FaultKind> {
+        self.0
+            .read()
+            .iter()
+            .find(|f| f.matches(daemon, method))
+            .map(|f| f.kind)
+    }
 }
 
 #[derive(Clone)]
@@ -90,40 +99,50 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let faults = self.layer.faults.get();
-        let fault = mangaassist_method(req.uri().path()).and_then(|m| {
-            faults
-                .iter()
-                .find(|f| f.matches(self.layer.daemon, m))
-                .map(|f| f.kind)
-        });
+        let fault = mangaassist_method(req.uri().path())
+            .and_then(|m| self.layer.faults.for_rpc(self.layer.daemon, m));
         // Take the service that was driven to readiness, leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let daemon = self.layer.daemon;
         Box::pin(async move {
-            match fault {
-                None => {}
-                Some(FaultKind::Latency(d)) => {
-                    metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "latency").increment(1);
-                    tokio::time::sleep(d).await;
-                }
-                Some(FaultKind::Error(rate)) if rand::random::<f64>() < rate => {
-                    metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "error").increment(1);
-                    return Ok(tonic::Status::unavailable(format!(
-                        "injected fault: {daemon} error"
-                    ))
-                    .into_http());
-                }
-                Some(FaultKind::Error(_)) => {}
-                Some(FaultKind::Hang) => {
-                    metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "hang").increment(1);
-                    std::future::pending::<()>().await;
-                }
+            if let Some(status) = inject(daemon, fault).await {
+                return Ok(status.into_http());
             }
             inner.call(req).await
         })
     }
+}
+
+/// Plays `fault` (counted in `injected_faults_total`): a latency fault sleeps, a hang never
+/// returns, an error fault that fires returns the status to answer with. Shared by the gRPC
+/// layer and the in-process path so both rehearse the same failures.
+pub(crate) async fn inject(
+    daemon: &'static str,
+    fault: Option<FaultKind>,
+) -> Option<tonic::Status> {
+    match fault {
+        None => {}
+        Some(FaultKind::Latency(d)) => {
+            metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "latency")
+                .increment(1);
+            tokio::time::sleep(d).await;
+        }
+        Some(FaultKind::Error(rate)) if rand::random::<f64>() < rate => {
+            metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "error")
+                .increment(1);
+            return Some(tonic::Status::unavailable(format!(
+                "injected fault: {daemon} error"
+            )));
+        }
+        Some(FaultKind::Error(_)) => {}
+        Some(FaultKind::Hang) => {
+            metrics::counter!("injected_faults_total", "daemon" => daemon, "kind" => "hang")
+                .increment(1);
+            std::future::pending::<()>().await;
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Bootstrap shared by every daemon: one tonic server per daemon carrying its gRPC services,
 //! `grpc.health.v1`, server reflection v1 and v1alpha, plain-HTTP `/metrics` and `/healthz`
-//! on the same port, fault injection, a span per RPC, and graceful shutdown.
+//! on the same port, fault injection, a span per RPC, and graceful shutdown; and the
+//! in-process door ([`InProcess`]) through which a caller in the same process reaches a
+//! daemon's handlers under the same per-RPC layers.
 
 mod fault;
 mod http_routes;
+mod in_process;
 mod rpc_span;
 mod service_auth;
 mod shutdown;
@@ -25,6 +28,7 @@ use tonic::{server::NamedService, service::Routes, transport::server::TcpIncomin
 use tower::Service;
 
 pub use fault::{FaultLayer, FaultSwitch};
+pub use in_process::InProcess;
 pub use rpc_span::RpcSpanLayer;
 pub use service_auth::{ServiceAuth, ServiceAuthLayer};
 pub use shutdown::shutdown_signal;

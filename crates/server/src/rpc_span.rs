@@ -61,16 +61,7 @@ where
             return Box::pin(inner.call(req));
         };
         let daemon = self.daemon;
-        let span = tracing::info_span!(
-            "rpc",
-            otel.name = %req.uri().path().trim_start_matches('/'),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.method = %method,
-            daemon,
-            grpc.status = tracing::field::Empty,
-        );
-        mangaassist_telemetry::set_remote_parent(&span, req.headers());
+        let span = rpc_span(daemon, req.uri().path(), &method, req.headers());
         let started = Instant::now();
         Box::pin(
             async move {
@@ -84,13 +75,62 @@ where
                         .to_string(),
                     Err(_) => "transport".to_string(),
                 };
-                tracing::Span::current().record("grpc.status", status.as_str());
-                let ms = started.elapsed().as_secs_f64() * 1e3;
-                metrics::histogram!("rpc_server_latency_ms", "daemon" => daemon, "method" => method.clone()).record(ms);
-                metrics::counter!("rpc_server_requests_total", "daemon" => daemon, "method" => method, "grpc_status" => status).increment(1);
+                record(daemon, method, status, started, Transport::Grpc);
                 result
             }
             .instrument(span),
         )
     }
+}
+
+/// How an RPC reached the daemon: the `transport` label of `rpc_server_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Grpc,
+    InProcess,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::InProcess => "in_process",
+        }
+    }
+}
+
+/// The span of one RPC of `daemon` at `path` (`/mangaassist.v1.RetrievalService/Retrieve`),
+/// parented on the W3C trace context in `headers`.
+pub(crate) fn rpc_span(
+    daemon: &'static str,
+    path: &str,
+    method: &str,
+    headers: &http::HeaderMap,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %method,
+        daemon,
+        grpc.status = tracing::field::Empty,
+    );
+    mangaassist_telemetry::set_remote_parent(&span, headers);
+    span
+}
+
+/// Records the outcome of an RPC on the current span and in the latency and request metrics.
+pub(crate) fn record(
+    daemon: &'static str,
+    method: String,
+    status: String,
+    started: Instant,
+    transport: Transport,
+) {
+    tracing::Span::current().record("grpc.status", status.as_str());
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    metrics::histogram!("rpc_server_latency_ms", "daemon" => daemon, "method" => method.clone())
+        .record(ms);
+    metrics::counter!("rpc_server_requests_total", "daemon" => daemon, "method" => method, "grpc_status" => status, "transport" => transport.label()).increment(1);
 }

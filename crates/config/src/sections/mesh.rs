@@ -33,6 +33,15 @@ pub struct MeshSettings {
     pub cache: DaemonAddr,
     pub generation: DaemonAddr,
     pub precompute: DaemonAddr,
+    /// Daemons called in process when they run in the caller's process (`mangaassist up`):
+    /// same deadline, span, metrics and faults, but no HTTP/2, encoding or socket. A daemon
+    /// left out is called through its gRPC port even then; every daemon keeps serving gRPC
+    /// for outside callers either way. `[]` = always gRPC.
+    pub in_process: Vec<String>,
+    /// How often a caller re-resolves a daemon endpoint that names a host (a headless
+    /// Kubernetes Service: one address per ready pod) to balance its calls over every
+    /// replica; 0 = resolve once and keep one connection. IP endpoints always keep one.
+    pub resolve_interval_ms: u64,
     /// Seconds to let in-flight RPCs finish after SIGTERM before exiting (at most an hour).
     pub shutdown_grace_seconds: u64,
     /// Upper bound on any RPC's deadline, whatever the caller asked for (1 s to a day).
@@ -55,6 +64,8 @@ impl Default for MeshSettings {
             cache: DaemonAddr::local(50064),
             generation: DaemonAddr::local(50065),
             precompute: DaemonAddr::local(50066),
+            in_process: DAEMONS.iter().map(|d| d.to_string()).collect(),
+            resolve_interval_ms: 2_000,
             shutdown_grace_seconds: 10,
             max_rpc_seconds: 60,
             service_secret: String::new(),
@@ -63,7 +74,22 @@ impl Default for MeshSettings {
     }
 }
 
+/// The daemons of the mesh, by name.
+pub const DAEMONS: [&str; 6] = [
+    "intent",
+    "retrieval",
+    "memory",
+    "cache",
+    "generation",
+    "precompute",
+];
+
 impl MeshSettings {
+    /// Whether `daemon`, when it runs in the caller's process, is called in process.
+    pub fn calls_in_process(&self, daemon: &str) -> bool {
+        self.in_process.iter().any(|d| d == daemon)
+    }
+
     pub fn daemons(&self) -> [(&'static str, &DaemonAddr); 6] {
         [
             ("intent", &self.intent),
@@ -91,6 +117,21 @@ impl MeshSettings {
             socket_addr(&format!("mesh.{name}.listen"), &addr.listen)?;
             http_url(&format!("mesh.{name}.endpoint"), &addr.endpoint)?;
         }
+        for d in &self.in_process {
+            ensure(
+                DAEMONS.contains(&d.as_str()),
+                "mesh.in_process",
+                format!("unknown daemon `{d}` (one of {})", DAEMONS.join(", ")),
+            )?;
+        }
+        ensure(
+            self.resolve_interval_ms == 0 || (100..=3_600_000).contains(&self.resolve_interval_ms),
+            "mesh.resolve_interval_ms",
+            format!(
+                "{} is outside 100..=3600000 (or 0 = no re-resolution)",
+                self.resolve_interval_ms
+            ),
+        )?;
         within(
             "mesh.shutdown_grace_seconds",
             self.shutdown_grace_seconds,

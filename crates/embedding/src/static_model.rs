@@ -288,7 +288,11 @@ mod tests {
         // "▁one" (-2) beats "▁on"+"e" (-6); the full-width Ｏ is normalised first.
         assert_eq!(m.pieces("One piece"), vec![0, 3]);
         assert_eq!(m.pieces("Ｏne"), vec![0]);
-        assert_eq!(m.pieces("x one"), vec![0], "unknown characters are left out");
+        assert_eq!(
+            m.pieces("x one"),
+            vec![0],
+            "unknown characters are left out"
+        );
         let v = m.embed("one").expect("embed");
         assert!((v[0] - 1.0).abs() < 1e-6 && v[1].abs() < 1e-6);
     }
@@ -297,13 +301,22 @@ mod tests {
     fn a_truncated_or_foreign_file_is_refused_with_the_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
         tiny(dir.path(), &rows()[..10]);
-        let err = StaticEmbedder::load(dir.path()).expect_err("short vectors").to_string();
+        let err = StaticEmbedder::load(dir.path())
+            .expect_err("short vectors")
+            .to_string();
         assert!(err.contains("vectors.bin is 10 bytes"), "{err}");
         std::fs::write(dir.path().join("vocab.json"), "{\"format\": 2}").expect("write");
-        let err = StaticEmbedder::load(dir.path()).expect_err("bad vocab").to_string();
+        let err = StaticEmbedder::load(dir.path())
+            .expect_err("bad vocab")
+            .to_string();
         assert!(err.contains("vocab.json"), "{err}");
         let empty = tempfile::tempdir().expect("tempdir");
-        let err = StaticEmbedder::load(empty.path()).expect_err("missing").to_string();
-        assert!(err.contains("fetch-model.sh") && err.contains("vocab.json, vectors.bin"), "{err}");
+        let err = StaticEmbedder::load(empty.path())
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            err.contains("fetch-model.sh") && err.contains("vocab.json, vectors.bin"),
+            "{err}"
+        );
     }
 }

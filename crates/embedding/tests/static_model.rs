@@ -31,7 +31,8 @@ fn japanese_and_english_meet_in_one_space() {
     let order = e("where is my order");
     assert!((order.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-3);
     assert!(
-        cosine(&order, &e("when will my package arrive")) > cosine(&order, &e("recommend a horror manga")),
+        cosine(&order, &e("when will my package arrive"))
+            > cosine(&order, &e("recommend a horror manga")),
         "paraphrases are closer than unrelated text"
     );
     // The same request in the other language beats an unrelated one in the same language.
@@ -56,7 +57,10 @@ fn segmentation_follows_the_vocabulary_and_survives_anything() {
         m.embed("One Piece").unwrap(),
         m.embed("  one   piece ").unwrap()
     );
-    assert_eq!(m.embed("ＯＮＥ ＰＩＥＣＥ").unwrap(), m.embed("one piece").unwrap());
+    assert_eq!(
+        m.embed("ＯＮＥ ＰＩＥＣＥ").unwrap(),
+        m.embed("one piece").unwrap()
+    );
     // Unknown scripts, emoji, control characters and a very long input neither panic nor
     // produce NaN.
     for t in [

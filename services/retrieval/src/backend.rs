@@ -555,19 +555,19 @@ pub(crate) fn requested_volume(text: &str, tokens: &[String], named: &[&Series])
 /// `ranked` with the requested volume of a named series moved to the front (keeping the
 /// order otherwise): a shopper who asks for "Berserk vol 1" means that book, not the three
 /// Berserk volumes whose synopses happen to score higher.
-pub(crate) fn prefer_volume(
+pub(crate) fn prefer_volume<'a>(
     ranked: &mut [Scored],
     volume: Option<u32>,
     named: &[&Series],
-    product: impl Fn(usize) -> (u32, usize),
+    product: impl Fn(usize) -> (u32, &'a str),
 ) {
     let Some(volume) = volume else { return };
     if named.is_empty() {
         return;
     }
     ranked.sort_by_key(|s| {
-        let (v, member_of) = product(s.idx);
-        let wanted = v == volume && named.iter().any(|n| n.members.contains(&member_of));
+        let (v, series) = product(s.idx);
+        let wanted = v == volume && named.iter().any(|n| n.name == series);
         !wanted
     });
 }
@@ -700,9 +700,9 @@ impl LocalBackend {
             filtered,
             |p| q.filter.matches(p),
         );
-        // Series members are positions among the store's products, which is what idx is.
         prefer_volume(&mut products, volume, &named, |idx| {
-            (store.products.items[idx].volume, idx)
+            let p = &store.products.items[idx];
+            (p.volume, p.series.as_str())
         });
         let products = diversify(products, q.top_k, self.params.max_per_series, |s| {
             store.products.items[s.idx].series.as_str()

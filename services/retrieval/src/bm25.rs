@@ -108,7 +108,7 @@ impl Bm25 {
 }
 
 /// CJK ideographs (kanji), as opposed to kana.
-fn is_kanji(c: char) -> bool {
+pub(crate) fn is_kanji(c: char) -> bool {
     matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
 }
 

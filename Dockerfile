@@ -30,7 +30,7 @@ RUN apt-get update \
 COPY scripts/ /src/scripts/
 RUN --mount=type=cache,target=/root/.cache/pip \
     bash /src/scripts/fetch-model.sh \
-    && test -s /opt/mangaassist/cache/models/static-me5s-v1/vectors.bin \
+    && test -s /opt/mangaassist/cache/models/static-me5s-v2/vectors.bin \
     && test -s /opt/mangaassist/cache/models/all-MiniLM-L6-v2/model.safetensors
 
 # ---- shared runtime base ------------------------------------------------------------------

@@ -197,7 +197,7 @@ pub fn model_dirs(config: &Config) -> mangaassist_embedding::ModelDirs {
         }
     };
     mangaassist_embedding::ModelDirs {
-        static_model: or_cache(&config.embedding.static_model_dir, "models/static-me5s-v1"),
+        static_model: or_cache(&config.embedding.static_model_dir, "models/static-me5s-v2"),
         minilm: or_cache(&config.embedding.model_dir, "models/all-MiniLM-L6-v2"),
     }
 }

@@ -17,7 +17,7 @@ fn model_dir() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/mangaassist")
         });
-    base.join("models/static-me5s-v1")
+    base.join("models/static-me5s-v2")
 }
 
 fn load() -> StaticEmbedder {

@@ -31,7 +31,7 @@ pub struct EmbeddingSettings {
     /// fallback only (no model files needed).
     pub backend: EmbeddingBackend,
     /// Directory holding the static model's `vocab.json` and `vectors.bin` (made by
-    /// `scripts/fetch-model.sh`); empty = `<cache_dir>/models/static-me5s-v1`.
+    /// `scripts/fetch-model.sh`); empty = `<cache_dir>/models/static-me5s-v2`.
     pub static_model_dir: PathBuf,
     /// Directory holding MiniLM's `model.safetensors`, `config.json`, `tokenizer.json`; empty
     /// = `<cache_dir>/models/all-MiniLM-L6-v2`.

@@ -20,8 +20,11 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mangaassist/target}"
-cargo build -q --release --bin mangaassist
-BIN="$CARGO_TARGET_DIR/release/mangaassist"
+# BENCH_LOAD_BIN: a binary built already (skips the release build).
+if [[ -z "${BENCH_LOAD_BIN:-}" ]]; then
+  cargo build -q --release --bin mangaassist
+fi
+BIN="${BENCH_LOAD_BIN:-$CARGO_TARGET_DIR/release/mangaassist}"
 TICK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 mkdir -p "$OUT"

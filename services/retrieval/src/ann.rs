@@ -138,6 +138,11 @@ impl Ann {
             .filter(|(i, _)| keep(*i))
             .map(|(i, v)| (i, dot(query, v)))
             .collect();
+        // Only the best k need ordering.
+        if k > 0 && all.len() > k {
+            all.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            all.truncate(k);
+        }
         sort_desc(&mut all);
         all.truncate(k);
         all

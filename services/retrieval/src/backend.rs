@@ -108,6 +108,9 @@ struct Corpus<T> {
     bm25: Bm25,
 }
 
+/// Collections up to this size are searched by an exact scan instead of the HNSW graph.
+const EXACT_SCAN_MAX: usize = 4096;
+
 /// Lexical hits scoring below this fraction of the best one are left out of the fusion.
 const LEXICAL_FLOOR: f32 = 0.3;
 
@@ -170,6 +173,14 @@ impl<T> Corpus<T> {
         let cands = p.candidates.max(k);
         let keep_idx = |i: usize| keep(&self.items[i]);
 
+        if self.items.len() <= EXACT_SCAN_MAX {
+            // A store's few hundred items are scanned exactly: at the breadth the filters
+            // need (ef ≥ 200) the graph visits most of them anyway, with heap and allocation
+            // overhead on top (a profile under load showed the graph search as the retrieval
+            // daemon's largest cost), and the scan is exact.
+            let by_vector = self.ann.brute_force(vector, cands, keep_idx);
+            return self.fuse_with_text(bm25, vector, &by_vector, cands, p, filtered, &keep);
+        }
         let mut by_vector: Vec<(usize, f32)> = self
             .ann
             .search(vector)
@@ -187,7 +198,22 @@ impl<T> Corpus<T> {
             // that the exact scan costs well under a millisecond.
             by_vector = self.ann.brute_force(vector, cands, keep_idx);
         }
+        self.fuse_with_text(bm25, vector, &by_vector, cands, p, filtered, &keep)
+    }
 
+    /// The BM25 ranking of the items `keep` accepts, fused with `by_vector`.
+    #[allow(clippy::too_many_arguments)]
+    fn fuse_with_text(
+        &self,
+        bm25: &[f32],
+        vector: &[f32],
+        by_vector: &[(usize, f32)],
+        cands: usize,
+        p: &HybridParams,
+        filtered: bool,
+        keep: &impl Fn(&T) -> bool,
+    ) -> Vec<Scored> {
+        let keep_idx = |i: usize| keep(&self.items[i]);
         let mut by_text: Vec<(usize, f32)> = bm25
             .iter()
             .enumerate()
@@ -199,7 +225,7 @@ impl<T> Corpus<T> {
         by_text.truncate(cands);
 
         fuse(
-            &by_vector,
+            by_vector,
             &by_text,
             p.rrf_k,
             |idx| crate::ann::dot(vector, self.ann.vector(idx)),
@@ -327,6 +353,10 @@ pub(crate) struct Series {
     /// Every name the series goes by as tokens: the English one (`tokens`), the Japanese
     /// storefront's title and its kana reading; duplicates left out.
     pub(crate) aliases: Vec<Vec<String>>,
+    /// What a misspelled query word may be corrected to: each alias word of four or more
+    /// letters, and each multi-word alias written as one word, as characters (built once so a
+    /// query allocates nothing to compare).
+    pub(crate) spellings: Vec<(Vec<char>, Vec<String>)>,
     /// Positions of the volumes among the products the series were built from.
     pub(crate) members: Vec<usize>,
     pub(crate) centroid: Vec<f32>,
@@ -372,10 +402,20 @@ pub(crate) fn build_series(products: &[(&Product, &[f32])]) -> Vec<Series> {
                     aliases.push(t);
                 }
             }
+            let mut spellings = Vec::new();
+            for alias in &aliases {
+                if alias.len() > 1 {
+                    spellings.push((alias.concat().chars().collect(), alias.clone()));
+                }
+                for w in alias.iter().filter(|w| w.chars().count() >= 4) {
+                    spellings.push((w.chars().collect(), vec![w.clone()]));
+                }
+            }
             Series {
                 name: name.to_string(),
                 tokens,
                 aliases,
+                spellings,
                 members,
                 centroid,
             }
@@ -464,25 +504,20 @@ pub(crate) fn correct_series_names(series: &[Series], tokens: &[String]) -> Opti
             continue;
         }
         let max = allowed(chars.len());
-        let mut best: Option<(usize, Vec<String>)> = None;
-        for alias in series.iter().flat_map(|s| s.aliases.iter()) {
-            let mut consider = |candidate: &[String], form: &str| {
-                let d = edit_distance(&chars, &form.chars().collect::<Vec<_>>(), max);
-                if d <= max && best.as_ref().is_none_or(|(bd, _)| d < *bd) {
-                    best = Some((d, candidate.to_vec()));
-                }
-            };
-            if alias.len() > 1 {
-                consider(alias, &alias.concat());
+        let mut best: Option<(usize, &Vec<String>)> = None;
+        for (form, words) in series.iter().flat_map(|s| s.spellings.iter()) {
+            if form.len().abs_diff(chars.len()) > max {
+                continue;
             }
-            for w in alias.iter().filter(|w| w.chars().count() >= 4) {
-                consider(std::slice::from_ref(w), w);
+            let d = edit_distance(&chars, form, max);
+            if d <= max && best.is_none_or(|(bd, _)| d < bd) {
+                best = Some((d, words));
             }
         }
         match best {
             Some((_, words)) => {
                 changed = true;
-                corrected.extend(words);
+                corrected.extend(words.iter().cloned());
             }
             None => corrected.push(t.clone()),
         }

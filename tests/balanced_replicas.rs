@@ -11,23 +11,21 @@
 mod common;
 
 use std::{
-    io,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use common::WsClient;
-use futures::future::BoxFuture;
 use mangaassist::mesh::{self, Role};
-use mangaassist_client::{IntentClient, MeshClients, Resolve, balanced_channel};
+use mangaassist_client::{IntentClient, Listed, MeshClients, balanced_channel};
 use mangaassist_intent::IntentDaemon;
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 
 /// One intent replica: the real daemon, counting the calls this replica answers.
@@ -95,30 +93,6 @@ impl Replica {
     }
 }
 
-/// The Service's DNS answer as the test sets it; counts how often it was asked.
-struct Fed {
-    addrs: Arc<Mutex<Vec<SocketAddr>>>,
-    asked: watch::Sender<u64>,
-}
-
-impl Resolve for Fed {
-    fn resolve(&mut self) -> BoxFuture<'_, io::Result<Vec<SocketAddr>>> {
-        let addrs = self.addrs.lock().unwrap().clone();
-        self.asked.send_modify(|n| *n += 1);
-        Box::pin(async move { Ok(addrs) })
-    }
-}
-
-/// Returns once the answer current now has reached the balancer (the resolver sends its
-/// changes before it is asked again).
-async fn resolved(asked: &mut watch::Receiver<u64>) {
-    let start = *asked.borrow_and_update();
-    tokio::time::timeout(Duration::from_secs(10), asked.wait_for(|n| *n >= start + 2))
-        .await
-        .expect("resolver runs")
-        .unwrap();
-}
-
 const QUESTIONS: [&str; 6] = [
     "Where is my order?",
     "Suggest manga like One Piece",
@@ -169,15 +143,11 @@ async fn messages_spread_over_intent_replicas_and_none_fails_when_one_leaves() {
     let a = Replica::start(intent.clone()).await;
     let b = Replica::start(intent).await;
 
-    let addrs = Arc::new(Mutex::new(vec![a.addr, b.addr]));
-    let (asked, mut asked_rx) = watch::channel(0);
+    let addrs = Listed::new(vec![a.addr, b.addr]);
     let channel = balanced_channel(
         "intent",
         "http://intent.mangaassist.svc:50061",
-        Fed {
-            addrs: addrs.clone(),
-            asked,
-        },
+        addrs.clone(),
         Duration::from_millis(20),
     )
     .unwrap();
@@ -189,7 +159,10 @@ async fn messages_spread_over_intent_replicas_and_none_fails_when_one_leaves() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gw_addr = listener.local_addr().unwrap();
     let gw_task = tokio::spawn(gw.serve(listener, None));
-    resolved(&mut asked_rx).await;
+    assert!(
+        addrs.applied(Duration::from_secs(10)).await,
+        "resolver runs"
+    );
 
     let ticket = mangaassist_gateway::issue_ticket(&cfg, "u-demo").unwrap();
     let mut c = WsClient::connect(&format!("ws://{gw_addr}/ws?token={ticket}")).await;
@@ -207,8 +180,11 @@ async fn messages_spread_over_intent_replicas_and_none_fails_when_one_leaves() {
     );
 
     // `b` leaves the answer, then drains and stops while messages keep coming.
-    addrs.lock().unwrap().retain(|x| *x != b.addr);
-    resolved(&mut asked_rx).await;
+    addrs.update(|l| l.retain(|x| *x != b.addr));
+    assert!(
+        addrs.applied(Duration::from_secs(10)).await,
+        "resolver runs"
+    );
     let b_calls = b.calls.clone();
     let b_before = b.calls();
     let stopping = tokio::spawn(b.stop());

@@ -51,6 +51,48 @@ impl Resolve for Dns {
     }
 }
 
+/// Addresses from a list its owner updates (a static replica list, a service registry's
+/// watcher, a test), with a way to wait until the current list has reached the balancer.
+#[derive(Clone)]
+pub struct Listed {
+    addrs: std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+    asked: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Listed {
+    pub fn new(addrs: Vec<SocketAddr>) -> Self {
+        Self {
+            addrs: std::sync::Arc::new(std::sync::Mutex::new(addrs)),
+            asked: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// Changes the list; the balancer follows at its next resolution.
+    pub fn update(&self, change: impl FnOnce(&mut Vec<SocketAddr>)) {
+        change(&mut self.addrs.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Waits until the list as it is now has reached the balancer: the resolver task sends
+    /// an answer's changes before it asks again, so two more answers mean the current one
+    /// was applied. False if that did not happen `within`.
+    pub async fn applied(&self, within: Duration) -> bool {
+        let mut rx = self.asked.subscribe();
+        let start = *rx.borrow_and_update();
+        matches!(
+            tokio::time::timeout(within, rx.wait_for(|n| *n >= start + 2)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+impl Resolve for Listed {
+    fn resolve(&mut self) -> BoxFuture<'_, io::Result<Vec<SocketAddr>>> {
+        let addrs = self.addrs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.asked.send_modify(|n| *n += 1);
+        Box::pin(async move { Ok(addrs) })
+    }
+}
+
 /// Whether `addr` accepts a TCP connection within the connect timeout.
 async fn accepts(addr: SocketAddr) -> bool {
     matches!(

@@ -16,7 +16,7 @@ mod balance;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use balance::{Dns, Resolve, balanced_channel, mesh_channel};
+pub use balance::{Dns, Listed, Resolve, balanced_channel, mesh_channel};
 
 use futures::{StreamExt, stream::BoxStream};
 use mangaassist_auth::ServiceTokens;

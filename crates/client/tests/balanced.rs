@@ -9,20 +9,18 @@
 )]
 
 use std::{
-    io,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use futures::future::BoxFuture;
-use mangaassist_client::{IntentClient, Resolve, balanced_channel};
+use mangaassist_client::{IntentClient, Listed, balanced_channel};
 use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 
 /// One replica of the intent daemon that counts the calls it answers.
@@ -88,30 +86,6 @@ async fn replica(ip: &str) -> Running {
     }
 }
 
-/// What the test says the Service's DNS answer is; publishes how many times it was asked.
-struct Fed {
-    addrs: Arc<Mutex<Vec<SocketAddr>>>,
-    asked: watch::Sender<u64>,
-}
-
-impl Resolve for Fed {
-    fn resolve(&mut self) -> BoxFuture<'_, io::Result<Vec<SocketAddr>>> {
-        let addrs = self.addrs.lock().unwrap().clone();
-        self.asked.send_modify(|n| *n += 1);
-        Box::pin(async move { Ok(addrs) })
-    }
-}
-
-/// Returns once the resolver has answered twice since now: the answer current now has
-/// reached the balancer (its changes are sent before the resolver is asked again).
-async fn resolved(asked: &mut watch::Receiver<u64>) {
-    let start = *asked.borrow_and_update();
-    tokio::time::timeout(Duration::from_secs(10), asked.wait_for(|n| *n >= start + 2))
-        .await
-        .expect("resolver runs")
-        .unwrap();
-}
-
 async fn classify(client: &IntentClient) -> Result<pb::ClassifyResponse, Status> {
     client
         .classify(pb::ClassifyRequest::default(), Duration::from_secs(5))
@@ -122,12 +96,8 @@ async fn classify(client: &IntentClient) -> Result<pb::ClassifyResponse, Status>
 async fn calls_spread_over_replicas_and_survive_one_leaving() {
     let a = replica("127.0.0.1").await;
     let b = replica("127.0.0.2").await;
-    let addrs = Arc::new(Mutex::new(vec![a.addr, b.addr]));
-    let (asked, mut asked_rx) = watch::channel(0);
-    let resolver = Fed {
-        addrs: addrs.clone(),
-        asked,
-    };
+    let addrs = Listed::new(vec![a.addr, b.addr]);
+    let resolver = addrs.clone();
     let channel = balanced_channel(
         "intent",
         "http://intent.mangaassist.svc:50061",
@@ -136,7 +106,10 @@ async fn calls_spread_over_replicas_and_survive_one_leaving() {
     )
     .unwrap();
     let client = IntentClient::new(channel);
-    resolved(&mut asked_rx).await;
+    assert!(
+        addrs.applied(Duration::from_secs(10)).await,
+        "resolver runs"
+    );
 
     // Both replicas take calls (p2c picks at random among idle ones: 2^-199 to miss one).
     for _ in 0..200 {
@@ -154,8 +127,11 @@ async fn calls_spread_over_replicas_and_survive_one_leaving() {
 
     // `b` leaves the DNS answer (Kubernetes removes a terminating pod from the Service before
     // its preStop sleep ends), then stops. No call fails on the way, and `b` takes none.
-    addrs.lock().unwrap().retain(|x| *x != b.addr);
-    resolved(&mut asked_rx).await;
+    addrs.update(|l| l.retain(|x| *x != b.addr));
+    assert!(
+        addrs.applied(Duration::from_secs(10)).await,
+        "resolver runs"
+    );
     let b_before = b.calls();
     let b_calls = b.calls.clone();
     let concurrent = {
@@ -181,8 +157,11 @@ async fn calls_spread_over_replicas_and_survive_one_leaving() {
 
     // A new replica joining is picked up too.
     let c = replica("127.0.0.3").await;
-    addrs.lock().unwrap().push(c.addr);
-    resolved(&mut asked_rx).await;
+    addrs.update(|l| l.push(c.addr));
+    assert!(
+        addrs.applied(Duration::from_secs(10)).await,
+        "resolver runs"
+    );
     for _ in 0..200 {
         classify(&client).await.unwrap();
         if c.calls() > 0 {
@@ -205,11 +184,8 @@ async fn an_address_that_does_not_accept_connections_takes_no_call() {
         drop(l);
         addr
     };
-    let (asked, mut asked_rx) = watch::channel(0);
-    let resolver = Fed {
-        addrs: Arc::new(Mutex::new(vec![dead, a.addr])),
-        asked,
-    };
+    let resolver = Listed::new(vec![dead, a.addr]);
+    let addrs = resolver.clone();
     let client = IntentClient::new(
         balanced_channel(
             "intent",
@@ -219,7 +195,10 @@ async fn an_address_that_does_not_accept_connections_takes_no_call() {
         )
         .unwrap(),
     );
-    resolved(&mut asked_rx).await;
+    assert!(
+        addrs.applied(Duration::from_secs(10)).await,
+        "resolver runs"
+    );
     for _ in 0..50 {
         classify(&client).await.unwrap();
     }

@@ -57,17 +57,8 @@ impl Label {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {message}")]
-    Record {
-        path: String,
-        line: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    Data(#[from] mangaassist_catalog::DataError),
     #[error("{path}: no queries")]
     Empty { path: String },
     #[error("query {id}: {source}")]
@@ -76,41 +67,28 @@ pub enum EvalError {
 
 /// Reads and validates a query file; the first bad line is reported with its number.
 pub fn load_queries(path: &Path) -> Result<Vec<EvalQuery>, EvalError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |message: String| EvalError::Record {
-            path: shown.clone(),
-            line: i + 1,
-            message,
-        };
-        let q: EvalQuery = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+    let out = mangaassist_catalog::read_jsonl(path, |q: &EvalQuery| {
         if !KINDS.contains(&q.kind.as_str()) {
-            return Err(bad(format!(
+            return Err(format!(
                 "unknown kind `{}` (one of {})",
                 q.kind,
                 KINDS.join(", ")
-            )));
+            ));
         }
         if q.query.trim().is_empty() || q.relevant.is_empty() {
-            return Err(bad("empty query or no relevant labels".into()));
+            return Err("empty query or no relevant labels".into());
         }
         if let Some(l) = q.relevant.iter().find(|l| Label::parse(l).is_none()) {
-            return Err(bad(format!(
+            return Err(format!(
                 "label `{l}` is not series:NAME, product:ID or doc:ID"
-            )));
+            ));
         }
-        out.push(q);
-    }
+        Ok(())
+    })?;
     if out.is_empty() {
-        return Err(EvalError::Empty { path: shown });
+        return Err(EvalError::Empty {
+            path: path.display().to_string(),
+        });
     }
     Ok(out)
 }

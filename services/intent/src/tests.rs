@@ -271,11 +271,15 @@ fn report_counts_and_renders() {
 #[ignore]
 fn sweep() {
     use features::{NGRAMS, NgramSpec, hashed_ngrams_with};
+    // The served embedder: the static model.
     let model_dir = Config::default()
         .data
         .resolved_cache_dir()
-        .join("models/all-MiniLM-L6-v2");
-    let emb = QueryEmbedder::new(Arc::new(MiniLm::load(&model_dir).unwrap()), 16);
+        .join("models/static-me5s-v2");
+    let emb = QueryEmbedder::new(
+        Arc::new(mangaassist_embedding::StaticEmbedder::load(&model_dir).unwrap()),
+        16,
+    );
     let train = mangaassist_catalog::load_intents(&data_dir().join("intents/train.jsonl")).unwrap();
     let held = heldout();
     let norm = |v: &[LabelledText]| {
@@ -344,10 +348,10 @@ fn sweep() {
         ),
     ];
     for (name, spec) in specs {
-        for w in [0.6f32, 1.0] {
+        for w in [0.6f32, 1.0, 1.5] {
             let tx = feats(&tv, &tt, w, &spec);
             let hx = feats(&hv, &ht, w, &spec);
-            for l2 in [1e-4f32, 1e-3] {
+            for l2 in [1e-5f32, 1e-4, 1e-3] {
                 let p = TrainParams {
                     l2,
                     ..TrainParams::default()

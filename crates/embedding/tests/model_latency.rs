@@ -3,20 +3,14 @@
 //! query, a batch, and a query-cache hit. Timings are printed, never asserted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use mangaassist_embedding::{Embedder, MiniLm, QueryEmbedder, cosine};
 
 fn model_dir() -> PathBuf {
-    let base = std::env::var_os("MANGAASSIST_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("mangaassist"))
-        })
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/mangaassist")
-        });
-    base.join("models/all-MiniLM-L6-v2")
+    common::models_dir().join("all-MiniLM-L6-v2")
 }
 
 fn pct(v: Vec<f64>, p: f64) -> f64 {

@@ -4,20 +4,14 @@
 //! printed, never asserted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
 use std::{path::PathBuf, time::Instant};
 
 use mangaassist_embedding::{Embedder, StaticEmbedder, cosine};
 
 fn model_dir() -> PathBuf {
-    let base = std::env::var_os("MANGAASSIST_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("mangaassist"))
-        })
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/mangaassist")
-        });
-    base.join("models/static-me5s-v2")
+    common::models_dir().join("static-me5s-v2")
 }
 
 fn load() -> StaticEmbedder {

@@ -46,10 +46,13 @@ async fn never_shared(tweak: impl FnOnce(&mut Config)) {
         if AIKO_ONLY.iter().any(|w| first.text().contains(w)) {
             personal_seen += 1;
         }
-        // Her answer is written to the cache after `done`: ask again until she is served
-        // from it, so the cache surely holds it when Kenji asks.
+        // Her answer is written to the cache after `done` (behind the turn save): ask again
+        // until she is served from it, so the cache surely holds it when Kenji asks. Bounded
+        // by time, not by attempts: an answer takes a few milliseconds now, so fifty attempts
+        // can all come before a slow disk has saved the turn.
         let mut cached = false;
-        for _ in 0..50 {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < until {
             if aiko.ask(q, "s-aiko").await.done().cache_hit {
                 cached = true;
                 break;

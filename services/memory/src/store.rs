@@ -100,13 +100,29 @@ pub(crate) fn system_now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Memory in one redb file. Every commit is durable (fsync), so a stop loses nothing. Cheap
-/// to clone; the async trait methods run redb on the blocking pool.
+/// Memory in one redb file. Every commit is durable (fsync), so a stop loses nothing; turn
+/// appends are group-committed on the blocking pool, reads run inline. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbStore {
     db: Arc<Database>,
+    commits: Arc<parking_lot::Mutex<GroupCommit>>,
     turn_ttl_ms: i64,
     clock: Clock,
+}
+
+/// Turn appends waiting for the next commit ([`RedbStore::commit_queued`]).
+#[derive(Default)]
+struct GroupCommit {
+    queue: Vec<PendingAppend>,
+    /// A committer is draining the queue.
+    running: bool,
+}
+
+struct PendingAppend {
+    session_id: String,
+    user_id: String,
+    turns: Vec<pb::Turn>,
+    done: tokio::sync::oneshot::Sender<Result<u32, MemoryError>>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -134,6 +150,7 @@ impl RedbStore {
         txn.commit().map_err(MemoryError::storage)?;
         Ok(Self {
             db: Arc::new(db),
+            commits: Arc::default(),
             turn_ttl_ms: i64::try_from(turn_ttl.as_millis()).unwrap_or(i64::MAX),
             clock: Arc::new(system_now_ms),
         })
@@ -198,15 +215,16 @@ impl RedbStore {
         Ok(removed)
     }
 
-    /// Appends `turns` in one transaction: all or none.
-    fn append_turns_sync(
-        &self,
+    /// Appends one session's `turns` inside `txn`: all or none. An ownership error returns
+    /// before anything is written, so the rest of a group commit is unaffected by it.
+    fn append_in(
+        txn: &redb::WriteTransaction,
         session_id: &str,
         user_id: &str,
         turns: Vec<pb::Turn>,
+        now: i64,
+        cutoff: u64,
     ) -> Result<u32, MemoryError> {
-        let now = (self.clock)();
-        let cutoff = self.cutoff(now);
         let rows: Vec<(u64, Vec<u8>)> = turns
             .into_iter()
             .map(|mut turn| {
@@ -214,56 +232,113 @@ impl RedbStore {
                 (ts, turn.encode_to_vec())
             })
             .collect();
-        let txn = self.db.begin_write().map_err(MemoryError::storage)?;
-        let count = {
-            let mut turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
-            let mut sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
-            let owner = sessions
-                .get(session_id)
-                .map_err(MemoryError::storage)?
-                .map(|g| g.value().to_string());
-            let claim = match owner {
-                None => true,
-                Some(o) if o == user_id => false,
-                // A claim lasts while the session has a live turn; once they have all
-                // expired (deleted below) nothing of the old owner is left to read.
-                Some(_) if cutoff > 0 && !has_live_turn(&turns, session_id, cutoff)? => true,
-                Some(_) => return Err(not_owner(session_id, user_id)),
-            };
-            if claim {
-                sessions
-                    .insert(session_id, user_id)
-                    .map_err(MemoryError::storage)?;
-            }
-            let mut meta = txn.open_table(META).map_err(MemoryError::storage)?;
-            let first = meta
-                .get(TURN_SEQ)
-                .map_err(MemoryError::storage)?
-                .map(|g| g.value())
-                .unwrap_or(0)
-                + 1;
-            let last = first + rows.len() as u64 - 1;
-            meta.insert(TURN_SEQ, last).map_err(MemoryError::storage)?;
-            if cutoff > 0 {
-                turns
-                    .retain_in(
-                        (session_id, 0u64, 0u64)..(session_id, cutoff, 0u64),
-                        |_, _| false,
-                    )
-                    .map_err(MemoryError::storage)?;
-            }
-            for (seq, (ts, bytes)) in (first..).zip(&rows) {
-                turns
-                    .insert((session_id, *ts, seq), bytes.as_slice())
-                    .map_err(MemoryError::storage)?;
-            }
-            turns
-                .range((session_id, cutoff, 0u64)..=(session_id, u64::MAX, u64::MAX))
-                .map_err(MemoryError::storage)?
-                .count()
+        let mut turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
+        let mut sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
+        let owner = sessions
+            .get(session_id)
+            .map_err(MemoryError::storage)?
+            .map(|g| g.value().to_string());
+        let claim = match owner {
+            None => true,
+            Some(o) if o == user_id => false,
+            // A claim lasts while the session has a live turn; once they have all
+            // expired (deleted below) nothing of the old owner is left to read.
+            Some(_) if cutoff > 0 && !has_live_turn(&turns, session_id, cutoff)? => true,
+            Some(_) => return Err(not_owner(session_id, user_id)),
         };
-        txn.commit().map_err(MemoryError::storage)?;
+        if claim {
+            sessions
+                .insert(session_id, user_id)
+                .map_err(MemoryError::storage)?;
+        }
+        let mut meta = txn.open_table(META).map_err(MemoryError::storage)?;
+        let first = meta
+            .get(TURN_SEQ)
+            .map_err(MemoryError::storage)?
+            .map(|g| g.value())
+            .unwrap_or(0)
+            + 1;
+        let last = first + rows.len() as u64 - 1;
+        meta.insert(TURN_SEQ, last).map_err(MemoryError::storage)?;
+        if cutoff > 0 {
+            turns
+                .retain_in(
+                    (session_id, 0u64, 0u64)..(session_id, cutoff, 0u64),
+                    |_, _| false,
+                )
+                .map_err(MemoryError::storage)?;
+        }
+        for (seq, (ts, bytes)) in (first..).zip(&rows) {
+            turns
+                .insert((session_id, *ts, seq), bytes.as_slice())
+                .map_err(MemoryError::storage)?;
+        }
+        let count = turns
+            .range((session_id, cutoff, 0u64)..=(session_id, u64::MAX, u64::MAX))
+            .map_err(MemoryError::storage)?
+            .count();
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    /// Commits every queued append in one transaction, and again while more arrived during
+    /// the commit. One fsync then covers all turns that waited for it, so a busy store pays
+    /// one commit per batch instead of one per message, and each caller still hears back
+    /// only after its turns are durable. Blocking; one runs at a time (`GroupCommit::running`).
+    fn commit_queued(&self) {
+        loop {
+            let batch = {
+                let mut q = self.commits.lock();
+                if q.queue.is_empty() {
+                    q.running = false;
+                    return;
+                }
+                std::mem::take(&mut q.queue)
+            };
+            metrics::histogram!("memory_group_commit_size").record(batch.len() as f64);
+            let now = (self.clock)();
+            let cutoff = self.cutoff(now);
+            let txn = match self.db.begin_write() {
+                Ok(t) => t,
+                Err(e) => {
+                    let msg = e.to_string();
+                    for p in batch {
+                        let _ = p.done.send(Err(MemoryError::Storage(msg.clone())));
+                    }
+                    continue;
+                }
+            };
+            let mut results = Vec::with_capacity(batch.len());
+            let mut failed: Option<String> = None;
+            let mut waiters = Vec::with_capacity(batch.len());
+            for p in batch {
+                if failed.is_none() {
+                    match Self::append_in(&txn, &p.session_id, &p.user_id, p.turns, now, cutoff) {
+                        Ok(n) => results.push(Ok(n)),
+                        Err(e @ MemoryError::PermissionDenied(_)) => results.push(Err(e)),
+                        // Anything else may have written part of this append: the whole
+                        // transaction goes, and every caller in it hears the error.
+                        Err(e) => failed = Some(e.to_string()),
+                    }
+                }
+                waiters.push(p.done);
+            }
+            let outcome = match failed {
+                Some(msg) => Err(msg),
+                None => txn.commit().map_err(|e| e.to_string()),
+            };
+            match outcome {
+                Ok(()) => {
+                    for (done, r) in waiters.into_iter().zip(results) {
+                        let _ = done.send(r);
+                    }
+                }
+                Err(msg) => {
+                    for done in waiters {
+                        let _ = done.send(Err(MemoryError::Storage(msg.clone())));
+                    }
+                }
+            }
+        }
     }
 
     fn history_sync(
@@ -478,9 +553,26 @@ impl MemoryStore for RedbStore {
         if turns.is_empty() {
             return Err(MemoryError::InvalidArgument("no turns to append".into()));
         }
-        let (s, u) = (session_id.to_string(), user_id.to_string());
-        self.blocking(move |db| db.append_turns_sync(&s, &u, turns))
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.commits.lock();
+            q.queue.push(PendingAppend {
+                session_id: session_id.to_string(),
+                user_id: user_id.to_string(),
+                turns,
+                done,
+            });
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            let this = self.clone();
+            // The committer is detached: it drains the queue (this append included) even if
+            // this caller goes away, so an accepted turn is never left behind.
+            tokio::task::spawn_blocking(move || this.commit_queued());
+        }
+        answer
             .await
+            .map_err(|_| MemoryError::Task("the commit task stopped".into()))?
     }
 
     async fn history(
@@ -489,14 +581,14 @@ impl MemoryStore for RedbStore {
         user_id: &str,
         limit: usize,
     ) -> Result<Vec<pb::Turn>, MemoryError> {
-        let (s, u) = (session_id.to_string(), user_id.to_string());
-        self.blocking(move |db| db.history_sync(&s, &u, limit))
-            .await
+        // Reads run inline: a redb read transaction never waits for a writer (MVCC) and
+        // reads a few pages of a bounded range, cheaper than the two thread hand-offs of the
+        // blocking pool that every message paid three times (history, profile, orders).
+        self.history_sync(session_id, user_id, limit)
     }
 
     async fn profile(&self, user_id: &str) -> Result<Option<pb::UserProfile>, MemoryError> {
-        let u = user_id.to_string();
-        self.blocking(move |db| db.profile_sync(&u)).await
+        self.profile_sync(user_id)
     }
 
     async fn orders(
@@ -505,8 +597,7 @@ impl MemoryStore for RedbStore {
         store_id: &str,
         limit: usize,
     ) -> Result<Vec<pb::Order>, MemoryError> {
-        let (u, s) = (user_id.to_string(), store_id.to_string());
-        self.blocking(move |db| db.orders_sync(&u, &s, limit)).await
+        self.orders_sync(user_id, store_id, limit)
     }
 
     async fn upsert_profile(&self, profile: pb::UserProfile) -> Result<(), MemoryError> {

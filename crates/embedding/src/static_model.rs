@@ -34,6 +34,9 @@ struct VocabFile {
 
 type FnvMap<K, V> = HashMap<K, V, fnv::FnvBuildHasher>;
 
+/// An index entry that only starts pieces and is none itself.
+const PREFIX_ONLY: u32 = u32::MAX;
+
 pub struct StaticEmbedder {
     model_id: String,
     dim: usize,
@@ -118,6 +121,21 @@ impl StaticEmbedder {
             max_piece_bytes = max_piece_bytes.max(p.len());
             index.insert(p.into_boxed_str(), i as u32);
         }
+        // Every proper prefix of a piece is in the index too (as PREFIX_ONLY unless it is a
+        // piece itself), so segmentation stops extending a candidate at the first substring
+        // no piece starts with: a handful of look-ups per position instead of one per byte
+        // length up to the longest piece, each a likely cache miss under load.
+        let prefixes: Vec<Box<str>> = index
+            .keys()
+            .flat_map(|p| {
+                p.char_indices()
+                    .skip(1)
+                    .map(|(end, _)| Box::<str>::from(&p[..end]))
+            })
+            .collect();
+        for prefix in prefixes {
+            index.entry(prefix).or_insert(PREFIX_ONLY);
+        }
         let mut normalize = FnvMap::default();
         for (cp, out) in vocab.normalize {
             let from = char::from_u32(cp).ok_or_else(|| bad(format!("bad code point {cp}")))?;
@@ -191,11 +209,15 @@ impl StaticEmbedder {
                 if end - start > self.max_piece_bytes {
                     break;
                 }
-                if let Some(&id) = self.index.get(&buf[start..end]) {
-                    let s = best[i] + self.scores[id as usize];
-                    if s > best[e] {
-                        best[e] = s;
-                        from[e] = (i, id);
+                match self.index.get(&buf[start..end]) {
+                    None => break,
+                    Some(&PREFIX_ONLY) => {}
+                    Some(&id) => {
+                        let s = best[i] + self.scores[id as usize];
+                        if s > best[e] {
+                            best[e] = s;
+                            from[e] = (i, id);
+                        }
                     }
                 }
             }

@@ -494,12 +494,16 @@ pub(crate) fn correct_series_names(series: &[Series], tokens: &[String]) -> Opti
     let mut corrected: Vec<String> = Vec::with_capacity(tokens.len());
     let mut changed = false;
     for t in tokens {
+        // Cheapest test first: most query words are short or not plain ASCII letters, and
+        // only the rest are looked up among every alias word of the store.
         let chars: Vec<char> = t.chars().collect();
-        let known = series
-            .iter()
-            .flat_map(|s| s.aliases.iter())
-            .any(|a| a.iter().any(|w| w == t));
-        if chars.len() < 4 || known || !chars.iter().all(|c| c.is_ascii_alphabetic()) {
+        if chars.len() < 4
+            || !chars.iter().all(|c| c.is_ascii_alphabetic())
+            || series
+                .iter()
+                .flat_map(|s| s.aliases.iter())
+                .any(|a| a.iter().any(|w| w == t))
+        {
             corrected.push(t.clone());
             continue;
         }

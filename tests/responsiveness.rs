@@ -257,8 +257,13 @@ async fn chunks_are_batched_after_the_first_three() {
     let tokens = done.tokens;
     let chunks = done.chunks;
     assert!(tokens > 10, "{done:?}");
-    // Zero-latency model: every batch fills before the flush timer.
-    assert_eq!(chunks, 3 + (tokens - 3).div_ceil(3), "{done:?}");
+    // The first three deltas go out alone. The rest of a zero-latency answer arrives faster
+    // than it can be sent, so deltas already waiting share a frame: never more frames than
+    // batches of three, and fewer when several batches were ready at once.
+    assert!(
+        chunks > 3 && chunks <= 3 + (tokens - 3).div_ceil(3),
+        "{done:?}"
+    );
     assert_eq!(a.chunk_indexes(), (0..chunks).collect::<Vec<_>>());
     m.stop().await;
 }

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Done, ErrorCode, ServerFrame};
 
+/// Largest chunk text assembled from deltas that were ready at once (bytes).
+pub const MAX_COALESCED_BYTES: usize = 2048;
 /// What the connection's writer task sends: typed frames, or frames already encoded (chunks
 /// are encoded once for both the resume buffer and the socket; replays come encoded).
 #[derive(Debug)]
@@ -296,6 +298,19 @@ impl AnswerSink {
 
     /// A model delta: the first chunks go out alone, later ones in batches.
     pub async fn delta(&mut self, text: String) {
+        self.delta_with(text, false).await;
+    }
+
+    /// Like [`AnswerSink::delta`] when the caller already holds the next delta: a full batch
+    /// then waits for it instead of going out, so a model that is faster than the socket
+    /// sends what it has in one frame rather than a frame per few tokens. Nothing waits for
+    /// text that has not arrived yet; the caller ends a run of these with
+    /// [`AnswerSink::flush_full`]. A batch never grows past [`MAX_COALESCED_BYTES`].
+    pub async fn delta_more_ready(&mut self, text: String) {
+        self.delta_with(text, true).await;
+    }
+
+    async fn delta_with(&mut self, text: String, more_ready: bool) {
         if text.is_empty() {
             return;
         }
@@ -308,6 +323,15 @@ impl AnswerSink {
         }
         self.pending.push_str(&text);
         self.pending_deltas += 1;
+        if (!more_ready && self.pending_deltas >= self.settings.batch_size)
+            || self.pending.len() >= MAX_COALESCED_BYTES
+        {
+            self.flush().await;
+        }
+    }
+
+    /// Sends the pending batch if it has reached the batch size.
+    pub async fn flush_full(&mut self) {
         if self.pending_deltas >= self.settings.batch_size {
             self.flush().await;
         }
@@ -501,6 +525,56 @@ mod tests {
         // The status line is live only; everything else is resumable, identically.
         assert_eq!(socket_buffer, frames[1..]);
         assert_eq!(events_buffer, socket_buffer);
+    }
+
+    /// Deltas that were already waiting share a frame beyond the batch size; the first
+    /// chunks still go out alone, and a batch that reached its size goes out once nothing
+    /// more is ready.
+    #[tokio::test]
+    async fn ready_deltas_coalesce_without_holding_text_back() {
+        let key = StreamKey {
+            session_id: "s".into(),
+            message_id: "m".into(),
+        };
+        let store: Arc<dyn ResumeStore> =
+            Arc::new(InMemoryResumeStore::new(ResumeLimits::default()));
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut sink = AnswerSink::open(
+            key,
+            "u",
+            store,
+            AnswerOutput::Events(tx),
+            StreamSettings::default(),
+        )
+        .await
+        .unwrap();
+        let unbatched = StreamSettings::default().unbatched_chunks as usize;
+        for i in 0..unbatched + 10 {
+            sink.delta_more_ready(format!("{i} ")).await;
+        }
+        sink.flush_full().await;
+        // Two short of a full batch: held until the next delta or the flush deadline.
+        sink.delta("a ".into()).await;
+        sink.delta("b ".into()).await;
+        assert!(sink.flush_due().is_some());
+        let mut chunks = vec![];
+        while let Ok(AnswerEvent::Chunk { text, .. }) = rx.try_recv() {
+            chunks.push(text);
+        }
+        let mut expected: Vec<String> = (0..unbatched).map(|i| format!("{i} ")).collect();
+        expected.push((unbatched..unbatched + 10).map(|i| format!("{i} ")).collect());
+        assert_eq!(chunks, expected);
+        // A batch is capped in bytes even while more is ready.
+        let big = "x".repeat(MAX_COALESCED_BYTES / 2);
+        for _ in 0..4 {
+            sink.delta_more_ready(big.clone()).await;
+        }
+        let sizes: Vec<usize> = std::iter::from_fn(|| match rx.try_recv() {
+            Ok(AnswerEvent::Chunk { text, .. }) => Some(text.len()),
+            _ => None,
+        })
+        .collect();
+        assert!(!sizes.is_empty() && sizes.iter().all(|&n| n <= MAX_COALESCED_BYTES + big.len()));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use mangaassist_proto::v1::{self as pb, Intent, ModelTier, generate_response::Event};
 use tracing::{Instrument, info_span};
 
@@ -181,22 +181,29 @@ impl Orchestrator {
     ) -> Attempt {
         let idle = Duration::from_millis(self.settings.deadlines.idle_ms);
         let GenerationStart { first, mut rest } = start;
-        let mut pending = first.map(Ok);
+        // An event already taken off the stream (`Some(None)`: its end).
+        let mut pending = first.map(|f| Some(Ok(f)));
         loop {
-            let flush_at = sink.flush_due();
             let ev = match pending.take() {
-                Some(ev) => Ok(Some(ev)),
-                None => {
-                    let mut wait = if first_token_at.is_none() {
-                        first_left.saturating_sub(call_started.elapsed())
-                    } else {
-                        idle
-                    };
-                    if let Some(at) = flush_at {
-                        wait = wait.min(at.saturating_duration_since(Instant::now()));
+                Some(ev) => Ok(ev),
+                None => match rest.next().now_or_never() {
+                    // Already waiting: no timer to arm.
+                    Some(ev) => Ok(ev),
+                    None => {
+                        // The stream has nothing ready: a batch held back for a ready delta
+                        // goes out now rather than after the wait.
+                        sink.flush_full().await;
+                        let mut wait = if first_token_at.is_none() {
+                            first_left.saturating_sub(call_started.elapsed())
+                        } else {
+                            idle
+                        };
+                        if let Some(at) = sink.flush_due() {
+                            wait = wait.min(at.saturating_duration_since(Instant::now()));
+                        }
+                        tokio::time::timeout(wait, rest.next()).await
                     }
-                    tokio::time::timeout(wait, rest.next()).await
-                }
+                },
             };
             match ev {
                 Ok(Some(Ok(ev))) => match ev.event {
@@ -232,7 +239,15 @@ impl Orchestrator {
                                 "ok",
                             );
                         }
-                        sink.delta(delta.text).await;
+                        // Peeking is free for a ready stream: if the next event is a
+                        // delta already here, this one may share its frame.
+                        match rest.next().now_or_never() {
+                            Some(next) => {
+                                sink.delta_more_ready(delta.text).await;
+                                pending = Some(next);
+                            }
+                            None => sink.delta(delta.text).await,
+                        }
                     }
                     Some(Event::Done(done)) => *summary = Some(done),
                 },
@@ -242,7 +257,7 @@ impl Orchestrator {
                     return Attempt::Failed;
                 }
                 Err(_) => {
-                    if flush_at.is_some_and(|at| Instant::now() >= at) {
+                    if sink.flush_due().is_some_and(|at| Instant::now() >= at) {
                         sink.flush().await;
                         continue;
                     }

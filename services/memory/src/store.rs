@@ -122,7 +122,16 @@ struct PendingAppend {
     session_id: String,
     user_id: String,
     turns: Vec<pb::Turn>,
-    done: tokio::sync::oneshot::Sender<Result<u32, MemoryError>>,
+    done: AppendDone,
+}
+
+type AppendDone = tokio::sync::oneshot::Sender<Result<u32, MemoryError>>;
+
+fn deliver(answers: Vec<(AppendDone, Result<u32, MemoryError>)>) {
+    for (done, r) in answers {
+        // A caller that stopped waiting no longer needs the answer; its turns are stored.
+        let _ = done.send(r);
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -284,60 +293,73 @@ impl RedbStore {
     /// the commit. One fsync then covers all turns that waited for it, so a busy store pays
     /// one commit per batch instead of one per message, and each caller still hears back
     /// only after its turns are durable. Blocking; one runs at a time (`GroupCommit::running`).
-    fn commit_queued(&self) {
+    fn commit_queued(self) {
+        let mut batch = std::mem::take(&mut self.commits.lock().queue);
         loop {
-            let batch = {
+            let answers = self.commit_batch(batch);
+            let more = {
                 let mut q = self.commits.lock();
                 if q.queue.is_empty() {
                     q.running = false;
-                    return;
                 }
                 std::mem::take(&mut q.queue)
             };
-            metrics::histogram!("memory_group_commit_size").record(batch.len() as f64);
-            let now = (self.clock)();
-            let cutoff = self.cutoff(now);
-            let txn = match self.db.begin_write() {
-                Ok(t) => t,
-                Err(e) => {
-                    let msg = e.to_string();
-                    for p in batch {
-                        let _ = p.done.send(Err(MemoryError::Storage(msg.clone())));
-                    }
-                    continue;
-                }
-            };
-            let mut results = Vec::with_capacity(batch.len());
-            let mut failed: Option<String> = None;
-            let mut waiters = Vec::with_capacity(batch.len());
-            for p in batch {
-                if failed.is_none() {
-                    match Self::append_in(&txn, &p.session_id, &p.user_id, p.turns, now, cutoff) {
-                        Ok(n) => results.push(Ok(n)),
-                        Err(e @ MemoryError::PermissionDenied(_)) => results.push(Err(e)),
-                        // Anything else may have written part of this append: the whole
-                        // transaction goes, and every caller in it hears the error.
-                        Err(e) => failed = Some(e.to_string()),
-                    }
-                }
-                waiters.push(p.done);
+            if more.is_empty() {
+                // The store (and its database handle) goes before the last callers hear
+                // back, so a caller that closes the store next can reopen the file at once.
+                drop(self);
+                deliver(answers);
+                return;
             }
-            let outcome = match failed {
-                Some(msg) => Err(msg),
-                None => txn.commit().map_err(|e| e.to_string()),
+            deliver(answers);
+            batch = more;
+        }
+    }
+
+    /// One transaction for `batch`: each append's own result, or the commit's error for all.
+    fn commit_batch(
+        &self,
+        batch: Vec<PendingAppend>,
+    ) -> Vec<(AppendDone, Result<u32, MemoryError>)> {
+        metrics::histogram!("memory_group_commit_size").record(batch.len() as f64);
+        let now = (self.clock)();
+        let cutoff = self.cutoff(now);
+        let all_fail = |batch: Vec<AppendDone>, msg: String| {
+            batch
+                .into_iter()
+                .map(|done| (done, Err(MemoryError::Storage(msg.clone()))))
+                .collect()
+        };
+        let txn = match self.db.begin_write() {
+            Ok(t) => t,
+            Err(e) => return all_fail(batch.into_iter().map(|p| p.done).collect(), e.to_string()),
+        };
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut failed: Option<String> = None;
+        for p in batch {
+            let r = if failed.is_none() {
+                match Self::append_in(&txn, &p.session_id, &p.user_id, p.turns, now, cutoff) {
+                    Ok(n) => Ok(n),
+                    Err(e @ MemoryError::PermissionDenied(_)) => Err(e),
+                    // Anything else may have written part of this append: the whole
+                    // transaction goes, and every caller in it hears the error.
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        Ok(0)
+                    }
+                }
+            } else {
+                Ok(0)
             };
-            match outcome {
-                Ok(()) => {
-                    for (done, r) in waiters.into_iter().zip(results) {
-                        let _ = done.send(r);
-                    }
-                }
-                Err(msg) => {
-                    for done in waiters {
-                        let _ = done.send(Err(MemoryError::Storage(msg.clone())));
-                    }
-                }
-            }
+            answers.push((p.done, r));
+        }
+        let outcome = match failed {
+            Some(msg) => Err(msg),
+            None => txn.commit().map_err(|e| e.to_string()),
+        };
+        match outcome {
+            Ok(()) => answers,
+            Err(msg) => all_fail(answers.into_iter().map(|(d, _)| d).collect(), msg),
         }
     }
 

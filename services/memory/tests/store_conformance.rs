@@ -168,6 +168,65 @@ async fn an_exchange_is_appended_whole(b: Backend) {
     );
 }
 
+/// Many exchanges at once (the embedded store commits them in groups): each is stored whole
+/// and counted, and an intruder refused in the same moment takes nobody's turns with it.
+async fn concurrent_exchanges_are_each_stored_whole(b: Backend) {
+    let store: Arc<dyn MemoryStore> = Arc::from(b.store);
+    for k in 0..8 {
+        store
+            .append_turn(&format!("s{k}"), "alice", turn("user", "hello", 0))
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..48 {
+        let alice = store.clone();
+        tasks.spawn(async move {
+            let session = format!("s{}", i % 8);
+            let turns = vec![
+                turn("user", &format!("q{i}"), 0),
+                turn("assistant", &format!("a{i}"), 0),
+            ];
+            alice.append_turns(&session, "alice", turns).await
+        });
+        if i % 8 == 3 {
+            let mallory = store.clone();
+            tasks.spawn(async move {
+                mallory
+                    .append_turns("s3", "mallory", vec![turn("user", "mine now", 0)])
+                    .await
+            });
+        }
+    }
+    let (mut stored, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(n) => {
+                assert!(n >= 3 && n % 2 == 1, "a pair was split: {n} turns");
+                stored += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Code::PermissionDenied, "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((stored, refused), (48, 6));
+    for k in 0..8 {
+        let h = store.history(&format!("s{k}"), "alice", 100).await.unwrap();
+        let t = texts(&h);
+        assert_eq!(t.len(), 13, "s{k}: {t:?}");
+        assert!(!t.contains(&"mine now"));
+        for i in (k..48).step_by(8) {
+            let (q, a) = (format!("q{i}"), format!("a{i}"));
+            assert!(
+                t.contains(&q.as_str()) && t.contains(&a.as_str()),
+                "s{k}: {t:?}"
+            );
+        }
+    }
+}
+
 async fn a_session_belongs_to_its_first_writer(b: Backend) {
     let store = &*b.store;
     store
@@ -402,6 +461,14 @@ macro_rules! conformance {
             #[tokio::test]
             async fn an_exchange_is_appended_whole() {
                 super::an_exchange_is_appended_whole(super::$backend(Duration::ZERO).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_exchanges_are_each_stored_whole() {
+                super::concurrent_exchanges_are_each_stored_whole(
+                    super::$backend(Duration::ZERO).await,
+                )
+                .await;
             }
 
             #[tokio::test]

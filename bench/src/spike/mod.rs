@@ -106,6 +106,17 @@ impl SpikeSettings {
         if self.timeout_ms == 0 {
             return usage("--timeout must be positive".into());
         }
+        if let Some(base) = self.base_port {
+            let last = usize::from(base) + DAEMONS.len() + 2 * self.gateways - 1;
+            if base == 0 || last > usize::from(u16::MAX) {
+                return usage(format!(
+                    "--base-port {base}: {} daemons and {} gateways need ports {base}..={last}, \
+                     beyond 65535",
+                    DAEMONS.len(),
+                    self.gateways
+                ));
+            }
+        }
         if self.sockets_per_worker == 0 || self.workers == Some(0) {
             return usage("--workers and --sockets-per-worker must be at least 1".into());
         }
@@ -248,7 +259,7 @@ impl SpikeReport {
     /// The per-phase table (Markdown).
     pub fn table(&self) -> String {
         let mut md = String::from(
-            "| phase | offered msg/s | achieved msg/s | sessions open | sent / answered | first token p50 | p99 | errors (timeouts) | lost / dup chunks | mesh RSS | mesh CPU per msg | load gen CPU | load gen RSS |\n\
+            "| phase | offered msg/s | achieved msg/s | sessions open | sent / answered | first token p50 (ms) | p99 (ms) | errors (timeouts) | lost / dup chunks | mesh RSS | mesh CPU per msg | load gen CPU | load gen RSS |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let ms = |v: Option<f64>| v.map_or("–".into(), fmt_ms);
@@ -266,7 +277,7 @@ impl SpikeReport {
                     "–".to_string(),
                     "–".to_string(),
                     format!(
-                        "{} ({} answered a ping, p99 {})",
+                        "{} ({} answered a ping, p99 {} ms)",
                         r.sessions_open,
                         r.pinged.unwrap_or(0),
                         ms(r.ping_p99_ms)
@@ -375,6 +386,14 @@ impl SpikeReport {
         md.push('\n');
         md.push_str(&self.table());
         let _ = writeln!(md, "\n**Stopped:** {}", self.stop_reason);
+        for r in self.rows.iter().filter(|r| r.late > 0) {
+            let _ = writeln!(
+                md,
+                "\nStep {}: {} of {} sends were more than 5 ms behind schedule (max {:.1} ms): the \
+                 load generator, sharing the cores, fell behind there.",
+                r.step, r.late, r.sent, r.max_late_ms
+            );
+        }
         if let Some(r) = self.highest_passing_rate {
             let _ = writeln!(
                 md,

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
-    sync::mpsc,
+    sync::{mpsc, oneshot},
 };
 
 use super::protocol::{Command, Event, HoldReport, OpenJob, StepReport, micros};
@@ -41,42 +41,35 @@ struct Sessions {
     next_message: u64,
 }
 
-/// Runs the worker until stdin closes; then closes every session.
+/// Runs the worker until stdin closes, which also cuts short the command in progress (the
+/// coordinator is stopping); then closes every session.
 pub async fn run() -> Result<(), BenchError> {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let (tx, mut commands) = mpsc::unbounded_channel::<String>();
+    let (eof_tx, mut eof) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+        let _ = eof_tx.send(());
+    });
     let mut sessions: Option<Sessions> = None;
-    while let Some(line) = lines.next_line().await? {
+    loop {
+        let line = tokio::select! {
+            line = commands.recv() => match line {
+                Some(line) => line,
+                None => break,
+            },
+            _ = &mut eof => break,
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let event = match serde_json::from_str::<Command>(&line) {
-            Err(e) => Event::Failed {
-                message: format!("unreadable command: {e}"),
-            },
-            Ok(Command::Open(job)) => match open(job).await {
-                Ok((s, event)) => {
-                    sessions = Some(s);
-                    event
-                }
-                Err(e) => Event::Failed {
-                    message: e.to_string(),
-                },
-            },
-            Ok(Command::Hold { duration_ms }) => match &sessions {
-                Some(s) => Event::Held(hold(s, Duration::from_millis(duration_ms)).await),
-                None => not_open(),
-            },
-            Ok(Command::Step {
-                index,
-                rate,
-                duration_ms,
-                seed,
-            }) => match &mut sessions {
-                Some(s) => Event::Step(
-                    step(s, index, rate, Duration::from_millis(duration_ms), seed).await,
-                ),
-                None => not_open(),
-            },
+        let event = tokio::select! {
+            event = execute(&line, &mut sessions) => event,
+            _ = &mut eof => break,
         };
         emit(&event)?;
     }
@@ -85,6 +78,38 @@ pub async fn run() -> Result<(), BenchError> {
         futures::future::join_all(s.conns.into_iter().map(Connection::close)).await;
     }
     Ok(())
+}
+
+async fn execute(line: &str, sessions: &mut Option<Sessions>) -> Event {
+    match serde_json::from_str::<Command>(line) {
+        Err(e) => Event::Failed {
+            message: format!("unreadable command: {e}"),
+        },
+        Ok(Command::Open(job)) => match open(job).await {
+            Ok((s, event)) => {
+                *sessions = Some(s);
+                event
+            }
+            Err(e) => Event::Failed {
+                message: e.to_string(),
+            },
+        },
+        Ok(Command::Hold { duration_ms }) => match sessions {
+            Some(s) => Event::Held(hold(s, Duration::from_millis(duration_ms)).await),
+            None => not_open(),
+        },
+        Ok(Command::Step {
+            index,
+            rate,
+            duration_ms,
+            seed,
+        }) => match sessions {
+            Some(s) => {
+                Event::Step(step(s, index, rate, Duration::from_millis(duration_ms), seed).await)
+            }
+            None => not_open(),
+        },
+    }
 }
 
 fn not_open() -> Event {

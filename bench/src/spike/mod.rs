@@ -97,10 +97,10 @@ impl SpikeSettings {
                 "step rates must be positive messages per second, got {r}"
             ));
         }
-        if !(self.step_duration_s > 0.0) {
+        if self.step_duration_s.is_nan() || self.step_duration_s <= 0.0 {
             return usage("--step-duration must be positive".into());
         }
-        if !(self.stop_p99_ms > 0.0) {
+        if self.stop_p99_ms.is_nan() || self.stop_p99_ms <= 0.0 {
             return usage("--stop-p99-ms must be positive".into());
         }
         if self.timeout_ms == 0 {

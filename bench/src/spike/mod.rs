@@ -233,6 +233,10 @@ pub struct SpikeReport {
     pub wall_s: f64,
     pub machine: Machine,
     pub open_files_limit: Option<u64>,
+    /// `/proc/loadavg` (1, 5, 15 minutes) when the spike started and ended: other work on
+    /// the machine shares its cores and shows here.
+    pub load_average_start: Option<String>,
+    pub load_average_end: Option<String>,
     pub settings: Option<SpikeSettings>,
     pub processes: Vec<ProcessInfo>,
     pub open: Option<OpenPhase>,
@@ -341,8 +345,11 @@ impl SpikeReport {
         }
         let _ = writeln!(
             md,
-            "- started: {}, {:.0} s in all",
-            self.started_at, self.wall_s
+            "- started: {}, {:.0} s in all; load average (1/5/15 min) {} at the start, {} at the end",
+            self.started_at,
+            self.wall_s,
+            self.load_average_start.as_deref().unwrap_or("?"),
+            self.load_average_end.as_deref().unwrap_or("?")
         );
         if let Some(s) = &self.settings {
             let workers = self.processes.iter().filter(|p| p.role == "worker").count();
@@ -386,12 +393,23 @@ impl SpikeReport {
         md.push('\n');
         md.push_str(&self.table());
         let _ = writeln!(md, "\n**Stopped:** {}", self.stop_reason);
-        for r in self.rows.iter().filter(|r| r.late > 0) {
+        let late: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|r| r.late > 0)
+            .map(|r| {
+                format!(
+                    "step {} {} of {} (max {:.1} ms)",
+                    r.step, r.late, r.sent, r.max_late_ms
+                )
+            })
+            .collect();
+        if !late.is_empty() {
             let _ = writeln!(
                 md,
-                "\nStep {}: {} of {} sends were more than 5 ms behind schedule (max {:.1} ms): the \
-                 load generator, sharing the cores, fell behind there.",
-                r.step, r.late, r.sent, r.max_late_ms
+                "\nSends more than 5 ms behind their schedule (the load generator, sharing the \
+                 cores, fell behind; latency is measured from the actual send): {}.",
+                late.join("; ")
             );
         }
         if let Some(r) = self.highest_passing_rate {
@@ -506,6 +524,7 @@ pub async fn run(
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         machine: machine::collect(),
         open_files_limit: machine::open_files_limit(),
+        load_average_start: load_average(),
         settings: Some(settings.clone()),
         ..SpikeReport::default()
     };
@@ -531,6 +550,7 @@ pub async fn run(
     let grace = Duration::from_secs(20);
     report.shutdown_notes = children.stop(grace).await;
     report.wall_s = started.elapsed().as_secs_f64();
+    report.load_average_end = load_average();
     if let Err(e) = &outcome {
         report.stop_reason = format!("error: {e}");
     }
@@ -548,6 +568,17 @@ pub async fn run(
     write_file(&out.join("summary.md"), report.to_markdown().as_bytes())?;
     drop(state);
     outcome.map(|()| report)
+}
+
+/// The three load averages of `/proc/loadavg`.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Ctrl-C or SIGTERM.

@@ -178,6 +178,10 @@ pub struct SpikeArgs {
     /// error, timeout, lost or repeated chunk, or closed session).
     #[arg(long, default_value_t = 50.0)]
     pub stop_p99_ms: f64,
+    /// Report degraded answers (a stage past its deadline, failed or behind an open circuit)
+    /// without stopping on them.
+    #[arg(long)]
+    pub allow_degraded: bool,
     /// A message without `done` after this long counts as a timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -247,6 +251,7 @@ impl SpikeArgs {
             steps,
             step_duration_s: or(self.step_duration, 20, 3),
             stop_p99_ms: self.stop_p99_ms,
+            stop_on_degraded: !self.allow_degraded,
             timeout_ms: self.timeout.as_millis() as u64,
             workers: self.workers,
             sockets_per_worker: self.sockets_per_worker,

@@ -68,6 +68,8 @@ pub struct SpikeSettings {
     pub steps: Vec<f64>,
     pub step_duration_s: f64,
     pub stop_p99_ms: f64,
+    /// Degraded answers stop the spike like errors do.
+    pub stop_on_degraded: bool,
     pub timeout_ms: u64,
     /// Load-generator processes; `None` = enough for `sockets_per_worker`.
     pub workers: Option<usize>,
@@ -183,6 +185,9 @@ pub struct Row {
     pub errors: u64,
     pub timeouts: u64,
     pub errors_by_code: BTreeMap<String, u64>,
+    /// Answered without some stage's result (deadline, failure, open circuit) or below the
+    /// `full` level of the degradation ladder.
+    pub degraded: u64,
     pub lost_chunks: u64,
     pub duplicate_chunks: u64,
     pub index_faults: u64,
@@ -263,8 +268,8 @@ impl SpikeReport {
     /// The per-phase table (Markdown).
     pub fn table(&self) -> String {
         let mut md = String::from(
-            "| phase | offered msg/s | achieved msg/s | sessions open | sent / answered | first token p50 (ms) | p99 (ms) | errors (timeouts) | lost / dup chunks | mesh RSS | mesh CPU per msg | load gen CPU | load gen RSS |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| phase | offered msg/s | achieved msg/s | sessions open | sent / answered | first token p50 (ms) | p99 (ms) | errors (timeouts) | degraded | lost / dup chunks | mesh RSS | mesh CPU per msg | load gen CPU | load gen RSS |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let ms = |v: Option<f64>| v.map_or("–".into(), fmt_ms);
         for r in &self.rows {
@@ -299,12 +304,13 @@ impl SpikeReport {
             };
             let _ = writeln!(
                 md,
-                "| {phase}{} | {offered} | {achieved} | {sessions} | {sent} | {} | {} | {} ({}) | {} / {} | {:.0} MiB | {} | {} | {:.0} MiB |",
+                "| {phase}{} | {offered} | {achieved} | {sessions} | {sent} | {} | {} | {} ({}) | {} | {} / {} | {:.0} MiB | {} | {} | {:.0} MiB |",
                 if r.failed.is_some() { " ✗" } else { "" },
                 ms(r.ttft_p50_ms),
                 ms(r.ttft_p99_ms),
                 r.errors,
                 r.timeouts,
+                r.degraded,
                 r.lost_chunks,
                 r.duplicate_chunks,
                 r.mesh_rss_mib,
@@ -361,7 +367,7 @@ impl SpikeReport {
             );
             let _ = writeln!(
                 md,
-                "- load: {} sessions over {} worker process(es), held {:.0} s; steps of {:.0} s at {} msg/s (open loop, Poisson); stop after the first step with first-token p99 > {} ms or any error; {} texts",
+                "- load: {} sessions over {} worker process(es), held {:.0} s; steps of {:.0} s at {} msg/s (open loop, Poisson); stop after the first step with first-token p99 > {} ms or any error{}; {} texts",
                 s.sessions,
                 workers,
                 s.hold_s,
@@ -372,6 +378,11 @@ impl SpikeReport {
                     .collect::<Vec<_>>()
                     .join(", "),
                 s.stop_p99_ms,
+                if s.stop_on_degraded {
+                    " or degraded answer"
+                } else {
+                    ""
+                },
                 if s.unique { "unique" } else { "repeated" }
             );
         }
@@ -1007,6 +1018,12 @@ fn verdict(row: &Row, settings: &SpikeSettings) -> Option<String> {
             .collect();
         why.push(format!("{} errors ({})", row.errors, codes.join(", ")));
     }
+    if row.degraded > 0 && settings.stop_on_degraded {
+        why.push(format!(
+            "{} degraded answers (a stage hit its deadline, failed or had its circuit open)",
+            row.degraded
+        ));
+    }
     if row.lost_chunks + row.duplicate_chunks > 0 {
         why.push(format!(
             "{} lost and {} repeated chunks",
@@ -1046,6 +1063,7 @@ fn step_row(step: usize, rate: f64, settings: &SpikeSettings, events: Vec<Event>
             late,
             max_late_ms,
             errors,
+            degraded,
             lost_chunks,
             duplicate_chunks,
             index_faults,
@@ -1061,6 +1079,7 @@ fn step_row(step: usize, rate: f64, settings: &SpikeSettings, events: Vec<Event>
         for (code, n) in errors {
             *row.errors_by_code.entry(code).or_default() += n;
         }
+        row.degraded += degraded;
         row.lost_chunks += lost_chunks;
         row.duplicate_chunks += duplicate_chunks;
         row.index_faults += index_faults;
@@ -1231,6 +1250,7 @@ mod tests {
             steps: vec![100.0, 250.0],
             step_duration_s: 20.0,
             stop_p99_ms: 50.0,
+            stop_on_degraded: true,
             timeout_ms: 10_000,
             workers: None,
             sockets_per_worker: 9_000,
@@ -1304,6 +1324,17 @@ mod tests {
             ..ok
         };
         assert!(verdict(&lost, &s).unwrap().contains("lost"));
+        let degraded = Row {
+            lost_chunks: 0,
+            degraded: 3,
+            ..lost
+        };
+        assert!(verdict(&degraded, &s).unwrap().contains("3 degraded"));
+        let tolerant = SpikeSettings {
+            stop_on_degraded: false,
+            ..s
+        };
+        assert_eq!(verdict(&degraded, &tolerant), None);
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub struct HoldReport {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepReport {
     pub index: usize,
     /// Messages sent (arrivals that found a free session).
@@ -108,6 +109,9 @@ pub struct StepReport {
     pub max_late_ms: f64,
     /// Error code → count (`timeout`, `connection_closed`, gateway codes...).
     pub errors: std::collections::BTreeMap<String, u64>,
+    /// Answered, but degraded: a level below `full`, or a stage that hit its deadline,
+    /// failed or found its circuit open (the answer went on without that context).
+    pub degraded: u64,
     /// Chunk indices below `done.chunks` that never arrived.
     pub lost_chunks: u64,
     /// Chunk frames whose index had been seen already.

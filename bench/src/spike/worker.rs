@@ -271,10 +271,14 @@ async fn hold(s: &Sessions, duration: Duration) -> HoldReport {
 struct Outcome {
     ttft_us: Option<u32>,
     error: Option<String>,
+    degraded: bool,
     lost: u32,
     duplicate: u32,
     faults: u32,
 }
+
+/// Stage outcomes that mean the answer went on without that stage's result.
+const FAILED_STAGE: [&str; 3] = ["deadline", "error", "circuit_open"];
 
 impl Outcome {
     fn of(ex: &Exchange) -> Self {
@@ -289,6 +293,12 @@ impl Outcome {
                 _ => None,
             },
             error,
+            degraded: ex.done.as_ref().is_some_and(|d| {
+                d.degradation != "full"
+                    || d.stages
+                        .iter()
+                        .any(|s| FAILED_STAGE.contains(&s.outcome.as_str()))
+            }),
             lost: ex.lost_chunks().unwrap_or(0),
             duplicate: ex.duplicate_chunks(),
             faults: ex.index_faults,
@@ -379,6 +389,7 @@ async fn step(
             Some(code) => *report.errors.entry(code).or_default() += 1,
             None => report.answered += 1,
         }
+        report.degraded += u64::from(o.degraded);
         report.ttft_us.extend(o.ttft_us);
         report.lost_chunks += u64::from(o.lost);
         report.duplicate_chunks += u64::from(o.duplicate);

@@ -547,6 +547,15 @@ async fn bench_command(
     local_mesh: bool,
     cmd: mangaassist_bench::BenchCommand,
 ) -> anyhow::Result<i32> {
+    if local_mesh
+        && matches!(
+            &cmd,
+            mangaassist_bench::BenchCommand::Spike(_)
+                | mangaassist_bench::BenchCommand::SpikeWorker
+        )
+    {
+        anyhow::bail!("bench spike starts its own mesh as separate processes: drop --local-mesh");
+    }
     let overhead_run = matches!(&cmd, mangaassist_bench::BenchCommand::Run(a) if a.overhead);
     let mut state = None;
     let running = if local_mesh {
@@ -585,6 +594,8 @@ async fn bench_command(
         generation_endpoint: cfg.mesh.generation.endpoint.clone(),
         retrieval_endpoint: cfg.mesh.retrieval.endpoint.clone(),
         service_tokens: cli_service_tokens(cfg, true)?.map(std::sync::Arc::new),
+        serve_exe: std::env::current_exe().ok(),
+        config_file: cli.config.clone(),
     };
     let result = mangaassist_bench::execute(cmd, ctx).await;
     if let Some(r) = running {

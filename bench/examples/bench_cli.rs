@@ -48,6 +48,8 @@ async fn main() -> std::process::ExitCode {
         generation_endpoint: "http://127.0.0.1:50065".to_string(),
         retrieval_endpoint: "http://127.0.0.1:50062".to_string(),
         service_tokens: None,
+        serve_exe: None,
+        config_file: None,
     };
     let result = match cli.command {
         Command::Bench(cmd) => mangaassist_bench::execute(cmd, ctx).await,

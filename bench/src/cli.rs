@@ -19,6 +19,7 @@ use crate::{
     },
     queries::{MIN_QUERIES_PER_INTENT, QueryMix},
     sample::{Results, write_file},
+    spike::{self, SpikeHost, SpikeSettings},
     summary::{fmt_ms, intent_stats, write_outputs},
 };
 
@@ -44,6 +45,11 @@ pub struct BenchContext {
     /// Admin-scoped service tokens for the daemons `bench prompt` calls, when the mesh has a
     /// service secret (`None`: calls carry no token).
     pub service_tokens: Option<std::sync::Arc<mangaassist_auth::ServiceTokens>>,
+    /// The `mangaassist` binary, which `bench spike` starts as mesh and worker processes;
+    /// `None` where the running binary cannot serve (then `bench spike` refuses).
+    pub serve_exe: Option<PathBuf>,
+    /// The `--config` file, handed to the processes `bench spike` starts.
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -61,6 +67,14 @@ pub enum BenchCommand {
     /// (registered inactive); exit 1 when it is significantly slower, 2 on bad input.
     // Boxed like `Run`: the arguments are large.
     Prompt(Box<PromptArgs>),
+    /// The release spike on this machine: start the mesh as processes (daemons + gateways),
+    /// hold many sessions, then step up an open-loop message rate until first-token p99 or
+    /// errors give out; writes results.json and summary.md.
+    // Boxed like `Run`: the arguments are large.
+    Spike(Box<SpikeArgs>),
+    /// One load-generator process of `bench spike` (started by it; commands on stdin).
+    #[command(hide = true)]
+    SpikeWorker,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -131,6 +145,123 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpikeArgs {
+    /// Concurrent sessions to open and hold, each its own user [default: 25000; --quick: 200].
+    #[arg(long)]
+    pub sessions: Option<usize>,
+    /// Gateway processes, each on its own port, sharing one daemons process over gRPC.
+    #[arg(long, default_value_t = 2)]
+    pub gateways: usize,
+    /// How long the sessions are held idle before the first step [default: 60s; --quick: 2s].
+    #[arg(long, value_parser = parse_duration)]
+    pub hold: Option<Duration>,
+    /// Offered message rates of the steps, messages/s
+    /// [default: 100,250,500,1000,1500,2000,2500,3000; --quick: 20,50].
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["start", "factor"])]
+    pub steps: Vec<f64>,
+    /// Geometric steps instead: the first rate (with --factor) ...
+    #[arg(long, requires = "factor")]
+    pub start: Option<f64>,
+    /// ... multiplied by this from one step to the next (> 1) ...
+    #[arg(long, requires = "start")]
+    pub factor: Option<f64>,
+    /// ... up to this rate.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub max_rate: f64,
+    /// Length of each step [default: 20s; --quick: 3s].
+    #[arg(long, value_parser = parse_duration)]
+    pub step_duration: Option<Duration>,
+    /// Stop after the first step whose first-token p99 exceeds this (it also stops on any
+    /// error, timeout, lost or repeated chunk, or closed session).
+    #[arg(long, default_value_t = 50.0)]
+    pub stop_p99_ms: f64,
+    /// Report degraded answers (a stage past its deadline, failed or behind an open circuit)
+    /// without stopping on them.
+    #[arg(long)]
+    pub allow_degraded: bool,
+    /// A message without `done` after this long counts as a timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Load-generator processes [default: enough for --sockets-per-worker].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Most sessions per load-generator process (each is a socket, under the open-files limit).
+    #[arg(long, default_value_t = 9_000)]
+    pub sockets_per_worker: usize,
+    /// Ports from here: the six daemons, then each gateway's public and status port
+    /// [default: free ports picked by the OS].
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Longest wait for each mesh process to answer /healthz.
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+    /// Small parameters for a smoke test: 200 sessions, 2 s hold, steps 20,50 of 3 s.
+    #[arg(long)]
+    pub quick: bool,
+    /// Send the labelled questions as they are (default: unique texts, so the exact-match
+    /// cache misses).
+    #[arg(long)]
+    pub repeat_texts: bool,
+    /// Seed of the question order and the arrival times.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Directory holding intents/train.jsonl and intents/heldout.jsonl [default: data/].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Output directory for results.json, summary.md and the processes' logs
+    /// [default: target/bench/spike].
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+impl SpikeArgs {
+    /// The settings, with `--quick` filling what was not given.
+    pub fn settings(&self) -> Result<SpikeSettings, BenchError> {
+        let q = self.quick;
+        let steps = match (self.start, self.factor) {
+            (Some(start), Some(factor)) => {
+                if !(start > 0.0 && factor > 1.0 && start.is_finite() && factor.is_finite()) {
+                    return Err(BenchError::Usage(format!(
+                        "--start must be positive and --factor above 1, got {start} and {factor}"
+                    )));
+                }
+                let mut rates = Vec::new();
+                let mut r = start;
+                while r <= self.max_rate && rates.len() < 100 {
+                    rates.push(r);
+                    r *= factor;
+                }
+                rates
+            }
+            _ if !self.steps.is_empty() => self.steps.clone(),
+            _ if q => vec![20.0, 50.0],
+            _ => vec![100.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0],
+        };
+        let or = |d: Option<Duration>, full: u64, quick: u64| {
+            d.unwrap_or(Duration::from_secs(if q { quick } else { full }))
+                .as_secs_f64()
+        };
+        Ok(SpikeSettings {
+            sessions: self.sessions.unwrap_or(if q { 200 } else { 25_000 }),
+            gateways: self.gateways,
+            hold_s: or(self.hold, 60, 2),
+            steps,
+            step_duration_s: or(self.step_duration, 20, 3),
+            stop_p99_ms: self.stop_p99_ms,
+            stop_on_degraded: !self.allow_degraded,
+            timeout_ms: self.timeout.as_millis() as u64,
+            workers: self.workers,
+            sockets_per_worker: self.sockets_per_worker,
+            base_port: self.base_port,
+            ready_timeout_s: self.ready_timeout.as_secs().max(1),
+            unique: !self.repeat_texts,
+            seed: self.seed,
+            quick: q,
+        })
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -299,6 +430,8 @@ pub async fn execute(cmd: BenchCommand, ctx: BenchContext) -> Result<i32, BenchE
             }
         },
         BenchCommand::Ceiling(args) => ceiling_command(args).await.map(|()| 0),
+        BenchCommand::Spike(args) => spike_command(&args, &ctx).await.map(|()| 0),
+        BenchCommand::SpikeWorker => spike::worker::run().await.map(|()| 0),
         BenchCommand::Render(args) => render_command(&args).map(|()| 0),
         // As for compare: every failure is 2, so 1 keeps meaning "the candidate is slower".
         BenchCommand::Prompt(args) => match prompt_command(&args, &ctx).await {
@@ -385,6 +518,44 @@ async fn prompt_command(args: &PromptArgs, ctx: &BenchContext) -> Result<i32, Be
         out.join("prompt_gate.md").display()
     ));
     Ok(report.exit_code)
+}
+
+async fn spike_command(args: &SpikeArgs, ctx: &BenchContext) -> Result<(), BenchError> {
+    let settings = args.settings()?;
+    let exe = ctx.serve_exe.clone().ok_or_else(|| {
+        BenchError::Usage(
+            "bench spike starts the mesh from the `mangaassist` binary: run it as \
+             `mangaassist bench spike`"
+                .into(),
+        )
+    })?;
+    let host = SpikeHost {
+        exe,
+        config_file: ctx.config_file.clone(),
+        token_key: ctx.token_key.clone(),
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| ctx.data_dir.clone()),
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/bench/spike"));
+    // As typed, minus the path of the binary: the command others can rerun.
+    let command = std::iter::once("mangaassist".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let report = spike::run(&settings, &host, &out, command).await?;
+    out_line(&report.table());
+    out_line(&format!("Stopped: {}", report.stop_reason));
+    out_line(&format!(
+        "(written to {} and {})",
+        out.join("results.json").display(),
+        out.join("summary.md").display()
+    ));
+    Ok(())
 }
 
 fn render_command(args: &RenderArgs) -> Result<(), BenchError> {

@@ -4,7 +4,7 @@
 //! frame types this client does not know are skipped, so a newer gateway never breaks it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -105,6 +105,9 @@ pub struct Exchange {
     pub chunk_gaps_ms: Vec<f64>,
     pub chunks_received: u32,
     pub index_faults: u32,
+    /// The `index` of every chunk frame, in arrival order: tells lost chunks (an index never
+    /// seen) from repeated ones, which `index_faults` alone cannot.
+    pub chunk_indices: Vec<u32>,
     /// The `done` frame.
     pub done: Option<Box<Done>>,
     /// (code, message) of an `error` frame or of a client-side failure (`timeout`...).
@@ -122,9 +125,33 @@ impl Exchange {
             chunk_gaps_ms: Vec::new(),
             chunks_received: 0,
             index_faults: 0,
+            chunk_indices: Vec::new(),
             done: None,
             error: None,
         }
+    }
+
+    /// Chunk frames whose index had been seen already in this answer.
+    pub fn duplicate_chunks(&self) -> u32 {
+        let mut seen = self.chunk_indices.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        (self.chunk_indices.len() - seen.len()) as u32
+    }
+
+    /// Indices below the chunk count `done` reported that never arrived; `None` without
+    /// `done` (an unfinished answer has no known length).
+    pub fn lost_chunks(&self) -> Option<u32> {
+        let total = self.done.as_ref()?.chunks;
+        let mut seen: Vec<u32> = self
+            .chunk_indices
+            .iter()
+            .copied()
+            .filter(|&i| i < total)
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        Some(total - seen.len() as u32)
     }
 
     /// An exchange that got no answer: `code` is a client-side error code (`timeout`, …).
@@ -135,11 +162,15 @@ impl Exchange {
     }
 }
 
-struct Request {
-    message_id: String,
-    text: String,
-    session_id: Option<String>,
-    reply: oneshot::Sender<Exchange>,
+enum Request {
+    Query {
+        message_id: String,
+        text: String,
+        session_id: Option<String>,
+        reply: oneshot::Sender<Exchange>,
+    },
+    /// Answered with the round-trip time when the `pong` arrives.
+    Ping(oneshot::Sender<Duration>),
 }
 
 struct InFlight {
@@ -182,7 +213,7 @@ impl Connection {
         session_id: Option<String>,
     ) -> oneshot::Receiver<Exchange> {
         let (reply, rx) = oneshot::channel();
-        if let Err(e) = self.tx.try_send(Request {
+        if let Err(e) = self.tx.try_send(Request::Query {
             message_id,
             text,
             session_id,
@@ -191,12 +222,24 @@ impl Connection {
             let req = match e {
                 mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
             };
-            let _ = req.reply.send(Exchange::failed(
-                Instant::now(),
-                "connection_closed",
-                "the connection task is gone or saturated",
-            ));
+            if let Request::Query { reply, .. } = req {
+                let _ = reply.send(Exchange::failed(
+                    Instant::now(),
+                    "connection_closed",
+                    "the connection task is gone or saturated",
+                ));
+            }
         }
+        rx
+    }
+
+    /// Sends an application-level `ping`; the receiver yields the round trip when the `pong`
+    /// arrives, and errors when the connection ends first (or is saturated). The caller
+    /// bounds the wait: the task does not time pings out.
+    pub fn ping(&self) -> oneshot::Receiver<Duration> {
+        let (reply, rx) = oneshot::channel();
+        // A refused ping drops `reply`, which the receiver sees as the error.
+        let _ = self.tx.try_send(Request::Ping(reply));
         rx
     }
 
@@ -210,6 +253,8 @@ impl Connection {
 async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Duration) -> ConnStats {
     let (mut sink, mut stream) = ws.split();
     let mut inflight: HashMap<String, InFlight> = HashMap::new();
+    // The gateway answers pings in order, and a pong carries no id.
+    let mut pings: VecDeque<(Instant, oneshot::Sender<Duration>)> = VecDeque::new();
     let mut stats = ConnStats::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50).min(timeout / 4));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,12 +266,23 @@ async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Durati
         }
         tokio::select! {
             req = rx.recv(), if accepting => match req {
-                Some(req) => {
+                Some(Request::Ping(reply)) => {
+                    let sent_at = Instant::now();
+                    let sent = tokio::time::timeout(timeout, sink.send(Message::text(ClientFrame::Ping {}.to_json())))
+                        .await
+                        .unwrap_or_else(|_| Err(tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into())));
+                    if sent.is_err() {
+                        fail_all(&mut inflight, "connection_closed", "the connection broke");
+                        break;
+                    }
+                    pings.push_back((sent_at, reply));
+                }
+                Some(Request::Query { message_id, text, session_id, reply }) => {
                     let frame = ClientFrame::Query {
-                        text: req.text,
-                        session_id: req.session_id,
+                        text,
+                        session_id,
                         store_id: None,
-                        message_id: Some(req.message_id.clone()),
+                        message_id: Some(message_id.clone()),
                     }
                     .to_json();
                     let sent_at = Instant::now();
@@ -236,10 +292,10 @@ async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Durati
                         .unwrap_or_else(|_| Err(tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into())));
                     match sent {
                         Ok(()) => {
-                            inflight.insert(req.message_id, InFlight { ex: Exchange::new(sent_at), reply: req.reply });
+                            inflight.insert(message_id, InFlight { ex: Exchange::new(sent_at), reply });
                         }
                         Err(e) => {
-                            let _ = req.reply.send(Exchange::failed(sent_at, "connection_closed", format!("send failed: {e}")));
+                            let _ = reply.send(Exchange::failed(sent_at, "connection_closed", format!("send failed: {e}")));
                             fail_all(&mut inflight, "connection_closed", "the connection broke");
                             break;
                         }
@@ -250,7 +306,13 @@ async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Durati
             msg = stream.next() => {
                 let now = Instant::now();
                 match msg {
-                    Some(Ok(Message::Text(text))) => on_frame(&text, now, &mut inflight, &mut stats),
+                    Some(Ok(Message::Text(text))) => {
+                        if on_frame(&text, now, &mut inflight, &mut stats)
+                            && let Some((sent_at, reply)) = pings.pop_front()
+                        {
+                            let _ = reply.send(now.duration_since(sent_at));
+                        }
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         let why = frame.map(|f| format!("closed by the server: {} {}", f.code, f.reason)).unwrap_or_else(|| "closed by the server".to_string());
                         fail_all(&mut inflight, "connection_closed", &why);
@@ -267,7 +329,9 @@ async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Durati
                     }
                 }
             }
-            _ = tick.tick() => {
+            // Only while answers are in flight: thousands of idle sessions must not wake
+            // 20 times a second each (25,000 of them would cost the load generator a core).
+            _ = tick.tick(), if !inflight.is_empty() => {
                 let now = Instant::now();
                 let expired: Vec<String> = inflight
                     .iter()
@@ -286,11 +350,13 @@ async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Durati
     // Requests queued after the socket broke: answer them so no caller waits.
     rx.close();
     while let Ok(req) = rx.try_recv() {
-        let _ = req.reply.send(Exchange::failed(
-            Instant::now(),
-            "connection_closed",
-            "the connection broke before the query was sent",
-        ));
+        if let Request::Query { reply, .. } = req {
+            let _ = reply.send(Exchange::failed(
+                Instant::now(),
+                "connection_closed",
+                "the connection broke before the query was sent",
+            ));
+        }
     }
     stats
 }
@@ -302,15 +368,16 @@ fn fail_all(inflight: &mut HashMap<String, InFlight>, code: &str, message: &str)
     }
 }
 
+/// Routes one text frame; true when it was a `pong`.
 fn on_frame(
     text: &str,
     now: Instant,
     inflight: &mut HashMap<String, InFlight>,
     stats: &mut ConnStats,
-) {
+) -> bool {
     // Unknown frame types (a newer gateway) and frames this client cannot read are skipped.
     let Ok(frame) = mangaassist_protocol::parse_server_frame(text) else {
-        return;
+        return false;
     };
     match frame {
         ServerFrame::Status { message_id, .. } => {
@@ -322,12 +389,13 @@ fn on_frame(
             message_id, index, ..
         } => {
             let Some(f) = inflight.get_mut(&message_id) else {
-                return;
+                return false;
             };
             if index != f.ex.chunks_received {
                 f.ex.index_faults += 1;
             }
             f.ex.chunks_received += 1;
+            f.ex.chunk_indices.push(index);
             if let Some(last) = f.ex.last_chunk_at {
                 f.ex.chunk_gaps_ms.push(ms(now.duration_since(last)));
             }
@@ -371,8 +439,10 @@ fn on_frame(
                 None => stats.unattributed_errors += 1,
             }
         }
-        ServerFrame::Pong | ServerFrame::Heartbeat { .. } => {}
+        ServerFrame::Pong => return true,
+        ServerFrame::Heartbeat { .. } => {}
     }
+    false
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {

@@ -599,7 +599,7 @@ fn vu_url(cfg: &RunConfig, i: usize, run_id: &str) -> Result<String, BenchError>
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode(v: &str) -> String {
+pub(crate) fn encode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -37,6 +37,9 @@ pub enum BenchError {
     /// A daemon answered a call with an error that is not about connectivity.
     #[error("{what}: {message}")]
     Daemon { what: String, message: String },
+    /// `bench spike` could not start, drive or stop its processes.
+    #[error("spike: {0}")]
+    Spike(String),
     #[error("statistics: {0}")]
     Stats(String),
     #[error("{0}")]

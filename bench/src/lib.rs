@@ -12,6 +12,9 @@
 //! - [`run_prompt_gate`] is the prompt-change gate (`bench prompt`, seed 000 scenario 5): a
 //!   candidate system prompt is registered inactive on the generation daemon and benchmarked
 //!   against the active version, both arms with identical context, interleaved per query.
+//! - [`spike`] is the release spike on one machine (`bench spike`): the mesh as separate
+//!   processes, many held sessions from several load-generator processes, stepped message
+//!   rates until first-token p99 or errors give out.
 //! - [`weekly`] builds the weekly trend and budget-compliance report; [`ceiling`] measures
 //!   the client's own limits against an in-process [`fake`] gateway.
 //!
@@ -33,13 +36,14 @@ pub mod machine;
 pub mod prompt;
 pub mod queries;
 pub mod sample;
+pub mod spike;
 pub mod summary;
 pub mod svg;
 pub mod weekly;
 
 pub use cli::{
     BenchCommand, BenchContext, CeilingArgs, CompareArgs, PromptArgs, RenderArgs, RunArgs,
-    VerdictArgs, WeeklyArgs, execute, weekly,
+    SpikeArgs, VerdictArgs, WeeklyArgs, execute, weekly,
 };
 pub use compare::{CompareReport, CompareSettings, compare_results};
 pub use driver::{LoadMode, RunConfig, TokenSource, run};

@@ -312,6 +312,8 @@ async fn compare_exit(base: &Path, cur: &Path) -> i32 {
         generation_endpoint: String::new(),
         retrieval_endpoint: String::new(),
         service_tokens: None,
+        serve_exe: None,
+        config_file: None,
     };
     let args = CompareArgs {
         baseline: base.to_path_buf(),

@@ -102,6 +102,8 @@ fn ctx(mesh: Option<&Mesh>) -> BenchContext {
         generation_endpoint: mesh.map_or_else(String::new, |m| m.generation.clone()),
         retrieval_endpoint: mesh.map_or_else(String::new, |m| m.retrieval.clone()),
         service_tokens: None,
+        serve_exe: None,
+        config_file: None,
     }
 }
 

@@ -17,13 +17,14 @@
 # time (utime + stime of the process tree, from /proc) of the proxy, the mock and the client.
 # Writes OUT/summary.md (and one JSON report per run).
 #
-#   scripts/bench-litellm.sh [--requests 500] [--requests-20 3000] [--sat-seconds 20]
-#                            [--sat-streams 64] [--out DIR]
+#   scripts/bench-litellm.sh [--requests 500] [--requests-20 2000] [--sat-seconds 20]
+#                            [--sat-streams 8] [--out DIR]
 # Environment: BENCH_BIN = a mangaassist binary already built (skips the release build);
+# BENCH_PERF=1 = also `perf record` the mesh during its saturation run (OUT/perf-mesh.data);
 # LITELLM_SPEC = the pip requirement (default `litellm[proxy]`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REQ1=500 REQ20=3000 SAT_SECONDS=20 SAT_STREAMS=64 OUT=target/bench/litellm
+REQ1=500 REQ20=2000 SAT_SECONDS=20 SAT_STREAMS=8 OUT=target/bench/litellm
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --requests) REQ1="$2"; shift 2 ;;
@@ -135,13 +136,19 @@ wait_http litellm "$LITELLM" "http://127.0.0.1:$LL_PORT/health/liveliness"
 
 # --- measurements ---------------------------------------------------------------------------
 # load LABEL URL MODEL KEY STREAMS ARGS...: one client run, report in OUT/LABEL.json.
+# Also counts the turns the mesh logged it could not save (memory writes that missed their
+# deadline after the answer was sent: the client cannot see them) into OUT/LABEL.unsaved.
+unsaved() { grep -c "could not save turn" "$OUT/mesh.log" || true; }
 load() {
   local label=$1 url=$2 model=$3 key=$4 streams=$5; shift 5
+  local before; before=$(unsaved)
   "${mesh_env[@]}" BENCH_OPENAI_API_KEY="$key" "$BIN" bench openai-load --url "$url" \
     --model "$model" --concurrency "$streams" --tokens 50 --clk-tck "$TICK" \
     --label "$label" --out "$OUT/$label.json" "$@" | tee -a "$OUT/runs.log"
+  echo $(( $(unsaved) - before )) > "$OUT/$label.unsaved"
 }
 : > "$OUT/runs.log"
+cp /proc/loadavg "$OUT/loadavg-start" # the machine may be shared: the summary shows its load
 DIRECT="http://127.0.0.1:$MOCK_PORT/v1" OURS="http://127.0.0.1:$GW_PORT/v1" LL="http://127.0.0.1:$LL_PORT/v1"
 for streams in 1 20; do
   n=$REQ1; [[ $streams == 20 ]] && n=$REQ20
@@ -150,10 +157,19 @@ for streams in 1 20; do
   load "litellm-$streams" "$LL" mock "$LL_KEY" "$streams" --requests "$n" --warmup 100
 done
 # Saturation: closed loop with SAT_STREAMS streams for SAT_SECONDS; CPU of the proxy's
-# process tree, the mock's and the client's own over the same window.
+# process tree, the mock's and the client's own over the same window. 8 streams keep both
+# proxies' CPU busy; many more only queue, and past ~30 the mesh's queueing exceeds the cache
+# stage's 100 ms deadline, its breaker opens and answers skip the cache (counted as degraded).
 sat=(--requests 0 --duration "${SAT_SECONDS}s" --warmup 200 --watch "mock=$MOCK")
 load sat-direct "$DIRECT" mock "" "$SAT_STREAMS" "${sat[@]}"
+if [[ -n "${BENCH_PERF:-}" ]]; then
+  # Profile the mesh during its saturation run (perf report -i OUT/perf-mesh.data).
+  perf record -F 499 -g -p "$MESH" -o "$OUT/perf-mesh.data" -- sleep "$SAT_SECONDS" 2> "$OUT/perf.log" &
+  PERF=$!
+fi
 load sat-ours "$OURS" mangaassist "$GW_TOKEN" "$SAT_STREAMS" "${sat[@]}" --watch "proxy=$MESH"
+if [[ -n "${BENCH_PERF:-}" ]]; then wait "$PERF" || true; fi
 load sat-litellm "$LL" mock "$LL_KEY" "$SAT_STREAMS" "${sat[@]}" --watch "proxy=$LITELLM"
 
+cp /proc/loadavg "$OUT/loadavg-end"
 python3 scripts/litellm/summary.py "$OUT" "$LITELLM_VERSION" "$SAT_STREAMS" "$SAT_SECONDS" | tee "$OUT/summary.md"

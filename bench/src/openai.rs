@@ -216,6 +216,23 @@ pub struct LoadSample {
     pub error: Option<String>,
     /// The gateway's `mangaassist.cache_hit` in the last chunk, when present.
     pub cache_hit: Option<bool>,
+    /// Stages the gateway reports as failed (`error`, `deadline`, `circuit_open`) in
+    /// `mangaassist.stages`: the answer came, but without that stage's work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_stages: Vec<String>,
+}
+
+impl LoadSample {
+    fn failed(error: impl Into<String>) -> Self {
+        Self {
+            ttft_ms: None,
+            e2e_ms: None,
+            deltas: 0,
+            error: Some(error.into()),
+            cache_hit: None,
+            failed_stages: Vec::new(),
+        }
+    }
 }
 
 /// CPU seconds a watched process tree spent in the window.
@@ -267,6 +284,9 @@ pub struct LoadReport {
     /// Error kinds and how often.
     pub error_kinds: BTreeMap<String, u64>,
     pub cache_hits: u64,
+    /// Successful answers with a failed stage, per `stage:outcome` (see [`LoadSample`]).
+    pub degraded: u64,
+    pub failed_stages: BTreeMap<String, u64>,
     pub wall_seconds: f64,
     pub requests_per_second: f64,
     pub ttft_ms: Option<Percentiles>,
@@ -411,6 +431,14 @@ struct Delta {
 #[derive(Deserialize)]
 struct GatewayDone {
     cache_hit: Option<bool>,
+    #[serde(default)]
+    stages: Vec<GatewayStage>,
+}
+
+#[derive(Deserialize)]
+struct GatewayStage {
+    stage: String,
+    outcome: String,
 }
 
 /// Reads the `data:` lines of an SSE body (one event per `data:` line: none of the servers
@@ -422,6 +450,7 @@ struct Stream {
     first: Option<Instant>,
     done: Option<Instant>,
     cache_hit: Option<bool>,
+    failed_stages: Vec<String>,
 }
 
 impl Stream {
@@ -466,6 +495,12 @@ impl Stream {
         }
         if let Some(d) = chunk.mangaassist {
             self.cache_hit = d.cache_hit;
+            self.failed_stages = d
+                .stages
+                .into_iter()
+                .filter(|s| matches!(s.outcome.as_str(), "error" | "deadline" | "circuit_open"))
+                .map(|s| format!("{}:{}", s.stage, s.outcome))
+                .collect();
         }
         for c in chunk.choices {
             if c.delta
@@ -484,13 +519,6 @@ impl Stream {
 
 /// One request on `conn`: the sample, and whether the connection may be reused.
 async fn one(conn: &mut Conn, target: &Target, cfg: &LoadConfig, prompt: &str) -> LoadSample {
-    let fail = |e: String| LoadSample {
-        ttft_ms: None,
-        e2e_ms: None,
-        deltas: 0,
-        error: Some(e),
-        cache_hit: None,
-    };
     let body = serde_json::json!({
         "model": cfg.model,
         "stream": true,
@@ -506,28 +534,28 @@ async fn one(conn: &mut Conn, target: &Target, cfg: &LoadConfig, prompt: &str) -
     }
     let req = match req.body(Body::from(body)) {
         Ok(r) => r,
-        Err(e) => return fail(format!("request: {e}")),
+        Err(e) => return LoadSample::failed(format!("request: {e}")),
     };
     let t0 = Instant::now();
     let resp = match conn.send_request(req).await {
         Ok(r) => r,
-        Err(e) => return fail(format!("send: {e}")),
+        Err(e) => return LoadSample::failed(format!("send: {e}")),
     };
     let status = resp.status();
     let mut body = Body::new(resp.into_body()).into_data_stream();
     if status != StatusCode::OK {
         while body.next().await.is_some() {}
-        return fail(format!("http_{}", status.as_u16()));
+        return LoadSample::failed(format!("http_{}", status.as_u16()));
     }
     let mut s = Stream::default();
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(b) => {
                 if let Err(e) = s.push(&b) {
-                    return fail(e);
+                    return LoadSample::failed(e);
                 }
             }
-            Err(e) => return fail(format!("body: {e}")),
+            Err(e) => return LoadSample::failed(format!("body: {e}")),
         }
     }
     let ms = |t: Option<Instant>| t.map(|t| t.duration_since(t0).as_secs_f64() * 1e3);
@@ -544,6 +572,7 @@ async fn one(conn: &mut Conn, target: &Target, cfg: &LoadConfig, prompt: &str) -
         deltas: s.deltas,
         error,
         cache_hit: s.cache_hit,
+        failed_stages: s.failed_stages,
     }
 }
 
@@ -583,13 +612,7 @@ async fn phase(
                     None => match connect(&target.addr).await {
                         Ok(c) => c,
                         Err(e) => {
-                            out.push(LoadSample {
-                                ttft_ms: None,
-                                e2e_ms: None,
-                                deltas: 0,
-                                error: Some(e),
-                                cache_hit: None,
-                            });
+                            out.push(LoadSample::failed(e));
                             // Do not spin on a refused connection.
                             tokio::time::sleep(Duration::from_millis(10)).await;
                             continue;
@@ -606,13 +629,7 @@ async fn phase(
                             }
                             s
                         }
-                        Err(_) => LoadSample {
-                            ttft_ms: None,
-                            e2e_ms: None,
-                            deltas: 0,
-                            error: Some("timeout".into()),
-                            cache_hit: None,
-                        },
+                        Err(_) => LoadSample::failed("timeout"),
                     };
                 out.push(sample);
             }
@@ -627,13 +644,7 @@ async fn phase(
                 conns.push(c);
                 samples.extend(s);
             }
-            Err(e) => samples.push(LoadSample {
-                ttft_ms: None,
-                e2e_ms: None,
-                deltas: 0,
-                error: Some(format!("worker: {e}")),
-                cache_hit: None,
-            }),
+            Err(e) => samples.push(LoadSample::failed(format!("worker: {e}"))),
         }
     }
     (conns, samples)
@@ -693,6 +704,14 @@ pub async fn run_load(cfg: LoadConfig) -> Result<LoadReport, BenchError> {
     for e in samples.iter().filter_map(|s| s.error.as_ref()) {
         *error_kinds.entry(e.clone()).or_insert(0) += 1;
     }
+    let mut failed_stages = BTreeMap::new();
+    for f in samples.iter().flat_map(|s| &s.failed_stages) {
+        *failed_stages.entry(f.clone()).or_insert(0) += 1;
+    }
+    let degraded = samples
+        .iter()
+        .filter(|s| s.error.is_none() && !s.failed_stages.is_empty())
+        .count() as u64;
     let tick = cfg.clk_tck.max(1) as f64;
     let mut cpu = Vec::new();
     for (((name, pid), b), a) in cfg.watch.iter().zip(&before).zip(&after) {
@@ -728,6 +747,8 @@ pub async fn run_load(cfg: LoadConfig) -> Result<LoadReport, BenchError> {
         errors: samples.len() as u64 - ok,
         error_kinds,
         cache_hits: samples.iter().filter(|s| s.cache_hit == Some(true)).count() as u64,
+        degraded,
+        failed_stages,
         wall_seconds: wall,
         requests_per_second: ok as f64 / wall,
         ttft_ms: Percentiles::of(&good(|s| s.ttft_ms)),
@@ -749,14 +770,16 @@ pub fn describe(r: &LoadReport) -> String {
         })
     };
     let mut s = format!(
-        "{}: {} streams, {} ok, {} errors {:?}, {} cache hits, {:.1} req/s over {:.1} s; \
-         TTFT {}; done {}; client CPU {:.2} s",
+        "{}: {} streams, {} ok, {} errors {:?}, {} cache hits, {} degraded {:?}, {:.1} req/s \
+         over {:.1} s; TTFT {}; done {}; client CPU {:.2} s",
         r.label,
         r.concurrency,
         r.ok,
         r.errors,
         r.error_kinds,
         r.cache_hits,
+        r.degraded,
+        r.failed_stages,
         r.requests_per_second,
         r.wall_seconds,
         p(&r.ttft_ms),
@@ -837,6 +860,19 @@ mod tests {
             assert_eq!(s.deltas, 50, "cut {cut}");
             assert!(s.done.is_some() && s.first.is_some());
         }
+    }
+
+    #[test]
+    fn failed_gateway_stages_are_recorded() {
+        let mut s = Stream::default();
+        s.push(
+            br#"data: {"choices":[],"mangaassist":{"cache_hit":false,"stages":[{"stage":"cache","outcome":"circuit_open"},{"stage":"intent","outcome":"ok"}]}}
+
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.failed_stages, vec!["cache:circuit_open".to_string()]);
+        assert_eq!(s.cache_hit, Some(false));
     }
 
     #[test]

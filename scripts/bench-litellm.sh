@@ -136,16 +136,24 @@ wait_http litellm "$LITELLM" "http://127.0.0.1:$LL_PORT/health/liveliness"
 
 # --- measurements ---------------------------------------------------------------------------
 # load LABEL URL MODEL KEY STREAMS ARGS...: one client run, report in OUT/LABEL.json.
-# Also counts the turns the mesh logged it could not save (memory writes that missed their
-# deadline after the answer was sent: the client cannot see them) into OUT/LABEL.unsaved.
+# For gateway runs, also counts the turns the mesh logged it could not save (memory writes
+# that missed their deadline after the answer was sent, so the client cannot see them) into
+# OUT/LABEL.unsaved, counted until the end of the next run (a write may fail up to its 2 s
+# deadline after the gateway run ended).
 unsaved() { grep -c "could not save turn" "$OUT/mesh.log" || true; }
+PENDING="" PENDING_FROM=0
 load() {
   local label=$1 url=$2 model=$3 key=$4 streams=$5; shift 5
-  local before; before=$(unsaved)
+  [[ "$url" == "$OURS" ]] && PENDING_FROM=$(unsaved)
   "${mesh_env[@]}" BENCH_OPENAI_API_KEY="$key" "$BIN" bench openai-load --url "$url" \
     --model "$model" --concurrency "$streams" --tokens 50 --clk-tck "$TICK" \
     --label "$label" --out "$OUT/$label.json" "$@" | tee -a "$OUT/runs.log"
-  echo $(( $(unsaved) - before )) > "$OUT/$label.unsaved"
+  if [[ -n "$PENDING" ]]; then
+    echo $(( $(unsaved) - PENDING_FROM )) > "$OUT/$PENDING.unsaved"
+    PENDING=""
+  fi
+  [[ "$url" == "$OURS" ]] && PENDING=$label
+  return 0
 }
 : > "$OUT/runs.log"
 cp /proc/loadavg "$OUT/loadavg-start" # the machine may be shared: the summary shows its load
@@ -171,5 +179,6 @@ load sat-ours "$OURS" mangaassist "$GW_TOKEN" "$SAT_STREAMS" "${sat[@]}" --watch
 if [[ -n "${BENCH_PERF:-}" ]]; then wait "$PERF" || true; fi
 load sat-litellm "$LL" mock "$LL_KEY" "$SAT_STREAMS" "${sat[@]}" --watch "proxy=$LITELLM"
 
+[[ -n "$PENDING" ]] && echo $(( $(unsaved) - PENDING_FROM )) > "$OUT/$PENDING.unsaved"
 cp /proc/loadavg "$OUT/loadavg-end"
 python3 scripts/litellm/summary.py "$OUT" "$LITELLM_VERSION" "$SAT_STREAMS" "$SAT_SECONDS" | tee "$OUT/summary.md"

@@ -13,6 +13,7 @@ use crate::{
     compare::{CompareSettings, compare_results},
     driver::{self, LoadMode, RunConfig, TokenSource},
     fake::{FakeConfig, FakeGateway},
+    openai,
     prompt::{
         NO_RETRIEVAL, PromptGateConfig, TierChoice, normalize_endpoint, run_prompt_gate,
         write_prompt_gate,
@@ -75,6 +76,13 @@ pub enum BenchCommand {
     /// One load-generator process of `bench spike` (started by it; commands on stdin).
     #[command(hide = true)]
     SpikeWorker,
+    /// Drive an OpenAI-compatible `/chat/completions` endpoint closed-loop (streams with
+    /// distinct prompts, each read to `[DONE]` and checked) and report TTFT percentiles and the
+    /// requests per CPU-second of watched processes (scripts/bench-litellm.sh).
+    OpenaiLoad(Box<OpenAiLoadArgs>),
+    /// Serve a mock OpenAI upstream that streams N content deltas per answer with no delay.
+    #[command(hide = true)]
+    MockOpenai(MockOpenAiArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -391,6 +399,75 @@ pub struct CeilingArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+pub struct OpenAiLoadArgs {
+    /// Base URL; requests go to `{url}/chat/completions`, e.g. http://127.0.0.1:8080/v1.
+    #[arg(long)]
+    pub url: String,
+    /// `model` of every request.
+    #[arg(long, default_value = "mangaassist")]
+    pub model: String,
+    /// Sent as `Authorization: Bearer`.
+    #[arg(long, env = "BENCH_OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Concurrent streams, each on its own keep-alive connection (closed loop).
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub concurrency: usize,
+    /// Measured requests (with --duration: at most this many; 0 = no cap).
+    #[arg(long, short = 'n', default_value_t = 500)]
+    pub requests: u64,
+    /// End the measured window after this long.
+    #[arg(long, short = 'd', value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Requests sent first, at the same concurrency, and left out of everything.
+    #[arg(long, default_value_t = 50)]
+    pub warmup: u64,
+    /// Non-empty content deltas every stream must carry (0: do not check).
+    #[arg(long, default_value_t = 50)]
+    pub tokens: u32,
+    /// A request without `[DONE]` after this long is an error.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// NAME=PID: read this process tree's CPU time around the measured window (repeatable).
+    #[arg(long = "watch", value_parser = parse_watch)]
+    pub watch: Vec<(String, u32)>,
+    /// Kernel clock ticks per second of /proc CPU times (`getconf CLK_TCK`).
+    #[arg(long, default_value_t = 100)]
+    pub clk_tck: u64,
+    /// Labelled questions (intents/*.jsonl) the prompts are made from [default: data/].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Makes prompts unique to this run [default: random].
+    #[arg(long)]
+    pub nonce: Option<String>,
+    #[arg(long, default_value = "openai")]
+    pub label: String,
+    /// Write the report with every sample as JSON here.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_watch(s: &str) -> Result<(String, u32), String> {
+    let (name, pid) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected NAME=PID"))?;
+    let pid = pid.parse().map_err(|e| format!("`{s}`: bad pid: {e}"))?;
+    Ok((name.to_string(), pid))
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockOpenAiArgs {
+    /// Address to listen on (port 0: any; the address is printed as `listening on ADDR`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Content deltas per streamed answer.
+    #[arg(long, default_value_t = 50)]
+    pub tokens: u32,
+    /// `model` in the chunks.
+    #[arg(long, default_value = "mock")]
+    pub model: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct RenderArgs {
     /// The results.json to render.
     pub results: PathBuf,
@@ -432,6 +509,8 @@ pub async fn execute(cmd: BenchCommand, ctx: BenchContext) -> Result<i32, BenchE
         BenchCommand::Ceiling(args) => ceiling_command(args).await.map(|()| 0),
         BenchCommand::Spike(args) => spike_command(&args, &ctx).await.map(|()| 0),
         BenchCommand::SpikeWorker => spike::worker::run().await.map(|()| 0),
+        BenchCommand::OpenaiLoad(args) => openai_load_command(*args, &ctx).await.map(|()| 0),
+        BenchCommand::MockOpenai(args) => mock_openai_command(args).await.map(|()| 0),
         BenchCommand::Render(args) => render_command(&args).map(|()| 0),
         // As for compare: every failure is 2, so 1 keeps meaning "the candidate is slower".
         BenchCommand::Prompt(args) => match prompt_command(&args, &ctx).await {
@@ -656,6 +735,54 @@ fn compare_command(args: &CompareArgs) -> Result<i32, BenchError> {
     }
     out_line(&md);
     Ok(report.exit_code())
+}
+
+async fn openai_load_command(args: OpenAiLoadArgs, ctx: &BenchContext) -> Result<(), BenchError> {
+    let data_dir = args.data_dir.unwrap_or_else(|| ctx.data_dir.clone());
+    let mix = QueryMix::load(&data_dir, &[], MIN_QUERIES_PER_INTENT, 7)?;
+    let nonce = args
+        .nonce
+        .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+    let report = openai::run_load(openai::LoadConfig {
+        base_url: args.url,
+        model: args.model,
+        api_key: args.api_key.filter(|k| !k.is_empty()),
+        concurrency: args.concurrency,
+        warmup: args.warmup,
+        requests: args.requests,
+        duration: args.duration,
+        tokens: args.tokens,
+        timeout: args.timeout,
+        watch: args.watch,
+        clk_tck: args.clk_tck,
+        mix,
+        nonce,
+        label: args.label,
+    })
+    .await?;
+    if let Some(path) = &args.out {
+        openai::write_report(path, &report)?;
+    }
+    let _ = writeln!(std::io::stdout(), "{}", openai::describe(&report));
+    if report.ok == 0 {
+        return Err(BenchError::Usage("no request succeeded".into()));
+    }
+    Ok(())
+}
+
+async fn mock_openai_command(args: MockOpenAiArgs) -> Result<(), BenchError> {
+    let (listener, addr) = openai::bind(&args.listen)
+        .await
+        .map_err(|e| BenchError::Usage(format!("cannot listen on {}: {e}", args.listen)))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let _ = writeln!(std::io::stdout(), "listening on {addr}");
+    let _ = std::io::stdout().flush();
+    tokio::select! {
+        r = openai::serve_mock(listener, args.tokens, &args.model) => r?,
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 async fn ceiling_command(args: CeilingArgs) -> Result<(), BenchError> {

@@ -33,6 +33,7 @@ pub mod driver;
 mod error;
 pub mod fake;
 pub mod machine;
+pub mod openai;
 pub mod prompt;
 pub mod queries;
 pub mod sample;
@@ -42,8 +43,8 @@ pub mod svg;
 pub mod weekly;
 
 pub use cli::{
-    BenchCommand, BenchContext, CeilingArgs, CompareArgs, PromptArgs, RenderArgs, RunArgs,
-    SpikeArgs, VerdictArgs, WeeklyArgs, execute, weekly,
+    BenchCommand, BenchContext, CeilingArgs, CompareArgs, MockOpenAiArgs, OpenAiLoadArgs,
+    PromptArgs, RenderArgs, RunArgs, SpikeArgs, VerdictArgs, WeeklyArgs, execute, weekly,
 };
 pub use compare::{CompareReport, CompareSettings, compare_results};
 pub use driver::{LoadMode, RunConfig, TokenSource, run};

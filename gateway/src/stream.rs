@@ -562,7 +562,11 @@ mod tests {
             chunks.push(text);
         }
         let mut expected: Vec<String> = (0..unbatched).map(|i| format!("{i} ")).collect();
-        expected.push((unbatched..unbatched + 10).map(|i| format!("{i} ")).collect());
+        expected.push(
+            (unbatched..unbatched + 10)
+                .map(|i| format!("{i} "))
+                .collect(),
+        );
         assert_eq!(chunks, expected);
         // A batch is capped in bytes even while more is ready.
         let big = "x".repeat(MAX_COALESCED_BYTES / 2);

@@ -42,21 +42,14 @@ use self::{
     protocol::{AuthJob, Command, Event, HoldReport, OpenJob, StepReport},
 };
 use crate::{BenchError, machine, sample::Machine, sample::write_file, summary::fmt_ms};
+// Every spike runs all of them in its one non-gateway process.
+use mangaassist_config::DAEMONS;
 
 /// Version of the spike's `results.json` layout.
 pub const SPIKE_SCHEMA_VERSION: u32 = 1;
 
 /// File descriptors a process needs besides its sockets (runtime, logs, model files, gRPC).
 const FD_HEADROOM: usize = 512;
-/// The daemons every spike runs in its one non-gateway process.
-const DAEMONS: [&str; 6] = [
-    "intent",
-    "retrieval",
-    "memory",
-    "cache",
-    "generation",
-    "precompute",
-];
 
 /// Everything that shapes a spike, as recorded in `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

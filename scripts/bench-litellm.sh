@@ -7,7 +7,9 @@
 #   - the mesh (`mangaassist up`) with the generation daemon's OpenAI backend pointed at the
 #     mock: intent, memory, retrieval and cache all run; rate limits lifted, follow-up
 #     prediction and precompute jobs off, semantic-cache threshold 1.0 (every request misses),
-#     one delta per SSE event (`gateway.stream.batch_size = 1`), auth on (a minted token);
+#     no batching of deltas by count (`gateway.stream.batch_size = 1`; deltas that arrive
+#     together still share an SSE event, so the client checks the text, not the event
+#     count), auth on (a minted token);
 #   - a LiteLLM proxy (installed into a venv from PyPI) with one model routed to the mock,
 #     one worker, no database, a master key, logging at ERROR, the local model cost map.
 # Then one client (`mangaassist bench openai-load`: closed loop, a keep-alive connection per

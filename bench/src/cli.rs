@@ -421,7 +421,8 @@ pub struct OpenAiLoadArgs {
     /// Requests sent first, at the same concurrency, and left out of everything.
     #[arg(long, default_value_t = 50)]
     pub warmup: u64,
-    /// Non-empty content deltas every stream must carry (0: do not check).
+    /// Every stream must carry the mock's answer of this many tokens, in however many content
+    /// deltas (0: do not check).
     #[arg(long, default_value_t = 50)]
     pub tokens: u32,
     /// A request without `[DONE]` after this long is an error.

@@ -88,9 +88,9 @@ pub fn mock_stream_body(tokens: u32, model: &str) -> String {
     out
 }
 
-/// The non-streamed answer (`stream` false or absent).
-fn mock_completion_body(tokens: u32, model: &str) -> String {
-    let text: String = (0..tokens)
+/// The answer text the mock streams with `tokens` content deltas.
+pub fn mock_text(tokens: u32) -> String {
+    (0..tokens)
         .map(|i| {
             if i == 0 {
                 "Token0".to_string()
@@ -98,7 +98,12 @@ fn mock_completion_body(tokens: u32, model: &str) -> String {
                 format!(" token{i}")
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The non-streamed answer (`stream` false or absent).
+fn mock_completion_body(tokens: u32, model: &str) -> String {
+    let text = mock_text(tokens);
     serde_json::json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -447,6 +452,9 @@ struct GatewayStage {
 struct Stream {
     buf: Vec<u8>,
     deltas: u32,
+    /// The content so far: a proxy may regroup deltas (the gateway sends the ones that
+    /// arrived together as one), so the answer is checked by its text.
+    text: String,
     first: Option<Instant>,
     done: Option<Instant>,
     cache_hit: Option<bool>,
@@ -503,10 +511,8 @@ impl Stream {
                 .collect();
         }
         for c in chunk.choices {
-            if c.delta
-                .and_then(|d| d.content)
-                .is_some_and(|t| !t.is_empty())
-            {
+            if let Some(t) = c.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+                self.text.push_str(&t);
                 self.deltas += 1;
                 if self.first.is_none() {
                     self.first = Some(Instant::now());
@@ -561,8 +567,8 @@ async fn one(conn: &mut Conn, target: &Target, cfg: &LoadConfig, prompt: &str) -
     let ms = |t: Option<Instant>| t.map(|t| t.duration_since(t0).as_secs_f64() * 1e3);
     let error = if s.done.is_none() {
         Some("no_done".to_string())
-    } else if cfg.tokens > 0 && s.deltas != cfg.tokens {
-        Some(format!("deltas_{}", s.deltas))
+    } else if cfg.tokens > 0 && s.text != mock_text(cfg.tokens) {
+        Some(format!("wrong_text_{}_deltas", s.deltas))
     } else {
         None
     };
@@ -858,6 +864,7 @@ mod tests {
             s.push(&body.as_bytes()[..cut]).unwrap();
             s.push(&body.as_bytes()[cut..]).unwrap();
             assert_eq!(s.deltas, 50, "cut {cut}");
+            assert_eq!(s.text, mock_text(50));
             assert!(s.done.is_some() && s.first.is_some());
         }
     }

@@ -32,6 +32,18 @@ use crate::{
 /// An open-loop send more than this behind its schedule counts as late.
 pub const LATE_THRESHOLD_MS: f64 = 5.0;
 
+/// The arrival after `scheduled` in a Poisson process of `rate` per second: exponential gaps.
+pub(crate) fn next_arrival(rng: &mut StdRng, scheduled: Instant, rate: f64) -> Instant {
+    let u: f64 = rng.random();
+    scheduled + Duration::from_secs_f64(-(1.0 - u).ln() / rate)
+}
+
+/// The first of `n` connections, from `cursor` on and wrapping, that `free` accepts: arrivals
+/// are spread round-robin over the connections with room.
+pub(crate) fn next_free(cursor: usize, n: usize, free: impl Fn(usize) -> bool) -> Option<usize> {
+    (0..n).map(|i| (cursor + i) % n).find(|&i| free(i))
+}
+
 /// How virtual users authenticate.
 #[derive(Debug, Clone)]
 pub enum TokenSource {
@@ -398,9 +410,7 @@ async fn open_loop(
     let mut scheduled = shared.clock.t0;
     let mut k = 0u64;
     loop {
-        // Exponential inter-arrival times make a Poisson process.
-        let u: f64 = rng.random();
-        scheduled += Duration::from_secs_f64(-(1.0 - u).ln() / rate);
+        scheduled = next_arrival(&mut rng, scheduled, rate);
         if shared
             .cfg
             .duration
@@ -416,10 +426,9 @@ async fn open_loop(
             continue;
         }
         let n = conns.len();
-        let Some(vu) = (0..n)
-            .map(|i| (cursor + i) % n)
-            .find(|&i| per_conn[i].load(Ordering::Acquire) < MAX_IN_FLIGHT_PER_CONNECTION)
-        else {
+        let Some(vu) = next_free(cursor, n, |i| {
+            per_conn[i].load(Ordering::Acquire) < MAX_IN_FLIGHT_PER_CONNECTION
+        }) else {
             counters.dropped += 1;
             continue;
         };

@@ -70,12 +70,7 @@ pub fn mock_stream_body(tokens: u32, model: &str) -> String {
         None,
     ));
     for i in 0..tokens {
-        let word = if i == 0 {
-            "Token0".to_string()
-        } else {
-            format!(" token{i}")
-        };
-        push(chunk(serde_json::json!({ "content": word }), None));
+        push(chunk(serde_json::json!({ "content": mock_word(i) }), None));
     }
     let mut last = chunk(serde_json::json!({}), Some("stop"));
     last["usage"] = serde_json::json!({
@@ -88,17 +83,18 @@ pub fn mock_stream_body(tokens: u32, model: &str) -> String {
     out
 }
 
+/// The `i`th content delta of a mock answer.
+fn mock_word(i: u32) -> String {
+    if i == 0 {
+        "Token0".to_string()
+    } else {
+        format!(" token{i}")
+    }
+}
+
 /// The answer text the mock streams with `tokens` content deltas.
 pub fn mock_text(tokens: u32) -> String {
-    (0..tokens)
-        .map(|i| {
-            if i == 0 {
-                "Token0".to_string()
-            } else {
-                format!(" token{i}")
-            }
-        })
-        .collect()
+    (0..tokens).map(mock_word).collect()
 }
 
 /// The non-streamed answer (`stream` false or absent).

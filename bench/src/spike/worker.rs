@@ -22,8 +22,8 @@ use tokio::{
 use super::protocol::{Command, Event, HoldReport, OpenJob, StepReport, micros};
 use crate::{
     BenchError,
-    conn::{Connection, Exchange, MAX_IN_FLIGHT_PER_CONNECTION},
-    driver::{LATE_THRESHOLD_MS, encode},
+    conn::{Connection, Exchange, MAX_IN_FLIGHT_PER_CONNECTION, ms},
+    driver::{LATE_THRESHOLD_MS, encode, next_arrival, next_free},
     queries::{self, MIN_QUERIES_PER_INTENT, QueryMix},
 };
 
@@ -337,17 +337,13 @@ async fn step(
         loop {
             // Exponential inter-arrival times make a Poisson process; the workers' processes
             // together are one Poisson process at the step's total rate.
-            let u: f64 = rng.random();
-            scheduled += Duration::from_secs_f64(-(1.0 - u).ln() / rate);
+            scheduled = next_arrival(&mut rng, scheduled, rate);
             if scheduled.duration_since(t0) >= duration {
                 break;
             }
             tokio::time::sleep_until(scheduled.into()).await;
-            let late_ms = Instant::now()
-                .saturating_duration_since(scheduled)
-                .as_secs_f64()
-                * 1e3;
-            let Some(c) = (0..n).map(|i| (cursor + i) % n).find(|&i| {
+            let late_ms = ms(Instant::now().saturating_duration_since(scheduled));
+            let Some(c) = next_free(cursor, n, |i| {
                 s.in_flight[i].load(Ordering::Acquire) < MAX_IN_FLIGHT_PER_CONNECTION
                     && s.conns[i].is_open()
             }) else {

@@ -11,6 +11,7 @@ const FILES: &[&str] = &[
     "mangaassist/v1/cache.proto",
     "mangaassist/v1/generation.proto",
     "mangaassist/v1/precompute.proto",
+    "mangaassist/v1/inventory.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -12,7 +12,7 @@ pub(crate) const HASHED_DIM: usize = 1024;
 /// surface cues the sentence model blurs ("vs", "MA-100251", "henpin", typos) and carry
 /// Japanese, which the English MiniLM mostly sees as unknown tokens. Block shape and weight
 /// were chosen by 5-fold cross-validation on the training set (see the `sweep` test).
-pub(crate) const HASHED_WEIGHT: f32 = 1.0;
+pub(crate) const HASHED_WEIGHT: f32 = 1.5;
 
 /// Words of `text`: runs of alphanumerics; CJK text without spaces becomes one long word,
 /// which the character n-grams below still cut into useful pieces.

@@ -106,6 +106,9 @@ pub struct EvalReport {
     pub confusion: Vec<(String, String, usize)>,
     /// Which classifier was evaluated.
     pub classifier: String,
+    /// `(text, expected, predicted)` of every misclassified example, in file order, so a
+    /// reader can see what the classifier gets wrong, not only how often.
+    pub misses: Vec<(String, String, String)>,
 }
 
 impl std::fmt::Display for EvalReport {
@@ -125,6 +128,14 @@ impl std::fmt::Display for EvalReport {
             writeln!(f, "|---|---|---:|")?;
             for (e, p, n) in &self.confusion {
                 writeln!(f, "| {e} | {p} | {n} |")?;
+            }
+        }
+        if !self.misses.is_empty() {
+            writeln!(f, "\n| misclassified text | expected | predicted |")?;
+            writeln!(f, "|---|---|---|")?;
+            for (t, e, p) in &self.misses {
+                let t = t.replace('|', "\\|");
+                writeln!(f, "| {t} | {e} | {p} |")?;
             }
         }
         Ok(())
@@ -448,7 +459,11 @@ fn eval_report(
     let k = pb::Intent::ALL.len();
     let mut confusion = vec![vec![0usize; k]; k];
     let mut unknown = 0;
+    let mut misses = Vec::new();
     for (e, p) in examples.iter().zip(predicted) {
+        if e.intent != p.label() {
+            misses.push((e.text.clone(), e.intent.clone(), p.label().to_string()));
+        }
         let pi = pb::Intent::ALL.iter().position(|i| i == p);
         match (label_index(&e.intent), pi) {
             (Some(a), Some(b)) => confusion[a][b] += 1,
@@ -495,6 +510,7 @@ fn eval_report(
         correct,
         confusion: mistakes,
         classifier,
+        misses,
     }
 }
 

@@ -4,7 +4,8 @@
 use candle_core::{D, DType, Device, Tensor};
 
 /// Hyper-parameters of [`LogReg::train`]. Features are roughly unit length, so a large step
-/// with momentum converges in a few hundred full-batch epochs.
+/// with momentum converges in a few hundred full-batch epochs; 1,000 epochs with weaker L2
+/// scored best in 5-fold cross-validation on the training set (the `sweep` test).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TrainParams {
     pub epochs: usize,
@@ -16,10 +17,10 @@ pub(crate) struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         Self {
-            epochs: 300,
+            epochs: 1000,
             learning_rate: 2.0,
             momentum: 0.9,
-            l2: 1e-4,
+            l2: 1e-5,
         }
     }
 }

@@ -351,9 +351,16 @@ fn sweep() {
         for w in [0.6f32, 1.0, 1.5] {
             let tx = feats(&tv, &tt, w, &spec);
             let hx = feats(&hv, &ht, w, &spec);
-            for l2 in [1e-5f32, 1e-4, 1e-3] {
+            for (l2, epochs) in [
+                (1e-5f32, 300),
+                (1e-4, 300),
+                (1e-3, 300),
+                (1e-4, 1000),
+                (1e-5, 1000),
+            ] {
                 let p = TrainParams {
                     l2,
+                    epochs,
                     ..TrainParams::default()
                 };
                 let mut cv = 0.0;
@@ -373,7 +380,7 @@ fn sweep() {
                 }
                 let m = LogReg::train(&tx, &ty, 9, p).unwrap();
                 println!(
-                    "spec={name} w={w} l2={l2}: cv5={cv:.3} heldout={:.3}",
+                    "spec={name} w={w} l2={l2} epochs={epochs}: cv5={cv:.3} heldout={:.3}",
                     acc(&m, &hx, &hy)
                 );
             }

@@ -138,11 +138,58 @@ enum Command {
         #[arg(long, requires = "service")]
         admin: bool,
     },
+    /// Change or show live stock and prices (the retrieval daemon's InventoryService). Every
+    /// daemon that uses stock reacts: search results, cache entries, cached-answer checks.
+    Stock {
+        #[command(subcommand)]
+        action: StockAction,
+        /// Retrieval daemon endpoint (default: mesh.retrieval.endpoint).
+        #[arg(long, global = true)]
+        endpoint: Option<String>,
+    },
+    /// Turn a store's flash-sale mode on or off: pre-computed recommendations are not served
+    /// and new pre-computed answers live at most a minute while it is on.
+    FlashSale {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[arg(long)]
+        store: String,
+        /// Retrieval daemon endpoint (default: mesh.retrieval.endpoint).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
     /// Model quality on labelled files: retrieval (hit@k, recall@k, MRR per query kind) or
     /// the intent classifier (held-out accuracy).
     Eval {
         #[command(subcommand)]
         what: EvalWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StockAction {
+    /// Set one product's quantity (and price).
+    Set {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        quantity: u32,
+        /// Price in yen (default: unchanged).
+        #[arg(long)]
+        price: Option<u32>,
+    },
+    /// Apply a bulk feed: JSONL lines of {"store_id", "product_id", "quantity",
+    /// "price_yen"?}. A bad line or unknown product fails the file (file:line), nothing
+    /// applied.
+    Import { file: PathBuf },
+    /// Show the live stock of products.
+    Get {
+        #[arg(long)]
+        store: String,
+        #[arg(required = true)]
+        products: Vec<String>,
     },
 }
 
@@ -257,6 +304,19 @@ fn cli_service_tokens(
     };
     let tokens = mangaassist_auth::ServiceTokens::new(&secret, "cli")?;
     Ok(Some(if admin { tokens.admin() } else { tokens }))
+}
+
+/// The retrieval daemon's inventory service, with an admin-scoped token when the mesh has a
+/// service secret.
+fn inventory_client(
+    config: &Config,
+    endpoint: Option<&str>,
+) -> anyhow::Result<mangaassist_client::InventoryClient> {
+    let endpoint = endpoint.unwrap_or(&config.mesh.retrieval.endpoint);
+    Ok(mangaassist_client::InventoryClient::connect_with(
+        endpoint,
+        cli_service_tokens(config, true)?.map(std::sync::Arc::new),
+    )?)
 }
 
 async fn prompt_command(
@@ -449,6 +509,39 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Bench { .. } => Ok(()),
         Command::Prompt { action, endpoint } => {
             prompt_command(&config, action, endpoint.as_deref()).await
+        }
+        Command::Stock { action, endpoint } => {
+            let client = inventory_client(&config, endpoint.as_deref())?;
+            let out = match action {
+                StockAction::Set {
+                    store,
+                    product,
+                    quantity,
+                    price,
+                } => mangaassist::stock::set(&client, store, product, *quantity, *price).await?,
+                StockAction::Import { file } => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let changes = mangaassist::stock::parse_feed(file, &text)?;
+                    let n = mangaassist::stock::import(&client, file, changes).await?;
+                    format!("{n} change(s) applied from {}", file.display())
+                }
+                StockAction::Get { store, products } => {
+                    mangaassist::stock::get(&client, store, products).await?
+                }
+            };
+            println!("{out}");
+            Ok(())
+        }
+        Command::FlashSale {
+            state,
+            store,
+            endpoint,
+        } => {
+            let client = inventory_client(&config, endpoint.as_deref())?;
+            let out = mangaassist::stock::flash_sale(&client, store, state == "on").await?;
+            println!("{out}");
+            Ok(())
         }
         Command::Token {
             user,

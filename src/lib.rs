@@ -5,3 +5,4 @@
 pub mod chat;
 pub mod mesh;
 pub mod probe;
+pub mod stock;

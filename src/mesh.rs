@@ -187,6 +187,23 @@ impl RunningMesh {
     }
 }
 
+/// Where a consumer in this process reads inventory changes: the retrieval daemon's
+/// inventory when it runs here, else its `InventoryService.Watch` over gRPC.
+fn inventory_feed(
+    config: &Config,
+    local: Option<&mangaassist_inventory::Inventory>,
+    caller: &str,
+) -> anyhow::Result<mangaassist_inventory::FeedSource> {
+    Ok(match local {
+        Some(inv) => mangaassist_inventory::FeedSource::Local(inv.clone()),
+        None => mangaassist_client::InventoryClient::connect_mesh(
+            &config.mesh,
+            mangaassist_client::service_tokens(&config.mesh, caller)?,
+        )?
+        .feed(),
+    })
+}
+
 /// Where the sentence model is expected.
 pub fn model_dirs(config: &Config) -> mangaassist_embedding::ModelDirs {
     let or_cache = |dir: &std::path::Path, default: &str| {
@@ -289,9 +306,13 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             daemons_stop.cancel();
         });
     }
-    let opts = ServeOptions::from_config(&config, daemons_stop)?;
+    let opts = ServeOptions::from_config(&config, daemons_stop.clone())?;
     let mut tasks = JoinSet::new();
     let mut colocated = Colocated::default();
+    // The retrieval daemon's inventory when it runs here (and is called in process); the
+    // cache (built before it) starts following it once every daemon is built.
+    let mut inventory: Option<mangaassist_inventory::Inventory> = None;
+    let mut cache_daemon: Option<mangaassist_cache::CacheDaemon> = None;
     // Daemons first, in `Role::ALL` order: precompute and the gateway, built last, can then
     // call every daemon of this process in process.
     let ordered: Vec<Role> = Role::ALL
@@ -324,6 +345,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             }
             Role::Cache => {
                 let d = mangaassist_cache::CacheDaemon::new(cfg, emb()?).await?;
+                cache_daemon = Some(d.clone());
                 if cfg.mesh.calls_in_process("cache") {
                     colocated.cache = Some(CacheClient::in_process(
                         Arc::new(d.clone()),
@@ -370,6 +392,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             Role::Retrieval => {
                 let d = mangaassist_retrieval::RetrievalDaemon::new(cfg, emb()?).await?;
                 if cfg.mesh.calls_in_process("retrieval") {
+                    inventory = Some(d.inventory().clone());
                     colocated.retrieval = Some(RetrievalClient::in_process(
                         Arc::new(d.clone()),
                         InProcess::new("retrieval", &opts),
@@ -430,6 +453,15 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                 if let Some(limits) = mangaassist_gateway::connect_user_limits(cfg).await? {
                     gw = gw.with_user_limits(limits);
                 }
+                let feed = inventory_feed(cfg, inventory.as_ref(), "gateway")?;
+                let follower = mangaassist_inventory::follow(
+                    feed,
+                    "gateway",
+                    |_| {},
+                    daemons_stop.clone(),
+                );
+                // Set once, right after construction: cannot already hold a view.
+                let _ = gw.orchestrator().stock.set(follower.view);
                 let done = gateway_done.clone().drop_guard();
                 let internal = internal.take().map(|(l, _)| l);
                 tasks.spawn(async move {
@@ -447,6 +479,10 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
             ms = started.elapsed().as_millis() as u64,
             "daemon built"
         );
+    }
+    if let Some(cache) = cache_daemon {
+        let feed = inventory_feed(&config, inventory.as_ref(), "cache")?;
+        cache.follow_inventory(feed, daemons_stop.clone());
     }
     let faults = opts.faults.clone();
     Ok(RunningMesh {

@@ -310,6 +310,8 @@ fn answer(
         intent: intent.to_string(),
         model: "fake".into(),
         cache_hit: false,
+        served_from: "live".into(),
+        stock_removed: vec![],
         degradation: "full".into(),
         trace_id: "0".into(),
         product_ids: vec![],

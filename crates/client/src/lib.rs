@@ -855,3 +855,97 @@ mod tests {
         assert_eq!(e.code(), Code::Unavailable);
     }
 }
+
+/// `InventoryService` on the retrieval daemon: operators' changes (admin-scoped tokens when
+/// the mesh has a service secret) and the change feed the other daemons follow. Always
+/// remote: a consumer in the retrieval daemon's process follows its inventory directly.
+#[derive(Clone)]
+pub struct InventoryClient {
+    inner: pb::inventory_service_client::InventoryServiceClient<Traced>,
+}
+
+impl InventoryClient {
+    pub fn with_tokens(channel: Channel, tokens: Option<Arc<ServiceTokens>>) -> Self {
+        Self {
+            inner: pb::inventory_service_client::InventoryServiceClient::with_interceptor(
+                channel,
+                MeshInterceptor {
+                    audience: "retrieval",
+                    tokens,
+                },
+            ),
+        }
+    }
+
+    pub fn connect_with(
+        endpoint: &str,
+        tokens: Option<Arc<ServiceTokens>>,
+    ) -> Result<Self, ClientError> {
+        Ok(Self::with_tokens(channel("retrieval", endpoint)?, tokens))
+    }
+
+    /// A client of the retrieval daemon at its `mesh` endpoint (balanced like the others).
+    pub fn connect_mesh(
+        mesh: &MeshSettings,
+        tokens: Option<Arc<ServiceTokens>>,
+    ) -> Result<Self, ClientError> {
+        let interval = Duration::from_millis(mesh.resolve_interval_ms);
+        Ok(Self::with_tokens(
+            mesh_channel("retrieval", &mesh.retrieval.endpoint, interval)?,
+            tokens,
+        ))
+    }
+
+    pub async fn set_stock(
+        &self,
+        req: pb::SetStockRequest,
+        deadline: Duration,
+    ) -> Result<pb::SetStockResponse, Status> {
+        self.inner
+            .clone()
+            .set_stock(with_deadline(req, deadline))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn get_stock(
+        &self,
+        req: pb::GetStockRequest,
+        deadline: Duration,
+    ) -> Result<pb::GetStockResponse, Status> {
+        self.inner
+            .clone()
+            .get_stock(with_deadline(req, deadline))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn set_flash_sale(
+        &self,
+        req: pb::SetFlashSaleRequest,
+        deadline: Duration,
+    ) -> Result<pb::SetFlashSaleResponse, Status> {
+        self.inner
+            .clone()
+            .set_flash_sale(with_deadline(req, deadline))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The feed source for [`mangaassist_inventory::follow`]: each (re)connection calls
+    /// `Watch` with the last change seen. No deadline: the stream lives as long as the
+    /// daemon, and the follower reconnects when it ends.
+    pub fn feed(&self) -> mangaassist_inventory::FeedSource {
+        let client = self.inner.clone();
+        mangaassist_inventory::FeedSource::Remote(Arc::new(move |after_seq| {
+            let mut c = client.clone();
+            Box::pin(async move {
+                let stream = c
+                    .watch(pb::WatchRequest { after_seq })
+                    .await?
+                    .into_inner();
+                Ok(stream.boxed())
+            })
+        }))
+    }
+}

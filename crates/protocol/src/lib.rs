@@ -116,6 +116,14 @@ pub struct Done {
     pub intent: String,
     pub model: String,
     pub cache_hit: bool,
+    /// Which path served the answer: `live` (generated now), `cache` (a cached live answer)
+    /// or `precomputed` (written ahead by the precompute daemon). Cached and pre-computed
+    /// answers were checked against the live stock first.
+    #[serde(default)]
+    pub served_from: String,
+    /// Products a cached answer named that sold out since; their lines were left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stock_removed: Vec<String>,
     /// `full`, `no_rag`, `no_intent`, `minimal` or `canned` (seed 003 ladder).
     pub degradation: String,
     pub trace_id: String,

@@ -77,6 +77,8 @@ impl Orchestrator {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
+            // The stock the answer states was read after the message arrived.
+            let facts_ms = now - i64::try_from(q.received.elapsed().as_millis()).unwrap_or(0);
             let turn = |role: &str, text: String, ts_ms: i64| pb::Turn {
                 role: role.into(),
                 text,
@@ -121,6 +123,7 @@ impl Orchestrator {
                         query: q.text.clone(),
                     }),
                     ttl_seconds: 0,
+                    facts_ms,
                 };
                 if let Err(e) = mesh.put(put, dl).await {
                     tracing::warn!(error = %e, "could not write cache");

@@ -95,6 +95,8 @@ impl Orchestrator {
             intent: intent_label.to_string(),
             model: outcome.model.clone(),
             cache_hit: outcome.cache_hit,
+            served_from: outcome.served_from.to_string(),
+            stock_removed: outcome.stock_removed.clone(),
             degradation: outcome.level.label().to_string(),
             trace_id,
             product_ids: outcome.product_ids.clone(),

@@ -72,6 +72,9 @@ pub struct Orchestrator {
     pub budgets: Arc<StageBudgets>,
     pub slo: Arc<SloMonitor>,
     pub recorder: Option<Recorder>,
+    /// The live stock, for checking cached answers before they are replayed; unset = the
+    /// gateway has no inventory feed and replays them unchecked.
+    pub stock: std::sync::OnceLock<mangaassist_inventory::StockView>,
 }
 
 /// Why an answer ended without `done`.
@@ -93,6 +96,10 @@ struct Outcome {
     model: String,
     tokens: u32,
     cache_hit: bool,
+    /// `live`, `cache` or `precomputed` (see `Done::served_from`).
+    served_from: &'static str,
+    /// Sold-out products left out of a cached answer.
+    stock_removed: Vec<String>,
     level: Level,
     product_ids: Vec<String>,
     route: Option<Route>,
@@ -134,6 +141,7 @@ impl Orchestrator {
             budgets: Arc::new(g.budgets.clone()),
             slo: Arc::new(slo),
             recorder,
+            stock: std::sync::OnceLock::new(),
         })
     }
 
@@ -244,7 +252,11 @@ impl Orchestrator {
         let context_settings = ContextSettings::from(&self.settings);
         let mut ladder = Ladder::default();
         let phase1 = self.start_phase1(q, ctx, &context_settings, embedding.clone());
-        if let Some(hit) = self.lookup_cache(q, ctx, embedding, &mut ladder).await {
+        if let Some(hit) = self
+            .lookup_cache(q, ctx, embedding, &mut ladder)
+            .await
+            .and_then(|hit| self.check_stock(q, hit))
+        {
             // Dropping phase 1 aborts every call still running, once the session is known to
             // be this user's: no cached answer is shown in someone else's session.
             let phase1::Phase1 { retrieval, calls } = phase1;

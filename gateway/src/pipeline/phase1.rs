@@ -158,6 +158,59 @@ impl Orchestrator {
     }
 
     /// The cached answer for this message, if the cache has one and answers in time.
+    /// A cache hit checked against the live stock (seed 000, scenario 4): `None` sends the
+    /// message to live generation. Pre-computed recommendations are not served while the
+    /// store is in flash-sale mode; lines naming a product sold out since the answer was
+    /// written are dropped, and when fewer than two named products remain the hit is refused.
+    pub(super) fn check_stock(
+        &self,
+        q: &Query,
+        (mut answer, kind): (pb::CachedAnswer, pb::HitKind),
+    ) -> Option<CheckedHit> {
+        let Some(view) = self.stock.get() else {
+            return Some(CheckedHit {
+                answer,
+                kind,
+                removed: vec![],
+            });
+        };
+        let refuse = |reason: &'static str| {
+            metrics::counter!("cache_hits_refused_total", "reason" => reason).increment(1);
+            tracing::debug!(reason, source = %answer.source, "cached answer refused, answering live");
+        };
+        let precomputed = answer.source.starts_with("precompute");
+        if precomputed
+            && answer.intent == Intent::Recommendation as i32
+            && view.flash_sale(&q.store_id)
+        {
+            refuse("flash_sale");
+            return None;
+        }
+        match mangaassist_inventory::validate(
+            &answer.text,
+            &q.store_id,
+            &answer.product_ids,
+            view,
+        ) {
+            Ok(v) => {
+                if !v.removed.is_empty() {
+                    metrics::counter!("cache_hits_trimmed_total").increment(1);
+                }
+                answer.text = v.text;
+                answer.product_ids = v.product_ids;
+                Some(CheckedHit {
+                    answer,
+                    kind,
+                    removed: v.removed,
+                })
+            }
+            Err(e) => {
+                refuse(e.reason());
+                None
+            }
+        }
+    }
+
     pub(super) async fn lookup_cache(
         &self,
         q: &Query,
@@ -264,9 +317,21 @@ impl Orchestrator {
 }
 
 /// Streams a cached answer as it was stored.
+/// A cache hit that passed [`Orchestrator::check_stock`].
+pub(super) struct CheckedHit {
+    pub answer: pb::CachedAnswer,
+    pub kind: pb::HitKind,
+    /// Sold-out products whose lines were dropped.
+    pub removed: Vec<String>,
+}
+
 pub(super) async fn replay_cached(
     sink: &mut AnswerSink,
-    (answer, kind): (pb::CachedAnswer, pb::HitKind),
+    CheckedHit {
+        answer,
+        kind,
+        removed,
+    }: CheckedHit,
 ) -> Outcome {
     let kind = if kind == pb::HitKind::Semantic {
         "semantic"
@@ -280,6 +345,12 @@ pub(super) async fn replay_cached(
         model: answer.model,
         tokens: answer.text.split_whitespace().count() as u32,
         cache_hit: true,
+        served_from: if answer.source.starts_with("precompute") {
+            "precomputed"
+        } else {
+            "cache"
+        },
+        stock_removed: removed,
         level: Level::Full,
         product_ids: answer.product_ids,
         route: None,

@@ -14,6 +14,7 @@ mod redis;
 mod store;
 
 use std::{
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -54,7 +55,16 @@ struct Shared {
     hits_exact: AtomicU64,
     hits_semantic: AtomicU64,
     misses: AtomicU64,
+    /// From the inventory feed: when this daemon learnt of each product's last change
+    /// (Unix ms, its own clock), to refuse answers written from older stock.
+    changed: parking_lot::RwLock<HashMap<(String, String), i64>>,
+    /// Stores in flash-sale mode: pre-computed answers get [`FLASH_SALE_TTL_SECONDS`].
+    flash_sale: parking_lot::RwLock<HashSet<String>>,
 }
+
+/// Longest life of a pre-computed answer written while its store is in flash-sale mode:
+/// stock moves by the minute then.
+pub const FLASH_SALE_TTL_SECONDS: u32 = 60;
 
 impl std::fmt::Debug for CacheDaemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,8 +112,91 @@ impl CacheDaemon {
                 hits_exact: AtomicU64::new(0),
                 hits_semantic: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
+                changed: parking_lot::RwLock::new(HashMap::new()),
+                flash_sale: parking_lot::RwLock::new(HashSet::new()),
             }),
         }
+    }
+
+    /// Follows the inventory until `stop`: every stock change invalidates the entries that
+    /// name the product (batched per store while a batch runs) and is remembered, so an
+    /// answer written from older stock is refused by `Put`; flash-sale mode shortens the
+    /// TTL of pre-computed answers.
+    pub fn follow_inventory(
+        &self,
+        source: mangaassist_inventory::FeedSource,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> mangaassist_inventory::Follower {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, i64)>();
+        let me = self.clone();
+        let on_change = move |c: &mangaassist_inventory::Change| match c {
+            mangaassist_inventory::Change::Stock(s) => {
+                let now = me.inner.clock.now_ms();
+                me.inner
+                    .changed
+                    .write()
+                    .insert((s.store_id.clone(), s.product_id.clone()), now);
+                let _ = tx.send((s.store_id.clone(), s.product_id.clone(), s.changed_ms));
+            }
+            mangaassist_inventory::Change::FlashSale(f) => {
+                let mut set = me.inner.flash_sale.write();
+                if f.on {
+                    set.insert(f.store_id.clone());
+                } else {
+                    set.remove(&f.store_id);
+                }
+            }
+        };
+        let follower = mangaassist_inventory::follow(source, "cache", on_change, stop);
+        let me = self.clone();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "ends when the follower (its only sender) stops"
+        )]
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                let mut by_store: HashMap<String, Vec<String>> = HashMap::new();
+                let mut oldest = i64::MAX;
+                for (store, product, changed_ms) in batch {
+                    oldest = oldest.min(changed_ms);
+                    by_store.entry(store).or_default().push(product);
+                }
+                for (store, products) in by_store {
+                    match me.inner.store.invalidate_products(&store, &products).await {
+                        Ok(removed) => {
+                            metrics::counter!("cache_invalidations_total").increment(removed);
+                            tracing::debug!(store, products = products.len(), removed, "stock change invalidated cache entries");
+                        }
+                        Err(e) => {
+                            // The entries stay until their TTL; serve-time validation in the
+                            // gateway still keeps sold-out products out of answers.
+                            tracing::warn!(store, error = %e, "cannot invalidate cache entries for a stock change");
+                        }
+                    }
+                }
+                let lag = me.inner.clock.now_ms().saturating_sub(oldest);
+                metrics::histogram!("inventory_invalidation_lag_ms").record(lag as f64);
+                me.update_entries_gauge().await;
+            }
+        });
+        follower
+    }
+
+    /// Whether a product `answer` names changed after `facts_ms`.
+    fn stale(&self, store: &str, answer: &pb::CachedAnswer, facts_ms: i64) -> bool {
+        let changed = self.inner.changed.read();
+        if changed.is_empty() {
+            return false;
+        }
+        answer.product_ids.iter().any(|id| {
+            changed
+                .get(&(store.to_string(), id.clone()))
+                .is_some_and(|&at| at >= facts_ms)
+        })
     }
 
     /// The backend, for in-process callers that skip gRPC.
@@ -189,7 +282,7 @@ impl CacheDaemon {
 
     fn ttl_seconds(&self, req: &pb::PutRequest, answer: &pb::CachedAnswer) -> u32 {
         let s = &self.inner.settings;
-        if req.ttl_seconds > 0 {
+        let ttl = if req.ttl_seconds > 0 {
             req.ttl_seconds
         } else if req.scope == pb::CacheScope::Session as i32 {
             s.follow_up_ttl_seconds
@@ -197,6 +290,13 @@ impl CacheDaemon {
             s.recommendation_ttl_seconds
         } else {
             s.default_ttl_seconds
+        };
+        if answer.source.starts_with("precompute")
+            && self.inner.flash_sale.read().contains(&req.store_id)
+        {
+            ttl.min(FLASH_SALE_TTL_SECONDS)
+        } else {
+            ttl
         }
     }
 
@@ -315,8 +415,16 @@ impl CacheDaemon {
             return Err(invalid("answer is missing"));
         };
         check_text("answer.text", &answer.text)?;
-        let ttl = self.ttl_seconds(&req, &answer);
         let now = self.inner.clock.now_ms();
+        let facts_ms = if req.facts_ms > 0 { req.facts_ms } else { now };
+        if self.stale(&req.store_id, &answer, facts_ms) {
+            metrics::counter!("cache_puts_refused_stale_total").increment(1);
+            return Ok(pb::PutResponse {
+                key: String::new(),
+                refused_stale: true,
+            });
+        }
+        let ttl = self.ttl_seconds(&req, &answer);
         answer.created_ms = now;
         answer.expires_ms = now.saturating_add(i64::from(ttl) * 1_000);
         if answer.query.is_empty() {
@@ -338,7 +446,10 @@ impl CacheDaemon {
             metrics::counter!("cache_evictions_total").increment(outcome.evicted);
         }
         self.update_entries_gauge().await;
-        Ok(pb::PutResponse { key })
+        Ok(pb::PutResponse {
+            key,
+            refused_stale: false,
+        })
     }
 }
 

@@ -188,6 +188,8 @@ async fn answer(
     item: &Item,
     target: &Target,
 ) -> Result<Outcome, String> {
+    // The stock the answer will state is read from here on.
+    let facts_ms = now_ms();
     let retrieved = if needs_retrieval(item.intent) {
         let req = context.retrieval_request(&item.question, &item.store_id, None);
         let r = peers
@@ -254,7 +256,7 @@ async fn answer(
     if summary.personal_context && target.scope == pb::CacheScope::Store {
         return Ok(Outcome::Skipped("answer uses personal context"));
     }
-    peers
+    let put = peers
         .cache
         .put(
             pb::PutRequest {
@@ -275,11 +277,15 @@ async fn answer(
                     query: item.question.clone(),
                 }),
                 ttl_seconds: target.ttl_seconds,
+                facts_ms,
             },
             CACHE_DEADLINE,
         )
         .await
         .map_err(|s| format!("cache: {}", s.message()))?;
+    if put.refused_stale {
+        return Ok(Outcome::Skipped("stock changed while it was written"));
+    }
     Ok(Outcome::Written)
 }
 

@@ -30,7 +30,12 @@ impl ProductFilter {
     }
 
     pub fn matches(&self, p: &Product) -> bool {
-        (!self.in_stock_only || p.stock > 0)
+        self.matches_with_stock(p, p.stock)
+    }
+
+    /// [`Self::matches`] with the product's live quantity in place of the catalog's.
+    pub fn matches_with_stock(&self, p: &Product, stock: u32) -> bool {
+        (!self.in_stock_only || stock > 0)
             && self
                 .demographic
                 .as_deref()
@@ -658,6 +663,8 @@ pub struct LocalBackend {
     stores: Vec<String>,
     by_store: HashMap<String, StoreIndex>,
     params: HybridParams,
+    /// Live stock for the in-stock filter; `None` = the catalog's values.
+    inventory: Option<mangaassist_inventory::Inventory>,
 }
 
 impl LocalBackend {
@@ -709,7 +716,14 @@ impl LocalBackend {
             stores,
             by_store,
             params,
+            inventory: None,
         })
+    }
+
+    /// Filters by the live stock of `inventory` instead of the catalog's.
+    pub fn with_inventory(mut self, inventory: mangaassist_inventory::Inventory) -> Self {
+        self.inventory = Some(inventory);
+        self
     }
 
     fn store(&self, store_id: &str) -> Result<&StoreIndex, RetrievalError> {
@@ -737,7 +751,13 @@ impl LocalBackend {
             q.top_k,
             &self.params,
             filtered,
-            |p| q.filter.matches(p),
+            |p| match &self.inventory {
+                Some(inv) if q.filter.in_stock_only => {
+                    let live = inv.current(&p.store_id, &p.id).map_or(p.stock, |c| c.0);
+                    q.filter.matches_with_stock(p, live)
+                }
+                _ => q.filter.matches(p),
+            },
         );
         prefer_volume(&mut products, volume, &named, |idx| {
             let p = &store.products.items[idx];

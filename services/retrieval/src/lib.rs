@@ -25,6 +25,7 @@ use mangaassist_catalog::{Catalog, DEMOGRAPHICS, DataError};
 use mangaassist_config::{Config, RetrievalBackend, RetrievalSettings};
 use mangaassist_embedding::{EmbedError, QueryEmbedder};
 use mangaassist_proto::v1 as pb;
+use mangaassist_inventory::Inventory;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
 use tonic::{Request, Response, Status};
 
@@ -93,6 +94,8 @@ pub struct RetrievalDaemon {
 
 struct Inner {
     backend: Arc<dyn SearchBackend>,
+    /// Live stock and prices over the catalog's; results carry these.
+    inventory: Inventory,
     embedder: QueryEmbedder,
     settings: RetrievalSettings,
     /// How the catalog vectors were obtained (None for backends that bring their own).
@@ -128,6 +131,20 @@ impl RetrievalDaemon {
         .await?;
         let documents = vectors.split_off(catalog.products.len());
         let params = HybridParams::from(&config.retrieval);
+        let inventory_path = config.data.state_dir.join("inventory.redb");
+        let inventory = {
+            let base = inventory_base(&catalog);
+            let path = inventory_path.clone();
+            tokio::task::spawn_blocking(move || Inventory::open(base, &path))
+                .await
+                .map_err(|e| RetrievalError::Internal(e.to_string()))?
+                .map_err(|e| {
+                    RetrievalError::Internal(format!(
+                        "inventory store {}: {e}",
+                        inventory_path.display()
+                    ))
+                })?
+        };
         let build_start = Instant::now();
         let backend: Arc<dyn SearchBackend> = match config.retrieval.backend {
             RetrievalBackend::OpenSearch => {
@@ -144,13 +161,17 @@ impl RetrievalDaemon {
                     .await?,
                 )
             }
-            RetrievalBackend::Embedded => Arc::new(
-                tokio::task::spawn_blocking(move || {
-                    LocalBackend::build(&catalog, &vectors, &documents, params)
-                })
-                .await
-                .map_err(|e| RetrievalError::Internal(e.to_string()))??,
-            ),
+            RetrievalBackend::Embedded => {
+                let inv = inventory.clone();
+                Arc::new(
+                    tokio::task::spawn_blocking(move || {
+                        LocalBackend::build(&catalog, &vectors, &documents, params)
+                            .map(|b| b.with_inventory(inv))
+                    })
+                    .await
+                    .map_err(|e| RetrievalError::Internal(e.to_string()))??,
+                )
+            }
         };
         tracing::info!(
             backend = %config.retrieval.backend,
@@ -160,9 +181,11 @@ impl RetrievalDaemon {
             vectors_ms = outcome.elapsed.as_millis() as u64,
             index_ms = build_start.elapsed().as_millis() as u64,
             total_ms = start.elapsed().as_millis() as u64,
+            inventory_changes = inventory.seq(),
             "retrieval indexes ready"
         );
-        let mut daemon = Self::with_backend(backend, embedder, config.retrieval.clone());
+        let mut daemon = Self::with_backend(backend, embedder, config.retrieval.clone())
+            .with_inventory(inventory);
         if let Some(inner) = Arc::get_mut(&mut daemon.inner) {
             inner.vectors = Some(outcome);
         }
@@ -181,7 +204,31 @@ impl RetrievalDaemon {
                 embedder,
                 settings,
                 vectors: None,
+                inventory: Inventory::in_memory([]),
             }),
+        }
+    }
+
+    /// Serves and applies `inventory` (built by [`Self::new`] from the catalog; a daemon
+    /// from [`Self::with_backend`] has an empty one until given one).
+    pub fn with_inventory(mut self, inventory: Inventory) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.inventory = inventory,
+            None => tracing::error!("with_inventory on a shared daemon ignored"),
+        }
+        self
+    }
+
+    /// The live inventory this daemon serves.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inner.inventory
+    }
+
+    /// Puts the live stock and price into `p`.
+    fn live(&self, p: &mut pb::Product) {
+        if let Some((quantity, price)) = self.inner.inventory.current(&p.store_id, &p.id) {
+            p.stock = quantity;
+            p.price_yen = price;
         }
     }
 
@@ -200,9 +247,17 @@ impl RetrievalDaemon {
         listener: tokio::net::TcpListener,
         opts: ServeOptions,
     ) -> Result<(), ServerError> {
+        let inventory = InventoryRpc {
+            inventory: self.inner.inventory.clone(),
+            stop: opts.shutdown.clone(),
+        };
         Daemon::new("retrieval")
+            .admin_methods(&["SetStock", "SetFlashSale"])
             .add_service(pb::retrieval_service_server::RetrievalServiceServer::new(
                 self,
+            ))
+            .add_service(pb::inventory_service_server::InventoryServiceServer::new(
+                inventory,
             ))
             .serve(listener, opts)
             .await
@@ -260,6 +315,7 @@ impl RetrievalDaemon {
             )));
         }
         let filter = product_filter(req.filters.as_ref())?;
+        let in_stock_only = filter.in_stock_only;
         let top_k = match req.top_k as usize {
             0 => self.inner.settings.top_k as usize,
             k => k,
@@ -294,9 +350,20 @@ impl RetrievalDaemon {
             })
             .await?;
         let search_us = micros(search_start.elapsed());
+        let mut products = results.products;
+        for hit in &mut products {
+            if let Some(p) = &mut hit.product {
+                self.live(p);
+            }
+        }
+        if in_stock_only {
+            // The embedded backend filtered by live stock already; a remote engine holds the
+            // catalog's values, so a product sold out since is dropped here.
+            products.retain(|h| h.product.as_ref().is_some_and(|p| p.stock > 0));
+        }
         Ok((
             pb::RetrieveResponse {
-                products: results.products,
+                products,
                 documents: results.documents,
                 embed_us,
                 search_us,
@@ -342,13 +409,36 @@ impl RetrievalDaemon {
         req: pb::GetProductsRequest,
     ) -> Result<pb::GetProductsResponse, RetrievalError> {
         self.check_store(&req.store_id)?;
-        let (products, missing) = self
+        let (mut products, missing) = self
             .inner
             .backend
             .get_products(&req.store_id, &req.ids)
             .await?;
+        for p in &mut products {
+            self.live(p);
+        }
         Ok(pb::GetProductsResponse { products, missing })
     }
+}
+
+/// The catalog's stock and price of every product: the values the inventory starts from.
+fn inventory_base(catalog: &Catalog) -> Vec<(String, String, mangaassist_inventory::Base)> {
+    catalog
+        .products
+        .iter()
+        .map(|p| {
+            (
+                p.store_id.clone(),
+                p.id.clone(),
+                mangaassist_inventory::Base {
+                    quantity: p.stock,
+                    price_yen: p.price_yen,
+                    title: p.title.clone(),
+                    series: p.series.clone(),
+                },
+            )
+        })
+        .collect()
 }
 
 fn micros(d: Duration) -> u32 {
@@ -487,5 +577,72 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.products.len(), 5);
+    }
+}
+
+/// `InventoryService` over the daemon's inventory.
+#[derive(Clone)]
+pub struct InventoryRpc {
+    pub inventory: Inventory,
+    /// Ends open `Watch` streams when the daemon stops.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+#[tonic::async_trait]
+impl pb::inventory_service_server::InventoryService for InventoryRpc {
+    async fn set_stock(
+        &self,
+        request: Request<pb::SetStockRequest>,
+    ) -> Result<Response<pb::SetStockResponse>, Status> {
+        let req = request.into_inner();
+        let source = if req.source.is_empty() {
+            "grpc"
+        } else {
+            req.source.as_str()
+        };
+        let applied = self
+            .inventory
+            .set_stock(&req.store_id, &req.changes, source)
+            .await?;
+        Ok(Response::new(pb::SetStockResponse { applied }))
+    }
+
+    async fn get_stock(
+        &self,
+        request: Request<pb::GetStockRequest>,
+    ) -> Result<Response<pb::GetStockResponse>, Status> {
+        let req = request.into_inner();
+        if req.product_ids.len() > mangaassist_inventory::MAX_CHANGES_PER_CALL {
+            return Err(Status::invalid_argument(format!(
+                "{} ids in one call, more than the limit of {}",
+                req.product_ids.len(),
+                mangaassist_inventory::MAX_CHANGES_PER_CALL
+            )));
+        }
+        Ok(Response::new(
+            self.inventory.get_stock(&req.store_id, &req.product_ids)?,
+        ))
+    }
+
+    async fn set_flash_sale(
+        &self,
+        request: Request<pb::SetFlashSaleRequest>,
+    ) -> Result<Response<pb::SetFlashSaleResponse>, Status> {
+        let req = request.into_inner();
+        let state = self.inventory.set_flash_sale(&req.store_id, req.on).await?;
+        Ok(Response::new(pb::SetFlashSaleResponse { state: Some(state) }))
+    }
+
+    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<pb::InventoryEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(mangaassist_inventory::watch(
+            &self.inventory,
+            request.into_inner().after_seq,
+            self.stop.child_token(),
+        )))
     }
 }

@@ -530,7 +530,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
                     mangaassist::stock::get(&client, store, products).await?
                 }
             };
-            println!("{out}");
+            writeln!(std::io::stdout(), "{out}")?;
             Ok(())
         }
         Command::FlashSale {
@@ -540,7 +540,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
         } => {
             let client = inventory_client(&config, endpoint.as_deref())?;
             let out = mangaassist::stock::flash_sale(&client, store, state == "on").await?;
-            println!("{out}");
+            writeln!(std::io::stdout(), "{out}")?;
             Ok(())
         }
         Command::Token {

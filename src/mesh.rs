@@ -454,12 +454,8 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                     gw = gw.with_user_limits(limits);
                 }
                 let feed = inventory_feed(cfg, inventory.as_ref(), "gateway")?;
-                let follower = mangaassist_inventory::follow(
-                    feed,
-                    "gateway",
-                    |_| {},
-                    daemons_stop.clone(),
-                );
+                let follower =
+                    mangaassist_inventory::follow(feed, "gateway", |_| {}, daemons_stop.clone());
                 // Set once, right after construction: cannot already hold a view.
                 let _ = gw.orchestrator().stock.set(follower.view);
                 let done = gateway_done.clone().drop_guard();

@@ -142,7 +142,10 @@ pub async fn import(
     if !problems.is_empty() {
         let n = problems.len();
         let shown: Vec<String> = problems.into_iter().take(MAX_REPORTED).collect();
-        bail!("{n} bad line(s), nothing applied:\n  {}", shown.join("\n  "));
+        bail!(
+            "{n} bad line(s), nothing applied:\n  {}",
+            shown.join("\n  ")
+        );
     }
     let mut applied = 0;
     for (store, cs) in by_store {
@@ -250,7 +253,9 @@ mod tests {
     #[test]
     fn a_feed_with_bad_lines_is_refused_with_each_line_named() {
         let text = "{\"store_id\":\"manga_jp\",\"product_id\":\"A\",\"quantity\":3}\n\nnot json\n{\"store_id\":\"manga_jp\",\"product_id\":\"B\",\"quantity\":1,\"price_yen\":0}\n{\"store_id\":\"manga_jp\",\"product_id\":\"C\",\"quantity\":1,\"colour\":\"red\"}\n";
-        let e = parse_feed(Path::new("feed.jsonl"), text).unwrap_err().to_string();
+        let e = parse_feed(Path::new("feed.jsonl"), text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3 bad line(s)"), "{e}");
         assert!(e.contains("feed.jsonl:3:"), "{e}");
         assert!(e.contains("feed.jsonl:4: price_yen 0"), "{e}");

@@ -441,6 +441,8 @@ mod tests {
             intent: "faq".into(),
             model: "m".into(),
             cache_hit: false,
+            served_from: "live".into(),
+            stock_removed: vec![],
             degradation: "full".into(),
             trace_id: "t".into(),
             product_ids: vec![],

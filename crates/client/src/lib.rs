@@ -940,10 +940,7 @@ impl InventoryClient {
         mangaassist_inventory::FeedSource::Remote(Arc::new(move |after_seq| {
             let mut c = client.clone();
             Box::pin(async move {
-                let stream = c
-                    .watch(pb::WatchRequest { after_seq })
-                    .await?
-                    .into_inner();
+                let stream = c.watch(pb::WatchRequest { after_seq }).await?.into_inner();
                 Ok(stream.boxed())
             })
         }))

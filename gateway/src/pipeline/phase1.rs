@@ -186,12 +186,8 @@ impl Orchestrator {
             refuse("flash_sale");
             return None;
         }
-        match mangaassist_inventory::validate(
-            &answer.text,
-            &q.store_id,
-            &answer.product_ids,
-            view,
-        ) {
+        match mangaassist_inventory::validate(&answer.text, &q.store_id, &answer.product_ids, view)
+        {
             Ok(v) => {
                 if !v.removed.is_empty() {
                     metrics::counter!("cache_hits_trimmed_total").increment(1);

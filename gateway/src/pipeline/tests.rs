@@ -641,3 +641,77 @@ async fn aborted_calls_are_neutral_for_breakers() {
     assert_eq!((r.failures, r.successes), (0, 0));
     assert_eq!(r.neutral, 3);
 }
+
+/// Seed 000, scenario 4 at serve time: a cached answer naming a product sold out since it
+/// was written loses that product's lines; with fewer than two products left it is not
+/// served and the message is answered live.
+#[tokio::test]
+async fn a_cached_answer_is_checked_against_the_live_stock() {
+    use mangaassist_inventory::{Base, FeedSource, Inventory, follow};
+    let base = |id: &str, title: &str, series: &str| {
+        (
+            "manga_jp".to_string(),
+            id.to_string(),
+            Base {
+                quantity: 5,
+                price_yen: 500,
+                title: title.into(),
+                series: series.into(),
+            },
+        )
+    };
+    let inv = Inventory::in_memory([
+        base("A", "Alpha, Vol. 1", "Alpha"),
+        base("B", "Beta, Vol. 1", "Beta"),
+        base("C", "Gamma, Vol. 2", "Gamma"),
+    ]);
+    let stop = CancellationToken::new();
+    let follower = follow(FeedSource::Local(inv.clone()), "test", |_| {}, stop.clone());
+    let sold_out = |id: &str| pb::StockChange {
+        product_id: id.into(),
+        quantity: 0,
+        price_yen: None,
+    };
+    inv.set_stock("manga_jp", &[sold_out("A")], "test")
+        .await
+        .unwrap();
+    while !(follower.view.is_ready() && follower.view.seq() >= 1) {
+        tokio::task::yield_now().await;
+    }
+    let text = "Picks:\n- Alpha, Vol. 1 by X: 500 yen, in stock.\n- Beta, Vol. 1 by Y: 500 yen, in stock.\n- Gamma, Vol. 2 by Z: 500 yen, in stock.\n";
+    let mut fake = Fake::healthy();
+    fake.lookup = Reply::Ok(pb::LookupResponse {
+        hit: true,
+        kind: pb::HitKind::Exact as i32,
+        answer: Some(pb::CachedAnswer {
+            text: text.into(),
+            intent: Intent::Recommendation as i32,
+            model: "cached-model".into(),
+            product_ids: vec!["A".into(), "B".into(), "C".into()],
+            source: "live".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let h = Harness::new(fake);
+    assert!(h.orchestrator.stock.set(follower.view.clone()).is_ok());
+    let seen = h.ask("what should I read?").await;
+    assert!(!seen.text().contains("Alpha"), "{}", seen.text());
+    assert!(seen.text().contains("Beta") && seen.text().contains("Gamma"));
+    let done = seen.done();
+    assert_eq!(done.served_from, "cache");
+    assert_eq!(done.stock_removed, vec!["A".to_string()]);
+    assert_eq!(done.product_ids, vec!["B".to_string(), "C".to_string()]);
+    assert_eq!(h.fake.generate_calls.load(Ordering::SeqCst), 0);
+    // A second product sells out: one would be left, so the answer is written live.
+    inv.set_stock("manga_jp", &[sold_out("C")], "test")
+        .await
+        .unwrap();
+    while follower.view.seq() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let seen = h.ask("what should I read?").await;
+    assert_eq!(seen.done().served_from, "live");
+    assert_eq!(h.fake.generate_calls.load(Ordering::SeqCst), 1);
+    stop.cancel();
+}

@@ -169,7 +169,12 @@ impl CacheDaemon {
                     match me.inner.store.invalidate_products(&store, &products).await {
                         Ok(removed) => {
                             metrics::counter!("cache_invalidations_total").increment(removed);
-                            tracing::debug!(store, products = products.len(), removed, "stock change invalidated cache entries");
+                            tracing::debug!(
+                                store,
+                                products = products.len(),
+                                removed,
+                                "stock change invalidated cache entries"
+                            );
                         }
                         Err(e) => {
                             // The entries stay until their TTL; serve-time validation in the

@@ -24,8 +24,8 @@ use std::{
 use mangaassist_catalog::{Catalog, DEMOGRAPHICS, DataError};
 use mangaassist_config::{Config, RetrievalBackend, RetrievalSettings};
 use mangaassist_embedding::{EmbedError, QueryEmbedder};
-use mangaassist_proto::v1 as pb;
 use mangaassist_inventory::Inventory;
+use mangaassist_proto::v1 as pb;
 use mangaassist_server::{Daemon, ServeOptions, ServerError};
 use tonic::{Request, Response, Status};
 
@@ -630,7 +630,9 @@ impl pb::inventory_service_server::InventoryService for InventoryRpc {
     ) -> Result<Response<pb::SetFlashSaleResponse>, Status> {
         let req = request.into_inner();
         let state = self.inventory.set_flash_sale(&req.store_id, req.on).await?;
-        Ok(Response::new(pb::SetFlashSaleResponse { state: Some(state) }))
+        Ok(Response::new(pb::SetFlashSaleResponse {
+            state: Some(state),
+        }))
     }
 
     type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<pb::InventoryEvent, Status>>;

@@ -79,7 +79,7 @@ pub fn follow(
             };
             let mut reached = false;
             let outcome = match stream {
-                Ok(s) => run(s, &view, &on_change, &stop, &mut reached).await,
+                Ok(s) => run(name, s, &view, &on_change, &stop, &mut reached).await,
                 Err(e) => Err(e),
             };
             view.set_ready(false);
@@ -108,6 +108,7 @@ pub fn follow(
 }
 
 async fn run(
+    name: &'static str,
     mut stream: impl Stream<Item = Result<pb::InventoryEvent, tonic::Status>> + Unpin,
     view: &StockView,
     on_change: &(impl Fn(&Change) + Send + Sync),
@@ -143,6 +144,15 @@ async fn run(
         };
         if change.seq() <= view.seq() {
             continue;
+        }
+        if *reached {
+            // Live changes only: catch-up after a reconnection is late by design.
+            let changed_ms = match &change {
+                Change::Stock(s) => s.changed_ms,
+                Change::FlashSale(f) => f.changed_ms,
+            };
+            let lag = crate::now_ms().saturating_sub(changed_ms).max(0);
+            metrics::histogram!("inventory_feed_lag_ms", "feed" => name).record(lag as f64);
         }
         view.apply(&change);
         on_change(&change);

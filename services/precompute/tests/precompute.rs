@@ -153,6 +153,7 @@ impl pb::cache_service_server::CacheService for FakeCache {
         puts.push(request.into_inner());
         Ok(Response::new(pb::PutResponse {
             key: format!("k{}", puts.len()),
+            refused_stale: false,
         }))
     }
 

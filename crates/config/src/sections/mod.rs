@@ -34,7 +34,7 @@ pub use memory::{DynamoDbSettings, MemoryBackend, MemorySettings};
 pub use mesh::{DAEMONS, DaemonAddr, MeshSettings};
 pub use precompute::PrecomputeSettings;
 pub use redis::RedisSettings;
-pub use retrieval::{OpenSearchSettings, RetrievalBackend, RetrievalSettings};
+pub use retrieval::{InventoryBackend, OpenSearchSettings, RetrievalBackend, RetrievalSettings};
 pub use telemetry::{LogFormat, TelemetrySettings};
 
 use crate::{ConfigError, FaultSpec};

@@ -16,6 +16,18 @@ choice! {
     }
 }
 
+choice! {
+    /// `retrieval.inventory_backend`.
+    pub enum InventoryBackend {
+        /// A redb file (`retrieval.inventory_path`), for one retrieval replica.
+        #[default]
+        Embedded = "embedded",
+        /// The shared Redis of the `redis` section: every retrieval replica applies every
+        /// change (published on a channel, state in a hash).
+        Redis = "redis",
+    }
+}
+
 /// Most results a query may ask for; the retrieval daemon caps requests at the same number.
 const MAX_TOP_K: u32 = 50;
 
@@ -37,6 +49,11 @@ pub struct RetrievalSettings {
     /// `embedded` (in-process HNSW + BM25, the default) or `opensearch`.
     pub backend: RetrievalBackend,
     pub opensearch: OpenSearchSettings,
+    /// Where live stock, prices and flash-sale mode are kept: `embedded` (a redb file, the
+    /// default) or `redis` (shared by every replica).
+    pub inventory_backend: InventoryBackend,
+    /// redb file of the embedded inventory; empty = `<data.state_dir>/inventory.redb`.
+    pub inventory_path: std::path::PathBuf,
 }
 
 impl Default for RetrievalSettings {
@@ -49,6 +66,8 @@ impl Default for RetrievalSettings {
             max_per_series: 2,
             backend: RetrievalBackend::Embedded,
             opensearch: OpenSearchSettings::default(),
+            inventory_backend: InventoryBackend::Embedded,
+            inventory_path: std::path::PathBuf::new(),
         }
     }
 }

@@ -390,7 +390,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                 });
             }
             Role::Retrieval => {
-                let d = mangaassist_retrieval::RetrievalDaemon::new(cfg, emb()?).await?;
+                let d = mangaassist_retrieval::RetrievalDaemon::serving(cfg, emb()?).await?;
                 if cfg.mesh.calls_in_process("retrieval") {
                     inventory = Some(d.inventory().clone());
                     colocated.retrieval = Some(RetrievalClient::in_process(

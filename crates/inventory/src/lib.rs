@@ -11,6 +11,7 @@
 
 mod follow;
 mod persist;
+mod redis;
 mod validate;
 mod view;
 mod watch;
@@ -152,16 +153,53 @@ struct Inner {
     state: RwLock<State>,
     /// Serialises writers, so numbers, persistence and broadcast happen in one order.
     write: tokio::sync::Mutex<()>,
-    persist: Option<persist::RedbLog>,
+    backend: Backend,
     tx: broadcast::Sender<Change>,
+    /// Number of the last change applied here (writers to Redis wait on it).
+    applied: tokio::sync::watch::Sender<u64>,
+    /// The Redis listener, stopped with the inventory.
+    listener: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(h) = self.listener.lock().take() {
+            h.abort();
+        }
+    }
+}
+
+/// Where changes are kept.
+enum Backend {
+    /// Nowhere: lost on restart (tests, benchmarks).
+    Memory,
+    /// A redb file: one replica, survives restarts.
+    Redb(persist::RedbLog),
+    /// Redis: numbered by Redis, seen by every replica.
+    Redis(Arc<redis::RedisLog>),
+}
+
+/// Longest wait for a change written to Redis to come back on the channel before `SetStock`
+/// answers anyway (the change is stored; this replica applies it when it arrives).
+const VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A number was skipped: reload.
+#[derive(Debug)]
+pub(crate) struct Gap;
 
 impl std::fmt::Debug for Inventory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inventory")
             .field("products", &self.inner.base.len())
             .field("seq", &self.inner.state.read().seq)
-            .field("persisted", &self.inner.persist.is_some())
+            .field(
+                "backend",
+                &match self.inner.backend {
+                    Backend::Memory => "memory",
+                    Backend::Redb(_) => "redb",
+                    Backend::Redis(_) => "redis",
+                },
+            )
             .finish()
     }
 }
@@ -176,7 +214,30 @@ impl Inventory {
     /// An inventory over `catalog` (store, product id, base values) that keeps its changes in
     /// memory only (tests, benchmarks).
     pub fn in_memory(catalog: impl IntoIterator<Item = (String, String, Base)>) -> Self {
-        Self::build(catalog, None, State::default())
+        Self::build(catalog, Backend::Memory, State::default())
+    }
+
+    /// An inventory shared through the Redis of `settings` with every other replica: loads
+    /// the current state, then applies every change published (see the `redis` module).
+    pub async fn connect_redis(
+        catalog: impl IntoIterator<Item = (String, String, Base)>,
+        settings: &mangaassist_config::RedisSettings,
+    ) -> Result<Self, InventoryError> {
+        let log = redis::RedisLog::connect(settings).await?;
+        let inv = Self::build(catalog, Backend::Redis(log.clone()), State::default());
+        let weak = Arc::downgrade(&inv.inner);
+        // Listening before subscribing: no message slips between the two. The listener
+        // holds no strong handle, so dropping the inventory stops it.
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "aborted when the inventory is dropped (Inner::drop)"
+        )]
+        let task = tokio::spawn(redis::listen(weak, log.clone()));
+        *inv.inner.listener.lock() = Some(task.abort_handle());
+        log.subscribe().await?;
+        let state = log.load().await?;
+        inv.apply_state(&state);
+        Ok(inv)
     }
 
     /// An inventory whose changes are kept in the redb file at `path` (created when missing)
@@ -188,12 +249,12 @@ impl Inventory {
     ) -> Result<Self, InventoryError> {
         let log = persist::RedbLog::open(path)?;
         let state = log.load()?;
-        Ok(Self::build(catalog, Some(log), state))
+        Ok(Self::build(catalog, Backend::Redb(log), state))
     }
 
     fn build(
         catalog: impl IntoIterator<Item = (String, String, Base)>,
-        persist: Option<persist::RedbLog>,
+        backend: Backend,
         mut state: State,
     ) -> Self {
         let base: HashMap<Key, Base> = catalog.into_iter().map(|(s, p, b)| ((s, p), b)).collect();
@@ -210,14 +271,17 @@ impl Inventory {
         }
         state.flash.retain(|s, _| stores.contains(s));
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (applied, _) = tokio::sync::watch::channel(state.seq);
         Self {
             inner: Arc::new(Inner {
                 base,
                 stores,
                 state: RwLock::new(state),
                 write: tokio::sync::Mutex::new(()),
-                persist,
+                backend,
                 tx,
+                applied,
+                listener: parking_lot::Mutex::new(None),
             }),
         }
     }
@@ -332,6 +396,43 @@ impl Inventory {
                 )));
             }
         }
+        if let Backend::Redis(log) = &self.inner.backend {
+            let mut args = Vec::with_capacity(changes.len() * 7);
+            for c in changes {
+                let b = self.base(store, &c.product_id).cloned().unwrap_or(Base {
+                    quantity: 0,
+                    price_yen: 0,
+                    title: String::new(),
+                    series: String::new(),
+                });
+                args.extend([
+                    fred::prelude::Value::from(store),
+                    fred::prelude::Value::from(c.product_id.as_str()),
+                    fred::prelude::Value::from(i64::from(c.quantity)),
+                    fred::prelude::Value::from(i64::from(c.price_yen.unwrap_or(0))),
+                    fred::prelude::Value::from(i64::from(b.price_yen)),
+                    fred::prelude::Value::from(b.title.as_str()),
+                    fred::prelude::Value::from(b.series.as_str()),
+                ]);
+            }
+            let written = log.write("stock", now_ms(), args).await?;
+            self.wait_visible(&written).await;
+            metrics::counter!("inventory_changes_total", "kind" => "stock")
+                .increment(written.len() as u64);
+            tracing::info!(
+                store,
+                changes = written.len(),
+                source,
+                "stock changed (redis)"
+            );
+            return Ok(written
+                .into_iter()
+                .filter_map(|c| match c {
+                    Change::Stock(s) => Some(s),
+                    Change::FlashSale(_) => None,
+                })
+                .collect());
+        }
         let _writer = self.inner.write.lock().await;
         let now = now_ms();
         let mut seq = self.seq();
@@ -370,6 +471,24 @@ impl Inventory {
         on: bool,
     ) -> Result<pb::FlashSaleState, InventoryError> {
         self.check_store(store)?;
+        if let Backend::Redis(log) = &self.inner.backend {
+            let args = vec![
+                fred::prelude::Value::from(store),
+                fred::prelude::Value::from(if on { "1" } else { "0" }),
+            ];
+            let written = log.write("flash", now_ms(), args).await?;
+            self.wait_visible(&written).await;
+            tracing::info!(store, on, "flash-sale mode changed (redis)");
+            return written
+                .into_iter()
+                .find_map(|c| match c {
+                    Change::FlashSale(f) => Some(f),
+                    Change::Stock(_) => None,
+                })
+                .ok_or_else(|| {
+                    InventoryError::Storage("redis: no flash-sale record written".into())
+                });
+        }
         let _writer = self.inner.write.lock().await;
         let state = pb::FlashSaleState {
             store_id: store.to_string(),
@@ -385,34 +504,98 @@ impl Inventory {
 
     /// Persist, apply, broadcast; the caller holds the writer lock.
     async fn commit(&self, batch: Vec<Change>) -> Result<(), InventoryError> {
-        if let Some(log) = &self.inner.persist {
+        if let Backend::Redb(log) = &self.inner.backend {
             let log = log.clone();
             let to_write = batch.clone();
             tokio::task::spawn_blocking(move || log.write(&to_write))
                 .await
                 .map_err(|e| InventoryError::Storage(e.to_string()))??;
         }
-        {
-            let mut state = self.inner.state.write();
-            for c in &batch {
-                state.seq = state.seq.max(c.seq());
-                match c {
-                    Change::Stock(s) => {
-                        state
-                            .stock
-                            .insert((s.store_id.clone(), s.product_id.clone()), s.clone());
-                    }
-                    Change::FlashSale(f) => {
-                        state.flash.insert(f.store_id.clone(), f.clone());
-                    }
-                }
-            }
-        }
+        let mut state = self.inner.state.write();
         for c in batch {
-            // No receivers is fine: nobody watches yet.
-            let _ = self.inner.tx.send(c);
+            self.apply_one(&mut state, c);
         }
         Ok(())
+    }
+
+    /// Applies one change under the state lock and broadcasts it (in number order, since
+    /// every caller holds the lock).
+    fn apply_one(&self, state: &mut State, c: Change) {
+        if !self.known(&c) {
+            // Another replica's catalog may hold products this one does not; the number
+            // still counts so the order stays whole.
+            state.seq = state.seq.max(c.seq());
+            let _ = self.inner.applied.send(state.seq);
+            return;
+        }
+        state.seq = state.seq.max(c.seq());
+        match &c {
+            Change::Stock(s) => {
+                state
+                    .stock
+                    .insert((s.store_id.clone(), s.product_id.clone()), s.clone());
+            }
+            Change::FlashSale(f) => {
+                state.flash.insert(f.store_id.clone(), f.clone());
+            }
+        }
+        let _ = self.inner.applied.send(state.seq);
+        // No receivers is fine: nobody watches yet.
+        let _ = self.inner.tx.send(c);
+    }
+
+    fn known(&self, c: &Change) -> bool {
+        match c {
+            Change::Stock(s) => self
+                .inner
+                .base
+                .contains_key(&(s.store_id.clone(), s.product_id.clone())),
+            Change::FlashSale(f) => self.inner.stores.contains(&f.store_id),
+        }
+    }
+
+    /// Applies changes received in number order; `Err(Gap)` when one was skipped.
+    pub(crate) fn apply_ordered(&self, changes: Vec<Change>) -> Result<(), Gap> {
+        let mut state = self.inner.state.write();
+        for c in changes {
+            if c.seq() <= state.seq {
+                continue;
+            }
+            if c.seq() != state.seq + 1 {
+                return Err(Gap);
+            }
+            self.apply_one(&mut state, c);
+        }
+        Ok(())
+    }
+
+    /// Applies every change of `full` (the shared state) newer than what this replica has,
+    /// in number order.
+    pub(crate) fn apply_state(&self, full: &State) {
+        let mut state = self.inner.state.write();
+        for c in full.changes_after(state.seq) {
+            self.apply_one(&mut state, c);
+        }
+        state.seq = state.seq.max(full.seq);
+        let _ = self.inner.applied.send(state.seq);
+    }
+
+    /// Waits (bounded) until the changes written to Redis are applied here, so a caller
+    /// reads its own writes.
+    async fn wait_visible(&self, written: &[Change]) {
+        let Some(last) = written.iter().map(Change::seq).max() else {
+            return;
+        };
+        let mut rx = self.inner.applied.subscribe();
+        if tokio::time::timeout(VISIBLE_WAIT, rx.wait_for(|&s| s >= last))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                seq = last,
+                "inventory change stored in Redis but not yet received here"
+            );
+        }
     }
 
     /// The live state of `ids` in `store` (catalog values with seq 0 where unchanged).

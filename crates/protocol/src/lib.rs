@@ -735,7 +735,7 @@ mod tests {
         let done = json!({
             "type":"done","message_id":"m1","first_token_ms":12,"total_ms":31,"tokens":48,
             "chunks":18,"intent":"order_status","model":"sim-fast (simulated Claude Haiku class)",
-            "cache_hit":false,"degradation":"full","tier":"fast","route":"matrix",
+            "cache_hit":false,"served_from":"live","degradation":"full","tier":"fast","route":"matrix",
             "stages":[
                 {"stage":"embed","start_ms":0.1,"duration_ms":11.8,"budget_ms":50,"outcome":"ok"},
                 {"stage":"streaming","start_ms":12.0,"duration_ms":19.0,"budget_ms":null,"outcome":"ok"}

@@ -116,7 +116,24 @@ impl RetrievalDaemon {
     /// embedder) and builds the in-process indexes, or with `retrieval.backend =
     /// "opensearch"` connects to OpenSearch (creating and loading its indices when
     /// `retrieval.opensearch.index_at_start` is set).
+    ///
+    /// Its inventory lives in memory, over the catalog's values: for tools (`prepare`,
+    /// `eval`) and tests. The daemon that serves uses [`Self::serving`].
     pub async fn new(config: &Config, embedder: QueryEmbedder) -> Result<Self, RetrievalError> {
+        Self::build(config, embedder, false).await
+    }
+
+    /// [`Self::new`] with the live inventory of `retrieval.inventory_backend` (the redb
+    /// file, which one process holds at a time, or the shared Redis).
+    pub async fn serving(config: &Config, embedder: QueryEmbedder) -> Result<Self, RetrievalError> {
+        Self::build(config, embedder, true).await
+    }
+
+    async fn build(
+        config: &Config,
+        embedder: QueryEmbedder,
+        live_inventory: bool,
+    ) -> Result<Self, RetrievalError> {
         let start = Instant::now();
         let dir = config.data.dir.clone();
         let catalog = tokio::task::spawn_blocking(move || Catalog::load(&dir))
@@ -131,19 +148,10 @@ impl RetrievalDaemon {
         .await?;
         let documents = vectors.split_off(catalog.products.len());
         let params = HybridParams::from(&config.retrieval);
-        let inventory_path = config.data.state_dir.join("inventory.redb");
-        let inventory = {
-            let base = inventory_base(&catalog);
-            let path = inventory_path.clone();
-            tokio::task::spawn_blocking(move || Inventory::open(base, &path))
-                .await
-                .map_err(|e| RetrievalError::Internal(e.to_string()))?
-                .map_err(|e| {
-                    RetrievalError::Internal(format!(
-                        "inventory store {}: {e}",
-                        inventory_path.display()
-                    ))
-                })?
+        let inventory = if live_inventory {
+            open_inventory(config, &catalog).await?
+        } else {
+            Inventory::in_memory(inventory_base(&catalog))
         };
         let build_start = Instant::now();
         let backend: Arc<dyn SearchBackend> = match config.retrieval.backend {
@@ -418,6 +426,31 @@ impl RetrievalDaemon {
             self.live(p);
         }
         Ok(pb::GetProductsResponse { products, missing })
+    }
+}
+
+/// The live inventory of `retrieval.inventory_backend`: the redb file (default
+/// `<data.state_dir>/inventory.redb`) or the shared Redis.
+async fn open_inventory(config: &Config, catalog: &Catalog) -> Result<Inventory, RetrievalError> {
+    let base = inventory_base(catalog);
+    match config.retrieval.inventory_backend {
+        mangaassist_config::InventoryBackend::Redis => {
+            Inventory::connect_redis(base, &config.redis)
+                .await
+                .map_err(|e| RetrievalError::Internal(format!("inventory on Redis: {e}")))
+        }
+        mangaassist_config::InventoryBackend::Embedded => {
+            let path = if config.retrieval.inventory_path.as_os_str().is_empty() {
+                config.data.state_dir.join("inventory.redb")
+            } else {
+                config.retrieval.inventory_path.clone()
+            };
+            let shown = path.display().to_string();
+            tokio::task::spawn_blocking(move || Inventory::open(base, &path))
+                .await
+                .map_err(|e| RetrievalError::Internal(e.to_string()))?
+                .map_err(|e| RetrievalError::Internal(format!("inventory store {shown}: {e}")))
+        }
     }
 }
 

@@ -83,9 +83,12 @@ pub enum BenchCommand {
     /// Serve a mock OpenAI upstream that streams N content deltas per answer with no delay.
     #[command(hide = true)]
     MockOpenai(MockOpenAiArgs),
+    /// Open-loop load while stock flips: counts answers that present a sold-out product as
+    /// available, and how long after the change (exit 1 when any comes after --bound).
+    Freshness(Box<crate::freshness::FreshnessArgs>),
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 30s, 500ms, 2m)"))
 }
 
@@ -513,6 +516,17 @@ pub async fn execute(cmd: BenchCommand, ctx: BenchContext) -> Result<i32, BenchE
         BenchCommand::OpenaiLoad(args) => openai_load_command(*args, &ctx).await.map(|()| 0),
         BenchCommand::MockOpenai(args) => mock_openai_command(args).await.map(|()| 0),
         BenchCommand::Render(args) => render_command(&args).map(|()| 0),
+        BenchCommand::Freshness(args) => {
+            crate::freshness::run(
+                &args,
+                &ctx.default_url,
+                &ctx.retrieval_endpoint,
+                ctx.token_key.clone(),
+                ctx.service_tokens.clone(),
+                &ctx.data_dir,
+            )
+            .await
+        }
         // As for compare: every failure is 2, so 1 keeps meaning "the candidate is slower".
         BenchCommand::Prompt(args) => match prompt_command(&args, &ctx).await {
             Ok(code) => Ok(code),

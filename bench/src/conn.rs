@@ -110,6 +110,8 @@ pub struct Exchange {
     pub chunk_indices: Vec<u32>,
     /// The `done` frame.
     pub done: Option<Box<Done>>,
+    /// The answer's text, chunks joined in arrival order.
+    pub text: String,
     /// (code, message) of an `error` frame or of a client-side failure (`timeout`...).
     pub error: Option<(String, String)>,
 }
@@ -127,6 +129,7 @@ impl Exchange {
             index_faults: 0,
             chunk_indices: Vec::new(),
             done: None,
+            text: String::new(),
             error: None,
         }
     }
@@ -386,7 +389,9 @@ fn on_frame(
             }
         }
         ServerFrame::Chunk {
-            message_id, index, ..
+            message_id,
+            index,
+            text: chunk,
         } => {
             let Some(f) = inflight.get_mut(&message_id) else {
                 return false;
@@ -396,6 +401,7 @@ fn on_frame(
             }
             f.ex.chunks_received += 1;
             f.ex.chunk_indices.push(index);
+            f.ex.text.push_str(&chunk);
             if let Some(last) = f.ex.last_chunk_at {
                 f.ex.chunk_gaps_ms.push(ms(now.duration_since(last)));
             }

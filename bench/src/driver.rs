@@ -577,7 +577,7 @@ async fn open_all(urls: &[String], timeout: Duration) -> Result<Vec<Connection>,
 
 /// The URL of virtual user `i`: its own user id (in the token, or as `user_id` without auth),
 /// its own session, the store if given.
-fn vu_url(cfg: &RunConfig, i: usize, run_id: &str) -> Result<String, BenchError> {
+pub(crate) fn vu_url(cfg: &RunConfig, i: usize, run_id: &str) -> Result<String, BenchError> {
     let user = format!("bench-vu-{i}");
     let mut params: Vec<(String, String)> = Vec::new();
     match &cfg.token {

@@ -32,6 +32,7 @@ pub mod conn;
 pub mod driver;
 mod error;
 pub mod fake;
+pub mod freshness;
 pub mod machine;
 pub mod openai;
 pub mod prompt;

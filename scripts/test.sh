@@ -8,6 +8,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/man
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
+# Every build leaves its test binaries behind (hundreds of MB each with debug info); a
+# persistent target directory grows until the disk is full and links fail with SIGBUS.
+# Past 40 GiB start the debug build over (CI passes from nothing anyway, only slower).
+debug_dir="$CARGO_TARGET_DIR/debug"
+if [[ -d "$debug_dir" ]] && (( $(du -s --block-size=1G "$debug_dir" | cut -f1) > 40 )); then
+  step "pruning $debug_dir (over 40 GiB)"
+  rm -rf "$debug_dir"
+fi
+
 step "sentence model (all-MiniLM-L6-v2)"
 scripts/fetch-model.sh
 

@@ -157,7 +157,15 @@ pub async fn run(o: ChatOptions, text: &str) -> anyhow::Result<()> {
             d.first_token_ms,
             d.total_ms,
             d.tokens,
-            if d.cache_hit { " · cache hit" } else { "" },
+            match (d.served_from.as_str(), d.stock_removed.len()) {
+                ("cache", 0) => " · from the cache".to_string(),
+                ("precomputed", 0) => " · pre-computed".to_string(),
+                ("cache" | "precomputed", n) => {
+                    format!(" · {} minus {n} sold-out product(s)", d.served_from)
+                }
+                _ if d.cache_hit => " · cache hit".to_string(),
+                _ => String::new(),
+            },
             match d.degradation.as_str() {
                 "full" => String::new(),
                 l => format!(" · degraded: {l}"),

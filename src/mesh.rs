@@ -422,6 +422,7 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
                     },
                 };
                 let d = mangaassist_precompute::PrecomputeDaemon::new(cfg, peers).await?;
+                d.follow_inventory(inventory_feed(cfg, inventory.as_ref(), "precompute")?);
                 if cfg.mesh.calls_in_process("precompute") {
                     colocated.precompute = Some(PrecomputeClient::in_process(
                         Arc::new(d.clone()),

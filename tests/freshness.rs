@@ -130,9 +130,12 @@ async fn a_sold_out_product_leaves_cached_answers_within_the_bound() {
 }
 
 #[tokio::test]
-async fn flash_sale_mode_stops_precomputed_recommendations() {
+async fn precomputed_answers_follow_stock_and_stop_in_a_flash_sale() {
     let m = TestMesh::start_with(&[], |c| {
         c.gateway.predict_follow_ups = false;
+        // Only pre-computed answers in the cache: a live answer cached meanwhile would
+        // stand where the rewritten one should.
+        c.gateway.cacheable_intents = vec!["faq".into()];
         c.gateway.limits.user_messages_per_minute = 0;
         c.gateway.limits.connection_messages_per_second = 0;
     })
@@ -181,6 +184,34 @@ async fn flash_sale_mode_stops_precomputed_recommendations() {
         }
     }
     let q = question.expect("no genre question was served pre-computed");
+    // A stock change to a product the pre-computed answer names: the cache drops it and the
+    // precompute daemon writes it again from the new stock.
+    let before = c.ask(&q, "s-2").await;
+    assert_eq!(before.done().served_from, "precomputed");
+    let named = before.done().product_ids[0].clone();
+    let title = title_of(&inv, "manga_jp", &named).await;
+    set_stock(&inv, "manga_jp", &named, 3).await;
+    let changed = Instant::now();
+    loop {
+        let a = c.ask(&q, "s-2").await;
+        let line = a
+            .text()
+            .lines()
+            .find(|l| l.contains(&title))
+            .map(str::to_string);
+        if a.done().served_from == "precomputed"
+            && line.as_deref().is_some_and(|l| l.contains("only 3 left"))
+        {
+            break;
+        }
+        // Meanwhile the message is answered live (also with the new stock).
+        assert!(
+            changed.elapsed() < Duration::from_secs(5),
+            "the pre-computed answer was not rewritten: {}",
+            a.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     inv.set_flash_sale(
         pb::SetFlashSaleRequest {
             store_id: "manga_jp".into(),

@@ -39,6 +39,10 @@ pub struct FreshnessArgs {
     /// Retrieval daemon endpoint (InventoryService) [default: mesh.retrieval.endpoint].
     #[arg(long)]
     pub retrieval: Option<String>,
+    /// Where the bench follows the inventory feed to time it [default: --retrieval]: with
+    /// several retrieval replicas, the one the gateway's process follows.
+    #[arg(long)]
+    pub watch: Option<String>,
     /// Messages per second (Poisson arrivals).
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
@@ -118,6 +122,8 @@ struct Report {
     served_from: BTreeMap<String, usize>,
     /// Checked answers by `done.served_from`.
     checked_served_from: BTreeMap<String, usize>,
+    /// Answers that ended with `done` but no text, by `done.served_from` (should be none).
+    empty_answers: BTreeMap<String, usize>,
 }
 
 /// Whether `text` offers `title` for sale: a line names it and does not say it is sold out.
@@ -176,8 +182,11 @@ pub async fn run(
         .retrieval
         .clone()
         .unwrap_or_else(|| retrieval_endpoint.to_string());
-    let inv = InventoryClient::connect_with(&endpoint, tokens)
+    let inv = InventoryClient::connect_with(&endpoint, tokens.clone())
         .map_err(|e| BenchError::Usage(format!("--retrieval {endpoint}: {e}")))?;
+    let watch_endpoint = args.watch.clone().unwrap_or_else(|| endpoint.clone());
+    let watched = InventoryClient::connect_with(&watch_endpoint, tokens)
+        .map_err(|e| BenchError::Usage(format!("--watch {watch_endpoint}: {e}")))?;
     let products: Vec<mangaassist_catalog::Product> =
         mangaassist_catalog::load_products(&data_dir.join("catalog/products.jsonl"))
             .map_err(|e| BenchError::Usage(format!("catalog: {e}")))?
@@ -199,7 +208,7 @@ pub async fn run(
     let follower = {
         let seen = seen.clone();
         mangaassist_inventory::follow(
-            inv.feed(),
+            watched.feed(),
             "bench",
             move |c| {
                 seen.lock().insert(c.seq(), Instant::now());
@@ -211,7 +220,7 @@ pub async fn run(
     while !follower.view.is_ready() {
         if Instant::now() > ready_by {
             return Err(BenchError::Usage(format!(
-                "the inventory feed at {endpoint} did not catch up within 10 s"
+                "the inventory feed at {watch_endpoint} did not catch up within 10 s"
             )));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -390,11 +399,15 @@ fn analyse(
     let mut checked_from: BTreeMap<String, usize> = BTreeMap::new();
     let mut ttft = Vec::new();
     let mut errors = 0;
+    let mut empty: BTreeMap<String, usize> = BTreeMap::new();
     for ex in answers {
         let Some(done) = &ex.done else {
             errors += 1;
             continue;
         };
+        if ex.text.trim().is_empty() {
+            *empty.entry(done.served_from.clone()).or_default() += 1;
+        }
         *served_from.entry(done.served_from.clone()).or_default() += 1;
         if let Some(first) = ex.first_chunk_at {
             ttft.push(ms(first.duration_since(ex.sent_at)));
@@ -460,6 +473,7 @@ fn analyse(
         first_token_ms: quantiles(&ttft),
         served_from,
         checked_served_from: checked_from,
+        empty_answers: empty,
     }
 }
 
@@ -503,7 +517,8 @@ fn write_report(args: &FreshnessArgs, r: &Report) -> Result<(), BenchError> {
          | SetStock → event on a gRPC Watch, ms | {} |\n\
          | first token, ms | {} |\n\
          | answers by path | {:?} |\n\
-         | checked answers by path | {:?} |\n",
+         | checked answers by path | {:?} |\n\
+         | answers without text, by path | {:?} |\n",
         r.store,
         r.rate,
         r.duration_s,
@@ -521,6 +536,7 @@ fn write_report(args: &FreshnessArgs, r: &Report) -> Result<(), BenchError> {
         fmt_q(&r.first_token_ms),
         r.served_from,
         r.checked_served_from,
+        r.empty_answers,
     );
     let path = args.out.join("summary.md");
     std::fs::write(&path, &md).map_err(|source| BenchError::Write {

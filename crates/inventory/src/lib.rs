@@ -525,7 +525,7 @@ impl Inventory {
             // Another replica's catalog may hold products this one does not; the number
             // still counts so the order stays whole.
             state.seq = state.seq.max(c.seq());
-            let _ = self.inner.applied.send(state.seq);
+            self.inner.applied.send_replace(state.seq);
             return;
         }
         state.seq = state.seq.max(c.seq());
@@ -539,7 +539,7 @@ impl Inventory {
                 state.flash.insert(f.store_id.clone(), f.clone());
             }
         }
-        let _ = self.inner.applied.send(state.seq);
+        self.inner.applied.send_replace(state.seq);
         // No receivers is fine: nobody watches yet.
         let _ = self.inner.tx.send(c);
     }
@@ -577,7 +577,7 @@ impl Inventory {
             self.apply_one(&mut state, c);
         }
         state.seq = state.seq.max(full.seq);
-        let _ = self.inner.applied.send(state.seq);
+        self.inner.applied.send_replace(state.seq);
     }
 
     /// Waits (bounded) until the changes written to Redis are applied here, so a caller

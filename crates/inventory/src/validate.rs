@@ -1,8 +1,10 @@
 //! Serve-time validation of a cached or pre-computed answer (seed 000, scenario 4): before
-//! it is replayed, the products it names are checked against the live stock. Lines that
-//! present a product now sold out are dropped; when fewer than two named products remain,
-//! or a sold-out product cannot be found in the text, the answer is not served and the
-//! message goes to live generation.
+//! it is replayed, the products it names are checked against the live stock. In a list
+//! answer (one product per `- ` line) the lines naming a product now sold out are dropped;
+//! when fewer than two products or list lines remain, when a sold-out product cannot be
+//! found in the text, or when the answer is prose (a sentence may name several products,
+//! so no line can be dropped safely), the answer is not served and the message goes to live
+//! generation.
 
 use crate::{Availability, StockView};
 
@@ -22,7 +24,7 @@ pub enum Rejected {
     Unverifiable,
     #[error("{0} named product(s) sold out and fewer than 2 remain")]
     TooFewLeft(usize),
-    #[error("sold-out product `{0}` is not on a line of its own")]
+    #[error("sold-out product `{0}` cannot be cut out of the text")]
     CannotRemove(String),
 }
 
@@ -35,6 +37,12 @@ impl Rejected {
             Rejected::CannotRemove(_) => "cannot_remove",
         }
     }
+}
+
+/// A list line: one product each (how answers list products).
+fn is_item(line: &str) -> bool {
+    let l = line.trim_start();
+    l.starts_with("- ") || l.starts_with("* ") || l.starts_with('・')
 }
 
 /// Whether `name` occurs in `line` as a whole phrase (not inside a longer word), ignoring
@@ -109,6 +117,11 @@ pub fn validate(
             return Err(Rejected::CannotRemove(id.clone()));
         }
     }
+    // What is left must still be a list of at least two products: prose naming a sold-out
+    // product went whole, and with it whatever else it said.
+    if lines.iter().filter(|l| is_item(l)).count() < 2 {
+        return Err(Rejected::CannotRemove(sold_out[0].clone()));
+    }
     Ok(Validated {
         text: lines.concat(),
         product_ids: remaining,
@@ -119,6 +132,28 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prose_is_never_cut() {
+        let view = StockView::default();
+        view.apply(&crate::Change::Stock(mangaassist_proto::v1::StockState {
+            store_id: "s".into(),
+            product_id: "A".into(),
+            quantity: 0,
+            seq: 1,
+            title: "Alpha, Vol. 7".into(),
+            series: "Alpha".into(),
+            ..Default::default()
+        }));
+        view.set_ready(true);
+        let ids: Vec<String> = ["A", "B", "C"].map(String::from).to_vec();
+        // One paragraph naming three products: dropping the line would drop all three.
+        let prose = "Yes: Alpha, Vol. 2 is in stock. I also found Alpha, Vol. 7 and Beta, Vol. 1.";
+        assert!(matches!(
+            validate(prose, "s", &ids, &view),
+            Err(Rejected::CannotRemove(_))
+        ));
+    }
 
     #[test]
     fn whole_phrase_matching() {

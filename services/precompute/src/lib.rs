@@ -3,9 +3,9 @@
 //! in-process scheduler runs the `trending` job (hourly) and the `genre_recommendations` job
 //! (nightly); `PredictFollowUps` pre-generates the answers to the questions likely to follow
 //! the one just answered, scoped to the session. Every answer goes retrieval → generation →
-//! cache through the mesh clients, and records the product ids it mentions so the cache's
-//! `InvalidateProducts` can drop it; nothing calls that yet (no inventory feed), so a
-//! pre-computed answer lives until its TTL even if stock or price changes. A pre-computed
+//! cache through the mesh clients, and records the product ids it mentions: the cache drops
+//! it when one of them changes stock (the inventory feed), and the daemon, which follows the
+//! same feed, writes the job answers naming it again from the new stock. A pre-computed
 //! answer stands in for the live one, so its context is built exactly as the gateway builds
 //! it: the same retrieval request and the same assembly ([`mangaassist_domain::context`], with
 //! the `gateway` settings).
@@ -40,6 +40,8 @@ const GENERATION_DEADLINE: Duration = Duration::from_secs(30);
 const CACHE_DEADLINE: Duration = Duration::from_secs(1);
 /// Items of one job (or follow-ups of one request) processed at once.
 const CONCURRENCY: usize = 2;
+/// How long stock changes are gathered before the answers naming them are written again.
+const REWRITE_GATHER: Duration = Duration::from_millis(50);
 /// How long the first scheduled run waits for peers that start at the same time.
 const PEER_WAIT: Duration = Duration::from_secs(30);
 
@@ -142,7 +144,8 @@ struct Target {
 }
 
 enum Outcome {
-    Written,
+    /// Written; the products the answer names.
+    Written(Vec<String>),
     /// Nothing worth caching (no in-stock product for the question).
     Skipped(&'static str),
 }
@@ -162,6 +165,26 @@ struct Inner {
     tasks: TaskTracker,
     /// Follow-up batches allowed at once (`precompute.max_follow_up_batches`).
     follow_up_slots: Arc<tokio::sync::Semaphore>,
+    /// Job answers in the cache by the products they name, to write them again when one of
+    /// those products' stock changes (the cache drops them on the same change).
+    written: Mutex<HashMap<(String, String), Vec<(Job, Item)>>>,
+    /// Jobs running now: a job never runs twice at once (scheduler or `RunJob`).
+    running: Arc<Mutex<std::collections::HashSet<Job>>>,
+}
+
+/// A job marked running until dropped.
+struct JobGuard {
+    job: Job,
+    running: Arc<Mutex<std::collections::HashSet<Job>>>,
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.job);
+    }
 }
 
 /// The precompute daemon. Cheap to clone.
@@ -270,7 +293,7 @@ async fn answer(
                     text,
                     intent: item.intent as i32,
                     model: summary.model,
-                    product_ids: summary.product_ids,
+                    product_ids: summary.product_ids.clone(),
                     created_ms: now_ms(),
                     expires_ms: 0,
                     source: target.source.to_string(),
@@ -286,7 +309,7 @@ async fn answer(
     if put.refused_stale {
         return Ok(Outcome::Skipped("stock changed while it was written"));
     }
-    Ok(Outcome::Written)
+    Ok(Outcome::Written(summary.product_ids))
 }
 
 /// Totals of one job run.
@@ -336,6 +359,8 @@ impl PrecomputeDaemon {
                 follow_up_slots: Arc::new(tokio::sync::Semaphore::new(
                     config.precompute.max_follow_up_batches.max(1) as usize,
                 )),
+                written: Mutex::new(HashMap::new()),
+                running: Arc::default(),
             }),
         })
     }
@@ -371,6 +396,119 @@ impl PrecomputeDaemon {
         inner.tasks.close();
         inner.tasks.wait().await;
         result
+    }
+
+    /// Marks `job` running, or `None` when it already is.
+    fn try_start(&self, job: Job) -> Option<JobGuard> {
+        let mut running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(job).then(|| JobGuard {
+            job,
+            running: self.inner.running.clone(),
+        })
+    }
+
+    /// Records that `item` of `job` is cached naming `products`.
+    fn remember(&self, job: Job, item: &Item, products: &[String]) {
+        let mut written = self.inner.written.lock().unwrap_or_else(|e| e.into_inner());
+        for p in products {
+            let v = written
+                .entry((item.store_id.clone(), p.clone()))
+                .or_default();
+            if !v
+                .iter()
+                .any(|(j, i)| *j == job && i.question == item.question)
+            {
+                v.push((job, item.clone()));
+            }
+        }
+    }
+
+    /// The cache target of a scheduled job's answers.
+    fn job_target(job: Job) -> Target {
+        Target {
+            scope: pb::CacheScope::Store,
+            session_id: String::new(),
+            user_id: String::new(),
+            ttl_seconds: 0,
+            source: job.source(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Follows the inventory until shutdown: when a product's stock changes, the job answers
+    /// that named it (which the cache has just dropped) are written again from the new
+    /// stock, changes arriving together handled as one batch. Pre-computed recommendations
+    /// are not rewritten while their store is in flash-sale mode (the gateway would not serve
+    /// them); the live path answers those questions.
+    pub fn follow_inventory(&self, source: mangaassist_inventory::FeedSource) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+        let follower = mangaassist_inventory::follow(
+            source,
+            "precompute",
+            move |c| {
+                if let mangaassist_inventory::Change::Stock(s) = c {
+                    let _ = tx.send((s.store_id.clone(), s.product_id.clone()));
+                }
+            },
+            self.inner.shutdown.clone(),
+        );
+        let me = self.clone();
+        self.inner.tasks.spawn(async move {
+            let stop = me.inner.shutdown.clone();
+            loop {
+                let first = tokio::select! {
+                    () = stop.cancelled() => return,
+                    f = rx.recv() => match f { Some(f) => f, None => return },
+                };
+                // Changes of one feed import arrive together: gather them for a moment, which
+                // also lets the cache (following the same feed) drop the old answers first.
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(REWRITE_GATHER) => {}
+                }
+                let mut changed = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    changed.push(more);
+                }
+                let mut items: Vec<(Job, Item)> = Vec::new();
+                {
+                    let mut written = me.inner.written.lock().unwrap_or_else(|e| e.into_inner());
+                    for key in &changed {
+                        for (job, item) in written.remove(key).unwrap_or_default() {
+                            if !items.iter().any(|(j, i)| *j == job && i.question == item.question) {
+                                items.push((job, item));
+                            }
+                        }
+                    }
+                }
+                for (job, item) in items {
+                    let result = if item.intent == pb::Intent::Recommendation
+                        && follower.view.flash_sale(&item.store_id)
+                    {
+                        "flash_sale"
+                    } else {
+                        let target = Self::job_target(job);
+                        let r = tokio::select! {
+                            () = stop.cancelled() => return,
+                            r = answer(&me.inner.peers, &me.inner.context, &item, &target) => r,
+                        };
+                        match r {
+                            Ok(Outcome::Written(products)) => {
+                                me.remember(job, &item, &products);
+                                "written"
+                            }
+                            Ok(Outcome::Skipped(_)) => "skipped",
+                            Err(e) => {
+                                tracing::warn!(question = %item.question, error = %e, "rewriting a pre-computed answer after a stock change failed");
+                                "failed"
+                            }
+                        }
+                    };
+                    metrics::counter!("precompute_rewritten_total", "job" => job.name(), "result" => result)
+                        .increment(1);
+                }
+            }
+        });
     }
 
     fn job_state(&self, job: Job, f: impl FnOnce(&mut JobState)) {
@@ -435,7 +573,8 @@ impl PrecomputeDaemon {
             let Some((item, r)) = next else { break };
             t.done += 1;
             let line = match r {
-                Ok(Outcome::Written) => {
+                Ok(Outcome::Written(products)) => {
+                    self.remember(job, &item, &products);
                     t.written += 1;
                     metrics::counter!("precompute_items_written_total", "job" => job.name())
                         .increment(1);
@@ -573,7 +712,17 @@ impl PrecomputeDaemon {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep_until(due) => {}
             }
-            self.run_job(job, None, None, &cancel).await;
+            match self.try_start(job) {
+                Some(_running) => {
+                    self.run_job(job, None, None, &cancel).await;
+                }
+                None => {
+                    tracing::info!(
+                        job = job.name(),
+                        "scheduled run skipped: the job is already running"
+                    );
+                }
+            }
             if cancel.is_cancelled() {
                 break;
             }
@@ -687,7 +836,7 @@ impl PrecomputeDaemon {
                         let target = &target;
                         async move {
                             match answer(peers, context, &item, target).await {
-                                Ok(Outcome::Written) => {
+                                Ok(Outcome::Written(_)) => {
                                     metrics::counter!("precompute_items_written_total", "job" => "followup").increment(1);
                                 }
                                 Ok(Outcome::Skipped(_)) => {}
@@ -760,9 +909,16 @@ impl pb::precompute_service_server::PrecomputeService for PrecomputeDaemon {
                 self.inner.catalog.stores().join(", ")
             )));
         };
+        let running = self.try_start(job).ok_or_else(|| {
+            Status::aborted(format!(
+                "job `{}` is already running; watch it finish (ListJobs) and run it again",
+                job.name()
+            ))
+        })?;
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
         self.inner.tasks.spawn(async move {
+            let _running = running;
             let cancel = this.inner.shutdown.child_token();
             let t = this
                 .run_job(job, store.as_deref(), Some(&tx), &cancel)

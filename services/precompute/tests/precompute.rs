@@ -777,3 +777,56 @@ async fn run_job_stops_when_the_client_goes_away() {
     assert!(started < 6, "{started}");
     assert!(m.cache.puts().len() < 6);
 }
+
+#[tokio::test]
+async fn a_job_never_runs_twice_at_once() {
+    let m = mesh(|c| c.generation.latency_profile = mangaassist_config::LatencyProfile::Realistic)
+        .await;
+    let req = || pb::RunJobRequest {
+        job: "trending".into(),
+        store_id: "manga_jp".into(),
+    };
+    let mut first = m
+        .client
+        .run_job(req(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Surely running: it has reported an item.
+    assert!(first.next().await.unwrap().is_ok());
+    let second = m.client.run_job(req(), Duration::from_secs(60)).await;
+    let e = second
+        .err()
+        .expect("a second run of a running job is refused");
+    assert_eq!(e.code(), tonic::Code::Aborted, "{e:?}");
+    assert!(e.message().contains("already running"), "{e:?}");
+    // Another kind may run meanwhile.
+    let other = m
+        .client
+        .run_job(
+            pb::RunJobRequest {
+                job: "genre_recommendations".into(),
+                store_id: "manga_jp".into(),
+            },
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(other.is_ok());
+    // Once the first has finished, the job runs again.
+    while let Some(p) = first.next().await {
+        if p.unwrap().finished {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match m.client.run_job(req(), Duration::from_secs(60)).await {
+            Ok(_) => break,
+            Err(e) if e.code() == tonic::Code::Aborted => {
+                // The finished run releases the job as its task ends, just after `finished`.
+                assert!(Instant::now() < deadline, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}

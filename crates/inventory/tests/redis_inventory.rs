@@ -44,8 +44,13 @@ async fn until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn replicas_share_every_change_in_order() {
+/// A Redis server and two replicas on it (the server stops when dropped).
+async fn two_replicas() -> (
+    RedisServer,
+    mangaassist_config::RedisSettings,
+    Inventory,
+    Inventory,
+) {
     let server = RedisServer::start();
     let settings = server.settings();
     let a = Inventory::connect_redis(catalog(), &settings)
@@ -54,6 +59,12 @@ async fn replicas_share_every_change_in_order() {
     let b = Inventory::connect_redis(catalog(), &settings)
         .await
         .unwrap();
+    (server, settings, a, b)
+}
+
+#[tokio::test]
+async fn replicas_share_every_change_in_order() {
+    let (_server, settings, a, b) = two_replicas().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let f = follow(
@@ -107,14 +118,7 @@ async fn replicas_share_every_change_in_order() {
 
 #[tokio::test]
 async fn a_replica_that_missed_a_message_catches_up() {
-    let server = RedisServer::start();
-    let settings = server.settings();
-    let a = Inventory::connect_redis(catalog(), &settings)
-        .await
-        .unwrap();
-    let b = Inventory::connect_redis(catalog(), &settings)
-        .await
-        .unwrap();
+    let (server, settings, a, b) = two_replicas().await;
     // A change written behind everyone's back (as if its message were lost): state and
     // counter move, nothing is published.
     let rec = r#"{"kind":"stock","store_id":"s","product_id":"B","quantity":0,"price_yen":400,"seq":1,"changed_ms":1,"title":"B title","series":"B"}"#;

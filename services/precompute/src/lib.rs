@@ -543,14 +543,7 @@ impl PrecomputeDaemon {
     ) -> RunTotals {
         let items = self.items(job, store);
         let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        let target = Target {
-            scope: pb::CacheScope::Store,
-            session_id: String::new(),
-            user_id: String::new(),
-            ttl_seconds: 0,
-            source: job.source(),
-            history: Vec::new(),
-        };
+        let target = Self::job_target(job);
         tracing::info!(job = job.name(), items = total, "precompute job started");
         let (peers, context) = (&self.inner.peers, &self.inner.context);
         let mut results = futures::stream::iter(items)

@@ -10,6 +10,8 @@
 //! it: the same retrieval request and the same assembly ([`mangaassist_domain::context`], with
 //! the `gateway` settings).
 
+mod lease;
+pub use lease::JobLease;
 mod plan;
 
 use std::{
@@ -51,6 +53,8 @@ pub enum PrecomputeError {
     Data(#[from] DataError),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("scheduler lease on Redis: {0}")]
+    Lease(String),
 }
 
 impl PrecomputeError {
@@ -58,6 +62,7 @@ impl PrecomputeError {
         match self {
             PrecomputeError::Data(_) => tonic::Code::FailedPrecondition,
             PrecomputeError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            PrecomputeError::Lease(_) => tonic::Code::Unavailable,
         }
     }
 }
@@ -167,10 +172,15 @@ struct Inner {
     follow_up_slots: Arc<tokio::sync::Semaphore>,
     /// Job answers in the cache by the products they name, to write them again when one of
     /// those products' stock changes (the cache drops them on the same change).
-    written: Mutex<HashMap<(String, String), Vec<(Job, Item)>>>,
+    written: Mutex<WrittenByProduct>,
     /// Jobs running now: a job never runs twice at once (scheduler or `RunJob`).
     running: Arc<Mutex<std::collections::HashSet<Job>>>,
+    /// Which replica's scheduler runs each scheduled run (`precompute.scheduler_lease`).
+    lease: lease::JobLease,
 }
+
+/// Job answers in the cache, by (store, product) they name.
+type WrittenByProduct = HashMap<(String, String), Vec<(Job, Item)>>;
 
 /// A job marked running until dropped.
 struct JobGuard {
@@ -346,6 +356,19 @@ impl PrecomputeDaemon {
             stores = catalog.stores().len(),
             "precompute catalog loaded"
         );
+        let lease = match config.precompute.scheduler_lease {
+            mangaassist_config::SchedulerLease::None => lease::JobLease::None,
+            mangaassist_config::SchedulerLease::Redis => {
+                let holder = format!(
+                    "{}:{}",
+                    std::env::var("HOSTNAME").unwrap_or_else(|_| "precompute".into()),
+                    std::process::id()
+                );
+                lease::JobLease::redis(&config.redis, holder)
+                    .await
+                    .map_err(PrecomputeError::Lease)?
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 settings: config.precompute.clone(),
@@ -361,6 +384,7 @@ impl PrecomputeDaemon {
                 )),
                 written: Mutex::new(HashMap::new()),
                 running: Arc::default(),
+                lease,
             }),
         })
     }
@@ -705,16 +729,20 @@ impl PrecomputeDaemon {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep_until(due) => {}
             }
-            match self.try_start(job) {
-                Some(_running) => {
-                    self.run_job(job, None, None, &cancel).await;
-                }
-                None => {
-                    tracing::info!(
-                        job = job.name(),
-                        "scheduled run skipped: the job is already running"
-                    );
-                }
+            let hold = Duration::from_secs(job.interval_seconds(&settings).max(1));
+            if !self.inner.lease.acquire(job.name(), hold).await {
+                tracing::info!(
+                    job = job.name(),
+                    "scheduled run left to the replica holding the lease"
+                );
+                metrics::counter!("precompute_job_runs_total", "job" => job.name(), "result" => "leased_elsewhere").increment(1);
+            } else if let Some(_running) = self.try_start(job) {
+                self.run_job(job, None, None, &cancel).await;
+            } else {
+                tracing::info!(
+                    job = job.name(),
+                    "scheduled run skipped: the job is already running"
+                );
             }
             if cancel.is_cancelled() {
                 break;

@@ -2,8 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::within;
+use super::{choice, within};
 use crate::ConfigError;
+
+choice! {
+    /// `precompute.scheduler_lease`.
+    pub enum SchedulerLease {
+        /// Every replica's scheduler runs every job (right for the one embedded scheduler).
+        #[default]
+        None = "none",
+        /// A lease in the shared Redis of the `redis` section: one replica runs each
+        /// scheduled run of a job.
+        Redis = "redis",
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +36,9 @@ pub struct PrecomputeSettings {
     pub max_follow_up_batches: u32,
     /// Run every job once shortly after start so a fresh mesh has warm answers.
     pub run_at_start: bool,
+    /// With several precompute replicas, `redis` makes one of them run each scheduled run
+    /// (a lease per job for its interval); `none` (default) lets every scheduler run.
+    pub scheduler_lease: SchedulerLease,
 }
 
 impl Default for PrecomputeSettings {
@@ -36,6 +51,7 @@ impl Default for PrecomputeSettings {
             follow_ups: 3,
             max_follow_up_batches: 2,
             run_at_start: true,
+            scheduler_lease: SchedulerLease::None,
         }
     }
 }

@@ -177,6 +177,8 @@ struct Inner {
     running: Arc<Mutex<std::collections::HashSet<Job>>>,
     /// Which replica's scheduler runs each scheduled run (`precompute.scheduler_lease`).
     lease: lease::JobLease,
+    /// The live stock, once [`PrecomputeDaemon::follow_inventory`] runs.
+    stock: std::sync::OnceLock<mangaassist_inventory::StockView>,
 }
 
 /// Job answers in the cache, by (store, product) they name.
@@ -385,6 +387,7 @@ impl PrecomputeDaemon {
                 written: Mutex::new(HashMap::new()),
                 running: Arc::default(),
                 lease,
+                stock: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -447,13 +450,17 @@ impl PrecomputeDaemon {
         }
     }
 
-    /// The cache target of a scheduled job's answers.
-    fn job_target(job: Job) -> Target {
+    /// The cache target of a scheduled job's answers: they live until the job's next run
+    /// has replaced them (its interval plus a tenth for a slow run), however the cache's
+    /// per-intent TTLs are set; stock changes drop them sooner.
+    fn job_target(&self, job: Job) -> Target {
+        let interval = job.interval_seconds(&self.inner.settings).max(1);
+        let ttl = interval.saturating_add(interval / 10);
         Target {
             scope: pb::CacheScope::Store,
             session_id: String::new(),
             user_id: String::new(),
-            ttl_seconds: 0,
+            ttl_seconds: u32::try_from(ttl).unwrap_or(u32::MAX),
             source: job.source(),
             history: Vec::new(),
         }
@@ -476,6 +483,8 @@ impl PrecomputeDaemon {
             },
             self.inner.shutdown.clone(),
         );
+        // Set once, by the only call at start.
+        let _ = self.inner.stock.set(follower.view.clone());
         let me = self.clone();
         self.inner.tasks.spawn(async move {
             let stop = me.inner.shutdown.clone();
@@ -511,7 +520,7 @@ impl PrecomputeDaemon {
                     {
                         "flash_sale"
                     } else {
-                        let target = Self::job_target(job);
+                        let target = me.job_target(job);
                         let r = tokio::select! {
                             () = stop.cancelled() => return,
                             r = answer(&me.inner.peers, &me.inner.context, &item, &target) => r,
@@ -550,7 +559,20 @@ impl PrecomputeDaemon {
         stores
             .iter()
             .flat_map(|s| match job {
-                Job::Trending => trending_items(products, s, n),
+                Job::Trending => {
+                    // Live stock where the inventory changed it: a series sold out since the
+                    // catalog was written is not trending.
+                    let view = self.inner.stock.get();
+                    let series = plan::trending_series_live(products, s, n, |p| {
+                        match view.map(|v| v.availability(&p.store_id, &p.id)) {
+                            Some(mangaassist_inventory::Availability::Changed {
+                                quantity, ..
+                            }) => quantity,
+                            _ => p.stock,
+                        }
+                    });
+                    plan::trending_items_for(s, series)
+                }
                 Job::GenreRecommendations => genre_items(products, s),
             })
             .collect()
@@ -567,7 +589,7 @@ impl PrecomputeDaemon {
     ) -> RunTotals {
         let items = self.items(job, store);
         let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        let target = Self::job_target(job);
+        let target = self.job_target(job);
         tracing::info!(job = job.name(), items = total, "precompute job started");
         let (peers, context) = (&self.inner.peers, &self.inner.context);
         let mut results = futures::stream::iter(items)

@@ -39,18 +39,30 @@ pub(crate) fn genre_text(g: &str) -> String {
 }
 
 /// The `n` most "trending" series of a store: newest in-stock release first, more stock
-/// breaking ties (a stand-in for a sales-rank feed).
+/// breaking ties (a stand-in for a sales-rank feed), by the catalog's stock.
 pub fn trending_series(products: &[Product], store: &str, n: usize) -> Vec<String> {
+    trending_series_live(products, store, n, |p| p.stock)
+}
+
+/// [`trending_series`] with each product's live quantity from `stock`.
+pub fn trending_series_live(
+    products: &[Product],
+    store: &str,
+    n: usize,
+    stock: impl Fn(&Product) -> u32,
+) -> Vec<String> {
     let mut newest: BTreeMap<&str, (&str, u32)> = BTreeMap::new();
-    for p in products
+    for (p, q) in products
         .iter()
-        .filter(|p| p.store_id == store && p.stock > 0)
+        .filter(|p| p.store_id == store)
+        .map(|p| (p, stock(p)))
+        .filter(|(_, q)| *q > 0)
     {
         let e = newest
             .entry(p.series.as_str())
-            .or_insert((p.release_date.as_str(), p.stock));
-        if (p.release_date.as_str(), p.stock) > *e {
-            *e = (p.release_date.as_str(), p.stock);
+            .or_insert((p.release_date.as_str(), q));
+        if (p.release_date.as_str(), q) > *e {
+            *e = (p.release_date.as_str(), q);
         }
     }
     let mut ranked: Vec<(&str, (&str, u32))> = newest.into_iter().collect();
@@ -64,7 +76,12 @@ pub fn trending_series(products: &[Product], store: &str, n: usize) -> Vec<Strin
 
 /// Questions of the trending job for one store (three per series).
 pub fn trending_items(products: &[Product], store: &str, n: usize) -> Vec<Item> {
-    trending_series(products, store, n)
+    trending_items_for(store, trending_series(products, store, n))
+}
+
+/// The trending job's questions about `series`.
+pub fn trending_items_for(store: &str, series: Vec<String>) -> Vec<Item> {
+    series
         .into_iter()
         .flat_map(|s| {
             [

@@ -15,9 +15,15 @@ async fn one_replica_holds_each_job() {
     let b = JobLease::redis(&settings, "b".into()).await.unwrap();
     assert!(a.acquire("trending", Duration::from_secs(3600)).await);
     assert!(!b.acquire("trending", Duration::from_secs(3600)).await);
-    assert!(!a.acquire("trending", Duration::from_secs(3600)).await, "one run per interval");
+    assert!(
+        !a.acquire("trending", Duration::from_secs(3600)).await,
+        "one run per interval"
+    );
     // Another job is its own lease.
-    assert!(b.acquire("genre_recommendations", Duration::from_secs(3600)).await);
+    assert!(
+        b.acquire("genre_recommendations", Duration::from_secs(3600))
+            .await
+    );
     // A short lease expires and the next replica takes the next run.
     assert!(a.acquire("short", Duration::from_millis(20)).await);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -25,7 +31,11 @@ async fn one_replica_holds_each_job() {
         assert!(Instant::now() < deadline, "the lease never expired");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(JobLease::None.acquire("trending", Duration::from_secs(1)).await);
+    assert!(
+        JobLease::None
+            .acquire("trending", Duration::from_secs(1))
+            .await
+    );
 }
 
 #[tokio::test]

@@ -110,7 +110,8 @@ pub struct Exchange {
     pub chunk_indices: Vec<u32>,
     /// The `done` frame.
     pub done: Option<Box<Done>>,
-    /// The answer's text, chunks joined in arrival order.
+    /// The answer's text, chunks joined in arrival order; empty unless the connection was
+    /// opened with [`Connection::open_keeping_text`] (the load driver does not pay for it).
     pub text: String,
     /// (code, message) of an `error` frame or of a client-side failure (`timeout`...).
     pub error: Option<(String, String)>,
@@ -198,7 +199,15 @@ impl Connection {
     pub async fn open(url: &str, timeout: Duration) -> Result<Self, BenchError> {
         let ws = connect(url).await?;
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION * 4);
-        let task = tokio::spawn(run_connection(ws, rx, timeout));
+        let task = tokio::spawn(run_connection(ws, rx, timeout, false));
+        Ok(Self { tx, task })
+    }
+
+    /// [`Self::open`], keeping each answer's text in its [`Exchange`].
+    pub async fn open_keeping_text(url: &str, timeout: Duration) -> Result<Self, BenchError> {
+        let ws = connect(url).await?;
+        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION * 4);
+        let task = tokio::spawn(run_connection(ws, rx, timeout, true));
         Ok(Self { tx, task })
     }
 
@@ -253,7 +262,12 @@ impl Connection {
     }
 }
 
-async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Duration) -> ConnStats {
+async fn run_connection(
+    ws: Ws,
+    mut rx: mpsc::Receiver<Request>,
+    timeout: Duration,
+    keep_text: bool,
+) -> ConnStats {
     let (mut sink, mut stream) = ws.split();
     let mut inflight: HashMap<String, InFlight> = HashMap::new();
     // The gateway answers pings in order, and a pong carries no id.
@@ -310,7 +324,7 @@ async fn run_connection(ws: Ws, mut rx: mpsc::Receiver<Request>, timeout: Durati
                 let now = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(text))) => {
-                        if on_frame(&text, now, &mut inflight, &mut stats)
+                        if on_frame(&text, now, &mut inflight, &mut stats, keep_text)
                             && let Some((sent_at, reply)) = pings.pop_front()
                         {
                             let _ = reply.send(now.duration_since(sent_at));
@@ -377,6 +391,7 @@ fn on_frame(
     now: Instant,
     inflight: &mut HashMap<String, InFlight>,
     stats: &mut ConnStats,
+    keep_text: bool,
 ) -> bool {
     // Unknown frame types (a newer gateway) and frames this client cannot read are skipped.
     let Ok(frame) = mangaassist_protocol::parse_server_frame(text) else {
@@ -401,7 +416,9 @@ fn on_frame(
             }
             f.ex.chunks_received += 1;
             f.ex.chunk_indices.push(index);
-            f.ex.text.push_str(&chunk);
+            if keep_text {
+                f.ex.text.push_str(&chunk);
+            }
             if let Some(last) = f.ex.last_chunk_at {
                 f.ex.chunk_gaps_ms.push(ms(now.duration_since(last)));
             }

@@ -236,7 +236,7 @@ pub async fn run(
     let mut conns = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
         let u = vu_url(&cfg, i, &run_id)?;
-        conns.push(Connection::open(&u, Duration::from_secs(30)).await?);
+        conns.push(Connection::open_keeping_text(&u, Duration::from_secs(30)).await?);
     }
 
     // Products answers named, the flips made, and each flipped product's stock before.

@@ -10,11 +10,17 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 # Every build leaves its test binaries behind (hundreds of MB each with debug info); a
 # persistent target directory grows until the disk is full and links fail with SIGBUS.
-# Past 40 GiB start the debug build over (CI passes from nothing anyway, only slower).
+# Past 40 GiB drop the incremental caches (stale sessions pile up there; dependencies stay
+# built), and if that is not enough start the debug build over (CI passes from nothing anyway).
 debug_dir="$CARGO_TARGET_DIR/debug"
-if [[ -d "$debug_dir" ]] && (( $(du -s --block-size=1G "$debug_dir" | cut -f1) > 40 )); then
-  step "pruning $debug_dir (over 40 GiB)"
-  rm -rf "$debug_dir"
+debug_gib() { du -s --block-size=1G "$debug_dir" | cut -f1; }
+if [[ -d "$debug_dir" ]] && (( $(debug_gib) > 40 )); then
+  step "pruning $debug_dir/incremental (debug build over 40 GiB)"
+  rm -rf "$debug_dir/incremental"
+  if (( $(debug_gib) > 40 )); then
+    step "pruning $debug_dir (still over 40 GiB)"
+    rm -rf "$debug_dir"
+  fi
 fi
 
 step "sentence model (all-MiniLM-L6-v2)"

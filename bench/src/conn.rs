@@ -197,17 +197,18 @@ pub struct ConnStats {
 
 impl Connection {
     pub async fn open(url: &str, timeout: Duration) -> Result<Self, BenchError> {
-        let ws = connect(url).await?;
-        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION * 4);
-        let task = tokio::spawn(run_connection(ws, rx, timeout, false));
-        Ok(Self { tx, task })
+        Self::open_with(url, timeout, false).await
     }
 
     /// [`Self::open`], keeping each answer's text in its [`Exchange`].
     pub async fn open_keeping_text(url: &str, timeout: Duration) -> Result<Self, BenchError> {
+        Self::open_with(url, timeout, true).await
+    }
+
+    async fn open_with(url: &str, timeout: Duration, keep_text: bool) -> Result<Self, BenchError> {
         let ws = connect(url).await?;
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION * 4);
-        let task = tokio::spawn(run_connection(ws, rx, timeout, true));
+        let task = tokio::spawn(run_connection(ws, rx, timeout, keep_text));
         Ok(Self { tx, task })
     }
 

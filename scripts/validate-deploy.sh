@@ -71,7 +71,7 @@ DNS_TTL_MS = 5000
 SECRET_VAR = "MANGAASSIST_GATEWAY__AUTH__SECRET"
 MESH_SECRET_VAR = "MANGAASSIST_MESH__SERVICE_SECRET"
 # Who may call each daemon (k8s NetworkPolicy); mirrors the clients the gateway and precompute build.
-CALLERS = {"intent": {"gateway"}, "retrieval": {"gateway", "precompute"}, "memory": {"gateway"},
+CALLERS = {"intent": {"gateway"}, "retrieval": {"gateway", "precompute", "cache"}, "memory": {"gateway"},
            "cache": {"gateway", "precompute"}, "generation": {"gateway", "precompute"},
            "precompute": {"gateway"}}
 # Secrets this repository has shipped (gateway/src/lib.rs PUBLISHED_SECRETS): never again.

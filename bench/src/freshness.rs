@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::{
     BenchError,
     conn::{Connection, Exchange, ms},
-    driver::{RunConfig, TokenSource, vu_url},
+    driver::{RunConfig, TokenSource, next_arrival, vu_url},
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -318,7 +318,7 @@ pub async fn run(
     let mut k: u64 = 0;
     let mut answers: Vec<Exchange> = Vec::new();
     while started.elapsed() < args.duration {
-        next += Duration::from_secs_f64(-rng.random::<f64>().max(1e-12).ln() / args.rate);
+        next = next_arrival(&mut rng, next, args.rate);
         tokio::time::sleep_until(next.into()).await;
         let c = &conns[(k as usize) % conns.len()];
         let q = pool[rng.random_range(0..pool.len())].clone();

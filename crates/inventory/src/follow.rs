@@ -147,11 +147,7 @@ async fn run(
         }
         if *reached {
             // Live changes only: catch-up after a reconnection is late by design.
-            let changed_ms = match &change {
-                Change::Stock(s) => s.changed_ms,
-                Change::FlashSale(f) => f.changed_ms,
-            };
-            let lag = crate::now_ms().saturating_sub(changed_ms).max(0);
+            let lag = crate::now_ms().saturating_sub(change.changed_ms()).max(0);
             metrics::histogram!("inventory_feed_lag_ms", "feed" => name).record(lag as f64);
         }
         view.apply(&change);

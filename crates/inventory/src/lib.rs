@@ -88,6 +88,14 @@ impl Change {
         }
     }
 
+    /// Unix milliseconds of the change.
+    pub fn changed_ms(&self) -> i64 {
+        match self {
+            Change::Stock(s) => s.changed_ms,
+            Change::FlashSale(f) => f.changed_ms,
+        }
+    }
+
     pub fn into_event(self) -> pb::InventoryEvent {
         pb::InventoryEvent {
             event: Some(match self {
@@ -327,25 +335,6 @@ impl Inventory {
             .get(&(store.to_string(), product.to_string()))
     }
 
-    /// Calls `f` with a reader of the changed products, for a search that looks up many.
-    /// Products absent from the map have their catalog values.
-    pub fn with_changes<R>(
-        &self,
-        f: impl FnOnce(&dyn Fn(&str, &str) -> Option<(u32, u32)>) -> R,
-    ) -> R {
-        let state = self.inner.state.read();
-        let lookup = |store: &str, product: &str| {
-            if state.stock.is_empty() {
-                return None;
-            }
-            state
-                .stock
-                .get(&(store.to_string(), product.to_string()))
-                .map(|s| (s.quantity, s.price_yen))
-        };
-        f(&lookup)
-    }
-
     pub fn flash_sale(&self, store: &str) -> bool {
         self.inner
             .state
@@ -373,15 +362,16 @@ impl Inventory {
                 changes.len()
             )));
         }
+        let mut bases = Vec::with_capacity(changes.len());
         for (index, c) in changes.iter().enumerate() {
-            let key = (store.to_string(), c.product_id.clone());
-            if !self.inner.base.contains_key(&key) {
+            let Some(base) = self.base(store, &c.product_id) else {
                 return Err(InventoryError::UnknownProduct {
                     index,
                     store: store.to_string(),
                     product: c.product_id.clone(),
                 });
-            }
+            };
+            bases.push(base);
             if c.quantity > MAX_QUANTITY {
                 return Err(InventoryError::InvalidArgument(format!(
                     "change {index}: quantity {} is above the limit of {MAX_QUANTITY}",
@@ -398,13 +388,7 @@ impl Inventory {
         }
         if let Backend::Redis(log) = &self.inner.backend {
             let mut args = Vec::with_capacity(changes.len() * 7);
-            for c in changes {
-                let b = self.base(store, &c.product_id).cloned().unwrap_or(Base {
-                    quantity: 0,
-                    price_yen: 0,
-                    title: String::new(),
-                    series: String::new(),
-                });
+            for (c, b) in changes.iter().zip(&bases) {
                 args.extend([
                     fred::prelude::Value::from(store),
                     fred::prelude::Value::from(c.product_id.as_str()),
@@ -438,13 +422,10 @@ impl Inventory {
         let mut seq = self.seq();
         let applied: Vec<pb::StockState> = changes
             .iter()
-            .map(|c| {
+            .zip(&bases)
+            .map(|(c, base)| {
                 seq += 1;
                 let (_, price) = self.current(store, &c.product_id).unwrap_or_default();
-                let base = self
-                    .inner
-                    .base
-                    .get(&(store.to_string(), c.product_id.clone()));
                 pb::StockState {
                     store_id: store.to_string(),
                     product_id: c.product_id.clone(),
@@ -452,8 +433,8 @@ impl Inventory {
                     price_yen: c.price_yen.unwrap_or(price),
                     seq,
                     changed_ms: now,
-                    title: base.map(|b| b.title.clone()).unwrap_or_default(),
-                    series: base.map(|b| b.series.clone()).unwrap_or_default(),
+                    title: base.title.clone(),
+                    series: base.series.clone(),
                 }
             })
             .collect();

@@ -41,6 +41,12 @@ pub trait Mesh: Send + Sync + 'static {
     ) -> MeshCall<pb::GetOrdersResponse>;
     fn lookup(&self, req: pb::LookupRequest, deadline: Duration) -> MeshCall<pb::LookupResponse>;
     fn put(&self, req: pb::PutRequest, deadline: Duration) -> MeshCall<pb::PutResponse>;
+    /// Catalog products by id (a follow-up's subject).
+    fn get_products(
+        &self,
+        req: pb::GetProductsRequest,
+        deadline: Duration,
+    ) -> MeshCall<pb::GetProductsResponse>;
     /// Starts a generation; `deadline` bounds the whole stream and dropping the stream
     /// cancels it.
     fn generate(&self, req: pb::GenerateRequest, deadline: Duration) -> MeshCall<GenerateStream>;
@@ -79,6 +85,7 @@ forward! {
     get_orders: memory, pb::GetOrdersRequest => pb::GetOrdersResponse;
     lookup: cache, pb::LookupRequest => pb::LookupResponse;
     put: cache, pb::PutRequest => pb::PutResponse;
+    get_products: retrieval, pb::GetProductsRequest => pb::GetProductsResponse;
     generate: generation, pb::GenerateRequest => GenerateStream;
     append_turns: memory, pb::AppendTurnsRequest => pb::AppendTurnResponse;
     predict_follow_ups: precompute, pb::PredictFollowUpsRequest => pb::PredictFollowUpsResponse;

@@ -350,6 +350,7 @@ pub(crate) async fn chat_completions(
         store_id: store_id.unwrap_or_else(|| settings.default_store.clone()),
         text,
         received,
+        reference: Default::default(),
     };
     let (tx, rx) = mpsc::channel::<AnswerEvent>(256);
     let answer = match gw.shared.open_answer(query, AnswerOutput::Events(tx)).await {

@@ -396,6 +396,7 @@ impl FrameCtx<'_> {
                         .unwrap_or_else(|| conn.store_id.clone()),
                     text,
                     received,
+                    reference: Default::default(),
                 };
                 let output = AnswerOutput::Socket {
                     tx: self.tx.clone(),

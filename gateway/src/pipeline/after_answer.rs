@@ -51,13 +51,15 @@ impl Orchestrator {
         let cacheable = !outcome.cache_hit
             && outcome.level == Level::Full
             && !answer.is_empty()
-            && settings.cacheable_intents.iter().any(|i| i == intent);
+            && settings.cacheable_intents.iter().any(|i| i == intent)
+            && q.reference != super::Reference::Unresolved;
         // An answer written from the customer's own context stays theirs; so does every
         // answer of an intent configured as personal.
         let personal =
             outcome.personal || settings.personalised_intents.iter().any(|i| i == intent);
-        let wants_prediction =
-            settings.predict_follow_ups && outcome.level == Level::Full && !outcome.cache_hit;
+        // After a cached answer too: the customer's next question is as predictable, and
+        // precompute skips what is already cached.
+        let wants_prediction = settings.predict_follow_ups && outcome.level == Level::Full;
         // Taken now, while this message still counts as live (it is the one `own` message).
         let prediction_slot = if wants_prediction {
             match self.background_budget.try_prediction(1) {
@@ -90,7 +92,7 @@ impl Orchestrator {
                 session_id: q.session_id.clone(),
                 user_id: q.user_id.clone(),
                 turns: vec![
-                    turn("user", q.text.clone(), now),
+                    turn("user", q.reference.typed(&q.text).to_string(), now),
                     turn("assistant", answer.clone(), now + 1),
                 ],
             };

@@ -18,11 +18,15 @@ pub mod background;
 mod finish;
 mod generation;
 mod phase1;
+mod reference;
 mod retrieval;
 #[cfg(test)]
 mod tests;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use mangaassist_config::{Config, GatewaySettings, StageBudgets};
 use mangaassist_domain::{Asked, ContextSettings, Sources, assemble, keyword::classify_keywords};
@@ -52,9 +56,19 @@ pub struct Query {
     pub session_id: String,
     pub user_id: String,
     pub store_id: String,
+    /// The question answered: what the customer typed, or the standalone question a bare
+    /// follow-up stands for (see `reference`).
     pub text: String,
     pub received: Instant,
+    pub reference: Reference,
 }
+
+pub use reference::Reference;
+
+/// How long a session's focus (the product its last answer was about) resolves follow-ups.
+const FOCUS_TTL: Duration = Duration::from_secs(30 * 60);
+/// Sessions whose focus one gateway keeps (about 150 bytes each).
+const FOCUS_CAPACITY: usize = 200_000;
 
 /// Everything the pipeline needs, shared by all connections.
 pub struct Orchestrator {
@@ -75,6 +89,8 @@ pub struct Orchestrator {
     /// The live stock, for checking cached answers before they are replayed; unset = the
     /// gateway has no inventory feed and replays them unchecked.
     pub stock: std::sync::OnceLock<mangaassist_inventory::StockView>,
+    /// The product each recent session's last answer was about, for follow-ups.
+    foci: reference::Foci,
 }
 
 /// Why an answer ended without `done`.
@@ -142,6 +158,7 @@ impl Orchestrator {
             slo: Arc::new(slo),
             recorder,
             stock: std::sync::OnceLock::new(),
+            foci: reference::Foci::new(FOCUS_CAPACITY, FOCUS_TTL),
         })
     }
 
@@ -189,6 +206,9 @@ impl Orchestrator {
         };
         let guess = classify_keywords(&q.text);
         sink.status(texts::status_text(guess.0).to_string()).await;
+        let q = self
+            .resolve_reference(q, Duration::from_millis(self.settings.deadlines.cache_ms))
+            .await;
         let embedding = self.embed(&q.text, &ctx).await;
         let total_left = ctx.clock.total_left();
         let result = tokio::select! {
@@ -199,6 +219,12 @@ impl Orchestrator {
                 self.answer(&q, &ctx, &mut sink, guess, embedding.clone()),
             ) => r.unwrap_or(Err(End::TotalDeadline)),
         };
+        // Before `done` goes out: the customer's next message may be a follow-up about it.
+        if let Ok(o) = &result
+            && let Some(first) = o.product_ids.first()
+        {
+            self.foci.set(&q, first);
+        }
         if let Some((outcome, answer)) = self.finish(&q, &ctx, &mut sink, result).await {
             self.after_answer(q, answer, outcome, embedding);
         }
@@ -252,11 +278,14 @@ impl Orchestrator {
         let context_settings = ContextSettings::from(&self.settings);
         let mut ladder = Ladder::default();
         let phase1 = self.start_phase1(q, ctx, &context_settings, embedding.clone());
-        if let Some(hit) = self
-            .lookup_cache(q, ctx, embedding, &mut ladder)
-            .await
-            .and_then(|hit| self.check_stock(q, hit))
-        {
+        // An unresolved follow-up ("is it in stock?" with nothing to say what "it" is) must
+        // not be matched to anyone's cached answer about some product.
+        let lookup = if q.reference == Reference::Unresolved {
+            None
+        } else {
+            self.lookup_cache(q, ctx, embedding, &mut ladder).await
+        };
+        if let Some(hit) = lookup.and_then(|hit| self.check_stock(q, hit)) {
             // Dropping phase 1 aborts every call still running, once the session is known to
             // be this user's: no cached answer is shown in someone else's session.
             let phase1::Phase1 { retrieval, calls } = phase1;

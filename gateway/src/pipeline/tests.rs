@@ -97,6 +97,11 @@ struct Fake {
     turns_saved: AtomicUsize,
     /// Scope of every cache write.
     cache_scopes: Mutex<Vec<pb::CacheScope>>,
+    /// The catalog `get_products` reads.
+    products: Vec<pb::Product>,
+    /// The question of every cache lookup and every generation, in order.
+    looked_up: Mutex<Vec<String>>,
+    generated: Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -114,6 +119,9 @@ impl Fake {
             counters: Arc::default(),
             turns_saved: AtomicUsize::new(0),
             cache_scopes: Mutex::new(vec![]),
+            products: vec![],
+            looked_up: Mutex::new(vec![]),
+            generated: Mutex::new(vec![]),
         }
     }
 }
@@ -172,8 +180,28 @@ impl Mesh for Fake {
     fn get_orders(&self, _: pb::GetOrdersRequest, _: Duration) -> MeshCall<pb::GetOrdersResponse> {
         async { Ok(pb::GetOrdersResponse::default()) }.boxed()
     }
-    fn lookup(&self, _: pb::LookupRequest, _: Duration) -> MeshCall<pb::LookupResponse> {
+    fn lookup(&self, req: pb::LookupRequest, _: Duration) -> MeshCall<pb::LookupResponse> {
+        self.looked_up.lock().push(req.text);
         self.lookup.call(&self.counters)
+    }
+    fn get_products(
+        &self,
+        req: pb::GetProductsRequest,
+        _: Duration,
+    ) -> MeshCall<pb::GetProductsResponse> {
+        let products = self
+            .products
+            .iter()
+            .filter(|p| p.store_id == req.store_id && req.ids.contains(&p.id))
+            .cloned()
+            .collect();
+        async move {
+            Ok(pb::GetProductsResponse {
+                products,
+                missing: vec![],
+            })
+        }
+        .boxed()
     }
     fn put(&self, req: pb::PutRequest, _: Duration) -> MeshCall<pb::PutResponse> {
         let scope = pb::CacheScope::try_from(req.scope).unwrap_or(pb::CacheScope::Unspecified);
@@ -182,6 +210,7 @@ impl Mesh for Fake {
     }
     fn generate(&self, req: pb::GenerateRequest, _: Duration) -> MeshCall<GenerateStream> {
         self.generate_calls.fetch_add(1, Ordering::SeqCst);
+        self.generated.lock().push(req.query.clone());
         let tier = ModelTier::try_from(req.tier).unwrap_or(ModelTier::Fast);
         self.tiers_asked.lock().push(tier);
         let script = if tier == ModelTier::Smart {
@@ -336,6 +365,7 @@ impl Harness {
             store_id: store_id.into(),
             text: text.into(),
             received: Instant::now(),
+            reference: Default::default(),
         };
         let (seen_tx, seen_rx) = oneshot::channel();
         let orchestrator = self.orchestrator.clone();
@@ -714,4 +744,70 @@ async fn a_cached_answer_is_checked_against_the_live_stock() {
     assert_eq!(seen.done().served_from, "live");
     assert_eq!(h.fake.generate_calls.load(Ordering::SeqCst), 1);
     stop.cancel();
+}
+
+fn product_answer(words: &[&str], product_ids: &[&str]) -> Script {
+    let mut s = answer("fast", words);
+    if let Some(Ok(Event::Done(d))) = s.last_mut() {
+        d.product_ids = product_ids.iter().map(|p| p.to_string()).collect();
+    }
+    s
+}
+
+#[tokio::test]
+async fn a_bare_follow_up_is_asked_about_the_product_the_last_answer_was_about() {
+    let mut fake = Fake::healthy();
+    fake.intent = Reply::Ok(classified(Intent::ProductSearch, false));
+    fake.fast = Some(product_answer(&["Alpha ", "is ", "great."], &["p1", "p2"]));
+    fake.products = vec![pb::Product {
+        id: "p1".into(),
+        store_id: "manga_jp".into(),
+        title: "Alpha, Vol. 1".into(),
+        series: "Alpha".into(),
+        volume: 1,
+        series_ja: "アルファ".into(),
+        ..Default::default()
+    }];
+    let h = Harness::new(fake);
+    h.ask("Tell me about Alpha").await;
+    h.ask("is it still in stock?").await;
+    h.ask("次の巻はいつ出ますか？").await;
+    let want = [
+        "Tell me about Alpha",
+        "Is Alpha, Vol. 1 in stock?",
+        "アルファの2巻はいつ発売ですか？",
+    ];
+    assert_eq!(*h.fake.generated.lock(), want);
+    // The cache is asked the standalone question, never the bare one.
+    assert_eq!(*h.fake.looked_up.lock(), want);
+}
+
+#[tokio::test]
+async fn an_unresolvable_follow_up_is_answered_as_typed_and_never_cached() {
+    let mut fake = Fake::healthy();
+    // A product the session never saw: no focus, nothing to resolve against.
+    fake.products = vec![pb::Product {
+        id: "p1".into(),
+        store_id: "manga_jp".into(),
+        title: "Alpha, Vol. 1".into(),
+        ..Default::default()
+    }];
+    let h = Harness::new(fake);
+    let seen = h.ask("how much is it?").await;
+    assert_eq!(seen.done().served_from, "live");
+    assert_eq!(*h.fake.generated.lock(), ["how much is it?"]);
+    // Neither matched against nor stored as anyone's answer.
+    assert!(h.fake.looked_up.lock().is_empty());
+    wait_for_background(&h).await;
+    assert!(h.fake.cache_scopes.lock().is_empty());
+    // A question that names its product is still cached as before.
+    h.ask("What is your return policy?").await;
+    wait_for_background(&h).await;
+    assert_eq!(h.fake.cache_scopes.lock().len(), 1);
+}
+
+async fn wait_for_background(h: &Harness) {
+    h.orchestrator.background.close();
+    h.orchestrator.background.wait().await;
+    h.orchestrator.background.reopen();
 }

@@ -324,6 +324,24 @@ async fn answer(
     Ok(Outcome::Written(summary.product_ids))
 }
 
+/// Whether the gateway would already find `item`'s question word for word in the cache for
+/// this session (an earlier prediction, or a shared answer): generating it again is waste.
+/// Only exact hits count: a similar question may be about another volume.
+async fn already_cached(peers: &PrecomputePeers, item: &Item, target: &Target) -> bool {
+    let req = pb::LookupRequest {
+        text: item.question.clone(),
+        store_id: item.store_id.clone(),
+        user_id: target.user_id.clone(),
+        session_id: target.session_id.clone(),
+        embedding: None,
+        semantic_threshold: 0.0,
+    };
+    matches!(
+        peers.cache.lookup(req, CACHE_DEADLINE).await,
+        Ok(pb::LookupResponse { hit: true, kind, .. }) if kind == pb::HitKind::Exact as i32
+    )
+}
+
 /// Totals of one job run.
 #[derive(Debug, Default)]
 struct RunTotals {
@@ -810,7 +828,8 @@ impl PrecomputeDaemon {
         })?;
         let products = self.store_products(&req.store_id, &req.product_ids);
         let n = usize::try_from(self.inner.settings.follow_ups).unwrap_or(usize::MAX);
-        let predicted = follow_ups(intent, &products, n);
+        let lang = mangaassist_followup::lang_of(&req.query);
+        let predicted = follow_ups(intent, &products, lang, n);
         metrics::counter!("precompute_followups_total")
             .increment(u64::try_from(predicted.len()).unwrap_or(0));
         let questions: Vec<String> = predicted.iter().map(|f| f.question.clone()).collect();
@@ -878,6 +897,10 @@ impl PrecomputeDaemon {
                     .map(|item| {
                         let target = &target;
                         async move {
+                            if already_cached(peers, &item, target).await {
+                                metrics::counter!("precompute_items_skipped_total", "job" => "followup", "reason" => "cached").increment(1);
+                                return;
+                            }
                             match answer(peers, context, &item, target).await {
                                 Ok(Outcome::Written(_)) => {
                                     metrics::counter!("precompute_items_written_total", "job" => "followup").increment(1);

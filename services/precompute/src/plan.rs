@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mangaassist_catalog::Product;
+use mangaassist_followup::{Ask, Lang, Subject, standalone};
 use mangaassist_proto::v1 as pb;
 
 /// One question to answer and cache.
@@ -163,54 +164,49 @@ impl FollowUp {
 }
 
 /// Likely next questions after an answer of `intent` that mentioned `products`, best first,
-/// without duplicates, at most `n`.
-pub fn follow_ups(intent: pb::Intent, products: &[&Product], n: usize) -> Vec<FollowUp> {
+/// without duplicates, at most `n`. After an answer about products they are the standalone
+/// questions the gateway rewrites bare follow-ups into ("is it in stock?" → "Is <the first
+/// product> in stock?", `mangaassist_followup`), in the customer's language, so the
+/// gateway finds them by exact match.
+pub fn follow_ups(
+    intent: pb::Intent,
+    products: &[&Product],
+    lang: Lang,
+    n: usize,
+) -> Vec<FollowUp> {
     use pb::Intent as I;
-    let t1 = products.first().map(|p| p.title.as_str());
-    let t2 = products.get(1).map(|p| p.title.as_str());
-    let s1 = products.first().map(|p| p.series.as_str());
-    let s2 = products
-        .iter()
-        .map(|p| p.series.as_str())
-        .find(|s| Some(*s) != s1);
     let mut out: Vec<FollowUp> = Vec::new();
-    let mut push = |q: String, i: pb::Intent| {
-        if !out.iter().any(|f| f.question == q) {
-            out.push(FollowUp::new(q, i));
-        }
-    };
-    match (intent, t1) {
-        (I::Recommendation, Some(t1)) => {
-            push(format!("Is {t1} in stock?"), I::ProductSearch);
-            push(
-                format!("Tell me more about {}", t2.unwrap_or(t1)),
-                I::ProductSearch,
-            );
-            push(format!("What is the price of {t1}?"), I::ProductSearch);
-            if let (Some(a), Some(b)) = (s1, s2) {
-                push(format!("How does {a} compare to {b}?"), I::Comparison);
-            }
-        }
-        (I::ProductSearch, Some(t1)) => {
-            push(format!("Is {t1} in stock?"), I::ProductSearch);
-            push(format!("What is the price of {t1}?"), I::ProductSearch);
-            if let Some(s1) = s1 {
-                push(format!("Recommend something like {s1}"), I::Recommendation);
-            }
-        }
-        (I::Comparison, Some(t1)) => {
-            push(format!("Tell me more about {t1}"), I::ProductSearch);
-            if let Some(t2) = t2 {
-                push(format!("Tell me more about {t2}"), I::ProductSearch);
-            }
-            push(format!("Is {t1} in stock?"), I::ProductSearch);
-            if let Some(s1) = s1 {
-                push(format!("Recommend something like {s1}"), I::Recommendation);
+    let about_products = matches!(intent, I::Recommendation | I::ProductSearch | I::Comparison);
+    match products.first() {
+        Some(p) if about_products => {
+            let subject = Subject {
+                title: &p.title,
+                series: &p.series,
+                volume: p.volume,
+                title_ja: p.title_ja.as_deref(),
+                series_ja: p.series_ja.as_deref(),
+            };
+            // Most asked first: a small `n` keeps the likeliest.
+            for ask in [
+                Ask::Stock,
+                Ask::Price,
+                Ask::Similar,
+                Ask::NextVolume,
+                Ask::About,
+            ] {
+                let intent = if ask.is_recommendation() {
+                    I::Recommendation
+                } else {
+                    I::ProductSearch
+                };
+                out.push(FollowUp::new(standalone(ask, lang, &subject), intent));
             }
         }
         _ => {
             for &(q, i) in generic_follow_ups(intent) {
-                push(q.into(), i);
+                if !out.iter().any(|f| f.question == q) {
+                    out.push(FollowUp::new(q.into(), i));
+                }
             }
         }
     }
@@ -329,26 +325,30 @@ mod tests {
     }
 
     #[test]
-    fn follow_ups_use_the_mentioned_titles() {
+    fn follow_ups_are_the_standalone_questions_about_the_first_product() {
         let c = catalog();
         let refs: Vec<&Product> = c.iter().take(2).collect();
-        let f = follow_ups(pb::Intent::Recommendation, &refs, 3);
+        let f = follow_ups(pb::Intent::Recommendation, &refs, Lang::En, 3);
         let qs: Vec<&str> = f.iter().map(|f| f.question.as_str()).collect();
         assert_eq!(
             qs,
             vec![
                 "Is Old, Vol. 1 in stock?",
-                "Tell me more about New, Vol. 1",
-                "What is the price of Old, Vol. 1?"
+                "What is the price of Old, Vol. 1?",
+                "Recommend something like Old"
             ]
         );
-        assert_eq!(follow_ups(pb::Intent::Recommendation, &refs, 10).len(), 4);
-        let o = follow_ups(pb::Intent::OrderStatus, &[], 3);
+        assert_eq!(f[2].intent, pb::Intent::Recommendation);
+        let all = follow_ups(pb::Intent::ProductSearch, &refs, Lang::Ja, 10);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[0].question, "Old, Vol. 1の在庫はありますか？");
+        assert_eq!(all[3].question, "Oldの2巻はいつ発売ですか？");
+        let o = follow_ups(pb::Intent::OrderStatus, &[], Lang::En, 3);
         assert_eq!(o[0].question, "When will it arrive?");
         assert!(!o[0].answerable_without_account());
         assert!(o[1].answerable_without_account());
         for i in pb::Intent::ALL {
-            assert!(!follow_ups(i, &[], 3).is_empty(), "{i:?}");
+            assert!(!follow_ups(i, &[], Lang::En, 3).is_empty(), "{i:?}");
         }
     }
 }

@@ -48,7 +48,7 @@ impl Default for PrecomputeSettings {
             trending_interval_seconds: 3_600,
             genre_interval_seconds: 24 * 3_600,
             trending_titles: 10,
-            follow_ups: 3,
+            follow_ups: 5,
             max_follow_up_batches: 2,
             run_at_start: true,
             scheduler_lease: SchedulerLease::None,

@@ -86,6 +86,10 @@ pub enum BenchCommand {
     /// Open-loop load while stock flips: counts answers that present a sold-out product as
     /// available, and how long after the change (exit 1 when any comes after --bound).
     Freshness(Box<crate::freshness::FreshnessArgs>),
+    /// Replay written multi-turn conversations (each its own session, a pause between turns)
+    /// and report how many later turns were served pre-computed or cached, their first-token
+    /// latency against live answers, and wrong served answers (exit 1 on any, or on errors).
+    Conversations(Box<crate::conversations::ConversationsArgs>),
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -518,6 +522,17 @@ pub async fn execute(cmd: BenchCommand, ctx: BenchContext) -> Result<i32, BenchE
         BenchCommand::Render(args) => render_command(&args).map(|()| 0),
         BenchCommand::Freshness(args) => {
             crate::freshness::run(
+                &args,
+                &ctx.default_url,
+                &ctx.retrieval_endpoint,
+                ctx.token_key.clone(),
+                ctx.service_tokens.clone(),
+                &ctx.data_dir,
+            )
+            .await
+        }
+        BenchCommand::Conversations(args) => {
+            crate::conversations::run(
                 &args,
                 &ctx.default_url,
                 &ctx.retrieval_endpoint,

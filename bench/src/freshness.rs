@@ -127,7 +127,7 @@ struct Report {
 }
 
 /// Whether `text` offers `title` for sale: a line names it and does not say it is sold out.
-fn presents_as_available(text: &str, title: &str) -> bool {
+pub(crate) fn presents_as_available(text: &str, title: &str) -> bool {
     !title.is_empty()
         && text
             .lines()

@@ -29,6 +29,7 @@ pub mod ceiling;
 mod cli;
 pub mod compare;
 pub mod conn;
+pub mod conversations;
 pub mod driver;
 mod error;
 pub mod fake;

@@ -483,6 +483,7 @@ const JA_FILLER: &[&str] = &[
     "な",
     "へ",
     "て",
+    "お",
 ];
 
 fn recognise_ja(text: &str) -> Option<Ask> {
@@ -621,6 +622,33 @@ mod tests {
         ] {
             assert_eq!(recognise(text), None, "{text}");
         }
+    }
+
+    /// The replay benchmark's conversations (data/eval/conversations.jsonl): every follow-up
+    /// turn is recognised as what it asks, and no opener (which names its series) is.
+    #[test]
+    fn the_benchmark_conversations_are_recognised_as_labelled() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../data/eval/conversations.jsonl"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut checked = 0;
+        for line in text.lines() {
+            let c: serde_json::Value = serde_json::from_str(line).unwrap();
+            for (i, turn) in c["turns"].as_array().unwrap().iter().enumerate() {
+                let say = turn["say"].as_str().unwrap();
+                let got = recognise(say).map(|(a, _)| a.label());
+                match turn["ask"].as_str() {
+                    Some("followup_after_similar") => assert!(got.is_some(), "{say}"),
+                    Some(ask) => assert_eq!(got, Some(ask), "{say}"),
+                    None if i == 0 => assert_eq!(got, None, "{say}"),
+                    None => {}
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 400, "{checked}");
     }
 
     #[test]

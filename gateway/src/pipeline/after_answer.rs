@@ -136,7 +136,9 @@ impl Orchestrator {
                     session_id: q.session_id.clone(),
                     user_id: q.user_id.clone(),
                     store_id: q.store_id.clone(),
-                    query: q.text.clone(),
+                    // As typed, like the turn memory keeps: precompute's history is then
+                    // the one a live answer to the next message sees.
+                    query: q.reference.typed(&q.text).to_string(),
                     intent: outcome.intent as i32,
                     answer,
                     product_ids: outcome.product_ids,

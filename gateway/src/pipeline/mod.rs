@@ -293,9 +293,17 @@ impl Orchestrator {
             calls.check_owner().await?;
             return Ok(phase1::replay_cached(sink, hit).await);
         }
-        let understood = self
+        let mut understood = self
             .understand(ctx, phase1.calls, guess, &mut ladder)
             .await?;
+        if let Reference::Resolved { ask, .. } = &q.reference {
+            // What a resolved follow-up asks is known: its intent is the one precompute
+            // answered it with, whatever a classifier makes of the rewritten wording.
+            let intent = reference::intent_of(*ask);
+            understood.intent = intent;
+            understood.classified.intent = intent as i32;
+            understood.classified.needs_retrieval = true;
+        }
         let retrieved = self
             .join_retrieval(
                 q,

@@ -19,6 +19,15 @@ use parking_lot::Mutex;
 
 use super::{Orchestrator, Query};
 
+/// The intent of a resolved follow-up; precompute (`follow_ups`) answers it with the same.
+pub(super) fn intent_of(ask: Ask) -> pb::Intent {
+    if ask.is_recommendation() {
+        pb::Intent::Recommendation
+    } else {
+        pb::Intent::ProductSearch
+    }
+}
+
 /// How a query's text relates to what the customer typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Reference {

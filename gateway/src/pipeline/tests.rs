@@ -102,6 +102,7 @@ struct Fake {
     /// The question of every cache lookup and every generation, in order.
     looked_up: Mutex<Vec<String>>,
     generated: Mutex<Vec<String>>,
+    generated_intents: Mutex<Vec<Intent>>,
 }
 
 impl Fake {
@@ -122,6 +123,7 @@ impl Fake {
             products: vec![],
             looked_up: Mutex::new(vec![]),
             generated: Mutex::new(vec![]),
+            generated_intents: Mutex::new(vec![]),
         }
     }
 }
@@ -211,6 +213,9 @@ impl Mesh for Fake {
     fn generate(&self, req: pb::GenerateRequest, _: Duration) -> MeshCall<GenerateStream> {
         self.generate_calls.fetch_add(1, Ordering::SeqCst);
         self.generated.lock().push(req.query.clone());
+        self.generated_intents
+            .lock()
+            .push(Intent::try_from(req.intent).unwrap_or(Intent::Unspecified));
         let tier = ModelTier::try_from(req.tier).unwrap_or(ModelTier::Fast);
         self.tiers_asked.lock().push(tier);
         let script = if tier == ModelTier::Smart {
@@ -757,7 +762,9 @@ fn product_answer(words: &[&str], product_ids: &[&str]) -> Script {
 #[tokio::test]
 async fn a_bare_follow_up_is_asked_about_the_product_the_last_answer_was_about() {
     let mut fake = Fake::healthy();
-    fake.intent = Reply::Ok(classified(Intent::ProductSearch, false));
+    // Whatever the classifier says of the rewritten question, a resolved follow-up is asked
+    // with the intent precompute answers it with.
+    fake.intent = Reply::Ok(classified(Intent::Faq, false));
     fake.fast = Some(product_answer(&["Alpha ", "is ", "great."], &["p1", "p2"]));
     fake.products = vec![pb::Product {
         id: "p1".into(),
@@ -778,6 +785,10 @@ async fn a_bare_follow_up_is_asked_about_the_product_the_last_answer_was_about()
         "アルファの2巻はいつ発売ですか？",
     ];
     assert_eq!(*h.fake.generated.lock(), want);
+    assert_eq!(
+        *h.fake.generated_intents.lock(),
+        [Intent::Faq, Intent::ProductSearch, Intent::ProductSearch]
+    );
     // The cache is asked the standalone question, never the bare one.
     assert_eq!(*h.fake.looked_up.lock(), want);
 }

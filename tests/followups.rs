@@ -1,0 +1,121 @@
+//! Follow-ups in the customer's words, end to end: after an answer about a product, "is it in
+//! stock?" is rewritten into the standalone question about that product, served from the
+//! answer precompute wrote for this session, and says what a live answer would (same
+//! product, same stock); once the product sells out, no follow-up offers it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Answer, TestMesh, WsClient};
+use mangaassist_client::{CacheClient, InventoryClient};
+use mangaassist_proto::v1 as pb;
+
+fn presents_as_available(a: &Answer, title: &str) -> bool {
+    a.text()
+        .lines()
+        .any(|l| l.contains(title) && !l.contains("out of stock"))
+}
+
+/// Polls the cache until this session's exact answer to `question` is there.
+async fn until_cached(cache: &CacheClient, question: &str, session: &str, user: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = cache
+            .lookup(
+                pb::LookupRequest {
+                    text: question.into(),
+                    store_id: "manga_jp".into(),
+                    user_id: user.into(),
+                    session_id: session.into(),
+                    embedding: None,
+                    semantic_threshold: 0.0,
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        if r.hit && r.kind == pb::HitKind::Exact as i32 {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "`{question}` was never pre-computed"
+        );
+        // Polling the cache for the background write.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bare_follow_up_is_served_precomputed_about_the_product_shown() {
+    let m = TestMesh::start_with(&[], |c| {
+        c.gateway.predict_follow_ups = true;
+        c.gateway.limits.user_messages_per_minute = 0;
+        c.gateway.limits.connection_messages_per_second = 0;
+    })
+    .await;
+    let mesh = &m.mesh().config.mesh;
+    let tokens = mangaassist_client::service_tokens(mesh, "test").unwrap();
+    let cache = CacheClient::connect_with(&mesh.cache.endpoint, tokens.clone()).unwrap();
+    let inv = InventoryClient::connect_with(&mesh.retrieval.endpoint, tokens).unwrap();
+    let (user, session) = ("u-demo", "s-follow");
+    let mut c = WsClient::connect(&m.ws_url_as(user)).await;
+
+    let first = c
+        .ask("Can you tell me about Frieren: Beyond Journey's End, volume 1?", session)
+        .await;
+    let focus = first.done().product_ids.first().cloned().expect("products");
+    let stock = inv
+        .get_stock(
+            pb::GetStockRequest {
+                store_id: "manga_jp".into(),
+                product_ids: vec![focus.clone()],
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+        .stock[0]
+        .clone();
+    assert!(stock.quantity > 0, "{stock:?}");
+    let standalone = format!("Is {} in stock?", stock.title);
+    until_cached(&cache, &standalone, session, user).await;
+
+    let hit = c.ask("is it in stock?", session).await;
+    let d = hit.done();
+    assert_eq!(d.served_from, "precomputed", "{}", hit.text());
+    assert_eq!(d.product_ids.first(), Some(&focus));
+    assert!(presents_as_available(&hit, &stock.title), "{}", hit.text());
+    // The same question from another customer's session is not theirs to read.
+    let mut other = WsClient::connect(&m.ws_url_as("u-other")).await;
+    let theirs = other.ask("is it in stock?", "s-other").await;
+    assert_eq!(theirs.done().served_from, "live");
+
+    // Sold out: the pre-computed "in stock" answer is gone, the live one says so.
+    inv.set_stock(
+        pb::SetStockRequest {
+            store_id: "manga_jp".into(),
+            changes: vec![pb::StockChange {
+                product_id: focus.clone(),
+                quantity: 0,
+                price_yen: None,
+            }],
+            source: "test".into(),
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let after = c.ask("is it in stock?", session).await;
+    assert!(
+        !presents_as_available(&after, &stock.title),
+        "served from {}: {}",
+        after.done().served_from,
+        after.text()
+    );
+    assert_eq!(after.done().product_ids.first(), Some(&focus));
+    assert!(after.text().contains("out of stock"), "{}", after.text());
+    m.stop().await;
+}

@@ -64,7 +64,10 @@ async fn a_bare_follow_up_is_served_precomputed_about_the_product_shown() {
     let mut c = WsClient::connect(&m.ws_url_as(user)).await;
 
     let first = c
-        .ask("Can you tell me about Frieren: Beyond Journey's End, volume 1?", session)
+        .ask(
+            "Can you tell me about Frieren: Beyond Journey's End, volume 1?",
+            session,
+        )
         .await;
     let focus = first.done().product_ids.first().cloned().expect("products");
     let stock = inv

@@ -138,6 +138,7 @@ async fn replay(
     args: ConversationsArgs,
     catalog: Arc<Catalog>,
     inv: InventoryClient,
+    sell_outs: Arc<SellOuts>,
 ) -> Result<Vec<TurnResult>, BenchError> {
     let cfg = RunConfig {
         token,
@@ -149,7 +150,7 @@ async fn replay(
             .await?;
     let sell_out = args.sell_out_every > 0 && index.is_multiple_of(args.sell_out_every);
     let session = format!("conv-{run_id}-{}", c.id);
-    let mut sold_out: Option<(String, u32)> = None;
+    let mut sold_out: Option<String> = None;
     // The series of the first product of the last answer that named one.
     let mut focus: Option<String> = None;
     let mut results = Vec::with_capacity(c.turns.len());
@@ -193,7 +194,7 @@ async fn replay(
         if first_series.is_some() {
             focus = first_series.clone();
         }
-        let stale_stock = sold_out.as_ref().is_some_and(|(id, _)| {
+        let stale_stock = sold_out.as_ref().is_some_and(|id| {
             catalog
                 .get(&(c.store.clone(), id.clone()))
                 .is_some_and(|(_, title)| presents_as_available(&ex.text, title))
@@ -201,22 +202,9 @@ async fn replay(
         if position == 0
             && sell_out
             && let Some(first) = product_ids.first()
+            && sell_outs.hold(&inv, &c.store, first).await
         {
-            let before = inv
-                .get_stock(
-                    pb::GetStockRequest {
-                        store_id: c.store.clone(),
-                        product_ids: vec![first.clone()],
-                    },
-                    Duration::from_secs(5),
-                )
-                .await
-                .ok()
-                .and_then(|r| r.stock.first().map(|s| s.quantity))
-                .unwrap_or(0);
-            if set_stock(&inv, &c.store, first, 0).await.is_ok() {
-                sold_out = Some((first.clone(), before));
-            }
+            sold_out = Some(first.clone());
         }
         results.push(TurnResult {
             conversation: c.id.clone(),
@@ -242,11 +230,62 @@ async fn replay(
                 .collect(),
         });
     }
-    if let Some((id, before)) = sold_out {
-        let _ = set_stock(&inv, &c.store, &id, before).await;
+    if let Some(id) = sold_out {
+        sell_outs.release(&inv, &c.store, &id).await;
     }
     drop(conn);
     Ok(results)
+}
+
+/// Products held sold out by conversations running at once. Two conversations may show the
+/// same product: it stays at 0 until the last of them ends, then gets its stock back, so a
+/// conversation never sees its sold-out product restocked by another.
+#[derive(Default)]
+struct SellOuts {
+    held: tokio::sync::Mutex<HashMap<(String, String), (usize, u32)>>,
+}
+
+impl SellOuts {
+    async fn hold(&self, inv: &InventoryClient, store: &str, product: &str) -> bool {
+        let mut held = self.held.lock().await;
+        let key = (store.to_string(), product.to_string());
+        if let Some((holders, _)) = held.get_mut(&key) {
+            *holders += 1;
+            return true;
+        }
+        let Ok(r) = inv
+            .get_stock(
+                pb::GetStockRequest {
+                    store_id: store.to_string(),
+                    product_ids: vec![product.to_string()],
+                },
+                Duration::from_secs(5),
+            )
+            .await
+        else {
+            return false;
+        };
+        let before = r.stock.first().map_or(0, |s| s.quantity);
+        if set_stock(inv, store, product, 0).await.is_err() {
+            return false;
+        }
+        held.insert(key, (1, before));
+        true
+    }
+
+    async fn release(&self, inv: &InventoryClient, store: &str, product: &str) {
+        let mut held = self.held.lock().await;
+        let key = (store.to_string(), product.to_string());
+        let Some((holders, before)) = held.get_mut(&key) else {
+            return;
+        };
+        *holders -= 1;
+        if *holders == 0 {
+            let before = *before;
+            held.remove(&key);
+            let _ = set_stock(inv, store, product, before).await;
+        }
+    }
 }
 
 async fn set_stock(
@@ -397,6 +436,7 @@ pub async fn run(
     let token = token_key.map_or(TokenSource::None, TokenSource::Mint);
     let run_id = format!("{:08x}", rand::random::<u32>());
     let catalog = Arc::new(catalog);
+    let sell_outs = Arc::new(SellOuts::default());
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let mut tasks = Vec::with_capacity(conversations.len());
@@ -416,6 +456,7 @@ pub async fn run(
             args.clone(),
             catalog.clone(),
             inv.clone(),
+            sell_outs.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let r = fut.await;

@@ -41,6 +41,8 @@ impl Orchestrator {
         mut route: Route,
         mut ladder: Ladder,
     ) -> Result<Outcome, End> {
+        // From here the message waits on the model: background work may use the cores.
+        let _on_model = self.background_budget.on_model();
         // The model's `done` event, kept as it came.
         let mut summary: Option<pb::GenerateSummary> = None;
         let mut escalated = false;

@@ -575,7 +575,7 @@ pub struct GatewaySettings {
     pub predict_follow_ups: bool,
     /// Follow-up prediction is background work and yields to live messages: it is skipped
     /// (counted in `background_shed_total`) while more than this many other live messages are
-    /// in flight in this gateway.
+    /// being worked on in this gateway (in flight and not waiting on the model).
     pub background_live_threshold: u32,
     /// Follow-up predictions requested at once by this gateway; more are skipped, not queued.
     pub background_max_predictions: u32,
@@ -618,7 +618,7 @@ impl Default for GatewaySettings {
             default_user: "u-demo".into(),
             predict_follow_ups: true,
             background_live_threshold: 0,
-            background_max_predictions: 2,
+            background_max_predictions: 8,
             resume_backend: ResumeBackend::Memory,
         }
     }

@@ -49,7 +49,7 @@ impl Default for PrecomputeSettings {
             genre_interval_seconds: 24 * 3_600,
             trending_titles: 10,
             follow_ups: 5,
-            max_follow_up_batches: 2,
+            max_follow_up_batches: 8,
             run_at_start: true,
             scheduler_lease: SchedulerLease::None,
         }

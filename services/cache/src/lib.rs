@@ -191,13 +191,13 @@ impl CacheDaemon {
         follower
     }
 
-    /// Whether a product `answer` names changed after `facts_ms`.
-    fn stale(&self, store: &str, answer: &pb::CachedAnswer, facts_ms: i64) -> bool {
+    /// Whether a product of `product_ids` changed after `facts_ms`.
+    fn stale(&self, store: &str, product_ids: &[String], facts_ms: i64) -> bool {
         let changed = self.inner.changed.read();
         if changed.is_empty() {
             return false;
         }
-        answer.product_ids.iter().any(|id| {
+        product_ids.iter().any(|id| {
             changed
                 .get(&(store.to_string(), id.clone()))
                 .is_some_and(|&at| at >= facts_ms)
@@ -422,7 +422,7 @@ impl CacheDaemon {
         check_text("answer.text", &answer.text)?;
         let now = self.inner.clock.now_ms();
         let facts_ms = if req.facts_ms > 0 { req.facts_ms } else { now };
-        if self.stale(&req.store_id, &answer, facts_ms) {
+        if self.stale(&req.store_id, &answer.product_ids, facts_ms) {
             metrics::counter!("cache_puts_refused_stale_total").increment(1);
             return Ok(pb::PutResponse {
                 key: String::new(),
@@ -437,6 +437,7 @@ impl CacheDaemon {
         }
         let vector = self.query_vector(&req.text, req.embedding.as_ref()).await?;
         let key = partition.exact_key(&normalized);
+        let product_ids = answer.product_ids.clone();
         let outcome = self
             .inner
             .store
@@ -449,6 +450,21 @@ impl CacheDaemon {
             .await?;
         if outcome.evicted > 0 {
             metrics::counter!("cache_evictions_total").increment(outcome.evicted);
+        }
+        // A change marked between the check above and the insert may have swept the store
+        // before this entry was in it (changes are marked before their sweep runs): look
+        // again, and take the entry back out.
+        if self.stale(&req.store_id, &product_ids, facts_ms) {
+            self.inner
+                .store
+                .invalidate_products(&req.store_id, &product_ids)
+                .await?;
+            metrics::counter!("cache_puts_refused_stale_total").increment(1);
+            self.update_entries_gauge().await;
+            return Ok(pb::PutResponse {
+                key: String::new(),
+                refused_stale: true,
+            });
         }
         self.update_entries_gauge().await;
         Ok(pb::PutResponse {

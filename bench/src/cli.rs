@@ -520,28 +520,8 @@ pub async fn execute(cmd: BenchCommand, ctx: BenchContext) -> Result<i32, BenchE
         BenchCommand::OpenaiLoad(args) => openai_load_command(*args, &ctx).await.map(|()| 0),
         BenchCommand::MockOpenai(args) => mock_openai_command(args).await.map(|()| 0),
         BenchCommand::Render(args) => render_command(&args).map(|()| 0),
-        BenchCommand::Freshness(args) => {
-            crate::freshness::run(
-                &args,
-                &ctx.default_url,
-                &ctx.retrieval_endpoint,
-                ctx.token_key.clone(),
-                ctx.service_tokens.clone(),
-                &ctx.data_dir,
-            )
-            .await
-        }
-        BenchCommand::Conversations(args) => {
-            crate::conversations::run(
-                &args,
-                &ctx.default_url,
-                &ctx.retrieval_endpoint,
-                ctx.token_key.clone(),
-                ctx.service_tokens.clone(),
-                &ctx.data_dir,
-            )
-            .await
-        }
+        BenchCommand::Freshness(args) => crate::freshness::run(&args, &ctx).await,
+        BenchCommand::Conversations(args) => crate::conversations::run(&args, &ctx).await,
         // As for compare: every failure is 2, so 1 keeps meaning "the candidate is slower".
         BenchCommand::Prompt(args) => match prompt_command(&args, &ctx).await {
             Ok(code) => Ok(code),

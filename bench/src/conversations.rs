@@ -393,12 +393,14 @@ struct Report {
 
 pub async fn run(
     args: &ConversationsArgs,
-    default_url: &str,
-    retrieval_endpoint: &str,
-    token_key: Option<mangaassist_auth::JwtKey>,
-    tokens: Option<Arc<mangaassist_auth::ServiceTokens>>,
-    data_dir: &std::path::Path,
+    ctx: &crate::cli::BenchContext,
 ) -> Result<i32, BenchError> {
+    let (default_url, retrieval_endpoint, data_dir) = (
+        ctx.default_url.as_str(),
+        ctx.retrieval_endpoint.as_str(),
+        ctx.data_dir.as_path(),
+    );
+    let (token_key, tokens) = (ctx.token_key.clone(), ctx.service_tokens.clone());
     if args.concurrency == 0 {
         return Err(BenchError::Usage("--concurrency must be at least 1".into()));
     }

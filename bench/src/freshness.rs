@@ -164,14 +164,13 @@ fn questions(products: &[mangaassist_catalog::Product], n: usize, rng: &mut StdR
     v
 }
 
-pub async fn run(
-    args: &FreshnessArgs,
-    default_url: &str,
-    retrieval_endpoint: &str,
-    token_key: Option<mangaassist_auth::JwtKey>,
-    tokens: Option<Arc<mangaassist_auth::ServiceTokens>>,
-    data_dir: &std::path::Path,
-) -> Result<i32, BenchError> {
+pub async fn run(args: &FreshnessArgs, ctx: &crate::cli::BenchContext) -> Result<i32, BenchError> {
+    let (default_url, retrieval_endpoint, data_dir) = (
+        ctx.default_url.as_str(),
+        ctx.retrieval_endpoint.as_str(),
+        ctx.data_dir.as_path(),
+    );
+    let (token_key, tokens) = (ctx.token_key.clone(), ctx.service_tokens.clone());
     if !(args.rate.is_finite() && args.rate > 0.0) || args.connections == 0 {
         return Err(BenchError::Usage(
             "--rate must be positive and --connections at least 1".into(),

@@ -122,3 +122,50 @@ async fn a_bare_follow_up_is_served_precomputed_about_the_product_shown() {
     assert!(after.text().contains("out of stock"), "{}", after.text());
     m.stop().await;
 }
+
+/// What customers ask about reaches the trending job: the gateway reports the products its
+/// answers named, and precompute ranks the asked-about series first.
+#[tokio::test]
+async fn asked_about_series_become_trending() {
+    let m = TestMesh::start_with(&[], |c| {
+        c.gateway.demand_report_seconds = 1;
+        c.gateway.limits.user_messages_per_minute = 0;
+        c.gateway.limits.connection_messages_per_second = 0;
+    })
+    .await;
+    let mesh = &m.mesh().config.mesh;
+    let tokens = mangaassist_client::service_tokens(mesh, "test").unwrap();
+    let precompute =
+        mangaassist_client::PrecomputeClient::connect_with(&mesh.precompute.endpoint, tokens)
+            .unwrap();
+    let mut c = WsClient::connect(&m.ws_url_as("u-demo")).await;
+    let a = c
+        .ask(
+            "Can you tell me about Frieren: Beyond Journey's End, volume 1?",
+            "s-trend",
+        )
+        .await;
+    assert!(!a.done().product_ids.is_empty());
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = precompute
+            .trending(
+                pb::TrendingRequest {
+                    store_id: "manga_jp".into(),
+                    limit: 3,
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        if let Some(first) = t.series.first()
+            && first.reason == "demand"
+        {
+            assert!(first.series.contains("Frieren"), "{t:?}");
+            break;
+        }
+        assert!(Instant::now() < until, "demand never reached precompute: {t:?}");
+        // Polling for the gateway's next report.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

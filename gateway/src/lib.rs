@@ -8,6 +8,7 @@
 mod admission;
 pub mod budget;
 pub mod degradation;
+pub mod demand;
 mod listener;
 pub mod mesh;
 mod openai;
@@ -358,6 +359,7 @@ impl Gateway {
         let grace = self.grace;
         let shared = self.shared.clone();
         let shutdown = self.shutdown.clone();
+        let reporter = demand_reporter(shared.orchestrator.clone(), shutdown.clone());
         let connections = TaskTracker::new();
         let server = listener::serve(
             listener,
@@ -419,12 +421,51 @@ impl Gateway {
                 "background writes still pending at exit"
             );
         }
+        // The reporter left its loop at shutdown; a report it had in flight finishes (its
+        // counts are taken out of the tally). Then the answers finished in the grace period
+        // are reported too.
+        let _ = tokio::time::timeout(grace, reporter).await;
+        let orch = &shared.orchestrator;
+        if tokio::time::timeout(grace, orch.demand.report(orch.mesh.as_ref()))
+            .await
+            .is_err()
+        {
+            tracing::warn!("last demand report timed out");
+        }
         if let Some(r) = &shared.orchestrator.recorder {
             r.close();
         }
         tracing::info!("gateway stopped");
         Ok(())
     }
+}
+
+/// Reports demand every `gateway.demand_report_seconds` until shutdown.
+fn demand_reporter(
+    orch: Arc<pipeline::Orchestrator>,
+    shutdown: CancellationToken,
+) -> tokio_util::task::AbortOnDropHandle<()> {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "owned by the handle: `serve` stops it and makes the last report itself"
+    )]
+    let task = tokio::spawn(async move {
+        let every = orch.settings.demand_report_seconds;
+        if every == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: nothing to report yet.
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => orch.demand.report(orch.mesh.as_ref()).await,
+            }
+        }
+    });
+    tokio_util::task::AbortOnDropHandle::new(task)
 }
 
 /// How long cut answers and their sockets get to write their last frames after the grace

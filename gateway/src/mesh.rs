@@ -61,6 +61,12 @@ pub trait Mesh: Send + Sync + 'static {
         req: pb::PredictFollowUpsRequest,
         deadline: Duration,
     ) -> MeshCall<pb::PredictFollowUpsResponse>;
+    /// Products answers named, for the trending job.
+    fn record_demand(
+        &self,
+        req: pb::RecordDemandRequest,
+        deadline: Duration,
+    ) -> MeshCall<pb::RecordDemandResponse>;
 }
 
 /// Each method clones its client (a cheap handle on a shared channel) into the call.
@@ -89,6 +95,7 @@ forward! {
     generate: generation, pb::GenerateRequest => GenerateStream;
     append_turns: memory, pb::AppendTurnsRequest => pb::AppendTurnResponse;
     predict_follow_ups: precompute, pb::PredictFollowUpsRequest => pb::PredictFollowUpsResponse;
+    record_demand: precompute, pb::RecordDemandRequest => pb::RecordDemandResponse;
 }
 
 /// A generation whose model has answered: its first event (`None` when the stream ended

@@ -346,6 +346,14 @@ pub trait LocalPrecompute: Send + Sync + 'static {
         &self,
         request: Request<pb::PredictFollowUpsRequest>,
     ) -> Result<tonic::Response<pb::PredictFollowUpsResponse>, Status>;
+    async fn record_demand(
+        &self,
+        request: Request<pb::RecordDemandRequest>,
+    ) -> Result<tonic::Response<pb::RecordDemandResponse>, Status>;
+    async fn trending(
+        &self,
+        request: Request<pb::TrendingRequest>,
+    ) -> Result<tonic::Response<pb::TrendingResponse>, Status>;
 }
 
 #[tonic::async_trait]
@@ -368,6 +376,18 @@ impl<T: pb::precompute_service_server::PrecomputeService> LocalPrecompute for T 
         request: Request<pb::PredictFollowUpsRequest>,
     ) -> Result<tonic::Response<pb::PredictFollowUpsResponse>, Status> {
         pb::precompute_service_server::PrecomputeService::predict_follow_ups(self, request).await
+    }
+    async fn record_demand(
+        &self,
+        request: Request<pb::RecordDemandRequest>,
+    ) -> Result<tonic::Response<pb::RecordDemandResponse>, Status> {
+        pb::precompute_service_server::PrecomputeService::record_demand(self, request).await
+    }
+    async fn trending(
+        &self,
+        request: Request<pb::TrendingRequest>,
+    ) -> Result<tonic::Response<pb::TrendingResponse>, Status> {
+        pb::precompute_service_server::PrecomputeService::trending(self, request).await
     }
 }
 
@@ -676,6 +696,36 @@ impl PrecomputeClient {
             "PrecomputeService",
             "PredictFollowUps",
             predict_follow_ups,
+            req,
+            deadline
+        )
+    }
+
+    pub async fn record_demand(
+        &self,
+        req: pb::RecordDemandRequest,
+        deadline: Duration,
+    ) -> Result<pb::RecordDemandResponse, Status> {
+        call!(
+            self,
+            "PrecomputeService",
+            "RecordDemand",
+            record_demand,
+            req,
+            deadline
+        )
+    }
+
+    pub async fn trending(
+        &self,
+        req: pb::TrendingRequest,
+        deadline: Duration,
+    ) -> Result<pb::TrendingResponse, Status> {
+        call!(
+            self,
+            "PrecomputeService",
+            "Trending",
+            trending,
             req,
             deadline
         )

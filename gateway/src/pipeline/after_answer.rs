@@ -47,6 +47,11 @@ impl Orchestrator {
     ) {
         let mesh = self.mesh.clone();
         let settings = &self.settings;
+        // Every answer that named products shows what customers ask about, served from the
+        // cache or not.
+        if settings.demand_report_seconds > 0 {
+            self.demand.record(&q.store_id, &outcome.product_ids);
+        }
         let intent = outcome.intent.label();
         let cacheable = !outcome.cache_hit
             && outcome.level == Level::Full

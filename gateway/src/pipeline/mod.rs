@@ -91,6 +91,8 @@ pub struct Orchestrator {
     pub stock: std::sync::OnceLock<mangaassist_inventory::StockView>,
     /// The product each recent session's last answer was about, for follow-ups.
     foci: reference::Foci,
+    /// Products answers named since the last report to precompute (trending).
+    pub demand: crate::demand::DemandTally,
 }
 
 /// Why an answer ended without `done`.
@@ -159,6 +161,7 @@ impl Orchestrator {
             recorder,
             stock: std::sync::OnceLock::new(),
             foci: reference::Foci::new(FOCUS_CAPACITY, FOCUS_TTL),
+            demand: crate::demand::DemandTally::default(),
         })
     }
 

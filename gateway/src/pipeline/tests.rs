@@ -103,6 +103,8 @@ struct Fake {
     looked_up: Mutex<Vec<String>>,
     generated: Mutex<Vec<String>>,
     generated_intents: Mutex<Vec<Intent>>,
+    demand_reports: Mutex<Vec<pb::RecordDemandRequest>>,
+    demand_down: std::sync::atomic::AtomicBool,
 }
 
 impl Fake {
@@ -124,6 +126,8 @@ impl Fake {
             looked_up: Mutex::new(vec![]),
             generated: Mutex::new(vec![]),
             generated_intents: Mutex::new(vec![]),
+            demand_reports: Mutex::new(vec![]),
+            demand_down: Default::default(),
         }
     }
 }
@@ -248,6 +252,25 @@ impl Mesh for Fake {
         _: Duration,
     ) -> MeshCall<pb::PredictFollowUpsResponse> {
         async { Ok(pb::PredictFollowUpsResponse::default()) }.boxed()
+    }
+    fn record_demand(
+        &self,
+        req: pb::RecordDemandRequest,
+        _: Duration,
+    ) -> MeshCall<pb::RecordDemandResponse> {
+        let n = req.counts.len() as u32;
+        self.demand_reports.lock().push(req);
+        let fail = self.demand_down.load(Ordering::SeqCst);
+        async move {
+            if fail {
+                return Err(Status::unavailable("precompute restarting"));
+            }
+            Ok(pb::RecordDemandResponse {
+                recorded: n,
+                unknown: 0,
+            })
+        }
+        .boxed()
     }
 }
 
@@ -821,4 +844,49 @@ async fn wait_for_background(h: &Harness) {
     h.orchestrator.background.close();
     h.orchestrator.background.wait().await;
     h.orchestrator.background.reopen();
+}
+
+#[tokio::test]
+async fn products_answers_name_are_reported_for_trending_and_kept_while_precompute_is_down() {
+    let mut fake = Fake::healthy();
+    fake.lookup = Reply::Ok(pb::LookupResponse {
+        hit: true,
+        kind: pb::HitKind::Exact as i32,
+        answer: Some(pb::CachedAnswer {
+            text: "Try Vinland Saga.".into(),
+            intent: Intent::Recommendation as i32,
+            model: "cached-model".into(),
+            product_ids: vec!["p1".into(), "p2".into(), "p1".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let h = Harness::new(fake);
+    h.ask("recommend a viking manga").await;
+    h.ask("recommend a viking manga").await;
+    let key = |p: &str| ("manga_jp".to_string(), p.to_string());
+    let pending = h.orchestrator.demand.pending();
+    // Counted once per answer, however often the answer names it.
+    assert_eq!(pending.get(&key("p1")), Some(&2));
+    assert_eq!(pending.get(&key("p2")), Some(&2));
+    h.fake.demand_down.store(true, Ordering::SeqCst);
+    h.orchestrator.demand.report(h.fake.as_ref()).await;
+    assert_eq!(
+        h.orchestrator.demand.pending(),
+        pending,
+        "kept for the next report"
+    );
+    h.fake.demand_down.store(false, Ordering::SeqCst);
+    h.orchestrator.demand.report(h.fake.as_ref()).await;
+    assert!(h.orchestrator.demand.pending().is_empty());
+    let reports = h.fake.demand_reports.lock();
+    let last = reports.last().unwrap();
+    let mut sent: Vec<(String, u32)> = last
+        .counts
+        .iter()
+        .map(|c| (c.product_id.clone(), c.count))
+        .collect();
+    sent.sort();
+    assert_eq!(sent, vec![("p1".into(), 2), ("p2".into(), 2)]);
+    assert!(last.counts.iter().all(|c| c.store_id == "manga_jp"));
 }

@@ -1,6 +1,7 @@
 //! Precompute daemon: shifts latency from request time to background work by writing answers
 //! into the response cache before anyone asks (seed 001's pre-computation pipeline). An
-//! in-process scheduler runs the `trending` job (hourly) and the `genre_recommendations` job
+//! in-process scheduler runs the `trending` job (hourly: the series customers asked about
+//! most lately, from the demand the gateways report) and the `genre_recommendations` job
 //! (nightly); `PredictFollowUps` pre-generates the answers to the questions likely to follow
 //! the one just answered, scoped to the session. Every answer goes retrieval → generation →
 //! cache through the mesh clients, and records the product ids it mentions: the cache drops
@@ -10,7 +11,9 @@
 //! it: the same retrieval request and the same assembly ([`mangaassist_domain::context`], with
 //! the `gateway` settings).
 
+mod demand;
 mod lease;
+pub use demand::{Demand, DemandError};
 pub use lease::JobLease;
 mod plan;
 
@@ -33,7 +36,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status};
 
 pub use plan::{
-    FollowUp, Item, follow_ups, genre_items, store_genres, trending_items, trending_series,
+    FollowUp, Item, MIN_DEMAND, Trend, follow_ups, genre_items, store_genres, trending_by_demand,
+    trending_items, trending_series,
 };
 
 /// Per-call deadlines of the downstream hops (background work: generous, but bounded).
@@ -55,6 +59,8 @@ pub enum PrecomputeError {
     InvalidArgument(String),
     #[error("scheduler lease on Redis: {0}")]
     Lease(String),
+    #[error(transparent)]
+    Demand(#[from] DemandError),
 }
 
 impl PrecomputeError {
@@ -62,7 +68,7 @@ impl PrecomputeError {
         match self {
             PrecomputeError::Data(_) => tonic::Code::FailedPrecondition,
             PrecomputeError::InvalidArgument(_) => tonic::Code::InvalidArgument,
-            PrecomputeError::Lease(_) => tonic::Code::Unavailable,
+            PrecomputeError::Lease(_) | PrecomputeError::Demand(_) => tonic::Code::Unavailable,
         }
     }
 }
@@ -105,7 +111,7 @@ impl Job {
     fn description(self) -> &'static str {
         match self {
             Job::Trending => {
-                "answers about the newest in-stock series of each store (about, stock, similar titles)"
+                "answers about each store's in-stock series its customers asked about most lately (decayed demand; newest releases fill the list), about, stock and similar titles"
             }
             Job::GenreRecommendations => {
                 "an in-stock recommendation list for every genre of each store"
@@ -179,7 +185,16 @@ struct Inner {
     lease: lease::JobLease,
     /// The live stock, once [`PrecomputeDaemon::follow_inventory`] runs.
     stock: std::sync::OnceLock<mangaassist_inventory::StockView>,
+    /// Answers per product lately, reported by the gateways; the trending job ranks by it.
+    demand: Demand,
+    /// (store, product id) of every catalog product: demand for anything else is refused.
+    known: std::collections::HashSet<(String, String)>,
 }
+
+/// Counts in one `RecordDemand` (a gateway reports every few seconds, one count per product).
+const MAX_DEMAND_COUNTS: usize = 10_000;
+/// Answers one count may report.
+const MAX_DEMAND_COUNT: u32 = 1_000_000;
 
 /// Job answers in the cache, by (store, product) they name.
 type WrittenByProduct = HashMap<(String, String), Vec<(Job, Item)>>;
@@ -389,6 +404,21 @@ impl PrecomputeDaemon {
                     .map_err(PrecomputeError::Lease)?
             }
         };
+        let half_life = config.precompute.trending_half_life_seconds;
+        let demand = match config.precompute.demand_store {
+            mangaassist_config::DemandStore::Memory => Demand::memory(
+                half_life,
+                Some(config.data.state_dir.join("precompute-demand.json")),
+            )?,
+            mangaassist_config::DemandStore::Redis => {
+                Demand::redis(&config.redis, half_life).await?
+            }
+        };
+        let known = catalog
+            .products
+            .iter()
+            .map(|p| (p.store_id.clone(), p.id.clone()))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 settings: config.precompute.clone(),
@@ -406,6 +436,8 @@ impl PrecomputeDaemon {
                 running: Arc::default(),
                 lease,
                 stock: std::sync::OnceLock::new(),
+                demand,
+                known,
             }),
         })
     }
@@ -440,6 +472,9 @@ impl PrecomputeDaemon {
         inner.shutdown.cancel();
         inner.tasks.close();
         inner.tasks.wait().await;
+        if let Err(e) = inner.demand.save() {
+            tracing::warn!(error = %e, "demand not saved: trending starts from release dates again");
+        }
         result
     }
 
@@ -567,33 +602,141 @@ impl PrecomputeDaemon {
         f(jobs.entry(job).or_default());
     }
 
-    fn items(&self, job: Job, store: Option<&str>) -> Vec<Item> {
+    /// The `n` trending series of `store` now. Demand that cannot be read (Redis down)
+    /// leaves the release-date order: stale answers beat none.
+    async fn trending_now(&self, store: &str, n: usize) -> Vec<Trend> {
+        let demand: HashMap<String, f64> = match self
+            .inner
+            .demand
+            .counts(store, now_ms() as f64 / 1000.0)
+            .await
+        {
+            Ok(c) => c.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(store, error = %e, "demand unreadable; trending by release date");
+                HashMap::new()
+            }
+        };
+        // Live stock where the inventory changed it: a series sold out since the catalog
+        // was written is not trending.
+        let view = self.inner.stock.get();
+        trending_by_demand(
+            &self.inner.catalog.products,
+            store,
+            n,
+            |p| match view.map(|v| v.availability(&p.store_id, &p.id)) {
+                Some(mangaassist_inventory::Availability::Changed { quantity, .. }) => quantity,
+                _ => p.stock,
+            },
+            &demand,
+        )
+    }
+
+    async fn items(&self, job: Job, store: Option<&str>) -> Vec<Item> {
         let products = &self.inner.catalog.products;
         let stores = match store {
             Some(s) => vec![s.to_string()],
             None => self.inner.catalog.stores(),
         };
         let n = usize::try_from(self.inner.settings.trending_titles).unwrap_or(usize::MAX);
-        stores
-            .iter()
-            .flat_map(|s| match job {
+        let mut items = Vec::new();
+        for s in &stores {
+            match job {
                 Job::Trending => {
-                    // Live stock where the inventory changed it: a series sold out since the
-                    // catalog was written is not trending.
-                    let view = self.inner.stock.get();
-                    let series = plan::trending_series_live(products, s, n, |p| {
-                        match view.map(|v| v.availability(&p.store_id, &p.id)) {
-                            Some(mangaassist_inventory::Availability::Changed {
-                                quantity, ..
-                            }) => quantity,
-                            _ => p.stock,
-                        }
-                    });
-                    plan::trending_items_for(s, series)
+                    let trends = self.trending_now(s, n).await;
+                    let by_demand = trends.iter().filter(|t| t.by_demand).count();
+                    tracing::info!(store = %s, by_demand, series = trends.len(), "trending series picked");
+                    let series = trends.into_iter().map(|t| t.series).collect();
+                    items.extend(plan::trending_items_for(s, series));
                 }
-                Job::GenreRecommendations => genre_items(products, s),
-            })
-            .collect()
+                Job::GenreRecommendations => items.extend(genre_items(products, s)),
+            }
+        }
+        items
+    }
+
+    /// Adds the gateways' counts of products named by answers.
+    pub async fn record_demand(
+        &self,
+        req: pb::RecordDemandRequest,
+    ) -> Result<pb::RecordDemandResponse, PrecomputeError> {
+        if req.counts.len() > MAX_DEMAND_COUNTS {
+            return Err(PrecomputeError::InvalidArgument(format!(
+                "{} counts in one request; at most {MAX_DEMAND_COUNTS}",
+                req.counts.len()
+            )));
+        }
+        let mut by_store: HashMap<String, Vec<(String, u32)>> = HashMap::new();
+        let mut unknown = 0u32;
+        for (i, c) in req.counts.into_iter().enumerate() {
+            if c.count == 0 || c.count > MAX_DEMAND_COUNT {
+                return Err(PrecomputeError::InvalidArgument(format!(
+                    "counts[{i}].count = {}: must be 1..={MAX_DEMAND_COUNT}",
+                    c.count
+                )));
+            }
+            if !self
+                .inner
+                .known
+                .contains(&(c.store_id.clone(), c.product_id.clone()))
+            {
+                unknown += 1;
+                continue;
+            }
+            by_store
+                .entry(c.store_id)
+                .or_default()
+                .push((c.product_id, c.count));
+        }
+        let now_s = now_ms() as f64 / 1000.0;
+        let mut recorded = 0u32;
+        for (store, counts) in by_store {
+            self.inner.demand.add(&store, &counts, now_s).await?;
+            recorded += u32::try_from(counts.len()).unwrap_or(u32::MAX);
+        }
+        metrics::counter!("precompute_demand_counts_total", "result" => "recorded")
+            .increment(u64::from(recorded));
+        metrics::counter!("precompute_demand_counts_total", "result" => "unknown")
+            .increment(u64::from(unknown));
+        Ok(pb::RecordDemandResponse { recorded, unknown })
+    }
+
+    /// The series the trending job would pick for `store` now.
+    pub async fn trending(
+        &self,
+        req: pb::TrendingRequest,
+    ) -> Result<pb::TrendingResponse, PrecomputeError> {
+        if !self.inner.catalog.stores().contains(&req.store_id) {
+            return Err(PrecomputeError::InvalidArgument(format!(
+                "unknown store `{}` (one of: {})",
+                req.store_id,
+                self.inner.catalog.stores().join(", ")
+            )));
+        }
+        let n = match req.limit {
+            0 => self.inner.settings.trending_titles,
+            l => l.min(1_000),
+        };
+        let trends = self
+            .trending_now(&req.store_id, usize::try_from(n).unwrap_or(usize::MAX))
+            .await;
+        Ok(pb::TrendingResponse {
+            series: trends
+                .into_iter()
+                .map(|t| pb::TrendingSeries {
+                    series: t.series,
+                    demand: t.demand,
+                    reason: if t.by_demand {
+                        "demand"
+                    } else {
+                        "release_date"
+                    }
+                    .into(),
+                })
+                .collect(),
+            half_life_seconds: u32::try_from(self.inner.settings.trending_half_life_seconds)
+                .unwrap_or(u32::MAX),
+        })
     }
 
     /// Runs `job` now over `store` (or every store), reporting each item on `progress`.
@@ -605,7 +748,7 @@ impl PrecomputeDaemon {
         progress: Option<&ProgressTx>,
         cancel: &CancellationToken,
     ) -> RunTotals {
-        let items = self.items(job, store);
+        let items = self.items(job, store).await;
         let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
         let target = self.job_target(job);
         tracing::info!(job = job.name(), items = total, "precompute job started");
@@ -681,6 +824,12 @@ impl PrecomputeDaemon {
             failed = t.failed,
             "precompute job finished"
         );
+        // A crash loses at most one trending interval of demand, not all of it.
+        if job == Job::Trending
+            && let Err(e) = self.inner.demand.save()
+        {
+            tracing::warn!(error = %e, "demand not saved");
+        }
         let (written, err) = (t.written, t.last_error.clone());
         self.job_state(job, |s| {
             s.last_run_ms = now_ms();
@@ -1011,5 +1160,23 @@ impl pb::precompute_service_server::PrecomputeService for PrecomputeDaemon {
         request: Request<pb::PredictFollowUpsRequest>,
     ) -> Result<Response<pb::PredictFollowUpsResponse>, Status> {
         Ok(Response::new(self.predict(request.into_inner())?))
+    }
+
+    async fn record_demand(
+        &self,
+        request: Request<pb::RecordDemandRequest>,
+    ) -> Result<Response<pb::RecordDemandResponse>, Status> {
+        Ok(Response::new(
+            PrecomputeDaemon::record_demand(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn trending(
+        &self,
+        request: Request<pb::TrendingRequest>,
+    ) -> Result<Response<pb::TrendingResponse>, Status> {
+        Ok(Response::new(
+            PrecomputeDaemon::trending(self, request.into_inner()).await?,
+        ))
     }
 }

@@ -75,6 +75,67 @@ pub fn trending_series_live(
         .collect()
 }
 
+/// Demand below this (decayed answers) is noise: one answer a few half-lives ago.
+pub const MIN_DEMAND: f64 = 0.5;
+
+/// One series the trending job picked, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trend {
+    pub series: String,
+    /// Decayed answers naming one of its volumes.
+    pub demand: f64,
+    /// `true`: picked by demand; `false`: by release date, filling a list demand left short.
+    pub by_demand: bool,
+}
+
+/// The `n` trending series of a store: those customers' answers named most lately (`demand`:
+/// decayed answers per product id), in stock now; when fewer than `n` have demand (a fresh
+/// store, a quiet night), the newest in-stock releases fill the list.
+pub fn trending_by_demand(
+    products: &[Product],
+    store: &str,
+    n: usize,
+    stock: impl Fn(&Product) -> u32,
+    demand: &std::collections::HashMap<String, f64>,
+) -> Vec<Trend> {
+    let mut per_series: BTreeMap<&str, (f64, bool)> = BTreeMap::new();
+    for p in products.iter().filter(|p| p.store_id == store) {
+        let e = per_series.entry(p.series.as_str()).or_insert((0.0, false));
+        e.0 += demand.get(&p.id).copied().unwrap_or(0.0);
+        e.1 |= stock(p) > 0;
+    }
+    let mut ranked: Vec<(&str, f64)> = per_series
+        .into_iter()
+        .filter(|(_, (d, in_stock))| *in_stock && *d >= MIN_DEMAND)
+        .map(|(s, (d, _))| (s, d))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let mut out: Vec<Trend> = ranked
+        .into_iter()
+        .take(n)
+        .map(|(s, d)| Trend {
+            series: s.to_string(),
+            demand: d,
+            by_demand: true,
+        })
+        .collect();
+    if out.len() < n {
+        for s in trending_series_live(products, store, n, &stock) {
+            if out.len() == n {
+                break;
+            }
+            if !out.iter().any(|t| t.series == s) {
+                out.push(Trend {
+                    series: s,
+                    demand: 0.0,
+                    by_demand: false,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Questions of the trending job for one store (three per series).
 pub fn trending_items(products: &[Product], store: &str, n: usize) -> Vec<Item> {
     trending_items_for(store, trending_series(products, store, n))
@@ -301,6 +362,39 @@ mod tests {
         assert_eq!(items[0].question, "Tell me about Tie");
         assert_eq!(items[2].intent, pb::Intent::Recommendation);
         assert_eq!(items[2].tier, pb::ModelTier::Smart);
+    }
+
+    #[test]
+    fn trending_follows_demand_in_stock_and_fills_by_release_date() {
+        let c = catalog();
+        let demand: std::collections::HashMap<String, f64> = [
+            ("1".to_string(), 3.0),
+            // "Gone" sums both volumes, the sold-out one included: asked about, and still
+            // buyable (volume 1).
+            ("3".to_string(), 1.0),
+            ("4".to_string(), 4.0),
+            // Below the noise floor.
+            ("5".to_string(), 0.2),
+        ]
+        .into();
+        let t = trending_by_demand(&c, "s", 3, |p| p.stock, &demand);
+        let picked: Vec<(&str, bool)> =
+            t.iter().map(|t| (t.series.as_str(), t.by_demand)).collect();
+        assert_eq!(picked, vec![("Gone", true), ("Old", true), ("Tie", false)]);
+        assert!((t[0].demand - 5.0).abs() < 1e-9);
+        // A series sold out everywhere is not trending however much it is asked about.
+        let t = trending_by_demand(
+            &c,
+            "s",
+            1,
+            |p| if p.series == "Gone" { 0 } else { p.stock },
+            &demand,
+        );
+        assert_eq!(t[0].series, "Old");
+        // No demand at all: the release-date order.
+        let none = trending_by_demand(&c, "s", 3, |p| p.stock, &Default::default());
+        let s: Vec<&str> = none.iter().map(|t| t.series.as_str()).collect();
+        assert_eq!(s, trending_series(&c, "s", 3));
     }
 
     #[test]

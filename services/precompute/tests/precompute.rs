@@ -233,6 +233,8 @@ struct Mesh {
     catalog: Catalog,
     client: PrecomputeClient,
     opts: ServeOptions,
+    /// `data.state_dir` (the demand snapshot).
+    _state: tempfile::TempDir,
 }
 
 impl Drop for Mesh {
@@ -248,6 +250,8 @@ async fn mesh(tweak: impl FnOnce(&mut Config)) -> Mesh {
     config.generation.latency_profile = mangaassist_config::LatencyProfile::Zero;
     config.precompute.scheduler = false;
     config.precompute.trending_titles = 2;
+    let state = tempfile::tempdir().unwrap();
+    config.data.state_dir = state.path().to_path_buf();
     tweak(&mut config);
     let opts = ServeOptions::for_tests();
     let catalog = Catalog::load(&data_dir()).unwrap();
@@ -305,6 +309,7 @@ async fn mesh(tweak: impl FnOnce(&mut Config)) -> Mesh {
         catalog,
         client: PrecomputeClient::connect(&format!("http://{addr}")).unwrap(),
         opts,
+        _state: state,
     }
 }
 
@@ -833,4 +838,102 @@ async fn a_job_never_runs_twice_at_once() {
             Err(e) => panic!("{e:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn trending_follows_the_demand_gateways_report() {
+    let m = mesh(|_| {}).await;
+    let d = Duration::from_secs(5);
+    let before = m
+        .client
+        .trending(
+            pb::TrendingRequest {
+                store_id: "manga_jp".into(),
+                limit: 0,
+            },
+            d,
+        )
+        .await
+        .unwrap();
+    assert_eq!(before.series.len(), 2);
+    assert!(before.series.iter().all(|s| s.reason == "release_date"));
+    // An old, in-stock series nobody would pick by release date.
+    let asked = m
+        .catalog
+        .products
+        .iter()
+        .filter(|p| p.store_id == "manga_jp" && p.stock > 0)
+        .find(|p| before.series.iter().all(|s| s.series != p.series))
+        .unwrap()
+        .clone();
+    let count = |store: &str, product: &str, count: u32| pb::DemandCount {
+        store_id: store.into(),
+        product_id: product.into(),
+        count,
+    };
+    let r = m
+        .client
+        .record_demand(
+            pb::RecordDemandRequest {
+                counts: vec![
+                    count("manga_jp", &asked.id, 5),
+                    // Sold in the other store only, and invented: counted as unknown.
+                    count("comics_us", &asked.id, 5),
+                    count("manga_jp", "B-NO-SUCH", 5),
+                ],
+            },
+            d,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.recorded, r.unknown), (1, 2));
+    let after = m
+        .client
+        .trending(
+            pb::TrendingRequest {
+                store_id: "manga_jp".into(),
+                limit: 2,
+            },
+            d,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.series[0].series, asked.series, "{after:?}");
+    assert_eq!(after.series[0].reason, "demand");
+    assert!((after.series[0].demand - 5.0).abs() < 0.01, "{after:?}");
+    assert_eq!(after.series[1].reason, "release_date");
+    assert_eq!(after.half_life_seconds, 6 * 3_600);
+    // The job writes its answers about the series customers asked about.
+    run(&m, "trending", "manga_jp").await;
+    let asked_about = format!("Tell me about {}", asked.series);
+    assert!(
+        m.cache.puts().iter().any(|p| p.text == asked_about),
+        "{:?}",
+        m.cache.puts().iter().map(|p| &p.text).collect::<Vec<_>>()
+    );
+    // Bad requests are refused whole, with the reason.
+    let e = m
+        .client
+        .record_demand(
+            pb::RecordDemandRequest {
+                counts: vec![count("manga_jp", &asked.id, 0)],
+            },
+            d,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("counts[0].count"), "{e}");
+    let e = m
+        .client
+        .trending(
+            pb::TrendingRequest {
+                store_id: "nowhere".into(),
+                limit: 0,
+            },
+            d,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }

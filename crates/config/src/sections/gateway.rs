@@ -579,6 +579,9 @@ pub struct GatewaySettings {
     pub background_live_threshold: u32,
     /// Follow-up predictions requested at once by this gateway; more are skipped, not queued.
     pub background_max_predictions: u32,
+    /// How often the products answers named are reported to precompute for the trending
+    /// job (one call per interval; 0 = never: trending then follows release dates).
+    pub demand_report_seconds: u64,
     /// Where streamed answers are buffered for `resume`: `memory` (this gateway only) or
     /// `redis` (any gateway sharing the `redis` section can resume them).
     pub resume_backend: ResumeBackend,
@@ -619,6 +622,7 @@ impl Default for GatewaySettings {
             predict_follow_ups: true,
             background_live_threshold: 0,
             background_max_predictions: 8,
+            demand_report_seconds: 10,
             resume_backend: ResumeBackend::Memory,
         }
     }
@@ -630,6 +634,11 @@ impl GatewaySettings {
             self.background_max_predictions >= 1,
             "gateway.background_max_predictions",
             "must be at least 1 (set predict_follow_ups = false to turn prediction off)",
+        )?;
+        ensure(
+            self.demand_report_seconds <= 3_600,
+            "gateway.demand_report_seconds",
+            "must be at most 3600 (an hour of counts held in one gateway)",
         )?;
         socket_addr("gateway.listen", &self.listen)?;
         socket_addr("gateway.internal_listen", &self.internal_listen)?;

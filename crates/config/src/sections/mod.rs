@@ -32,7 +32,7 @@ pub use generation::{
 pub use intent::IntentSettings;
 pub use memory::{DynamoDbSettings, MemoryBackend, MemorySettings};
 pub use mesh::{DAEMONS, DaemonAddr, MeshSettings};
-pub use precompute::{PrecomputeSettings, SchedulerLease};
+pub use precompute::{DemandStore, PrecomputeSettings, SchedulerLease};
 pub use redis::RedisSettings;
 pub use retrieval::{InventoryBackend, OpenSearchSettings, RetrievalBackend, RetrievalSettings};
 pub use telemetry::{LogFormat, TelemetrySettings};

@@ -17,6 +17,19 @@ choice! {
     }
 }
 
+choice! {
+    /// `precompute.demand_store`.
+    pub enum DemandStore {
+        /// In the daemon, saved to `<data.state_dir>/precompute-demand.json` at shutdown
+        /// (right for one replica).
+        #[default]
+        Memory = "memory",
+        /// In the shared Redis of the `redis` section: every replica ranks by every
+        /// gateway's reports.
+        Redis = "redis",
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrecomputeSettings {
@@ -39,6 +52,10 @@ pub struct PrecomputeSettings {
     /// With several precompute replicas, `redis` makes one of them run each scheduled run
     /// (a lease per job for its interval); `none` (default) lets every scheduler run.
     pub scheduler_lease: SchedulerLease,
+    /// Where the demand the trending job ranks by is counted (see `DemandStore`).
+    pub demand_store: DemandStore,
+    /// An answer naming a product counts half as much for trending after this long.
+    pub trending_half_life_seconds: u64,
 }
 
 impl Default for PrecomputeSettings {
@@ -52,6 +69,8 @@ impl Default for PrecomputeSettings {
             max_follow_up_batches: 8,
             run_at_start: true,
             scheduler_lease: SchedulerLease::None,
+            demand_store: DemandStore::Memory,
+            trending_half_life_seconds: 6 * 3_600,
         }
     }
 }
@@ -76,6 +95,11 @@ impl PrecomputeSettings {
             0..=1_000,
         )?;
         within("precompute.follow_ups", self.follow_ups, 0..=20)?;
+        within(
+            "precompute.trending_half_life_seconds",
+            self.trending_half_life_seconds,
+            60..=YEAR,
+        )?;
         within(
             "precompute.max_follow_up_batches",
             self.max_follow_up_batches,

@@ -164,8 +164,50 @@ async fn asked_about_series_become_trending() {
             assert!(first.series.contains("Frieren"), "{t:?}");
             break;
         }
-        assert!(Instant::now() < until, "demand never reached precompute: {t:?}");
+        assert!(
+            Instant::now() < until,
+            "demand never reached precompute: {t:?}"
+        );
         // Polling for the gateway's next report.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// After an order question, "when will it arrive?" is answered from the customer's own
+/// orders, pre-computed into their session: the same answer the live path gives, and
+/// nobody else's.
+#[tokio::test]
+async fn an_order_follow_up_is_precomputed_for_that_customer_only() {
+    let m = TestMesh::start_with(&[], |c| {
+        c.gateway.predict_follow_ups = true;
+        c.gateway.limits.user_messages_per_minute = 0;
+        c.gateway.limits.connection_messages_per_second = 0;
+    })
+    .await;
+    let mesh = &m.mesh().config.mesh;
+    let tokens = mangaassist_client::service_tokens(mesh, "test").unwrap();
+    let cache = CacheClient::connect_with(&mesh.cache.endpoint, tokens).unwrap();
+    let mut c = WsClient::connect(&m.ws_url_as("u-demo")).await;
+    let first = c.ask("Where is my order?", "s-order").await;
+    assert!(first.text().contains("MA-"), "{}", first.text());
+    until_cached(&cache, "When will it arrive?", "s-order", "u-demo").await;
+    let served = c.ask("When will it arrive?", "s-order").await;
+    assert_eq!(
+        served.done().served_from,
+        "precomputed",
+        "{:?}",
+        served.done()
+    );
+    // The live answer to the same question in a new session of the same customer.
+    let live = c.ask("When will it arrive?", "s-order-live").await;
+    assert_eq!(live.done().served_from, "live");
+    // The same facts; the simulated model varies only its closing sentence.
+    let facts = |t: String| t.rsplit_once(". ").map(|(f, _)| f.to_string()).unwrap_or(t);
+    assert_eq!(facts(served.text()), facts(live.text()));
+    assert!(served.text().contains("MA-100251"), "{}", served.text());
+    // Another customer asking the same words gets their own answer, not u-demo's orders.
+    let mut other = WsClient::connect(&m.ws_url_as("u-aiko")).await;
+    let theirs = other.ask("When will it arrive?", "s-aiko").await;
+    assert_eq!(theirs.done().served_from, "live");
+    assert!(!theirs.text().contains("MA-100251"), "{}", theirs.text());
 }

@@ -147,6 +147,12 @@ impl Orchestrator {
                     intent: outcome.intent as i32,
                     answer,
                     product_ids: outcome.product_ids,
+                    orders: outcome
+                        .account
+                        .as_ref()
+                        .map(|a| a.orders.clone())
+                        .unwrap_or_default(),
+                    profile: outcome.account.and_then(|a| a.profile),
                 };
                 if let Err(e) = mesh.predict_follow_ups(req, dl).await {
                     tracing::debug!(error = %e, "follow-up prediction unavailable");

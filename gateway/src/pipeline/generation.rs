@@ -147,6 +147,7 @@ impl Orchestrator {
                 product_ids: vec![],
                 route: None,
                 personal: false,
+                account: None,
             });
         }
         // A stream that ended without its summary never said what it used: treat the answer
@@ -164,6 +165,7 @@ impl Orchestrator {
             product_ids: summary.product_ids,
             route: Some(route),
             personal,
+            account: None,
         })
     }
 

@@ -123,6 +123,16 @@ struct Outcome {
     route: Option<Route>,
     /// Written from the customer's own context (generation says so): never shared.
     personal: bool,
+    /// The customer's orders and profile as read for this answer (live answers only), for
+    /// pre-answering their likely questions about them in this session.
+    account: Option<Account>,
+}
+
+/// What the gateway read of the customer for one answer.
+#[derive(Debug, Clone, Default)]
+struct Account {
+    orders: Vec<pb::Order>,
+    profile: Option<pb::UserProfile>,
 }
 
 impl Orchestrator {
@@ -323,10 +333,15 @@ impl Orchestrator {
             understood.intent,
             understood.from_daemon,
         );
+        let profile = understood.profile.and_then(|p| p.profile);
+        let account = Account {
+            orders: understood.orders.clone(),
+            profile: profile.clone(),
+        };
         let sources = Sources {
             retrieved,
             history: understood.history.unwrap_or_default(),
-            profile: understood.profile.and_then(|p| p.profile),
+            profile,
             orders: understood.orders,
         };
         let asked = Asked {
@@ -349,8 +364,11 @@ impl Orchestrator {
             assembly_started,
             "ok",
         );
-        self.generate(ctx, sink, gen_req, understood.intent, route, ladder)
-            .await
+        let mut outcome = self
+            .generate(ctx, sink, gen_req, understood.intent, route, ladder)
+            .await?;
+        outcome.account = Some(account);
+        Ok(outcome)
     }
 }
 

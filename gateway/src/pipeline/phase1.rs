@@ -352,5 +352,6 @@ pub(super) async fn replay_cached(
         route: None,
         // Already cached: the cache's partitions decided who may see it.
         personal: false,
+        account: None,
     }
 }

@@ -152,7 +152,15 @@ struct Target {
     source: &'static str,
     /// Conversation the answer follows (newest first), for follow-ups.
     history: Vec<pb::Turn>,
+    /// The customer's orders and profile, for follow-ups (the gateway's reading for the
+    /// answer they follow); empty for job answers, which are nobody's.
+    orders: Vec<pb::Order>,
+    profile: Option<pb::UserProfile>,
 }
+
+/// An answer stating the customer's orders lives at most this long: an order moves on
+/// (shipped, delivered) without any event reaching the cache.
+const ACCOUNT_TTL_SECONDS: u32 = 60;
 
 enum Outcome {
     /// Written; the products the answer names.
@@ -254,9 +262,15 @@ async fn answer(
     let sources = Sources {
         retrieved,
         history: target.history.clone(),
-        ..Sources::default()
+        profile: target.profile.clone(),
+        orders: target.orders.clone(),
     };
     let ctx = assemble(item.intent, sources, context);
+    let ttl_seconds = if ctx.orders.is_empty() {
+        target.ttl_seconds
+    } else {
+        target.ttl_seconds.min(ACCOUNT_TTL_SECONDS)
+    };
     let needs_products = matches!(
         item.intent,
         pb::Intent::Recommendation | pb::Intent::ProductSearch | pb::Intent::Comparison
@@ -326,7 +340,7 @@ async fn answer(
                     source: target.source.to_string(),
                     query: item.question.clone(),
                 }),
-                ttl_seconds: target.ttl_seconds,
+                ttl_seconds,
                 facts_ms,
             },
             CACHE_DEADLINE,
@@ -516,6 +530,8 @@ impl PrecomputeDaemon {
             ttl_seconds: u32::try_from(ttl).unwrap_or(u32::MAX),
             source: job.source(),
             history: Vec::new(),
+            orders: Vec::new(),
+            profile: None,
         }
     }
 
@@ -972,6 +988,19 @@ impl PrecomputeDaemon {
         if req.store_id.trim().is_empty() {
             return Err(PrecomputeError::InvalidArgument("store_id is empty".into()));
         }
+        // An order of someone else written into this session's answers would be a leak:
+        // refuse the request rather than trust the caller got it right.
+        if let Some((i, _)) = req
+            .orders
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.user_id != req.user_id)
+        {
+            return Err(PrecomputeError::InvalidArgument(format!(
+                "orders[{i}] is not an order of user `{}`",
+                req.user_id
+            )));
+        }
         let intent = pb::Intent::try_from(req.intent).map_err(|_| {
             PrecomputeError::InvalidArgument(format!("unknown intent {}", req.intent))
         })?;
@@ -982,9 +1011,12 @@ impl PrecomputeDaemon {
         metrics::counter!("precompute_followups_total")
             .increment(u64::try_from(predicted.len()).unwrap_or(0));
         let questions: Vec<String> = predicted.iter().map(|f| f.question.clone()).collect();
+        // Questions about the customer's orders only with the orders the gateway read for
+        // them: none read (memory down, or no orders) leaves those to the live answer.
+        let with_account = !req.orders.is_empty() && !req.user_id.is_empty();
         let items: Vec<Item> = predicted
             .into_iter()
-            .filter(FollowUp::answerable_without_account)
+            .filter(|f| with_account || f.answerable_without_account())
             .map(|f| Item {
                 store_id: req.store_id.clone(),
                 question: f.question,
@@ -1037,6 +1069,8 @@ impl PrecomputeDaemon {
                 ttl_seconds: self.inner.follow_up_ttl_seconds,
                 source: "precompute:followup",
                 history,
+                orders: req.orders.clone(),
+                profile: req.profile.clone(),
             };
             let inner = self.inner.clone();
             self.inner.tasks.spawn(async move {

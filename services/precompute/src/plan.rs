@@ -214,8 +214,9 @@ impl FollowUp {
     }
 
     /// Whether the answer can be written from catalog and policies alone. Answers that need
-    /// the customer's orders are not pre-generated (precompute has no access to them, and a
-    /// cached "what is your order number?" would be worse than a live answer).
+    /// the customer's orders are pre-generated only with the orders the gateway read for
+    /// this customer's answer (a cached "what is your order number?" would be worse than a
+    /// live answer).
     pub fn answerable_without_account(&self) -> bool {
         !matches!(
             self.intent,
@@ -264,7 +265,7 @@ pub fn follow_ups(
             }
         }
         _ => {
-            for &(q, i) in generic_follow_ups(intent) {
+            for &(q, i) in generic_follow_ups(intent, lang) {
                 if !out.iter().any(|f| f.question == q) {
                     out.push(FollowUp::new(q.into(), i));
                 }
@@ -277,7 +278,21 @@ pub fn follow_ups(
 
 /// The follow-ups after an answer of `intent` that name no product: the intent is not about
 /// products, or the answer mentioned none.
-fn generic_follow_ups(intent: pb::Intent) -> &'static [(&'static str, pb::Intent)] {
+fn generic_follow_ups(intent: pb::Intent, lang: Lang) -> &'static [(&'static str, pb::Intent)] {
+    use pb::Intent as I;
+    match (intent, lang) {
+        // A Japanese customer asks about an order in Japanese: the answer pre-computed for
+        // the English wording would never be found.
+        (I::OrderStatus, Lang::Ja) => &[
+            ("いつ届きますか？", I::OrderStatus),
+            ("追跡番号を教えてください", I::OrderStatus),
+            ("注文はキャンセルできますか？", I::Faq),
+        ],
+        _ => generic_follow_ups_en(intent),
+    }
+}
+
+fn generic_follow_ups_en(intent: pb::Intent) -> &'static [(&'static str, pb::Intent)] {
     use pb::Intent as I;
     match intent {
         I::Recommendation => &[
@@ -291,6 +306,7 @@ fn generic_follow_ups(intent: pb::Intent) -> &'static [(&'static str, pb::Intent
         ],
         I::OrderStatus => &[
             ("When will it arrive?", I::OrderStatus),
+            ("What's the tracking number?", I::OrderStatus),
             ("Can I change the delivery address?", I::Faq),
             ("Can I cancel my order?", I::Faq),
         ],
@@ -440,7 +456,10 @@ mod tests {
         let o = follow_ups(pb::Intent::OrderStatus, &[], Lang::En, 3);
         assert_eq!(o[0].question, "When will it arrive?");
         assert!(!o[0].answerable_without_account());
-        assert!(o[1].answerable_without_account());
+        assert!(!o[1].answerable_without_account());
+        assert!(o[2].answerable_without_account());
+        let ja = follow_ups(pb::Intent::OrderStatus, &[], Lang::Ja, 3);
+        assert_eq!(ja[0].question, "いつ届きますか？");
         for i in pb::Intent::ALL {
             assert!(!follow_ups(i, &[], Lang::En, 3).is_empty(), "{i:?}");
         }

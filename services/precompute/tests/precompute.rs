@@ -469,6 +469,7 @@ async fn precomputed_answers_see_the_live_context() {
                 intent: pb::Intent::Recommendation as i32,
                 answer: answer.clone(),
                 product_ids: vec![a.id.clone(), b.id.clone()],
+                ..Default::default()
             },
             Duration::from_secs(5),
         )
@@ -634,6 +635,7 @@ async fn follow_ups_name_the_titles_and_are_cached_per_session() {
                 intent: pb::Intent::Recommendation as i32,
                 answer: format!("Try {} or {}.", a.title, b.title),
                 product_ids: vec![a.id.clone(), b.id.clone()],
+                ..Default::default()
             },
             Duration::from_secs(5),
         )
@@ -936,4 +938,91 @@ async fn trending_follows_the_demand_gateways_report() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+/// Questions about the customer's own orders are pre-answered only with the orders the
+/// gateway read for them, into their session only, for at most a minute; another user's
+/// order in the request is refused.
+#[tokio::test]
+async fn order_follow_ups_use_the_customers_orders_in_their_session_only() {
+    let m = mesh(|_| {}).await;
+    let order = pb::Order {
+        order_id: "JP-7731".into(),
+        user_id: "u-7".into(),
+        store_id: "manga_jp".into(),
+        items: vec![pb::OrderItem {
+            product_id: "B05KL9F8YY".into(),
+            title: "One Piece, Vol. 1".into(),
+            quantity: 1,
+            ..Default::default()
+        }],
+        status: "shipped".into(),
+        placed_at: "2026-11-28".into(),
+        eta: "2026-12-04".into(),
+        carrier: "Yamato".into(),
+        tracking: "YT-123456".into(),
+    };
+    let req = |orders: Vec<pb::Order>, session: &str| pb::PredictFollowUpsRequest {
+        session_id: session.into(),
+        user_id: "u-7".into(),
+        store_id: "manga_jp".into(),
+        query: "Where is my order?".into(),
+        intent: pb::Intent::OrderStatus as i32,
+        answer: "Your order JP-7731 has shipped.".into(),
+        orders,
+        ..Default::default()
+    };
+    let d = Duration::from_secs(5);
+    // Without orders only the questions a policy answers are written.
+    let r = m
+        .client
+        .predict_follow_ups(req(vec![], "s-none"), d)
+        .await
+        .unwrap();
+    assert_eq!(r.written, 2, "{r:?}");
+    let r = m
+        .client
+        .predict_follow_ups(req(vec![order.clone()], "s-7"), d)
+        .await
+        .unwrap();
+    assert_eq!(r.written, 4, "{r:?}");
+    wait_for(&m, "order follow-ups", |p| {
+        p.iter().filter(|p| p.session_id == "s-7").count() >= 4
+    })
+    .await;
+    let puts = m.cache.puts();
+    assert!(
+        !puts
+            .iter()
+            .any(|p| p.session_id == "s-none" && p.text == "When will it arrive?"),
+        "answered about orders nobody read"
+    );
+    let arrive = puts
+        .iter()
+        .find(|p| p.session_id == "s-7" && p.text == "When will it arrive?")
+        .unwrap();
+    assert_eq!(arrive.scope, pb::CacheScope::Session as i32);
+    assert_eq!(arrive.user_id, "u-7");
+    assert_eq!(arrive.ttl_seconds, 60, "an order moves on");
+    let text = &arrive.answer.as_ref().unwrap().text;
+    assert!(
+        text.contains("JP-7731") || text.contains("2026-12-04"),
+        "{text}"
+    );
+    // The policy answers do not state the order: they keep the follow-up TTL.
+    let cancel = puts
+        .iter()
+        .find(|p| p.session_id == "s-7" && p.text == "Can I cancel my order?")
+        .unwrap();
+    assert_eq!(cancel.ttl_seconds, 300);
+
+    let mut stranger = order.clone();
+    stranger.user_id = "u-other".into();
+    let e = m
+        .client
+        .predict_follow_ups(req(vec![stranger], "s-7"), d)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("orders[0]"), "{e}");
 }

@@ -158,6 +158,15 @@ enum Command {
         #[arg(long)]
         endpoint: Option<String>,
     },
+    /// Announce a volume's release time: precompute answers the questions customers will ask
+    /// about it `precompute.release_lead_seconds` (an hour) before it goes on sale.
+    Release {
+        #[command(subcommand)]
+        action: ReleaseAction,
+        /// Precompute daemon endpoint (default: mesh.precompute.endpoint).
+        #[arg(long, global = true)]
+        endpoint: Option<String>,
+    },
     /// Model quality on labelled files: retrieval (hit@k, recall@k, MRR per query kind) or
     /// the intent classifier (held-out accuracy).
     Eval {
@@ -190,6 +199,28 @@ enum StockAction {
         store: String,
         #[arg(required = true)]
         products: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseAction {
+    /// Schedule (or move) a release.
+    Schedule {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        product: String,
+        /// When it goes on sale, RFC 3339 in UTC (2027-01-05T15:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
+        /// Or how long from now (90m, 2h).
+        #[arg(long = "in")]
+        in_: Option<String>,
+    },
+    /// Show the scheduled releases and whether they are pre-warmed.
+    List {
+        #[arg(long)]
+        store: Option<String>,
     },
 }
 
@@ -528,6 +559,31 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
                 }
                 StockAction::Get { store, products } => {
                     mangaassist::stock::get(&client, store, products).await?
+                }
+            };
+            writeln!(std::io::stdout(), "{out}")?;
+            Ok(())
+        }
+        Command::Release { action, endpoint } => {
+            let endpoint = endpoint
+                .as_deref()
+                .unwrap_or(&config.mesh.precompute.endpoint);
+            let client = mangaassist_client::PrecomputeClient::connect_with(
+                endpoint,
+                cli_service_tokens(&config, false)?.map(std::sync::Arc::new),
+            )?;
+            let out = match action {
+                ReleaseAction::Schedule {
+                    store,
+                    product,
+                    at,
+                    in_,
+                } => {
+                    let t = mangaassist::release::release_time(at.as_deref(), in_.as_deref())?;
+                    mangaassist::release::schedule(&client, store, product, t).await?
+                }
+                ReleaseAction::List { store } => {
+                    mangaassist::release::list(&client, store.as_deref()).await?
                 }
             };
             writeln!(std::io::stdout(), "{out}")?;

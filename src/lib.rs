@@ -5,4 +5,5 @@
 pub mod chat;
 pub mod mesh;
 pub mod probe;
+pub mod release;
 pub mod stock;

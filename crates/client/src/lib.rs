@@ -354,6 +354,14 @@ pub trait LocalPrecompute: Send + Sync + 'static {
         &self,
         request: Request<pb::TrendingRequest>,
     ) -> Result<tonic::Response<pb::TrendingResponse>, Status>;
+    async fn schedule_release(
+        &self,
+        request: Request<pb::ScheduleReleaseRequest>,
+    ) -> Result<tonic::Response<pb::ReleaseInfo>, Status>;
+    async fn list_releases(
+        &self,
+        request: Request<pb::ListReleasesRequest>,
+    ) -> Result<tonic::Response<pb::ListReleasesResponse>, Status>;
 }
 
 #[tonic::async_trait]
@@ -388,6 +396,18 @@ impl<T: pb::precompute_service_server::PrecomputeService> LocalPrecompute for T 
         request: Request<pb::TrendingRequest>,
     ) -> Result<tonic::Response<pb::TrendingResponse>, Status> {
         pb::precompute_service_server::PrecomputeService::trending(self, request).await
+    }
+    async fn schedule_release(
+        &self,
+        request: Request<pb::ScheduleReleaseRequest>,
+    ) -> Result<tonic::Response<pb::ReleaseInfo>, Status> {
+        pb::precompute_service_server::PrecomputeService::schedule_release(self, request).await
+    }
+    async fn list_releases(
+        &self,
+        request: Request<pb::ListReleasesRequest>,
+    ) -> Result<tonic::Response<pb::ListReleasesResponse>, Status> {
+        pb::precompute_service_server::PrecomputeService::list_releases(self, request).await
     }
 }
 
@@ -726,6 +746,36 @@ impl PrecomputeClient {
             "PrecomputeService",
             "Trending",
             trending,
+            req,
+            deadline
+        )
+    }
+
+    pub async fn schedule_release(
+        &self,
+        req: pb::ScheduleReleaseRequest,
+        deadline: Duration,
+    ) -> Result<pb::ReleaseInfo, Status> {
+        call!(
+            self,
+            "PrecomputeService",
+            "ScheduleRelease",
+            schedule_release,
+            req,
+            deadline
+        )
+    }
+
+    pub async fn list_releases(
+        &self,
+        req: pb::ListReleasesRequest,
+        deadline: Duration,
+    ) -> Result<pb::ListReleasesResponse, Status> {
+        call!(
+            self,
+            "PrecomputeService",
+            "ListReleases",
+            list_releases,
             req,
             deadline
         )

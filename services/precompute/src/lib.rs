@@ -16,6 +16,8 @@ mod lease;
 pub use demand::{Demand, DemandError};
 pub use lease::JobLease;
 mod plan;
+mod releases;
+pub use releases::{Release, ReleaseBook, ReleaseError};
 
 use std::{
     collections::HashMap,
@@ -36,8 +38,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status};
 
 pub use plan::{
-    FollowUp, Item, MIN_DEMAND, Trend, follow_ups, genre_items, store_genres, trending_by_demand,
-    trending_items, trending_series,
+    FollowUp, Item, MIN_DEMAND, Trend, follow_ups, genre_items, release_items, store_genres,
+    trending_by_demand, trending_items, trending_series,
 };
 
 /// Per-call deadlines of the downstream hops (background work: generous, but bounded).
@@ -61,6 +63,10 @@ pub enum PrecomputeError {
     Lease(String),
     #[error(transparent)]
     Demand(#[from] DemandError),
+    #[error(transparent)]
+    Releases(#[from] ReleaseError),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl PrecomputeError {
@@ -68,7 +74,10 @@ impl PrecomputeError {
         match self {
             PrecomputeError::Data(_) => tonic::Code::FailedPrecondition,
             PrecomputeError::InvalidArgument(_) => tonic::Code::InvalidArgument,
-            PrecomputeError::Lease(_) | PrecomputeError::Demand(_) => tonic::Code::Unavailable,
+            PrecomputeError::Lease(_)
+            | PrecomputeError::Demand(_)
+            | PrecomputeError::Releases(_) => tonic::Code::Unavailable,
+            PrecomputeError::NotFound(_) => tonic::Code::NotFound,
         }
     }
 }
@@ -92,15 +101,21 @@ pub struct PrecomputePeers {
 pub enum Job {
     Trending,
     GenreRecommendations,
+    ReleasePrewarm,
 }
 
 impl Job {
-    pub const ALL: [Job; 2] = [Job::Trending, Job::GenreRecommendations];
+    pub const ALL: [Job; 3] = [
+        Job::Trending,
+        Job::GenreRecommendations,
+        Job::ReleasePrewarm,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::Trending => "trending",
             Job::GenreRecommendations => "genre_recommendations",
+            Job::ReleasePrewarm => "release_prewarm",
         }
     }
 
@@ -116,6 +131,9 @@ impl Job {
             Job::GenreRecommendations => {
                 "an in-stock recommendation list for every genre of each store"
             }
+            Job::ReleasePrewarm => {
+                "answers about each scheduled release (about, stock, price, next volume, similar; EN and JA), written release_lead_seconds before it goes on sale"
+            }
         }
     }
 
@@ -123,6 +141,7 @@ impl Job {
         match self {
             Job::Trending => "precompute:trending",
             Job::GenreRecommendations => "precompute:genre",
+            Job::ReleasePrewarm => "precompute:release",
         }
     }
 
@@ -130,6 +149,7 @@ impl Job {
         match self {
             Job::Trending => s.trending_interval_seconds,
             Job::GenreRecommendations => s.genre_interval_seconds,
+            Job::ReleasePrewarm => s.release_check_seconds,
         }
     }
 }
@@ -197,6 +217,8 @@ struct Inner {
     demand: Demand,
     /// (store, product id) of every catalog product: demand for anything else is refused.
     known: std::collections::HashSet<(String, String)>,
+    /// Announced releases, for the `release_prewarm` job.
+    releases: ReleaseBook,
 }
 
 /// Counts in one `RecordDemand` (a gateway reports every few seconds, one count per product).
@@ -266,11 +288,18 @@ async fn answer(
         orders: target.orders.clone(),
     };
     let ctx = assemble(item.intent, sources, context);
-    let ttl_seconds = if ctx.orders.is_empty() {
+    let mut ttl_seconds = if ctx.orders.is_empty() {
         target.ttl_seconds
     } else {
         target.ttl_seconds.min(ACCOUNT_TTL_SECONDS)
     };
+    if item.until_ms > 0 {
+        let left = (item.until_ms - now_ms()) / 1000;
+        if left <= 0 {
+            return Ok(Outcome::Skipped("its window is over"));
+        }
+        ttl_seconds = u32::try_from(left).unwrap_or(u32::MAX);
+    }
     let needs_products = matches!(
         item.intent,
         pb::Intent::Recommendation | pb::Intent::ProductSearch | pb::Intent::Comparison
@@ -428,6 +457,12 @@ impl PrecomputeDaemon {
                 Demand::redis(&config.redis, half_life).await?
             }
         };
+        let releases = match config.precompute.demand_store {
+            mangaassist_config::DemandStore::Memory => {
+                ReleaseBook::memory(Some(config.data.state_dir.join("precompute-releases.json")))?
+            }
+            mangaassist_config::DemandStore::Redis => ReleaseBook::redis(&config.redis).await?,
+        };
         let known = catalog
             .products
             .iter()
@@ -452,6 +487,7 @@ impl PrecomputeDaemon {
                 stock: std::sync::OnceLock::new(),
                 demand,
                 known,
+                releases,
             }),
         })
     }
@@ -666,9 +702,161 @@ impl PrecomputeDaemon {
                     items.extend(plan::trending_items_for(s, series));
                 }
                 Job::GenreRecommendations => items.extend(genre_items(products, s)),
+                // Planned from the due releases by `run_job`.
+                Job::ReleasePrewarm => {}
             }
         }
         items
+    }
+
+    fn product(&self, store: &str, id: &str) -> Option<&Product> {
+        self.inner
+            .catalog
+            .products
+            .iter()
+            .find(|p| p.store_id == store && p.id == id)
+    }
+
+    /// When `r`'s answers are written, and until when they live.
+    fn release_window(&self, r: &Release) -> (i64, i64) {
+        let s = &self.inner.settings;
+        (
+            r.release_at_ms - secs_ms(s.release_lead_seconds),
+            r.release_at_ms + secs_ms(s.release_keep_seconds),
+        )
+    }
+
+    fn release_questions(&self, r: &Release) -> Vec<Item> {
+        match self.product(&r.store_id, &r.product_id) {
+            Some(p) => release_items(&self.inner.catalog.products, p, self.release_window(r).1),
+            None => Vec::new(),
+        }
+    }
+
+    /// Releases of `store` (or every store) whose answers are due now and not yet written;
+    /// releases whose window is over are forgotten on the way.
+    async fn due_releases(&self, store: Option<&str>) -> Vec<Release> {
+        let all = match self.inner.releases.all().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "releases unreadable; none pre-warmed this run");
+                return Vec::new();
+            }
+        };
+        let now = now_ms();
+        let mut due = Vec::new();
+        for r in all {
+            let (warm_at, until) = self.release_window(&r);
+            if until <= now {
+                if let Err(e) = self.inner.releases.remove(&r).await {
+                    tracing::warn!(error = %e, "an old release could not be forgotten");
+                }
+            } else if r.warmed_ms == 0 && warm_at <= now && store.is_none_or(|s| s == r.store_id) {
+                due.push(r);
+            }
+        }
+        due
+    }
+
+    fn release_info(&self, r: &Release) -> pb::ReleaseInfo {
+        pb::ReleaseInfo {
+            store_id: r.store_id.clone(),
+            product_id: r.product_id.clone(),
+            title: self
+                .product(&r.store_id, &r.product_id)
+                .map(|p| p.title.clone())
+                .unwrap_or_default(),
+            release_at_ms: r.release_at_ms,
+            prewarm_at_ms: self.release_window(r).0,
+            warmed_ms: r.warmed_ms,
+            written: r.written,
+            questions: self
+                .release_questions(r)
+                .into_iter()
+                .map(|i| i.question)
+                .collect(),
+        }
+    }
+
+    /// Announces a release; when its answers are already due, writes them now.
+    pub async fn schedule_release(
+        &self,
+        req: pb::ScheduleReleaseRequest,
+    ) -> Result<pb::ReleaseInfo, PrecomputeError> {
+        if !self.inner.catalog.stores().contains(&req.store_id) {
+            return Err(PrecomputeError::InvalidArgument(format!(
+                "unknown store `{}` (one of: {})",
+                req.store_id,
+                self.inner.catalog.stores().join(", ")
+            )));
+        }
+        if self.product(&req.store_id, &req.product_id).is_none() {
+            return Err(PrecomputeError::NotFound(format!(
+                "product `{}` is not in store `{}`'s catalog",
+                req.product_id, req.store_id
+            )));
+        }
+        let now = now_ms();
+        const YEAR_MS: i64 = 366 * 24 * 3_600 * 1_000;
+        let release = Release {
+            store_id: req.store_id,
+            product_id: req.product_id,
+            release_at_ms: req.release_at_ms,
+            warmed_ms: 0,
+            written: 0,
+        };
+        let (warm_at, until) = self.release_window(&release);
+        if req.release_at_ms <= 0 || until <= now {
+            return Err(PrecomputeError::InvalidArgument(format!(
+                "release_at_ms {}: that release is over (its answers would live until {until}, before now)",
+                req.release_at_ms
+            )));
+        }
+        if req.release_at_ms > now + YEAR_MS {
+            return Err(PrecomputeError::InvalidArgument(format!(
+                "release_at_ms {} is more than a year away",
+                req.release_at_ms
+            )));
+        }
+        self.inner.releases.put(release.clone()).await?;
+        tracing::info!(store = %release.store_id, product = %release.product_id, release_at_ms = release.release_at_ms, prewarm_at_ms = warm_at, "release scheduled");
+        if warm_at <= now {
+            // Due already: the next check could be minutes away.
+            match self.try_start(Job::ReleasePrewarm) {
+                Some(running) => {
+                    let me = self.clone();
+                    let store = release.store_id.clone();
+                    self.inner.tasks.spawn(async move {
+                        let _running = running;
+                        let cancel = me.inner.shutdown.child_token();
+                        me.run_job(Job::ReleasePrewarm, Some(&store), None, &cancel)
+                            .await;
+                    });
+                }
+                None => tracing::info!("release_prewarm is running; the next check writes it"),
+            }
+        }
+        Ok(self.release_info(&release))
+    }
+
+    pub async fn list_releases(
+        &self,
+        req: pb::ListReleasesRequest,
+    ) -> Result<pb::ListReleasesResponse, PrecomputeError> {
+        if !req.store_id.is_empty() && !self.inner.catalog.stores().contains(&req.store_id) {
+            return Err(PrecomputeError::InvalidArgument(format!(
+                "unknown store `{}`",
+                req.store_id
+            )));
+        }
+        let all = self.inner.releases.all().await?;
+        Ok(pb::ListReleasesResponse {
+            releases: all
+                .iter()
+                .filter(|r| req.store_id.is_empty() || r.store_id == req.store_id)
+                .map(|r| self.release_info(r))
+                .collect(),
+        })
     }
 
     /// Adds the gateways' counts of products named by answers.
@@ -764,7 +952,18 @@ impl PrecomputeDaemon {
         progress: Option<&ProgressTx>,
         cancel: &CancellationToken,
     ) -> RunTotals {
-        let items = self.items(job, store).await;
+        let due = if job == Job::ReleasePrewarm {
+            self.due_releases(store).await
+        } else {
+            Vec::new()
+        };
+        let items = if job == Job::ReleasePrewarm {
+            due.iter().flat_map(|r| self.release_questions(r)).collect()
+        } else {
+            self.items(job, store).await
+        };
+        let mut written_questions: std::collections::HashSet<(String, String)> =
+            std::collections::HashSet::new();
         let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
         let target = self.job_target(job);
         tracing::info!(job = job.name(), items = total, "precompute job started");
@@ -791,6 +990,7 @@ impl PrecomputeDaemon {
             let line = match r {
                 Ok(Outcome::Written(products)) => {
                     self.remember(job, &item, &products);
+                    written_questions.insert((item.store_id.clone(), item.question.clone()));
                     t.written += 1;
                     metrics::counter!("precompute_items_written_total", "job" => job.name())
                         .increment(1);
@@ -840,6 +1040,26 @@ impl PrecomputeDaemon {
             failed = t.failed,
             "precompute job finished"
         );
+        if !t.cancelled {
+            for mut r in due {
+                let questions = self.release_questions(&r);
+                let written = questions
+                    .iter()
+                    .filter(|i| {
+                        written_questions.contains(&(i.store_id.clone(), i.question.clone()))
+                    })
+                    .count();
+                // Nothing written while something failed: the next check tries again.
+                if written == 0 && t.failed > 0 {
+                    continue;
+                }
+                r.warmed_ms = now_ms();
+                r.written = u32::try_from(written).unwrap_or(u32::MAX);
+                if let Err(e) = self.inner.releases.put(r).await {
+                    tracing::warn!(error = %e, "a pre-warmed release could not be marked");
+                }
+            }
+        }
         // A crash loses at most one trending interval of demand, not all of it.
         if job == Job::Trending
             && let Err(e) = self.inner.demand.save()
@@ -1024,6 +1244,7 @@ impl PrecomputeDaemon {
                 // The customer may ask within seconds: the fast tier gets there first.
                 tier: pb::ModelTier::Fast,
                 in_stock_only: false,
+                until_ms: 0,
             })
             .collect();
         // Background work is shed, not queued: a follow-up generated after the customer's next
@@ -1211,6 +1432,24 @@ impl pb::precompute_service_server::PrecomputeService for PrecomputeDaemon {
     ) -> Result<Response<pb::TrendingResponse>, Status> {
         Ok(Response::new(
             PrecomputeDaemon::trending(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn schedule_release(
+        &self,
+        request: Request<pb::ScheduleReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseInfo>, Status> {
+        Ok(Response::new(
+            PrecomputeDaemon::schedule_release(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_releases(
+        &self,
+        request: Request<pb::ListReleasesRequest>,
+    ) -> Result<Response<pb::ListReleasesResponse>, Status> {
+        Ok(Response::new(
+            PrecomputeDaemon::list_releases(self, request.into_inner()).await?,
         ))
     }
 }

@@ -18,6 +18,8 @@ pub struct Item {
     /// recommendations: seed 000 scenario 4, never pre-compute a recommendation that cannot
     /// be bought).
     pub in_stock_only: bool,
+    /// Unix milliseconds the answer must be gone by (a release's window); 0 = the job's TTL.
+    pub until_ms: i64,
 }
 
 impl Item {
@@ -28,6 +30,7 @@ impl Item {
             intent,
             tier,
             in_stock_only: false,
+            until_ms: 0,
         }
     }
 }
@@ -168,6 +171,59 @@ pub fn trending_items_for(store: &str, series: Vec<String>) -> Vec<Item> {
             ]
         })
         .collect()
+}
+
+/// The questions customers ask about a volume around its release, answered before it goes
+/// on sale (seed 004 Q19): what it is about, whether it is in stock, its price, something
+/// similar, and "when is <series> vol. N out?" (asked about the volume before it). In English,
+/// and in Japanese too when the catalog has the volume's Japanese names. Each lives until
+/// `until_ms`.
+pub fn release_items(products: &[Product], product: &Product, until_ms: i64) -> Vec<Item> {
+    fn subject(p: &Product) -> Subject<'_> {
+        Subject {
+            title: &p.title,
+            series: &p.series,
+            volume: p.volume,
+            title_ja: p.title_ja.as_deref(),
+            series_ja: p.series_ja.as_deref(),
+        }
+    }
+    let previous = products.iter().find(|p| {
+        p.store_id == product.store_id
+            && p.series == product.series
+            && p.volume + 1 == product.volume
+    });
+    let mut langs = vec![Lang::En];
+    if product.title_ja.is_some() || product.series_ja.is_some() {
+        langs.push(Lang::Ja);
+    }
+    let mut out: Vec<Item> = Vec::new();
+    for lang in langs {
+        let mut asks = vec![
+            (Ask::About, subject(product)),
+            (Ask::Stock, subject(product)),
+        ];
+        asks.push((Ask::Price, subject(product)));
+        if let Some(prev) = previous {
+            asks.push((Ask::NextVolume, subject(prev)));
+        }
+        asks.push((Ask::Similar, subject(product)));
+        for (ask, s) in asks {
+            let intent = if ask.is_recommendation() {
+                pb::Intent::Recommendation
+            } else {
+                pb::Intent::ProductSearch
+            };
+            let question = standalone(ask, lang, &s);
+            if out.iter().any(|i| i.question == question) {
+                continue;
+            }
+            let mut item = Item::new(&product.store_id, question, intent, pb::ModelTier::Fast);
+            item.until_ms = until_ms;
+            out.push(item);
+        }
+    }
+    out
 }
 
 /// Genres that have at least one product in the store, sorted.
@@ -411,6 +467,31 @@ mod tests {
         let none = trending_by_demand(&c, "s", 3, |p| p.stock, &Default::default());
         let s: Vec<&str> = none.iter().map(|t| t.series.as_str()).collect();
         assert_eq!(s, trending_series(&c, "s", 3));
+    }
+
+    #[test]
+    fn a_release_is_asked_about_in_both_languages_with_the_volume_before_it() {
+        let mut c = catalog();
+        c.push(p("6", "Gone", 3, 0, "2027-01-05", &["horror"]));
+        c[5].title_ja = Some("ゴーン 3".into());
+        c[5].series_ja = Some("ゴーン".into());
+        let items = release_items(&c, &c[5], 42);
+        let qs: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
+        assert!(qs.contains(&"Is Gone, Vol. 3 in stock?"), "{qs:?}");
+        // Asked about volume 2: "when is the next one out?"
+        assert!(qs.contains(&"When is Gone, Vol. 3 out?"), "{qs:?}");
+        assert!(qs.iter().any(|q| q.contains("ゴーン")), "{qs:?}");
+        assert!(items.iter().all(|i| i.until_ms == 42 && i.store_id == "s"));
+        assert_eq!(
+            items
+                .iter()
+                .filter(|i| i.intent == pb::Intent::Recommendation)
+                .count(),
+            2
+        );
+        // A first volume has no volume before it; a store without Japanese names, no Japanese.
+        let first = release_items(&c, &c[0], 1);
+        assert_eq!(first.len(), 4, "{first:?}");
     }
 
     #[test]

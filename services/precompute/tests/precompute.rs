@@ -702,7 +702,7 @@ async fn follow_ups_name_the_titles_and_are_cached_per_session() {
 }
 
 #[tokio::test]
-async fn scheduler_runs_both_jobs_at_start() {
+async fn scheduler_runs_every_job_at_start() {
     let m = mesh(|c| {
         c.precompute.scheduler = true;
         c.precompute.run_at_start = true;
@@ -717,7 +717,11 @@ async fn scheduler_runs_both_jobs_at_start() {
             .await
             .unwrap()
             .jobs;
-        if jobs.iter().all(|j| j.last_run_ms > 0 && j.last_written > 0) {
+        // No release is scheduled: that job runs and writes nothing.
+        if jobs
+            .iter()
+            .all(|j| j.last_run_ms > 0 && (j.last_written > 0 || j.name == "release_prewarm"))
+        {
             for j in &jobs {
                 assert!(j.next_run_ms > j.last_run_ms, "{j:?}");
                 assert!(j.last_error.is_empty(), "{j:?}");
@@ -1025,4 +1029,146 @@ async fn order_follow_ups_use_the_customers_orders_in_their_session_only() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("orders[0]"), "{e}");
+}
+
+/// A release announced for soon is pre-warmed at once: its questions, in English and
+/// Japanese, are answered into the store's cache until two hours after it; one further off
+/// waits for its time; bad announcements are refused; the schedule survives a restart.
+#[tokio::test]
+async fn a_scheduled_release_is_prewarmed_before_it_goes_on_sale() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_path_buf();
+    let m = mesh(|c| c.data.state_dir = dir.clone()).await;
+    let d = Duration::from_secs(5);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // A volume with a volume before it and Japanese names.
+    let product = m
+        .catalog
+        .products
+        .iter()
+        .filter(|p| p.store_id == "manga_jp" && p.volume > 1 && p.title_ja.is_some())
+        .max_by_key(|p| p.volume)
+        .unwrap()
+        .clone();
+    let soon = now + 30 * 60 * 1000;
+    let info = m
+        .client
+        .schedule_release(
+            pb::ScheduleReleaseRequest {
+                store_id: "manga_jp".into(),
+                product_id: product.id.clone(),
+                release_at_ms: soon,
+            },
+            d,
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.prewarm_at_ms, soon - 3_600_000);
+    assert_eq!(info.title, product.title);
+    let next = format!("When is {}, Vol. {} out?", product.series, product.volume);
+    assert!(info.questions.contains(&next), "{:?}", info.questions);
+    assert!(
+        info.questions.iter().any(|q| !q.is_ascii()),
+        "no Japanese: {:?}",
+        info.questions
+    );
+    let n = info.questions.len();
+    wait_for(&m, "pre-warmed release answers", |p| {
+        p.iter()
+            .filter(|p| p.answer.as_ref().unwrap().source == "precompute:release")
+            .count()
+            >= n
+    })
+    .await;
+    for p in m
+        .cache
+        .puts()
+        .iter()
+        .filter(|p| p.answer.as_ref().unwrap().source == "precompute:release")
+    {
+        assert_eq!(p.scope, pb::CacheScope::Store as i32);
+        // Until two hours after the release (30 min away now).
+        let ttl = i64::from(p.ttl_seconds);
+        assert!((9_000 - 5..=9_000).contains(&ttl), "{ttl}");
+        assert!(info.questions.contains(&p.text), "{}", p.text);
+    }
+    // Marked warmed once the run ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = m
+            .client
+            .list_releases(pb::ListReleasesRequest::default(), d)
+            .await
+            .unwrap();
+        if l.releases[0].warmed_ms > 0 {
+            assert_eq!(l.releases[0].written as usize, n);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Far off: scheduled, nothing written yet.
+    let later = m
+        .catalog
+        .products
+        .iter()
+        .find(|p| p.store_id == "comics_us")
+        .unwrap()
+        .clone();
+    let far = now + 5 * 3_600_000;
+    let info = m
+        .client
+        .schedule_release(
+            pb::ScheduleReleaseRequest {
+                store_id: "comics_us".into(),
+                product_id: later.id.clone(),
+                release_at_ms: far,
+            },
+            d,
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.warmed_ms, 0);
+    let bad = |store: &str, product: &str, at: i64| pb::ScheduleReleaseRequest {
+        store_id: store.into(),
+        product_id: product.into(),
+        release_at_ms: at,
+    };
+    for (req, code) in [
+        (bad("manga_jp", "B-NOPE", far), tonic::Code::NotFound),
+        (bad("nowhere", &later.id, far), tonic::Code::InvalidArgument),
+        // Another store's product.
+        (bad("manga_jp", &later.id, far), tonic::Code::NotFound),
+        (
+            bad("comics_us", &later.id, now - 3 * 3_600_000),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            bad("comics_us", &later.id, now + 400 * 24 * 3_600_000),
+            tonic::Code::InvalidArgument,
+        ),
+    ] {
+        let e = m.client.schedule_release(req, d).await.unwrap_err();
+        assert_eq!(e.code(), code, "{e}");
+    }
+    drop(m);
+    // A restart finds both releases, the first one warmed.
+    let again = mesh(|c| c.data.state_dir = dir.clone()).await;
+    let l = again
+        .client
+        .list_releases(pb::ListReleasesRequest::default(), d)
+        .await
+        .unwrap();
+    let ids: Vec<(&str, bool)> = l
+        .releases
+        .iter()
+        .map(|r| (r.product_id.as_str(), r.warmed_ms > 0))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(product.id.as_str(), true), (later.id.as_str(), false)]
+    );
 }

@@ -56,6 +56,13 @@ pub struct PrecomputeSettings {
     pub demand_store: DemandStore,
     /// An answer naming a product counts half as much for trending after this long.
     pub trending_half_life_seconds: u64,
+    /// How often the `release_prewarm` job looks for releases due to be pre-warmed.
+    pub release_check_seconds: u64,
+    /// How long before a scheduled release its answers are written (seed 004: an hour).
+    pub release_lead_seconds: u64,
+    /// How long after the release its pre-warmed answers live (seed 004: two hours); stock
+    /// changes rewrite them meanwhile.
+    pub release_keep_seconds: u64,
 }
 
 impl Default for PrecomputeSettings {
@@ -71,6 +78,9 @@ impl Default for PrecomputeSettings {
             scheduler_lease: SchedulerLease::None,
             demand_store: DemandStore::Memory,
             trending_half_life_seconds: 6 * 3_600,
+            release_check_seconds: 300,
+            release_lead_seconds: 3_600,
+            release_keep_seconds: 2 * 3_600,
         }
     }
 }
@@ -95,6 +105,21 @@ impl PrecomputeSettings {
             0..=1_000,
         )?;
         within("precompute.follow_ups", self.follow_ups, 0..=20)?;
+        within(
+            "precompute.release_check_seconds",
+            self.release_check_seconds,
+            1..=24 * 3_600,
+        )?;
+        within(
+            "precompute.release_lead_seconds",
+            self.release_lead_seconds,
+            0..=30 * 24 * 3_600,
+        )?;
+        within(
+            "precompute.release_keep_seconds",
+            self.release_keep_seconds,
+            60..=30 * 24 * 3_600,
+        )?;
         within(
             "precompute.trending_half_life_seconds",
             self.trending_half_life_seconds,

@@ -190,8 +190,9 @@ enum StockAction {
         price: Option<u32>,
     },
     /// Apply a bulk feed: JSONL lines of {"store_id", "product_id", "quantity",
-    /// "price_yen"?}. A bad line or unknown product fails the file (file:line), nothing
-    /// applied.
+    /// "price_yen"?, "release_at"?}. A bad line or unknown product fails the file (file:line),
+    /// nothing applied. A line with `release_at` (RFC 3339, UTC) also schedules that volume's
+    /// release with precompute (mesh.precompute.endpoint), which pre-warms its answers.
     Import { file: PathBuf },
     /// Show the live stock of products.
     Get {
@@ -554,8 +555,37 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
                     let text = std::fs::read_to_string(file)
                         .with_context(|| format!("cannot read {}", file.display()))?;
                     let changes = mangaassist::stock::parse_feed(file, &text)?;
+                    let releases: Vec<(String, String, i64)> = changes
+                        .iter()
+                        .filter_map(|c| {
+                            c.release_at_ms
+                                .map(|t| (c.store_id.clone(), c.change.product_id.clone(), t))
+                        })
+                        .collect();
                     let n = mangaassist::stock::import(&client, file, changes).await?;
-                    format!("{n} change(s) applied from {}", file.display())
+                    let mut out = format!("{n} change(s) applied from {}", file.display());
+                    if !releases.is_empty() {
+                        // New volumes in the feed: precompute pre-warms their answers.
+                        let precompute = mangaassist_client::PrecomputeClient::connect_with(
+                            &config.mesh.precompute.endpoint,
+                            cli_service_tokens(&config, false)?.map(std::sync::Arc::new),
+                        )?;
+                        for (store, product, at) in &releases {
+                            let line = mangaassist::release::schedule(
+                                &precompute,
+                                store,
+                                product,
+                                *at,
+                            )
+                            .await
+                            .with_context(|| {
+                                format!("stock applied; scheduling the release of {product} failed")
+                            })?;
+                            out.push('\n');
+                            out.push_str(line.lines().next().unwrap_or_default());
+                        }
+                    }
+                    out
                 }
                 StockAction::Get { store, products } => {
                     mangaassist::stock::get(&client, store, products).await?

@@ -17,6 +17,9 @@ struct FeedLine {
     quantity: u32,
     #[serde(default)]
     price_yen: Option<u32>,
+    /// A new volume's release time (RFC 3339, UTC): precompute pre-warms its answers.
+    #[serde(default)]
+    release_at: Option<String>,
 }
 
 /// A change read from a feed, with where it came from.
@@ -25,6 +28,8 @@ pub struct FeedChange {
     pub line: usize,
     pub store_id: String,
     pub change: pb::StockChange,
+    /// Unix milliseconds the volume goes on sale, when the line announces a release.
+    pub release_at_ms: Option<i64>,
 }
 
 /// Most problems listed from one bad file.
@@ -61,10 +66,17 @@ pub fn parse_feed(path: &Path, text: &str) -> anyhow::Result<Vec<FeedChange>> {
                     mangaassist_inventory::MAX_PRICE_YEN
                 ));
             }
-            Ok(l)
+            let release_at_ms = match &l.release_at {
+                Some(at) => Some(
+                    crate::release::release_time(Some(at), None)
+                        .map_err(|e| format!("release_at: {e:#}"))?,
+                ),
+                None => None,
+            };
+            Ok((l, release_at_ms))
         });
         match checked {
-            Ok(l) => out.push(FeedChange {
+            Ok((l, release_at_ms)) => out.push(FeedChange {
                 line,
                 store_id: l.store_id,
                 change: pb::StockChange {
@@ -72,6 +84,7 @@ pub fn parse_feed(path: &Path, text: &str) -> anyhow::Result<Vec<FeedChange>> {
                     quantity: l.quantity,
                     price_yen: l.price_yen,
                 },
+                release_at_ms,
             }),
             Err(e) => problems.push(format!("{}:{line}: {e}", path.display())),
         }
@@ -268,5 +281,18 @@ mod tests {
         assert_eq!(ok[0].line, 1);
         assert_eq!(ok[0].change.price_yen, Some(500));
         assert!(parse_feed(Path::new("f"), "\n\n").is_err());
+        let release = parse_feed(
+            Path::new("f"),
+            "{\"store_id\":\"s\",\"product_id\":\"A\",\"quantity\":0,\"release_at\":\"2027-01-05T15:00:00Z\"}\n{\"store_id\":\"s\",\"product_id\":\"B\",\"quantity\":0,\"release_at\":\"soon\"}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(release.contains("f:2: release_at"), "{release}");
+        let ok = parse_feed(
+            Path::new("f"),
+            "{\"store_id\":\"s\",\"product_id\":\"A\",\"quantity\":0,\"release_at\":\"2027-01-05T15:00:00Z\"}\n",
+        )
+        .unwrap();
+        assert_eq!(ok[0].release_at_ms, Some(1_799_161_200_000));
     }
 }

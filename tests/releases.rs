@@ -98,3 +98,78 @@ async fn a_scheduled_release_is_served_prewarmed() {
     assert_eq!(a.done().served_from, "precomputed", "{ja}: {:?}", a.done());
     assert!(a.done().product_ids.contains(&product.id));
 }
+
+/// A new volume can arrive in the inventory feed: a `stock import` line with `release_at`
+/// sets its stock and schedules its release with precompute.
+#[tokio::test]
+async fn a_release_in_the_stock_feed_is_scheduled() {
+    let m = TestMesh::start_with(&[], |_| {}).await;
+    let config = &m.mesh().config;
+    let catalog = Catalog::load(&config.data.dir).unwrap();
+    let product = catalog
+        .products
+        .iter()
+        .find(|p| p.store_id == "comics_us" && p.volume > 1)
+        .unwrap()
+        .clone();
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.jsonl");
+    let at = std::time::SystemTime::now() + Duration::from_secs(5 * 3_600);
+    let at = humantime::format_rfc3339_seconds(at).to_string();
+    std::fs::write(
+        &feed,
+        format!(
+            "{{\"store_id\":\"comics_us\",\"product_id\":\"{}\",\"quantity\":40,\"release_at\":\"{at}\"}}\n",
+            product.id
+        ),
+    )
+    .unwrap();
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_mangaassist"));
+    cli.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("MANGAASSIST_CONFIG")
+        .env(
+            "MANGAASSIST_MESH__PRECOMPUTE__ENDPOINT",
+            &config.mesh.precompute.endpoint,
+        )
+        .env(
+            "MANGAASSIST_MESH__PRECOMPUTE__LISTEN",
+            &config.mesh.precompute.listen,
+        )
+        .args([
+            "stock",
+            "import",
+            feed.to_str().unwrap(),
+            "--endpoint",
+            &config.mesh.retrieval.endpoint,
+        ]);
+    // Off the runtime thread: the mesh answering the CLI runs on it.
+    let out = tokio::task::spawn_blocking(move || cli.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("pre-warms at"), "{printed}");
+    let tokens = mangaassist_client::service_tokens(&config.mesh, "test").unwrap();
+    let precompute = mangaassist_client::PrecomputeClient::connect_with(
+        &config.mesh.precompute.endpoint,
+        tokens,
+    )
+    .unwrap();
+    let l = precompute
+        .list_releases(
+            pb::ListReleasesRequest {
+                store_id: "comics_us".into(),
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(l.releases.len(), 1, "{l:?}");
+    assert_eq!(l.releases[0].product_id, product.id);
+    assert_eq!(l.releases[0].warmed_ms, 0, "five hours away: not yet");
+}

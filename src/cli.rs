@@ -772,6 +772,7 @@ async fn bench_command(
         overhead: cfg.generation.latency_profile == LatencyProfile::Zero,
         generation_endpoint: cfg.mesh.generation.endpoint.clone(),
         retrieval_endpoint: cfg.mesh.retrieval.endpoint.clone(),
+        precompute_endpoint: cfg.mesh.precompute.endpoint.clone(),
         service_tokens: cli_service_tokens(cfg, true)?.map(std::sync::Arc::new),
         serve_exe: std::env::current_exe().ok(),
         config_file: cli.config.clone(),

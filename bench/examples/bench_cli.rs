@@ -47,6 +47,7 @@ async fn main() -> std::process::ExitCode {
         // The default `mesh.generation` / `mesh.retrieval` endpoints.
         generation_endpoint: "http://127.0.0.1:50065".to_string(),
         retrieval_endpoint: "http://127.0.0.1:50062".to_string(),
+        precompute_endpoint: "http://127.0.0.1:50066".to_string(),
         service_tokens: None,
         serve_exe: None,
         config_file: None,

@@ -43,6 +43,8 @@ pub struct BenchContext {
     /// (from `mesh.retrieval`); `--retrieval` overrides it. Empty or `none`: no retrieval,
     /// both arms get an empty context.
     pub retrieval_endpoint: String,
+    /// gRPC endpoint of the precompute daemon for `bench release` (from `mesh.precompute`).
+    pub precompute_endpoint: String,
     /// Admin-scoped service tokens for the daemons `bench prompt` calls, when the mesh has a
     /// service secret (`None`: calls carry no token).
     pub service_tokens: Option<std::sync::Arc<mangaassist_auth::ServiceTokens>>,
@@ -90,6 +92,10 @@ pub enum BenchCommand {
     /// and report how many later turns were served pre-computed or cached, their first-token
     /// latency against live answers, and wrong served answers (exit 1 on any, or on errors).
     Conversations(Box<crate::conversations::ConversationsArgs>),
+    /// Schedule a volume's release (pre-warmed at once), then let customers ask about it in
+    /// their own words: how many were served from the pre-warmed answers, first-token
+    /// latency against live, wrong answers (exit 1 on errors).
+    Release(Box<crate::release::ReleaseArgs>),
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -522,6 +528,7 @@ pub async fn execute(cmd: BenchCommand, ctx: BenchContext) -> Result<i32, BenchE
         BenchCommand::Render(args) => render_command(&args).map(|()| 0),
         BenchCommand::Freshness(args) => crate::freshness::run(&args, &ctx).await,
         BenchCommand::Conversations(args) => crate::conversations::run(&args, &ctx).await,
+        BenchCommand::Release(args) => crate::release::run(&args, &ctx).await,
         // As for compare: every failure is 2, so 1 keeps meaning "the candidate is slower".
         BenchCommand::Prompt(args) => match prompt_command(&args, &ctx).await {
             Ok(code) => Ok(code),

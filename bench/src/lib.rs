@@ -38,6 +38,7 @@ pub mod machine;
 pub mod openai;
 pub mod prompt;
 pub mod queries;
+pub mod release;
 pub mod sample;
 pub mod spike;
 pub mod summary;

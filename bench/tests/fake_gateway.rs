@@ -311,6 +311,7 @@ async fn compare_exit(base: &Path, cur: &Path) -> i32 {
         overhead: false,
         generation_endpoint: String::new(),
         retrieval_endpoint: String::new(),
+        precompute_endpoint: String::new(),
         service_tokens: None,
         serve_exe: None,
         config_file: None,

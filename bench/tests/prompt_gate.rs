@@ -101,6 +101,7 @@ fn ctx(mesh: Option<&Mesh>) -> BenchContext {
         overhead: false,
         generation_endpoint: mesh.map_or_else(String::new, |m| m.generation.clone()),
         retrieval_endpoint: mesh.map_or_else(String::new, |m| m.retrieval.clone()),
+        precompute_endpoint: String::new(),
         service_tokens: None,
         serve_exe: None,
         config_file: None,

@@ -106,9 +106,25 @@ pub fn tokenize(text: &str) -> Vec<String> {
     out
 }
 
-/// [`tokenize`] for a query: also drops the shopper's request words.
+/// [`tokenize`] for a query: also drops the shopper's request words, and splits a word that
+/// runs letters into a number ("piece10" of "ONE PIECE10巻", how Japanese shoppers often type
+/// a volume) so the series and the volume are both found. Only queries: titles are written
+/// with spaces, and OpenSearch indexes them with its own tokenizer.
 pub fn query_tokens(text: &str) -> Vec<String> {
-    let mut t = tokenize(text);
+    let mut t = Vec::new();
+    for w in tokenize(text) {
+        match w.find(|c: char| c.is_ascii_digit()) {
+            Some(i)
+                if i >= 2
+                    && w[..i].chars().all(|c| c.is_ascii_alphabetic())
+                    && w[i..].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                t.push(w[..i].to_string());
+                t.push(w[i..].to_string());
+            }
+            _ => t.push(w),
+        }
+    }
     t.retain(|w| !QUERY_STOPWORDS.contains(&w.as_str()));
     t
 }
@@ -189,6 +205,18 @@ pub fn document_lexical_text(d: &Document) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_typed_against_the_title_is_its_own_query_word() {
+        assert_eq!(
+            query_tokens("ONE PIECE10巻ありますか"),
+            query_tokens("ONE PIECE 10巻ありますか")
+        );
+        assert!(query_tokens("piece10").contains(&"10".to_string()));
+        // Not a word and a number: left whole.
+        assert_eq!(query_tokens("x2"), vec!["x2"]);
+        assert_eq!(query_tokens("4k"), vec!["4k"]);
+    }
 
     #[test]
     fn words_are_lowercased_and_cjk_becomes_folded_bigrams() {

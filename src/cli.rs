@@ -568,7 +568,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
                         // New volumes in the feed: precompute pre-warms their answers.
                         let precompute = mangaassist_client::PrecomputeClient::connect_with(
                             &config.mesh.precompute.endpoint,
-                            cli_service_tokens(&config, false)?.map(std::sync::Arc::new),
+                            cli_service_tokens(&config, true)?.map(std::sync::Arc::new),
                         )?;
                         for (store, product, at) in &releases {
                             let line = mangaassist::release::schedule(
@@ -600,7 +600,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or(&config.mesh.precompute.endpoint);
             let client = mangaassist_client::PrecomputeClient::connect_with(
                 endpoint,
-                cli_service_tokens(&config, false)?.map(std::sync::Arc::new),
+                cli_service_tokens(&config, true)?.map(std::sync::Arc::new),
             )?;
             let out = match action {
                 ReleaseAction::Schedule {

@@ -156,3 +156,55 @@ async fn prompt_changes_need_an_admin_token_and_generation_is_bounded() {
     assert!(stream.message().await.unwrap().is_some());
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_announced_with_an_admin_token_and_demand_with_a_gateways() {
+    let m = mesh().await;
+    let endpoint = m.mesh().config.mesh.precompute.endpoint.clone();
+    let mut precompute =
+        pb::precompute_service_client::PrecomputeServiceClient::new(channel(&endpoint).await);
+    let now = SystemTime::now();
+    let gateway = ServiceTokens::new(SECRET.as_bytes(), "gateway")
+        .unwrap()
+        .mint("precompute", now)
+        .unwrap();
+    let admin = ServiceTokens::new(SECRET.as_bytes(), "cli")
+        .unwrap()
+        .admin()
+        .mint("precompute", now)
+        .unwrap();
+    // A product no store sells: the call stops at the daemon's own check once let in.
+    let release = || pb::ScheduleReleaseRequest {
+        store_id: "manga_jp".into(),
+        product_id: "B-NOT-SOLD".into(),
+        release_at_ms: 1,
+    };
+    let err = precompute
+        .schedule_release(with_bearer(release(), Some(&gateway)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = precompute
+        .schedule_release(with_bearer(release(), Some(&admin)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let demand = pb::RecordDemandRequest {
+        counts: vec![pb::DemandCount {
+            store_id: "manga_jp".into(),
+            product_id: "B-NOT-SOLD".into(),
+            count: 1,
+        }],
+    };
+    let r = precompute
+        .record_demand(with_bearer(demand.clone(), Some(&gateway)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.unknown, 1);
+    let err = precompute
+        .record_demand(with_bearer(demand, None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+}

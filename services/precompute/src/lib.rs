@@ -512,6 +512,9 @@ impl PrecomputeDaemon {
             inner.tasks.spawn(self.clone().scheduler());
         }
         let result = Daemon::new("precompute")
+            // Announcing a release spends generation on the operator's say-so, like a
+            // stock change; gateways report demand with their ordinary tokens.
+            .admin_methods(&["ScheduleRelease"])
             .add_service(pb::precompute_service_server::PrecomputeServiceServer::new(
                 self,
             ))

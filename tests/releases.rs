@@ -14,6 +14,28 @@ use common::{TestMesh, WsClient};
 use mangaassist_catalog::Catalog;
 use mangaassist_proto::v1 as pb;
 
+/// Runs the real binary with `args` (and `env`) and returns what it printed; fails the test
+/// unless it succeeded.
+async fn cli(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_mangaassist"));
+    cli.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("MANGAASSIST_CONFIG")
+        .args(args)
+        .envs(env.iter().copied());
+    // Off the runtime thread: the mesh answering the CLI runs on it.
+    let out = tokio::task::spawn_blocking(move || cli.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
 #[tokio::test]
 async fn a_scheduled_release_is_served_prewarmed() {
     let m = TestMesh::start_with(&[], |c| {
@@ -30,10 +52,8 @@ async fn a_scheduled_release_is_served_prewarmed() {
         .max_by_key(|p| p.volume)
         .unwrap()
         .clone();
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_mangaassist"));
-    cli.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("MANGAASSIST_CONFIG")
-        .args([
+    let printed = cli(
+        &[
             "release",
             "schedule",
             "--store",
@@ -44,18 +64,10 @@ async fn a_scheduled_release_is_served_prewarmed() {
             "30m",
             "--endpoint",
             &config.mesh.precompute.endpoint,
-        ]);
-    // Off the runtime thread: the mesh answering the CLI runs on it.
-    let out = tokio::task::spawn_blocking(move || cli.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ],
+        &[],
+    )
+    .await;
     assert!(printed.contains(&product.title), "{printed}");
 
     let tokens = mangaassist_client::service_tokens(&config.mesh, "test").unwrap();
@@ -124,35 +136,26 @@ async fn a_release_in_the_stock_feed_is_scheduled() {
         ),
     )
     .unwrap();
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_mangaassist"));
-    cli.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("MANGAASSIST_CONFIG")
-        .env(
-            "MANGAASSIST_MESH__PRECOMPUTE__ENDPOINT",
-            &config.mesh.precompute.endpoint,
-        )
-        .env(
-            "MANGAASSIST_MESH__PRECOMPUTE__LISTEN",
-            &config.mesh.precompute.listen,
-        )
-        .args([
+    let printed = cli(
+        &[
             "stock",
             "import",
             feed.to_str().unwrap(),
             "--endpoint",
             &config.mesh.retrieval.endpoint,
-        ]);
-    // Off the runtime thread: the mesh answering the CLI runs on it.
-    let out = tokio::task::spawn_blocking(move || cli.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ],
+        &[
+            (
+                "MANGAASSIST_MESH__PRECOMPUTE__ENDPOINT",
+                &config.mesh.precompute.endpoint,
+            ),
+            (
+                "MANGAASSIST_MESH__PRECOMPUTE__LISTEN",
+                &config.mesh.precompute.listen,
+            ),
+        ],
+    )
+    .await;
     assert!(printed.contains("pre-warms at"), "{printed}");
     let tokens = mangaassist_client::service_tokens(&config.mesh, "test").unwrap();
     let precompute = mangaassist_client::PrecomputeClient::connect_with(

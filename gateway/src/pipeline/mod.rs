@@ -334,8 +334,14 @@ impl Orchestrator {
             understood.from_daemon,
         );
         let profile = understood.profile.and_then(|p| p.profile);
+        // The orders go on to precompute only after an answer about them: no one's orders
+        // travel the mesh for a question that did not need them.
         let account = Account {
-            orders: understood.orders.clone(),
+            orders: if mangaassist_domain::context::wants_orders(understood.intent) {
+                understood.orders.clone()
+            } else {
+                Vec::new()
+            },
             profile: profile.clone(),
         };
         let sources = Sources {

@@ -312,6 +312,10 @@ pub(crate) async fn reload(inventory: &crate::Inventory, log: &RedisLog) {
 #[cfg(test)]
 mod load_tests {
     #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::disallowed_methods,
+        reason = "the test's writer task is awaited before the test ends"
+    )]
     use super::*;
 
     /// Every load taken while writes land holds every change its number covers.

@@ -196,18 +196,7 @@ impl Demand {
             message,
         };
         let text = serde_json::to_string(&snapshot).map_err(|e| file_err(e.to_string()))?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| file_err(e.to_string()))?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| file_err(e.to_string()))
+        mangaassist_statefile::write_atomic(path, &text).map_err(|e| file_err(e.to_string()))
     }
 }
 

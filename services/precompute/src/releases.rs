@@ -90,13 +90,12 @@ impl ReleaseBook {
     pub async fn put(&self, r: Release) -> Result<(), ReleaseError> {
         match &self.backend {
             Backend::Memory { map, path } => {
-                let snapshot = {
-                    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-                    map.insert(r.key(), r);
-                    map.clone()
-                };
+                // Saved under the lock: two changes at once must not land on disk in the
+                // other order (the file would hold the older map).
+                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                map.insert(r.key(), r);
                 match path {
-                    Some(p) => save(p, &snapshot),
+                    Some(p) => save(p, &map),
                     None => Ok(()),
                 }
             }
@@ -149,13 +148,10 @@ impl ReleaseBook {
     pub async fn remove(&self, r: &Release) -> Result<(), ReleaseError> {
         match &self.backend {
             Backend::Memory { map, path } => {
-                let snapshot = {
-                    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-                    map.remove(&r.key());
-                    map.clone()
-                };
+                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                map.remove(&r.key());
                 match path {
-                    Some(p) => save(p, &snapshot),
+                    Some(p) => save(p, &map),
                     None => Ok(()),
                 }
             }
@@ -178,18 +174,7 @@ fn save(path: &Path, map: &HashMap<String, Release>) -> Result<(), ReleaseError>
     let mut list: Vec<&Release> = map.values().collect();
     list.sort_by_key(|r| r.key());
     let text = serde_json::to_string_pretty(&list).map_err(|e| file_err(path, e.to_string()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| file_err(path, e.to_string()))?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| file_err(path, e.to_string()))
+    mangaassist_statefile::write_atomic(path, &text).map_err(|e| file_err(path, e.to_string()))
 }
 
 fn load(path: &Path) -> Result<HashMap<String, Release>, ReleaseError> {

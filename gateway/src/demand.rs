@@ -15,6 +15,17 @@ const CAPACITY: usize = 100_000;
 /// How long a report may take.
 const REPORT_DEADLINE: Duration = Duration::from_secs(2);
 
+/// Adds `n` answers to `key`; a product new to a full tally waits for the next interval.
+fn add(counts: &mut HashMap<(String, String), u32>, key: (String, String), n: u32) {
+    if let Some(c) = counts.get_mut(&key) {
+        *c = c.saturating_add(n);
+    } else if counts.len() < CAPACITY {
+        counts.insert(key, n);
+    } else {
+        metrics::counter!("demand_counts_dropped_total").increment(1);
+    }
+}
+
 /// Answers per (store, product) since the last report.
 #[derive(Default)]
 pub struct DemandTally {
@@ -32,14 +43,7 @@ impl DemandTally {
             if products[..i].contains(p) {
                 continue;
             }
-            let key = (store.to_string(), p.clone());
-            if let Some(c) = counts.get_mut(&key) {
-                *c = c.saturating_add(1);
-            } else if counts.len() < CAPACITY {
-                counts.insert(key, 1);
-            } else {
-                metrics::counter!("demand_counts_dropped_total").increment(1);
-            }
+            add(&mut counts, (store.to_string(), p.clone()), 1);
         }
     }
 
@@ -85,12 +89,7 @@ impl DemandTally {
                 if e.code() != tonic::Code::InvalidArgument {
                     let mut held = self.counts.lock().unwrap_or_else(|e| e.into_inner());
                     for c in counts {
-                        let key = (c.store_id, c.product_id);
-                        if let Some(n) = held.get_mut(&key) {
-                            *n = n.saturating_add(c.count);
-                        } else if held.len() < CAPACITY {
-                            held.insert(key, c.count);
-                        }
+                        add(&mut held, (c.store_id, c.product_id), c.count);
                     }
                 }
             }

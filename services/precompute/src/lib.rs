@@ -215,8 +215,9 @@ struct Inner {
     stock: std::sync::OnceLock<mangaassist_inventory::StockView>,
     /// Answers per product lately, reported by the gateways; the trending job ranks by it.
     demand: Demand,
-    /// (store, product id) of every catalog product: demand for anything else is refused.
-    known: std::collections::HashSet<(String, String)>,
+    /// Position in the catalog of each (store, product id): demand for any other product is
+    /// refused, and follow-ups and releases find their product here.
+    by_key: HashMap<(String, String), usize>,
     /// Announced releases, for the `release_prewarm` job.
     releases: ReleaseBook,
 }
@@ -448,25 +449,24 @@ impl PrecomputeDaemon {
             }
         };
         let half_life = config.precompute.trending_half_life_seconds;
-        let demand = match config.precompute.demand_store {
-            mangaassist_config::DemandStore::Memory => Demand::memory(
-                half_life,
-                Some(config.data.state_dir.join("precompute-demand.json")),
-            )?,
-            mangaassist_config::DemandStore::Redis => {
-                Demand::redis(&config.redis, half_life).await?
-            }
-        };
-        let releases = match config.precompute.demand_store {
+        let (demand, releases) = match config.precompute.demand_store {
             mangaassist_config::DemandStore::Memory => {
-                ReleaseBook::memory(Some(config.data.state_dir.join("precompute-releases.json")))?
+                let dir = &config.data.state_dir;
+                (
+                    Demand::memory(half_life, Some(dir.join("precompute-demand.json")))?,
+                    ReleaseBook::memory(Some(dir.join("precompute-releases.json")))?,
+                )
             }
-            mangaassist_config::DemandStore::Redis => ReleaseBook::redis(&config.redis).await?,
+            mangaassist_config::DemandStore::Redis => (
+                Demand::redis(&config.redis, half_life).await?,
+                ReleaseBook::redis(&config.redis).await?,
+            ),
         };
-        let known = catalog
+        let by_key = catalog
             .products
             .iter()
-            .map(|p| (p.store_id.clone(), p.id.clone()))
+            .enumerate()
+            .map(|(i, p)| ((p.store_id.clone(), p.id.clone()), i))
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -486,7 +486,7 @@ impl PrecomputeDaemon {
                 lease,
                 stock: std::sync::OnceLock::new(),
                 demand,
-                known,
+                by_key,
                 releases,
             }),
         })
@@ -713,11 +713,11 @@ impl PrecomputeDaemon {
     }
 
     fn product(&self, store: &str, id: &str) -> Option<&Product> {
-        self.inner
-            .catalog
-            .products
-            .iter()
-            .find(|p| p.store_id == store && p.id == id)
+        let i = self
+            .inner
+            .by_key
+            .get(&(store.to_string(), id.to_string()))?;
+        self.inner.catalog.products.get(*i)
     }
 
     /// When `r`'s answers are written, and until when they live.
@@ -882,11 +882,7 @@ impl PrecomputeDaemon {
                     c.count
                 )));
             }
-            if !self
-                .inner
-                .known
-                .contains(&(c.store_id.clone(), c.product_id.clone()))
-            {
+            if self.product(&c.store_id, &c.product_id).is_none() {
                 unknown += 1;
                 continue;
             }
@@ -955,13 +951,21 @@ impl PrecomputeDaemon {
         progress: Option<&ProgressTx>,
         cancel: &CancellationToken,
     ) -> RunTotals {
-        let due = if job == Job::ReleasePrewarm {
-            self.due_releases(store).await
+        // Each due release with its questions, kept to count what was written for it.
+        let due: Vec<(Release, Vec<Item>)> = if job == Job::ReleasePrewarm {
+            self.due_releases(store)
+                .await
+                .into_iter()
+                .map(|r| {
+                    let questions = self.release_questions(&r);
+                    (r, questions)
+                })
+                .collect()
         } else {
             Vec::new()
         };
         let items = if job == Job::ReleasePrewarm {
-            due.iter().flat_map(|r| self.release_questions(r)).collect()
+            due.iter().flat_map(|(_, q)| q.iter().cloned()).collect()
         } else {
             self.items(job, store).await
         };
@@ -1044,8 +1048,7 @@ impl PrecomputeDaemon {
             "precompute job finished"
         );
         if !t.cancelled {
-            for mut r in due {
-                let questions = self.release_questions(&r);
+            for (mut r, questions) in due {
                 let written = questions
                     .iter()
                     .filter(|i| {
@@ -1187,13 +1190,7 @@ impl PrecomputeDaemon {
 
     fn store_products(&self, store: &str, ids: &[String]) -> Vec<&Product> {
         ids.iter()
-            .filter_map(|id| {
-                self.inner
-                    .catalog
-                    .products
-                    .iter()
-                    .find(|p| &p.id == id && p.store_id == store)
-            })
+            .filter_map(|id| self.product(store, id))
             .collect()
     }
 

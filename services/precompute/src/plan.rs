@@ -179,15 +179,6 @@ pub fn trending_items_for(store: &str, series: Vec<String>) -> Vec<Item> {
 /// and in Japanese too when the catalog has the volume's Japanese names. Each lives until
 /// `until_ms`.
 pub fn release_items(products: &[Product], product: &Product, until_ms: i64) -> Vec<Item> {
-    fn subject(p: &Product) -> Subject<'_> {
-        Subject {
-            title: &p.title,
-            series: &p.series,
-            volume: p.volume,
-            title_ja: p.title_ja.as_deref(),
-            series_ja: p.series_ja.as_deref(),
-        }
-    }
     let previous = products.iter().find(|p| {
         p.store_id == product.store_id
             && p.series == product.series
@@ -281,6 +272,17 @@ impl FollowUp {
     }
 }
 
+/// `p` as the subject of the standalone questions about it.
+fn subject(p: &Product) -> Subject<'_> {
+    Subject {
+        title: &p.title,
+        series: &p.series,
+        volume: p.volume,
+        title_ja: p.title_ja.as_deref(),
+        series_ja: p.series_ja.as_deref(),
+    }
+}
+
 /// Likely next questions after an answer of `intent` that mentioned `products`, best first,
 /// without duplicates, at most `n`. After an answer about products they are the standalone
 /// questions the gateway rewrites bare follow-ups into ("is it in stock?" → "Is <the first
@@ -297,13 +299,7 @@ pub fn follow_ups(
     let about_products = matches!(intent, I::Recommendation | I::ProductSearch | I::Comparison);
     match products.first() {
         Some(p) if about_products => {
-            let subject = Subject {
-                title: &p.title,
-                series: &p.series,
-                volume: p.volume,
-                title_ja: p.title_ja.as_deref(),
-                series_ja: p.series_ja.as_deref(),
-            };
+            let subject = subject(p);
             // Most asked first: a small `n` keeps the likeliest.
             for ask in [
                 Ask::Stock,

@@ -351,6 +351,18 @@ fn inventory_client(
     )?)
 }
 
+/// Admin-scoped, like [`inventory_client`]: announcing a release is an operator's change.
+fn precompute_client(
+    config: &Config,
+    endpoint: Option<&str>,
+) -> anyhow::Result<mangaassist_client::PrecomputeClient> {
+    let endpoint = endpoint.unwrap_or(&config.mesh.precompute.endpoint);
+    Ok(mangaassist_client::PrecomputeClient::connect_with(
+        endpoint,
+        cli_service_tokens(config, true)?.map(std::sync::Arc::new),
+    )?)
+}
+
 async fn prompt_command(
     config: &Config,
     action: &PromptAction,
@@ -566,10 +578,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
                     let mut out = format!("{n} change(s) applied from {}", file.display());
                     if !releases.is_empty() {
                         // New volumes in the feed: precompute pre-warms their answers.
-                        let precompute = mangaassist_client::PrecomputeClient::connect_with(
-                            &config.mesh.precompute.endpoint,
-                            cli_service_tokens(&config, true)?.map(std::sync::Arc::new),
-                        )?;
+                        let precompute = precompute_client(&config, None)?;
                         for (store, product, at) in &releases {
                             let line = mangaassist::release::schedule(
                                 &precompute,
@@ -595,13 +604,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Release { action, endpoint } => {
-            let endpoint = endpoint
-                .as_deref()
-                .unwrap_or(&config.mesh.precompute.endpoint);
-            let client = mangaassist_client::PrecomputeClient::connect_with(
-                endpoint,
-                cli_service_tokens(&config, true)?.map(std::sync::Arc::new),
-            )?;
+            let client = precompute_client(&config, endpoint.as_deref())?;
             let out = match action {
                 ReleaseAction::Schedule {
                     store,

@@ -141,15 +141,6 @@ struct Group {
     first_token_live_p99_ms: Option<f64>,
 }
 
-fn pct(v: &mut [f64], p: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-    v.get(i).copied()
-}
-
 fn group<'a>(items: impl Iterator<Item = &'a Asked>) -> Group {
     let mut g = Group::default();
     let (mut pre, mut live) = (Vec::new(), Vec::new());
@@ -172,10 +163,11 @@ fn group<'a>(items: impl Iterator<Item = &'a Asked>) -> Group {
             }
         }
     }
-    g.first_token_prewarmed_p50_ms = pct(&mut pre, 50.0);
-    g.first_token_prewarmed_p99_ms = pct(&mut pre, 99.0);
-    g.first_token_live_p50_ms = pct(&mut live, 50.0);
-    g.first_token_live_p99_ms = pct(&mut live, 99.0);
+    let p = |v: &[f64], q| mangaassist_stats::percentile(v, q);
+    g.first_token_prewarmed_p50_ms = p(&pre, 0.5);
+    g.first_token_prewarmed_p99_ms = p(&pre, 0.99);
+    g.first_token_live_p50_ms = p(&live, 0.5);
+    g.first_token_live_p99_ms = p(&live, 0.99);
     g
 }
 

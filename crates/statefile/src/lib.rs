@@ -1,7 +1,8 @@
 //! A daemon's small state files (the prompt registry's active versions, precompute's demand
 //! and release schedule) are replaced whole: written to a hidden temporary file beside the
 //! target, synced, then renamed over it, so a crash or a full disk leaves the old file or the
-//! new one and a reader never sees half of either.
+//! new one and a reader never sees half of either. [`read`] tells a first start (no file)
+//! from a file that cannot be read.
 
 use std::{
     io::Write as _,
@@ -46,6 +47,16 @@ pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The file's text, or `None` when there is none yet (a first start); any other failure is an
+/// error for the caller to name.
+pub fn read(path: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -63,5 +74,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["active".to_string()]);
+        assert_eq!(read(&p).unwrap().as_deref(), Some("v2\n"));
+        assert_eq!(read(&dir.path().join("none")).unwrap(), None);
     }
 }

@@ -233,15 +233,12 @@ fn scored_members(v: Value) -> Result<Vec<(String, f64)>, DemandError> {
 /// The saved map; a missing file is an empty map, a damaged one an error naming it (a
 /// daemon that silently forgot its demand would pick stale trending series for hours).
 fn load(path: &Path) -> Result<HashMap<String, HashMap<String, f64>>, DemandError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => {
-            return Err(DemandError::File {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            });
-        }
+    let read = mangaassist_statefile::read(path).map_err(|e| DemandError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let Some(text) = read else {
+        return Ok(HashMap::new());
     };
     let map: HashMap<String, HashMap<String, f64>> =
         serde_json::from_str(&text).map_err(|e| DemandError::File {

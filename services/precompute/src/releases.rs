@@ -178,10 +178,10 @@ fn save(path: &Path, map: &HashMap<String, Release>) -> Result<(), ReleaseError>
 }
 
 fn load(path: &Path) -> Result<HashMap<String, Release>, ReleaseError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(file_err(path, e.to_string())),
+    let Some(text) =
+        mangaassist_statefile::read(path).map_err(|e| file_err(path, e.to_string()))?
+    else {
+        return Ok(HashMap::new());
     };
     let list: Vec<Release> = serde_json::from_str(&text).map_err(|e| {
         file_err(

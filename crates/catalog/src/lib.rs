@@ -63,6 +63,11 @@ pub struct Document {
     pub kind: String,
     pub title: String,
     pub body: String,
+    /// The Japanese wording, for Japanese questions (optional: a store may have none).
+    #[serde(default)]
+    pub title_ja: Option<String>,
+    #[serde(default)]
+    pub body_ja: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -332,6 +337,8 @@ impl From<&Document> for pb::Document {
             kind: d.kind.clone(),
             title: d.title.clone(),
             body: d.body.clone(),
+            title_ja: d.title_ja.clone().unwrap_or_default(),
+            body_ja: d.body_ja.clone().unwrap_or_default(),
         }
     }
 }

@@ -159,6 +159,8 @@ pub struct Asked<'a> {
     pub store_id: &'a str,
     pub session_id: &'a str,
     pub user_id: &'a str,
+    /// The language to answer in (see [`crate::language`]).
+    pub locale: crate::Lang,
 }
 
 impl Context {
@@ -186,6 +188,7 @@ impl Context {
             max_tokens: 0,
             prompt_version: String::new(),
             degradation: degradation.to_string(),
+            locale: asked.locale.tag().to_string(),
         }
     }
 }
@@ -305,6 +308,7 @@ mod tests {
             store_id: "s",
             session_id: "sess",
             user_id: "u",
+            locale: crate::Lang::En,
         };
         let r = ctx
             .clone()

@@ -9,11 +9,13 @@
 
 pub mod context;
 pub mod keyword;
+pub mod language;
 pub mod routing;
 pub mod text;
 
 pub use context::{
     Asked, Context, ContextSettings, Sources, assemble, assemble_products, wants_orders,
 };
+pub use language::{Lang, reply_language};
 pub use routing::{Band, needs_retrieval, route};
 pub use text::normalize_text;

@@ -29,7 +29,9 @@ use std::{
 };
 
 use mangaassist_config::{Config, GatewaySettings, StageBudgets};
-use mangaassist_domain::{Asked, ContextSettings, Sources, assemble, keyword::classify_keywords};
+use mangaassist_domain::{
+    Asked, ContextSettings, Lang, Sources, assemble, keyword::classify_keywords, reply_language,
+};
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_proto::v1::{self as pb, Intent};
 use mangaassist_protocol::ErrorCode;
@@ -243,6 +245,20 @@ impl Orchestrator {
         }
     }
 
+    /// The language this message is answered in: the customer's, else the storefront's.
+    pub(crate) fn lang(&self, q: &Query) -> Lang {
+        reply_language(&q.text, self.store_lang(&q.store_id))
+    }
+
+    /// The storefront's own language (for what is said before a customer wrote anything).
+    pub(crate) fn store_lang(&self, store: &str) -> Lang {
+        self.settings
+            .storefronts
+            .get(store)
+            .and_then(|s| Lang::parse(&s.locale))
+            .unwrap_or_default()
+    }
+
     /// The message's query vector, computed once here for every daemon that needs it.
     async fn embed(&self, text: &str, ctx: &StageCtx) -> Option<pb::Embedding> {
         let embedder = self.embedder.clone()?;
@@ -355,6 +371,7 @@ impl Orchestrator {
             store_id: &q.store_id,
             session_id: &q.session_id,
             user_id: &q.user_id,
+            locale: self.lang(q),
         };
         let gen_req = assemble(understood.intent, sources, &context_settings).into_request(
             asked,

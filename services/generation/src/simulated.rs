@@ -1645,6 +1645,7 @@ mod tests {
                 kind: "faq".into(),
                 title: "Shipping".into(),
                 body: "We ship from Saitama. Shipping costs 550 yen and is free from 3,500 yen. Parcels take 2 days.".into(),
+                ..Default::default()
             }),
             ..Default::default()
         }];

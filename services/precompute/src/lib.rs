@@ -321,6 +321,9 @@ async fn answer(
         store_id: &item.store_id,
         session_id: &target.session_id,
         user_id: &target.user_id,
+        // Pre-answered questions are written in a language (EN or JA); no storefront default
+        // is needed to tell which.
+        locale: mangaassist_domain::reply_language(&item.question, mangaassist_domain::Lang::En),
     };
     let req = ctx.into_request(asked, item.intent, item.tier, "full");
     let mut stream = peers

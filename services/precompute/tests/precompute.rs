@@ -75,6 +75,7 @@ impl FakeRetrieval {
                     kind: "policy".into(),
                     title: t.into(),
                     body: format!("{t} policy."),
+                    ..Default::default()
                 }),
                 score: 1.0,
                 ..Default::default()
@@ -421,6 +422,7 @@ fn live_request(
         store_id: &sent.store_id,
         session_id: &sent.session_id,
         user_id: &sent.user_id,
+        locale: mangaassist_domain::reply_language(&sent.query, mangaassist_domain::Lang::En),
     };
     assemble(intent, sources, &settings).into_request(asked, intent, tier, "full")
 }

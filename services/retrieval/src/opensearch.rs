@@ -206,6 +206,11 @@ struct DocumentSource {
     kind: String,
     title: String,
     body: String,
+    // Indexes written before the Japanese wording existed lack these fields.
+    #[serde(default)]
+    title_ja: String,
+    #[serde(default)]
+    body_ja: String,
 }
 
 impl From<DocumentSource> for pb::Document {
@@ -216,6 +221,8 @@ impl From<DocumentSource> for pb::Document {
             kind: d.kind,
             title: d.title,
             body: d.body,
+            title_ja: d.title_ja,
+            body_ja: d.body_ja,
         }
     }
 }
@@ -641,6 +648,8 @@ fn document_doc(d: &Document, vector: &[f32]) -> Value {
         "kind": d.kind,
         "title": d.title,
         "body": d.body,
+        "title_ja": d.title_ja,
+        "body_ja": d.body_ja,
         LEXICAL_FIELD: text::document_lexical_text(d),
         VECTOR_FIELD: vector,
     })
@@ -746,7 +755,9 @@ fn document_index_body(dim: usize) -> Value {
         json!({
             "kind": { "type": "keyword" },
             "title": stored("text"),
-            "body": stored("text")
+            "body": stored("text"),
+            "title_ja": stored("text"),
+            "body_ja": stored("text")
         }),
     )
 }

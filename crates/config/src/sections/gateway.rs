@@ -1,7 +1,7 @@
 //! `[gateway]`: the WebSocket front door: stage deadlines and budgets, breakers, routing,
 //! streaming, abuse limits, authentication, the SLO, and what it caches and personalises.
 
-use std::path::PathBuf;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -569,6 +569,9 @@ pub struct GatewaySettings {
     /// Stores this gateway serves; a message for any other gets `unknown_store` before any
     /// daemon is called. Must include `default_store`.
     pub stores: Vec<String>,
+    /// How each storefront speaks to its customers (`[gateway.storefronts.<store>]`); a store
+    /// listed in `stores` without an entry gets [`Storefront::default`].
+    pub storefronts: BTreeMap<String, Storefront>,
     /// User id of unauthenticated local clients when `auth.required = false`.
     pub default_user: String,
     /// Ask precompute for follow-up answers after each message.
@@ -585,6 +588,90 @@ pub struct GatewaySettings {
     /// Where streamed answers are buffered for `resume`: `memory` (this gateway only) or
     /// `redis` (any gateway sharing the `redis` section can resume them).
     pub resume_backend: ResumeBackend,
+}
+
+/// One storefront's voice: the language its page, status lines, canned answers and errors
+/// use, how prices are shown, the tone the model is asked for, and the tag its token and
+/// message metrics carry for cost reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storefront {
+    /// Shown in the page header.
+    pub name: String,
+    /// `en` or `ja` (a region such as `ja-JP` is accepted). A customer who writes in the other
+    /// language is still answered in theirs; this is the default for everything else.
+    pub locale: String,
+    /// ISO 4217 code of the prices shown. The catalog prices every product in yen, so only
+    /// `JPY` is accepted until it carries other currencies.
+    pub currency: String,
+    /// `polite` (です/ます in Japanese, formal English) or `friendly`.
+    pub tone: String,
+    /// Label on `messages_total` and `answer_tokens_total` ([a-z0-9_-], at most 32).
+    pub cost_center: String,
+}
+
+impl Default for Storefront {
+    fn default() -> Self {
+        Self {
+            name: "MangaAssist".into(),
+            locale: "en".into(),
+            currency: "JPY".into(),
+            tone: "friendly".into(),
+            cost_center: "default".into(),
+        }
+    }
+}
+
+impl Storefront {
+    fn validate(&self, store: &str) -> Result<(), ConfigError> {
+        let field = |f: &str| format!("gateway.storefronts.{store}.{f}");
+        ensure(
+            !self.name.trim().is_empty() && self.name.chars().count() <= 64,
+            &field("name"),
+            "must be 1-64 characters",
+        )?;
+        ensure(
+            matches!(
+                self.locale
+                    .split(['-', '_'])
+                    .next()
+                    .map(str::to_ascii_lowercase)
+                    .as_deref(),
+                Some("en" | "ja")
+            ),
+            &field("locale"),
+            format!("`{}` is not a supported locale (en, ja)", self.locale),
+        )?;
+        ensure(
+            self.currency == "JPY",
+            &field("currency"),
+            format!(
+                "`{}`: the catalog prices products in yen, so only JPY can be shown",
+                self.currency
+            ),
+        )?;
+        ensure(
+            matches!(self.tone.as_str(), "polite" | "friendly"),
+            &field("tone"),
+            format!("`{}` is not a tone (polite, friendly)", self.tone),
+        )?;
+        ensure(
+            !self.cost_center.is_empty()
+                && self.cost_center.len() <= 32
+                && self.cost_center.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                }),
+            &field("cost_center"),
+            "must be 1-32 characters of [a-z0-9_-] (it is a metric label)",
+        )
+    }
+}
+
+impl GatewaySettings {
+    /// The settings of `store` (the defaults when it has none of its own).
+    pub fn storefront(&self, store: &str) -> Storefront {
+        self.storefronts.get(store).cloned().unwrap_or_default()
+    }
 }
 
 impl Default for GatewaySettings {
@@ -618,6 +705,28 @@ impl Default for GatewaySettings {
             personalised_intents: vec![],
             default_store: "manga_jp".into(),
             stores: vec!["manga_jp".into(), "comics_us".into()],
+            storefronts: BTreeMap::from([
+                (
+                    "manga_jp".to_string(),
+                    Storefront {
+                        name: "MangaAssist 日本".into(),
+                        locale: "ja".into(),
+                        currency: "JPY".into(),
+                        tone: "polite".into(),
+                        cost_center: "jp-retail".into(),
+                    },
+                ),
+                (
+                    "comics_us".to_string(),
+                    Storefront {
+                        name: "MangaAssist US".into(),
+                        locale: "en".into(),
+                        currency: "JPY".into(),
+                        tone: "friendly".into(),
+                        cost_center: "us-retail".into(),
+                    },
+                ),
+            ]),
             default_user: "u-demo".into(),
             predict_follow_ups: true,
             background_live_threshold: 0,
@@ -684,6 +793,14 @@ impl GatewaySettings {
                 self.default_store, self.stores
             ),
         )?;
+        for (store, front) in &self.storefronts {
+            ensure(
+                self.stores.contains(store),
+                "gateway.storefronts",
+                format!("`{store}` is not one of gateway.stores {:?}", self.stores),
+            )?;
+            front.validate(store)?;
+        }
         within("gateway.history_turns", self.history_turns, 0..=1_000)?;
         within("gateway.top_k_products", self.top_k_products, 0..=100)?;
         within("gateway.top_k_documents", self.top_k_documents, 0..=100)?;

@@ -8,7 +8,9 @@ use std::{
 
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
-use mangaassist_protocol::{ClientFrame, Done, ErrorCode, ServerFrame, ServerFrameError};
+use mangaassist_protocol::{
+    ClientFrame, Done, ErrorCode, ProductCard, ServerFrame, ServerFrameError, StockLevel,
+};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 /// What one exchange produced (the CLI prints it; tests assert on it).
@@ -16,6 +18,8 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 pub struct Transcript {
     pub status: Vec<String>,
     pub chunks: Vec<String>,
+    /// The cards of the products the answer names.
+    pub products: Vec<ProductCard>,
     pub done: Option<Box<Done>>,
     /// Code and message of the `error` frame that ended the exchange.
     pub error: Option<(ErrorCode, String)>,
@@ -124,12 +128,34 @@ pub async fn ask(
                 t.error = Some((code, message));
                 break;
             }
-            ServerFrame::Pong | ServerFrame::Heartbeat { .. } => {}
+            ServerFrame::Products { products, .. } => t.products = products,
+            ServerFrame::Pong
+            | ServerFrame::Heartbeat { .. }
+            | ServerFrame::Stock(_)
+            | ServerFrame::History { .. } => {}
         }
     }
     t.elapsed = sent.elapsed();
     let _ = ws.close(None).await;
     Ok(t)
+}
+
+/// One product card as a terminal line: `  • One Piece, Vol. 1 — Eiichiro Oda — 1,680 yen — in stock [B0…]`.
+pub fn product_line(p: &ProductCard) -> String {
+    let stock = match p.stock {
+        StockLevel::InStock => "in stock".to_string(),
+        StockLevel::LowStock => format!("only {} left", p.quantity),
+        StockLevel::SoldOut => "sold out".to_string(),
+    };
+    let author = if p.author.is_empty() {
+        String::new()
+    } else {
+        format!(" — {}", p.author)
+    };
+    format!(
+        "  • {}{author} — {} — {stock} [{}]",
+        p.title, p.price_text, p.id
+    )
 }
 
 /// The `mangaassist chat` command: streams to stdout, status and metadata to stderr.
@@ -148,6 +174,9 @@ pub async fn run(o: ChatOptions, text: &str) -> anyhow::Result<()> {
     })
     .await?;
     let _ = writeln!(out);
+    for p in &t.products {
+        let _ = writeln!(out, "{}", product_line(p));
+    }
     if let Some(d) = &t.done {
         let _ = writeln!(
             err,

@@ -464,7 +464,10 @@ fn on_frame(
             }
         }
         ServerFrame::Pong => return true,
-        ServerFrame::Heartbeat { .. } => {}
+        ServerFrame::Heartbeat { .. }
+        | ServerFrame::Products { .. }
+        | ServerFrame::Stock(_)
+        | ServerFrame::History { .. } => {}
     }
     false
 }

@@ -209,6 +209,13 @@ async fn connection(stream: tokio::net::TcpStream, cfg: Arc<FakeConfig>, seen: A
             ClientFrame::Ping {} => {
                 let _ = tx.send(ServerFrame::Pong);
             }
+            ClientFrame::History { session_id, .. } => {
+                // The fake keeps no conversations.
+                let _ = tx.send(ServerFrame::History {
+                    session_id: session_id.unwrap_or_default(),
+                    turns: vec![],
+                });
+            }
             ClientFrame::Query {
                 text,
                 session_id,
@@ -267,6 +274,9 @@ fn status(id: &str) -> ServerFrame {
         message_id: id.to_string(),
         session_id: "s".into(),
         text: "thinking".into(),
+        phase: Some(mangaassist_protocol::Phase::Understanding),
+        intent: None,
+        lang: "en".into(),
     }
 }
 

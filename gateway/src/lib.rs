@@ -7,6 +7,7 @@
 
 mod admission;
 pub mod budget;
+pub mod cards;
 pub mod degradation;
 pub mod demand;
 mod listener;
@@ -304,6 +305,7 @@ impl Gateway {
                 axum::routing::post(openai::chat_completions),
             )
             .route("/v1/models", get(openai::models))
+            .route("/stores", get(stores))
             .route("/healthz", get(healthz))
             .with_state(self.clone())
     }
@@ -478,6 +480,26 @@ async fn healthz(State(gw): State<Gateway>) -> impl IntoResponse {
     } else {
         (StatusCode::OK, "gateway ok\n")
     }
+}
+
+/// The storefronts this gateway serves, for the page's store picker and language: public
+/// settings only (cost centres and tone stay inside).
+async fn stores(State(gw): State<Gateway>) -> impl IntoResponse {
+    let settings = &gw.shared.orchestrator.settings;
+    let stores: Vec<serde_json::Value> = settings
+        .stores
+        .iter()
+        .map(|id| {
+            let front = settings.storefront(id);
+            serde_json::json!({
+                "id": id,
+                "name": front.name,
+                "locale": mangaassist_domain::Lang::parse(&front.locale).unwrap_or_default().tag(),
+                "currency": front.currency,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "default_store": settings.default_store, "stores": stores }))
 }
 
 async fn slo_status(State(gw): State<Gateway>) -> impl IntoResponse {

@@ -215,7 +215,7 @@ fn sse_events(
                     break vec![data(&err), Event::default().data("[DONE]")];
                 };
                 match event {
-                    AnswerEvent::Status(_) => continue,
+                    AnswerEvent::Status(_) | AnswerEvent::Products { .. } => continue,
                     AnswerEvent::Chunk { text, .. } => {
                         let e = data(&meta.chunk(json!({ "content": text }), None));
                         return Some((vec![e], Some(rx)));
@@ -245,7 +245,7 @@ async fn collect(meta: Meta, mut rx: mpsc::Receiver<AnswerEvent>) -> Response {
     let mut text = String::new();
     while let Some(event) = rx.recv().await {
         match event {
-            AnswerEvent::Status(_) => {}
+            AnswerEvent::Status(_) | AnswerEvent::Products { .. } => {}
             AnswerEvent::Chunk { text: t, .. } => text.push_str(&t),
             AnswerEvent::Done(done) => {
                 return Json(json!({

@@ -13,7 +13,7 @@ use mangaassist_resume::{BufferedFrame, ResumeError, ResumeStore, StreamKey};
 use tokio::sync::mpsc::{self, error::SendTimeoutError};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{Done, ErrorCode, ServerFrame};
+use crate::protocol::{Done, ErrorCode, Phase, ProductCard, ServerFrame};
 
 /// Largest chunk text assembled from deltas that were ready at once (bytes).
 pub const MAX_COALESCED_BYTES: usize = 2048;
@@ -31,8 +31,15 @@ pub enum Outgoing {
 /// way: `/ws` as protocol frames, the OpenAI endpoint as SSE chunks or one completion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnswerEvent {
-    /// Progress shown before any backend call.
-    Status(String),
+    /// Progress: the phase that just started.
+    Status(StatusLine),
+    /// The products the answer names, as cards (right before `Done`).
+    Products {
+        store_id: String,
+        /// The language the cards are written in, for later stock updates.
+        lang: String,
+        products: Vec<ProductCard>,
+    },
     Chunk {
         index: u32,
         text: String,
@@ -50,10 +57,24 @@ impl AnswerEvent {
     /// The protocol frame of this event for the answer `key`.
     pub fn to_frame(&self, key: &StreamKey) -> ServerFrame {
         match self {
-            AnswerEvent::Status(text) => ServerFrame::Status {
+            AnswerEvent::Status(line) => ServerFrame::Status {
                 message_id: key.message_id.clone(),
                 session_id: key.session_id.clone(),
-                text: text.clone(),
+                text: line.text.to_string(),
+                phase: Some(line.phase),
+                intent: line.intent.map(str::to_string),
+                lang: line.lang.to_string(),
+            },
+            AnswerEvent::Products {
+                store_id,
+                lang,
+                products,
+            } => ServerFrame::Products {
+                message_id: key.message_id.clone(),
+                session_id: key.session_id.clone(),
+                store_id: store_id.clone(),
+                lang: lang.clone(),
+                products: products.clone(),
             },
             AnswerEvent::Chunk { index, text } => ServerFrame::Chunk {
                 message_id: key.message_id.clone(),
@@ -66,6 +87,16 @@ impl AnswerEvent {
             }
         }
     }
+}
+
+/// One progress line: the phase that started, in the customer's language.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusLine {
+    pub text: &'static str,
+    pub phase: Phase,
+    /// Known once the classifier (or the keyword fallback) decided.
+    pub intent: Option<&'static str>,
+    pub lang: &'static str,
 }
 
 /// Where an answer's events go while its client is attached.
@@ -197,6 +228,8 @@ pub struct AnswerSink {
     pending: String,
     pending_deltas: u32,
     pending_since: Option<Instant>,
+    /// The cards of the answer, sent with its `done`.
+    cards: Option<AnswerEvent>,
 }
 
 impl AnswerSink {
@@ -230,6 +263,7 @@ impl AnswerSink {
             pending: String::new(),
             pending_deltas: 0,
             pending_since: None,
+            cards: None,
         })
     }
 
@@ -257,9 +291,19 @@ impl AnswerSink {
         self.conn.is_some()
     }
 
-    /// The status line: it only makes sense live, so it goes to the client only.
-    pub async fn status(&mut self, text: String) {
-        self.send(AnswerEvent::Status(text), None).await;
+    /// A progress line: it only makes sense live, so it goes to the client only.
+    pub async fn status(&mut self, line: StatusLine) {
+        self.send(AnswerEvent::Status(line), None).await;
+    }
+
+    /// The products the answer names, as cards: they go out with `done` (and are buffered
+    /// with it), so a resumed answer gets them too and an answer that fails shows none.
+    pub fn products(&mut self, store_id: &str, lang: &str, products: Vec<ProductCard>) {
+        self.cards = (!products.is_empty()).then(|| AnswerEvent::Products {
+            store_id: store_id.to_string(),
+            lang: lang.to_string(),
+            products,
+        });
     }
 
     /// Sends `event` to the attached client; `json` is its frame if already encoded. Waits
@@ -388,9 +432,10 @@ impl AnswerSink {
         (self.buffered || socket).then(|| event.to_frame(&self.key).to_json())
     }
 
-    /// Ends the answer with its `done` frame: completed.
+    /// Ends the answer with its cards, if any, and its `done` frame: completed.
     pub async fn done(&mut self, done: Done) {
-        self.finish(AnswerEvent::Done(Box::new(done))).await;
+        let cards = self.cards.take();
+        self.finish(cards, AnswerEvent::Done(Box::new(done))).await;
         self.lifecycle.go(StreamState::Completed);
     }
 
@@ -398,7 +443,8 @@ impl AnswerSink {
     /// an error.
     pub async fn fail(&mut self, code: ErrorCode, message: impl Into<String>) {
         let message = message.into();
-        self.finish(AnswerEvent::Failed { code, message }).await;
+        self.finish(None, AnswerEvent::Failed { code, message })
+            .await;
         self.lifecycle.go(if code == ErrorCode::Cancelled {
             StreamState::Cancelled
         } else {
@@ -406,18 +452,25 @@ impl AnswerSink {
         });
     }
 
-    /// The last event: buffered as the stream's terminal frame, then sent.
-    async fn finish(&mut self, event: AnswerEvent) {
+    /// The last event, after the cards: buffered together as the stream's terminal record
+    /// (one write, so a resume sees both or neither), then sent.
+    async fn finish(&mut self, cards: Option<AnswerEvent>, event: AnswerEvent) {
         self.flush().await;
+        let cards_json = cards.as_ref().and_then(|c| self.encode(c));
         let json = self.encode(&event);
         if let Some(json) = &json
             && self.buffered
-            && let Err(e) = self
-                .store
-                .append(&self.key, BufferedFrame::Terminal { json: json.clone() })
-                .await
         {
-            tracing::warn!(error = %e, "resume buffer terminal write failed");
+            let record = match &cards_json {
+                Some(c) => BufferedFrame::terminal_after(c, json),
+                None => BufferedFrame::terminal(json.clone()),
+            };
+            if let Err(e) = self.store.append(&self.key, record).await {
+                tracing::warn!(error = %e, "resume buffer terminal write failed");
+            }
+        }
+        if let Some(cards) = cards {
+            self.send(cards, cards_json).await;
         }
         self.send(event, json).await;
     }
@@ -470,7 +523,13 @@ mod tests {
         )
         .await
         .unwrap();
-        sink.status("thinking".into()).await;
+        sink.status(StatusLine {
+            text: "thinking",
+            phase: Phase::Understanding,
+            intent: None,
+            lang: "en",
+        })
+        .await;
         sink.delta("Hello ".into()).await;
         sink.delta("there".into()).await;
         sink.done(done(key)).await;
@@ -510,7 +569,12 @@ mod tests {
         assert_eq!(
             events,
             [
-                AnswerEvent::Status("thinking".into()),
+                AnswerEvent::Status(StatusLine {
+                    text: "thinking",
+                    phase: Phase::Understanding,
+                    intent: None,
+                    lang: "en",
+                }),
                 AnswerEvent::Chunk {
                     index: 0,
                     text: "Hello ".into()

@@ -25,10 +25,19 @@ use tokio::sync::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use mangaassist_domain::{Lang, reply_language};
+use mangaassist_proto::v1 as pb;
+use tokio::sync::broadcast;
+
 use crate::{
+    cards::Shown,
     pipeline::{Orchestrator, Query},
-    protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse_client_frame},
+    protocol::{
+        ClientFrame, DEFAULT_HISTORY_TURNS, ErrorCode, FrameError, HistoryTurn, ServerFrame,
+        parse_client_frame,
+    },
     stream::{AnswerOutput, Outgoing},
+    texts,
 };
 
 /// Close code sent when the gateway shuts down: "service restart", reconnect later (RFC 6455).
@@ -97,21 +106,74 @@ impl Shared {
 }
 
 /// The refusal of a query or resume beyond the connection's answers in flight.
-fn busy(message_id: String, max_in_flight: usize) -> Outgoing {
+fn busy(message_id: String, max_in_flight: usize, lang: Lang) -> Outgoing {
     Outgoing::Frame(ServerFrame::error(
         Some(message_id),
         ErrorCode::Busy,
-        format!("{max_in_flight} answers already in flight on this connection"),
+        format!(
+            "{} ({max_in_flight} in flight)",
+            texts::error_text(lang, ErrorCode::Busy).unwrap_or_default()
+        ),
     ))
 }
 
-fn rate_limited(message_id: Option<String>, what: &str, retry: Duration) -> Outgoing {
+fn rate_limited(message_id: Option<String>, what: &str, retry: Duration, lang: Lang) -> Outgoing {
+    let said = texts::error_text(lang, ErrorCode::RateLimited).unwrap_or_default();
     Outgoing::Frame(ServerFrame::Error {
         message_id,
         code: ErrorCode::RateLimited,
-        message: format!("{what}; retry in {} ms", retry.as_millis()),
+        message: format!("{said} ({what}; retry in {} ms)", retry.as_millis()),
         retry_after_ms: Some(retry.as_millis().max(1) as u64),
     })
+}
+
+/// Remembers the products a frame about to be sent shows, for their stock updates.
+fn note_products(shown: &mut Shown, out: &Outgoing) {
+    let parsed;
+    let frame = match out {
+        Outgoing::Frame(f) => f,
+        // Only the rare products frame is parsed back; chunks are recognised by their prefix.
+        Outgoing::Raw(json) if json.starts_with(r#"{"type":"products""#) => {
+            match mangaassist_protocol::parse_server_frame(json) {
+                Ok(f) => {
+                    parsed = f;
+                    &parsed
+                }
+                Err(_) => return,
+            }
+        }
+        _ => return,
+    };
+    if let ServerFrame::Products {
+        store_id,
+        lang,
+        products,
+        ..
+    } = frame
+    {
+        let lang = Lang::parse(lang).unwrap_or_default();
+        shown.add(store_id, lang, products.iter().map(|p| p.id.clone()));
+    }
+}
+
+/// The next stock change of the inventory feed, skipping what a lag lost (the next change of
+/// a product carries its whole state); pending forever without a feed.
+async fn next_change(rx: &mut Option<broadcast::Receiver<pb::StockState>>) -> pb::StockState {
+    let Some(r) = rx else {
+        return std::future::pending().await;
+    };
+    loop {
+        match r.recv().await {
+            Ok(s) => return s,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                metrics::counter!("stock_updates_skipped_total").increment(n);
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                *rx = None;
+                return std::future::pending().await;
+            }
+        }
+    }
 }
 
 /// Frames queued for one socket. Small: a client that reads gets them at network speed, and
@@ -161,7 +223,12 @@ pub async fn run(
         let lost = lost.clone();
         let in_flight = in_flight.clone();
         let every = Duration::from_secs(settings.stream.heartbeat_seconds);
+        let view = shared.orchestrator.stock.get().cloned();
         tokio::spawn(async move {
+            // Products shown here, kept up to date by `stock` frames; the feed is followed
+            // only once something was shown, so idle connections cost the feed nothing.
+            let mut shown = Shown::default();
+            let mut changes: Option<broadcast::Receiver<pb::StockState>> = None;
             let _lost_on_exit = lost.clone().drop_guard();
             let mut heartbeat =
                 tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -196,6 +263,10 @@ pub async fn run(
                     () = lost.cancelled() => break,
                     out = rx.recv() => match out {
                         Some(o) => {
+                            note_products(&mut shown, &o);
+                            if changes.is_none() && !shown.is_empty() {
+                                changes = view.as_ref().map(|v| v.subscribe());
+                            }
                             let closing = matches!(o, Outgoing::Close(..));
                             if put(&mut sink, encode(o), write_limit).await.is_err() || closing {
                                 break;
@@ -203,6 +274,16 @@ pub async fn run(
                         }
                         None => break,
                     },
+                    change = next_change(&mut changes) => {
+                        let Some(lang) = shown.lang(&change.store_id, &change.product_id) else {
+                            continue;
+                        };
+                        let f = ServerFrame::Stock(crate::cards::stock_update(&change, lang));
+                        if put(&mut sink, Message::Text(f.to_json().into()), write_limit).await.is_err() {
+                            break;
+                        }
+                        metrics::counter!("stock_updates_sent_total").increment(1);
+                    }
                     _ = heartbeat.tick() => {
                         let n = in_flight.load(Ordering::Relaxed);
                         if n > 0 {
@@ -257,6 +338,7 @@ pub async fn run(
                 None,
                 "more than the allowed frames per second on this connection",
                 retry,
+                shared.orchestrator.store_lang(&conn.store_id),
             ))
         } else {
             match msg {
@@ -320,18 +402,81 @@ struct FrameCtx<'a> {
 impl FrameCtx<'_> {
     /// Takes one message from the user's allowance and one answer slot of this connection,
     /// or says which limit refused it.
-    async fn admit(&self, message_id: &str) -> Result<OwnedSemaphorePermit, Outgoing> {
+    async fn admit(&self, message_id: &str, lang: Lang) -> Result<OwnedSemaphorePermit, Outgoing> {
         if let Err(retry) = self.shared.admit(&self.conn.user_id).await {
             return Err(rate_limited(
                 Some(message_id.to_string()),
                 "message limit per user reached",
                 retry,
+                lang,
             ));
         }
         self.permits
             .clone()
             .try_acquire_owned()
-            .map_err(|_| busy(message_id.to_string(), self.max_in_flight))
+            .map_err(|_| busy(message_id.to_string(), self.max_in_flight, lang))
+    }
+
+    /// The connection's storefront language (for replies to frames that carry no text).
+    fn store_lang(&self) -> Lang {
+        self.shared.orchestrator.store_lang(&self.conn.store_id)
+    }
+
+    /// Answers a `history` action: the session's turns from memory, owner-checked there.
+    async fn history(&self, session_id: Option<String>, limit: Option<u32>) -> Outgoing {
+        let lang = self.store_lang();
+        // A history read costs memory a query's worth of work: same allowance.
+        if let Err(retry) = self.shared.admit(&self.conn.user_id).await {
+            return rate_limited(None, "message limit per user reached", retry, lang);
+        }
+        let session_id = session_id
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| self.conn.session_id.clone());
+        let orchestrator = &self.shared.orchestrator;
+        let req = pb::GetHistoryRequest {
+            session_id: session_id.clone(),
+            user_id: self.conn.user_id.clone(),
+            limit: limit.unwrap_or(DEFAULT_HISTORY_TURNS),
+        };
+        let deadline = Duration::from_millis(orchestrator.settings.deadlines.memory_ms.max(200));
+        let refuse = |code: ErrorCode| {
+            Outgoing::Frame(ServerFrame::error(
+                None,
+                code,
+                texts::error_text(lang, code).unwrap_or_default(),
+            ))
+        };
+        match orchestrator.mesh.get_history(req, deadline).await {
+            Ok(r) => {
+                metrics::counter!("history_reads_total").increment(1);
+                // Memory answers newest first; a page shows the conversation oldest first.
+                let turns = r
+                    .turns
+                    .into_iter()
+                    .rev()
+                    .map(|t| HistoryTurn {
+                        intent: (t.role == "assistant")
+                            .then(|| pb::Intent::try_from(t.intent).ok())
+                            .flatten()
+                            .filter(|i| *i != pb::Intent::Unspecified)
+                            .map(|i| i.label().to_string()),
+                        role: t.role,
+                        text: t.text,
+                        message_id: t.message_id,
+                        ts_ms: t.ts_ms,
+                    })
+                    .collect();
+                Outgoing::Frame(ServerFrame::History { session_id, turns })
+            }
+            Err(s) if s.code() == tonic::Code::PermissionDenied => {
+                metrics::counter!("history_refused_total").increment(1);
+                refuse(ErrorCode::Forbidden)
+            }
+            Err(s) => {
+                tracing::warn!(error = %s, "history unavailable");
+                refuse(ErrorCode::Unavailable)
+            }
+        }
     }
 
     /// Handles one text frame; returns the immediate reply, if any.
@@ -360,6 +505,9 @@ impl FrameCtx<'_> {
         let conn = self.conn;
         match frame {
             ClientFrame::Ping {} => Some(Outgoing::Frame(ServerFrame::Pong)),
+            ClientFrame::History { session_id, limit } => {
+                Some(self.history(session_id, limit).await)
+            }
             ClientFrame::Cancel { message_id } => {
                 let token = self.cancels.lock().get(&message_id).cloned();
                 match token {
@@ -381,7 +529,8 @@ impl FrameCtx<'_> {
                 message_id,
             } => {
                 let message_id = message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                let permit = match self.admit(&message_id).await {
+                let lang = reply_language(&text, self.store_lang());
+                let permit = match self.admit(&message_id, lang).await {
                     Ok(permit) => permit,
                     Err(refusal) => return Some(refusal),
                 };
@@ -430,7 +579,7 @@ impl FrameCtx<'_> {
             } => {
                 // A resume streams a whole answer again: it takes from the same allowances
                 // as a question, so reconnect loops cannot replay answers for free.
-                let permit = match self.admit(&message_id).await {
+                let permit = match self.admit(&message_id, self.store_lang()).await {
                     Ok(permit) => permit,
                     Err(refusal) => return Some(refusal),
                 };
@@ -519,8 +668,15 @@ async fn resume(
     futures::pin_mut!(replay);
     while let Some(item) = replay.next().await {
         let o = match item {
-            Ok(BufferedFrame::Chunk { json, .. } | BufferedFrame::Terminal { json }) => {
-                Outgoing::Raw(json)
+            Ok(BufferedFrame::Chunk { json, .. }) => Outgoing::Raw(json),
+            Ok(terminal @ BufferedFrame::Terminal { .. }) => {
+                // The frames that end the answer (its cards, then `done` or `error`).
+                for frame in terminal.frames() {
+                    if !out.send(Outgoing::Raw(frame.to_string())).await {
+                        return;
+                    }
+                }
+                continue;
             }
             Err(ResumeError::Forbidden) => {
                 metrics::counter!("stream_resume_refused_total", "reason" => "forbidden")

@@ -35,12 +35,30 @@ pub struct StockView {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     stock: RwLock<HashMap<(String, String), pb::StockState>>,
     flash: RwLock<HashMap<String, bool>>,
     seq: AtomicU64,
     ready: AtomicBool,
+    /// Every stock change as it is applied, for consumers that show products live (the
+    /// gateway's open connections). Slow receivers lag and skip; the view itself never waits.
+    changes: tokio::sync::broadcast::Sender<pb::StockState>,
+}
+
+/// Stock changes a receiver may fall behind by before it skips the oldest.
+const CHANGE_BACKLOG: usize = 1024;
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            stock: RwLock::default(),
+            flash: RwLock::default(),
+            seq: AtomicU64::default(),
+            ready: AtomicBool::default(),
+            changes: tokio::sync::broadcast::Sender::new(CHANGE_BACKLOG),
+        }
+    }
 }
 
 impl StockView {
@@ -74,6 +92,11 @@ impl StockView {
         }
     }
 
+    /// Stock changes applied from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<pb::StockState> {
+        self.inner.changes.subscribe()
+    }
+
     pub fn flash_sale(&self, store: &str) -> bool {
         self.inner.flash.read().get(store).copied().unwrap_or(false)
     }
@@ -85,6 +108,8 @@ impl StockView {
                     .stock
                     .write()
                     .insert((s.store_id.clone(), s.product_id.clone()), s.clone());
+                // No receiver is fine: nobody is showing products right now.
+                let _ = self.inner.changes.send(s.clone());
             }
             Change::FlashSale(f) => {
                 self.inner.flash.write().insert(f.store_id.clone(), f.on);

@@ -16,10 +16,25 @@ use serde::{Deserialize, Serialize};
 pub mod openai;
 
 /// The `action`s a client may send.
-pub const ACTIONS: [&str; 4] = ["query", "ping", "resume", "cancel"];
+pub const ACTIONS: [&str; 5] = ["query", "ping", "resume", "cancel", "history"];
 
 /// The `type`s the gateway sends.
-pub const FRAME_TYPES: [&str; 6] = ["status", "chunk", "done", "error", "pong", "heartbeat"];
+pub const FRAME_TYPES: [&str; 9] = [
+    "status",
+    "chunk",
+    "products",
+    "done",
+    "error",
+    "pong",
+    "heartbeat",
+    "stock",
+    "history",
+];
+
+/// Most turns one `history` request returns.
+pub const MAX_HISTORY_TURNS: u32 = 200;
+/// Turns a `history` request without `limit` returns.
+pub const DEFAULT_HISTORY_TURNS: u32 = 50;
 
 /// What a client may send.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,6 +63,16 @@ pub enum ClientFrame {
     },
     /// Stops an answer in flight (the client no longer wants it).
     Cancel { message_id: String },
+    /// The conversation so far (a page that reloads shows it again); oldest first.
+    History {
+        /// The connection's session when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+        /// Newest turns to return: 1 to [`MAX_HISTORY_TURNS`], [`DEFAULT_HISTORY_TURNS`] when
+        /// absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 impl ClientFrame {
@@ -71,16 +96,36 @@ impl ClientFrame {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    /// Sent before any backend call so the user sees progress at once.
+    /// Progress: sent before any backend call, then as each phase of the answer starts.
     Status {
         message_id: String,
         session_id: String,
         text: String,
+        /// Which phase just started (absent from gateways before phases existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phase: Option<Phase>,
+        /// The intent, once the classifier (or its keyword fallback) has decided it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        intent: Option<String>,
+        /// The language the answer is written in (`en`, `ja`).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        lang: String,
     },
     Chunk {
         message_id: String,
         index: u32,
         text: String,
+    },
+    /// The catalog products the answer names, as cards: sent after the last chunk and
+    /// right before `done` (and replayed with it by `resume`).
+    Products {
+        message_id: String,
+        session_id: String,
+        store_id: String,
+        /// The language the cards are written in (`en`, `ja`).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        lang: String,
+        products: Vec<ProductCard>,
     },
     Done(Box<Done>),
     Error {
@@ -98,6 +143,108 @@ pub enum ServerFrame {
     Heartbeat {
         in_flight: u32,
     },
+    /// A product shown on this connection changed stock or price (connection level: it
+    /// belongs to no one answer).
+    Stock(StockUpdate),
+    /// The answer to a `history` action: the session's turns, oldest first.
+    History {
+        session_id: String,
+        turns: Vec<HistoryTurn>,
+    },
+}
+
+/// The phases of an answer, in order; each `status` frame says which one started.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The message arrived: classifying it and reading the customer's context.
+    Understanding,
+    /// The intent needs the catalog or the store's policies: waiting for retrieval.
+    Searching,
+    /// The model was asked; its first words follow.
+    Writing,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Understanding => "understanding",
+            Phase::Searching => "searching",
+            Phase::Writing => "writing",
+        }
+    }
+}
+
+/// How much of a product is left, as a shop shows it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StockLevel {
+    /// Five or more.
+    InStock,
+    /// One to four left.
+    LowStock,
+    SoldOut,
+}
+
+impl StockLevel {
+    /// Below this many, stock is low (the model's answers use the same line).
+    pub const LOW_BELOW: u32 = 5;
+
+    pub fn of(quantity: u32) -> Self {
+        match quantity {
+            0 => StockLevel::SoldOut,
+            q if q < Self::LOW_BELOW => StockLevel::LowStock,
+            _ => StockLevel::InStock,
+        }
+    }
+}
+
+/// One product as a card: what a customer needs to decide, in the storefront's language.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProductCard {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub series: String,
+    #[serde(default)]
+    pub volume: u32,
+    #[serde(default)]
+    pub author: String,
+    /// In the currency's smallest unit (yen have no subunit).
+    pub price: u32,
+    /// ISO 4217.
+    pub currency: String,
+    /// The price as the storefront writes it (`495円`, `1,680 yen`).
+    pub price_text: String,
+    pub stock: StockLevel,
+    pub quantity: u32,
+}
+
+/// A shown product's new stock or price.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StockUpdate {
+    pub store_id: String,
+    pub product_id: String,
+    pub stock: StockLevel,
+    pub quantity: u32,
+    pub price: u32,
+    pub price_text: String,
+}
+
+/// One turn of a conversation, as a page shows it again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryTurn {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub text: String,
+    /// The answer this turn belongs to (a question and its answer share it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// The answer's intent (assistant turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
 }
 
 /// The last frame of a successful answer: what it was and what it cost.
@@ -193,6 +340,8 @@ pub enum ErrorCode {
     TextTooLong,
     /// A `store_id` this gateway does not serve (`gateway.stores`).
     UnknownStore,
+    /// A backend the request needs (the conversation store for `history`) is not answering.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -214,6 +363,7 @@ impl ErrorCode {
             ErrorCode::DuplicateMessage => "duplicate_message",
             ErrorCode::TextTooLong => "text_too_long",
             ErrorCode::UnknownStore => "unknown_store",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -244,12 +394,15 @@ impl ServerFrame {
     /// The answer this frame belongs to (`None` for pong, heartbeat and connection errors).
     pub fn message_id(&self) -> Option<&str> {
         match self {
-            ServerFrame::Status { message_id, .. } | ServerFrame::Chunk { message_id, .. } => {
-                Some(message_id)
-            }
+            ServerFrame::Status { message_id, .. }
+            | ServerFrame::Chunk { message_id, .. }
+            | ServerFrame::Products { message_id, .. } => Some(message_id),
             ServerFrame::Done(d) => Some(&d.message_id),
             ServerFrame::Error { message_id, .. } => message_id.as_deref(),
-            ServerFrame::Pong | ServerFrame::Heartbeat { .. } => None,
+            ServerFrame::Pong
+            | ServerFrame::Heartbeat { .. }
+            | ServerFrame::Stock(_)
+            | ServerFrame::History { .. } => None,
         }
     }
 
@@ -258,6 +411,9 @@ impl ServerFrame {
         match self {
             ServerFrame::Status { .. } => "status",
             ServerFrame::Chunk { .. } => "chunk",
+            ServerFrame::Products { .. } => "products",
+            ServerFrame::Stock(_) => "stock",
+            ServerFrame::History { .. } => "history",
             ServerFrame::Done(_) => "done",
             ServerFrame::Error { .. } => "error",
             ServerFrame::Pong => "pong",
@@ -341,14 +497,14 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         .ok_or_else(|| {
             FrameError::new(
                 ErrorCode::BadRequest,
-                "missing string field `action` (query, ping, resume, cancel)",
+                "missing string field `action` (query, ping, resume, cancel, history)",
             )
         })?
         .to_string();
     if !ACTIONS.contains(&action.as_str()) {
         return Err(FrameError::new(
             ErrorCode::UnknownAction,
-            format!("unknown action `{action}` (query, ping, resume, cancel)"),
+            format!("unknown action `{action}` (query, ping, resume, cancel, history)"),
         ));
     }
     let frame: ClientFrame = serde_json::from_value(value).map_err(|e| {
@@ -398,6 +554,17 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
                 ));
             }
             check_id("message_id", message_id)?;
+        }
+        ClientFrame::History { session_id, limit } => {
+            check_scope_ids(session_id.as_deref(), None)?;
+            if let Some(n) = limit
+                && !(1..=MAX_HISTORY_TURNS).contains(n)
+            {
+                return Err(FrameError::new(
+                    ErrorCode::BadRequest,
+                    format!("`limit` {n} is out of range (1-{MAX_HISTORY_TURNS})"),
+                ));
+            }
         }
         ClientFrame::Ping {} => {}
     }
@@ -620,6 +787,31 @@ mod tests {
                 ErrorCode::BadRequest,
                 "missing field `message_id`",
             ),
+            (
+                r#"{"action":"history","limit":0}"#,
+                ErrorCode::BadRequest,
+                "`limit` 0 is out of range",
+            ),
+            (
+                r#"{"action":"history","limit":201}"#,
+                ErrorCode::BadRequest,
+                "out of range (1-200)",
+            ),
+            (
+                r#"{"action":"history","limit":-1}"#,
+                ErrorCode::BadRequest,
+                "bad `history` frame",
+            ),
+            (
+                r#"{"action":"history","session_id":"a\u0007b"}"#,
+                ErrorCode::BadRequest,
+                "`session_id` must be 1-128",
+            ),
+            (
+                r#"{"action":"history","user_id":"someone-else"}"#,
+                ErrorCode::BadRequest,
+                "unknown field `user_id`",
+            ),
         ] {
             let err = parse_client_frame(frame)
                 .err()
@@ -666,6 +858,8 @@ mod tests {
             r#"{"action":"cancel","message_id":"m1"}"#,
             r#"{"action":"ping"}"#,
             r#"{"action":"query","text":"Where is my order?","session_id":"s1"}"#,
+            r#"{"action":"history","session_id":"s1","limit":50}"#,
+            r#"{"action":"history"}"#,
         ] {
             let frame = parse_client_frame(doc).unwrap();
             assert_eq!(
@@ -698,9 +892,87 @@ mod tests {
                 message_id: "m1".into(),
                 session_id: "s1".into(),
                 text: "Looking up your orders…".into(),
+                phase: Some(Phase::Understanding),
+                intent: None,
+                lang: "en".into(),
             },
-            json!({"type":"status","message_id":"m1","session_id":"s1","text":"Looking up your orders…"}),
+            json!({"type":"status","message_id":"m1","session_id":"s1","text":"Looking up your orders…","phase":"understanding","lang":"en"}),
         );
+        round_trip(
+            &ServerFrame::Status {
+                message_id: "m1".into(),
+                session_id: "s1".into(),
+                text: "カタログを検索しています…".into(),
+                phase: Some(Phase::Searching),
+                intent: Some("recommendation".into()),
+                lang: "ja".into(),
+            },
+            json!({"type":"status","message_id":"m1","session_id":"s1","text":"カタログを検索しています…","phase":"searching","intent":"recommendation","lang":"ja"}),
+        );
+        round_trip(
+            &ServerFrame::Products {
+                message_id: "m1".into(),
+                session_id: "s1".into(),
+                store_id: "manga_jp".into(),
+                lang: "ja".into(),
+                products: vec![ProductCard {
+                    id: "B05KL9F8YY".into(),
+                    title: "ONE PIECE 1".into(),
+                    series: "ONE PIECE".into(),
+                    volume: 1,
+                    author: "Eiichiro Oda".into(),
+                    price: 495,
+                    currency: "JPY".into(),
+                    price_text: "495円".into(),
+                    stock: StockLevel::LowStock,
+                    quantity: 1,
+                }],
+            },
+            json!({"type":"products","message_id":"m1","session_id":"s1","store_id":"manga_jp","lang":"ja","products":[
+                {"id":"B05KL9F8YY","title":"ONE PIECE 1","series":"ONE PIECE","volume":1,"author":"Eiichiro Oda",
+                 "price":495,"currency":"JPY","price_text":"495円","stock":"low_stock","quantity":1}]}),
+        );
+        round_trip(
+            &ServerFrame::Stock(StockUpdate {
+                store_id: "manga_jp".into(),
+                product_id: "B05KL9F8YY".into(),
+                stock: StockLevel::SoldOut,
+                quantity: 0,
+                price: 495,
+                price_text: "495円".into(),
+            }),
+            json!({"type":"stock","store_id":"manga_jp","product_id":"B05KL9F8YY","stock":"sold_out","quantity":0,"price":495,"price_text":"495円"}),
+        );
+        round_trip(
+            &ServerFrame::History {
+                session_id: "s1".into(),
+                turns: vec![
+                    HistoryTurn {
+                        role: "user".into(),
+                        text: "Where is my order?".into(),
+                        message_id: "m1".into(),
+                        ts_ms: 1_764_000_000_000,
+                        intent: None,
+                    },
+                    HistoryTurn {
+                        role: "assistant".into(),
+                        text: "Your order shipped.".into(),
+                        message_id: "m1".into(),
+                        ts_ms: 1_764_000_000_900,
+                        intent: Some("order_status".into()),
+                    },
+                ],
+            },
+            json!({"type":"history","session_id":"s1","turns":[
+                {"role":"user","text":"Where is my order?","message_id":"m1","ts_ms":1_764_000_000_000_i64},
+                {"role":"assistant","text":"Your order shipped.","message_id":"m1","ts_ms":1_764_000_000_900_i64,"intent":"order_status"}]}),
+        );
+        // A gateway from before phases: its status frames still parse.
+        assert!(matches!(
+            parse_server_frame(r#"{"type":"status","message_id":"m","session_id":"s","text":"…"}"#)
+                .unwrap(),
+            ServerFrame::Status { phase: None, .. }
+        ));
         round_trip(
             &ServerFrame::Chunk {
                 message_id: "m1".into(),
@@ -771,6 +1043,7 @@ mod tests {
             DuplicateMessage,
             TextTooLong,
             UnknownStore,
+            Unavailable,
         ] {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }

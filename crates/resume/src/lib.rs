@@ -50,7 +50,9 @@ impl fmt::Display for StreamKey {
 pub enum BufferedFrame {
     /// A `chunk` frame; `json` is the exact text frame.
     Chunk { index: u32, json: String },
-    /// The `done` or `error` frame that ends the answer.
+    /// The frames that end the answer: its `done` or `error`, after the frames that go
+    /// with it (a `products` frame), one per line. Compact JSON never holds a raw newline,
+    /// and one record means a reader gets the cards and the `done` together or neither.
     Terminal { json: String },
 }
 
@@ -64,6 +66,18 @@ impl BufferedFrame {
 
     pub fn terminal(json: impl Into<String>) -> Self {
         Self::Terminal { json: json.into() }
+    }
+
+    /// A terminal record of `before` (one frame) followed by the terminal frame `last`.
+    pub fn terminal_after(before: &str, last: &str) -> Self {
+        Self::Terminal {
+            json: format!("{before}\n{last}"),
+        }
+    }
+
+    /// The text frames to send, in order (a terminal record may hold more than one).
+    pub fn frames(&self) -> impl Iterator<Item = &str> {
+        self.json().split('\n').filter(|f| !f.is_empty())
     }
 
     /// The exact text frame to send.

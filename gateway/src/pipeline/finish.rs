@@ -1,7 +1,9 @@
 //! The end of an answer: its terminal frame (`done`, or an error saying why it stopped), the
 //! latency metrics, the SLO sample, the over-SLO waterfall log and the recording.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mangaassist_proto::v1 as pb;
 
 use super::{End, Orchestrator, Outcome, Query};
 use crate::{
@@ -33,16 +35,12 @@ impl Orchestrator {
         let outcome = match result {
             Ok(o) => o,
             Err(end) => {
-                let (code, text) = match end {
-                    End::Cancelled => (ErrorCode::Cancelled, "the answer was cancelled"),
-                    End::Forbidden => {
-                        (ErrorCode::Forbidden, "this session belongs to another user")
-                    }
-                    End::Interrupted | End::TotalDeadline => (
-                        ErrorCode::StreamInterrupted,
-                        "the answer was interrupted; please ask again",
-                    ),
+                let code = match end {
+                    End::Cancelled => ErrorCode::Cancelled,
+                    End::Forbidden => ErrorCode::Forbidden,
+                    End::Interrupted | End::TotalDeadline => ErrorCode::StreamInterrupted,
                 };
+                let text = crate::texts::error_text(self.lang(q), code).unwrap_or_default();
                 sink.fail(code, text).await;
                 if end != End::Cancelled && end != End::Forbidden {
                     self.slo.record(Instant::now(), None);
@@ -59,7 +57,22 @@ impl Orchestrator {
         metrics::histogram!("first_token_latency_ms", "model" => outcome.model.clone(), "intent" => intent_label)
             .record(ft_exact);
         metrics::histogram!("e2e_latency_ms", "intent" => intent_label).record(total);
-        metrics::counter!("messages_total", "intent" => intent_label, "degradation" => outcome.level.label()).increment(1);
+        let front = self.settings.storefront(&q.store_id);
+        metrics::counter!(
+            "messages_total",
+            "intent" => intent_label,
+            "degradation" => outcome.level.label(),
+            "store" => q.store_id.clone(),
+            "cost_center" => front.cost_center.clone()
+        )
+        .increment(1);
+        metrics::counter!(
+            "answer_tokens_total",
+            "store" => q.store_id.clone(),
+            "cost_center" => front.cost_center,
+            "model" => outcome.model.clone()
+        )
+        .increment(u64::from(outcome.tokens));
         if outcome.level != Level::Full {
             metrics::counter!("degraded_invocations_total", "level" => outcome.level.label())
                 .increment(1);
@@ -104,9 +117,60 @@ impl Orchestrator {
             route,
             stages: stages.clone(),
         };
+        let cards = self.cards(q, &outcome).await;
+        sink.products(&q.store_id, self.lang(q).tag(), cards);
         sink.done(done).await;
         self.record(q, Some(&outcome), Some(ft_exact), total, &stages, None);
         Some((outcome, std::mem::take(&mut sink.text)))
+    }
+
+    /// The cards of the products the answer names, in its order: from the model's context
+    /// when it had them, else one catalog read (cached answers), bounded by the cache stage's
+    /// deadline; a catalog that does not answer in time costs the cards, not the answer.
+    async fn cards(&self, q: &Query, outcome: &Outcome) -> Vec<crate::protocol::ProductCard> {
+        if outcome.product_ids.is_empty() {
+            return vec![];
+        }
+        let mut known: Vec<&pb::Product> = Vec::with_capacity(outcome.product_ids.len());
+        let mut missing = Vec::new();
+        for id in &outcome.product_ids {
+            match outcome.context_products.iter().find(|p| &p.id == id) {
+                Some(p) => known.push(p),
+                None => missing.push(id.clone()),
+            }
+        }
+        let fetched = if missing.is_empty() {
+            vec![]
+        } else {
+            let req = pb::GetProductsRequest {
+                store_id: q.store_id.clone(),
+                ids: missing,
+            };
+            let deadline = Duration::from_millis(self.settings.deadlines.cache_ms.max(50));
+            match self.mesh.get_products(req, deadline).await {
+                Ok(r) => r.products,
+                Err(e) => {
+                    metrics::counter!("product_cards_unavailable_total").increment(1);
+                    tracing::debug!(error = %e, "catalog did not answer; answer sent without cards");
+                    vec![]
+                }
+            }
+        };
+        let lang = self.lang(q);
+        let view = self.stock.get();
+        outcome
+            .product_ids
+            .iter()
+            .filter_map(|id| {
+                known
+                    .iter()
+                    .copied()
+                    .chain(fetched.iter())
+                    // Another store's product never becomes this store's card.
+                    .find(|p| &p.id == id && p.store_id == q.store_id)
+            })
+            .map(|p| crate::cards::card(p, lang, view))
+            .collect()
     }
 
     fn record(

@@ -48,6 +48,14 @@ impl Orchestrator {
         let mut escalated = false;
         let mut failed = false;
         let mut first_token_at = None;
+        let lang = mangaassist_domain::Lang::parse(&req.locale).unwrap_or_default();
+        sink.status(super::status_line(
+            lang,
+            mangaassist_protocol::Phase::Writing,
+            intent,
+            Some(intent),
+        ))
+        .await;
         loop {
             sink.waiting_first_token();
             let call_started = Instant::now();
@@ -134,7 +142,7 @@ impl Orchestrator {
         if failed || sink.chunks == 0 {
             ladder.record_failure(Stage::Generation);
             metrics::counter!("canned_responses_total", "intent" => intent.label()).increment(1);
-            let canned = texts::canned_answer(intent);
+            let canned = texts::canned_answer(lang, intent);
             replay(sink, canned).await;
             return Ok(Outcome {
                 intent,
@@ -148,6 +156,7 @@ impl Orchestrator {
                 route: None,
                 personal: false,
                 account: None,
+                context_products: vec![],
             });
         }
         // A stream that ended without its summary never said what it used: treat the answer
@@ -166,6 +175,10 @@ impl Orchestrator {
             route: Some(route),
             personal,
             account: None,
+            context_products: std::mem::take(&mut req.products)
+                .into_iter()
+                .filter_map(|h| h.product)
+                .collect(),
         })
     }
 

@@ -34,7 +34,7 @@ use mangaassist_domain::{
 };
 use mangaassist_embedding::QueryEmbedder;
 use mangaassist_proto::v1::{self as pb, Intent};
-use mangaassist_protocol::ErrorCode;
+use mangaassist_protocol::{ErrorCode, Phase};
 use mangaassist_slo::{SloConfig, SloMonitor};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, info_span};
@@ -47,7 +47,7 @@ use crate::{
     recorder::Recorder,
     routing::{Route, Router},
     stack::{Breakers, Stacks},
-    stream::AnswerSink,
+    stream::{AnswerSink, StatusLine},
     texts,
 };
 
@@ -128,6 +128,9 @@ struct Outcome {
     /// The customer's orders and profile as read for this answer (live answers only), for
     /// pre-answering their likely questions about them in this session.
     account: Option<Account>,
+    /// The products the model was given (live answers), for the answer's cards without
+    /// another catalog read.
+    context_products: Vec<pb::Product>,
 }
 
 /// What the gateway read of the customer for one answer.
@@ -204,12 +207,11 @@ impl Orchestrator {
             // Before any daemon call: a made-up store reaches no prompt, cache partition or
             // retrieval filter.
             metrics::counter!("unknown_store_total").increment(1);
+            let lang = reply_language(&q.text, Lang::En);
+            let said = texts::error_text(lang, ErrorCode::UnknownStore).unwrap_or_default();
             sink.fail(
                 ErrorCode::UnknownStore,
-                format!(
-                    "this assistant serves the stores {}",
-                    self.settings.stores.join(", ")
-                ),
+                format!("{said} ({})", self.settings.stores.join(", ")),
             )
             .await;
             return;
@@ -220,7 +222,9 @@ impl Orchestrator {
             budgets: self.budgets.clone(),
         };
         let guess = classify_keywords(&q.text);
-        sink.status(texts::status_text(guess.0).to_string()).await;
+        let lang = self.lang(&q);
+        sink.status(status_line(lang, Phase::Understanding, guess.0, None))
+            .await;
         let q = self
             .resolve_reference(q, Duration::from_millis(self.settings.deadlines.cache_ms))
             .await;
@@ -333,6 +337,15 @@ impl Orchestrator {
             understood.classified.intent = intent as i32;
             understood.classified.needs_retrieval = true;
         }
+        if understood.classified.needs_retrieval {
+            let line = status_line(
+                self.lang(q),
+                Phase::Searching,
+                understood.intent,
+                Some(understood.intent),
+            );
+            sink.status(line).await;
+        }
         let retrieved = self
             .join_retrieval(
                 q,
@@ -392,6 +405,17 @@ impl Orchestrator {
             .await?;
         outcome.account = Some(account);
         Ok(outcome)
+    }
+}
+
+/// The progress line of `phase` in `lang`; `known` is the decided intent (absent while only
+/// the keyword guess stands).
+fn status_line(lang: Lang, phase: Phase, intent: Intent, known: Option<Intent>) -> StatusLine {
+    StatusLine {
+        text: texts::status_text(lang, phase, intent),
+        phase,
+        intent: known.map(Intent::label),
+        lang: lang.tag(),
     }
 }
 

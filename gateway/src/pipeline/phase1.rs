@@ -353,5 +353,6 @@ pub(super) async fn replay_cached(
         // Already cached: the cache's partitions decided who may see it.
         personal: false,
         account: None,
+        context_products: vec![],
     }
 }

@@ -4,7 +4,7 @@
 # model, rate limits lifted, precompute jobs off), waits for /healthz, sends RATE unique
 # messages per second for N messages, and reports answered messages, first-chunk p50/p99 and
 # the mesh process's CPU time per answered message (utime+stime from /proc, load generator
-# excluded). Modes: `off` (no follow-up prediction) and `on` (prediction, as shipped).
+# excluded), and how soon the first status frame followed each query (client clock). Modes: `off` (no follow-up prediction) and `on` (prediction, as shipped).
 #   scripts/bench-load.sh [--rate 50] [--messages 1500] [--modes "off on"] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ BIN="${BENCH_LOAD_BIN:-$CARGO_TARGET_DIR/release/mangaassist}"
 TICK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 mkdir -p "$OUT"
-printf '| mode | rate | answered | errors | first chunk p50 | p99 | mesh CPU per message |\n|---|---|---|---|---|---|---|\n' > "$OUT/summary.md"
+printf '| mode | rate | answered | errors | first status p50 | p99 | first chunk p50 | p99 | mesh CPU per message |\n|---|---|---|---|---|---|---|---|---|\n' > "$OUT/summary.md"
 for mode in $MODES; do
   predict=false; [[ "$mode" == on ]] && predict=true
   STATE="$(mktemp -d)"
@@ -55,11 +55,14 @@ for mode in $MODES; do
 import json, sys
 path, mode, rate, ticks, tick = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 d = json.load(open(path))
-ttft = sorted(s["ttft_ms"] for s in d["samples"] if not s.get("warmup") and s.get("ttft_ms") is not None)
-pct = lambda p: ttft[min(len(ttft) - 1, int(p * len(ttft)))] if ttft else float("nan")
+def sorted_of(key):
+    return sorted(s[key] for s in d["samples"] if not s.get("warmup") and s.get(key) is not None)
+ttft, status = sorted_of("ttft_ms"), sorted_of("status_ms")
+pct = lambda p, xs: xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
 answered = d["counters"]["answered"]
 cpu_us = ticks / tick * 1e6 / max(answered, 1)
-print(f"| {mode} | {rate}/s | {answered} | {d['counters']['errors']} | {pct(0.5):.1f} ms | {pct(0.99):.1f} ms | {cpu_us:.0f} µs |")
+print(f"| {mode} | {rate}/s | {answered} | {d['counters']['errors']} | {pct(0.5, status):.2f} ms | {pct(0.99, status):.2f} ms "
+      f"| {pct(0.5, ttft):.1f} ms | {pct(0.99, ttft):.1f} ms | {cpu_us:.0f} µs |")
 PY
 done
 cat "$OUT/summary.md"

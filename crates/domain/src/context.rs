@@ -189,6 +189,7 @@ impl Context {
             prompt_version: String::new(),
             degradation: degradation.to_string(),
             locale: asked.locale.tag().to_string(),
+            tone: String::new(),
         }
     }
 }

@@ -386,12 +386,18 @@ impl Orchestrator {
             user_id: &q.user_id,
             locale: self.lang(q),
         };
-        let gen_req = assemble(understood.intent, sources, &context_settings).into_request(
+        let mut gen_req = assemble(understood.intent, sources, &context_settings).into_request(
             asked,
             understood.intent,
             route.tier,
             ladder.level().label(),
         );
+        gen_req.tone = self
+            .settings
+            .storefronts
+            .get(&q.store_id)
+            .map(|s| s.tone.clone())
+            .unwrap_or_default();
         record_stage(
             &ctx.timings,
             &ctx.budgets,

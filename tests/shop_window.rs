@@ -335,3 +335,44 @@ async fn connection_frames_belong_to_no_answer() {
         assert!(f.message_id().is_none() && !f.is_terminal());
     }
 }
+
+/// `mangaassist chat` (the real binary) prints a line per card after the answer.
+#[tokio::test]
+async fn the_cli_chat_prints_the_product_cards() {
+    let m = TestMesh::start_with(&[], quiet).await;
+    let url = m.ws_url();
+    let token = m.token("u-demo");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mangaassist"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("MANGAASSIST_CONFIG")
+            .args([
+                "chat",
+                "--url",
+                &url,
+                "--token",
+                &token,
+                "--store",
+                "comics_us",
+                "--timeout",
+                "20s",
+                "Suggest manga like One Piece",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cards: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  • ")).collect();
+    assert!(!cards.is_empty(), "{stdout}");
+    for line in cards {
+        assert!(line.contains(" yen — ") && line.ends_with(']'), "{line}");
+    }
+    m.stop().await;
+}

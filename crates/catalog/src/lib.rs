@@ -239,6 +239,16 @@ pub fn load_documents(path: &Path) -> Result<Vec<Document>, DataError> {
         non_empty("store_id", &d.store_id)?;
         non_empty("title", &d.title)?;
         non_empty("body", &d.body)?;
+        // A Japanese title without a body (or the reverse) would answer a Japanese question
+        // half in English.
+        match (&d.title_ja, &d.body_ja) {
+            (Some(t), Some(b)) => {
+                non_empty("title_ja", t)?;
+                non_empty("body_ja", b)?;
+            }
+            (None, None) => {}
+            _ => return Err("`title_ja` and `body_ja` come together or not at all".into()),
+        }
         if !matches!(d.kind.as_str(), "faq" | "policy") {
             return Err(format!("`kind` = `{}` is not faq or policy", d.kind));
         }
@@ -401,5 +411,56 @@ mod tests {
         std::fs::write(&p, format!("{good}\n{good}\n")).unwrap();
         let e = load_products(&p).unwrap_err().to_string();
         assert!(e.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn japanese_document_text_comes_as_a_pair() {
+        let dir = tempfile_dir("ja-pair");
+        let p = dir.join("documents.jsonl");
+        let doc = r#"{"id":"faq-x","store_id":"*","kind":"faq","title":"T","body":"B.""#;
+        std::fs::write(&p, format!("{doc}}}\n{doc},\"title_ja\":\"題\"}}\n")).unwrap();
+        let e = load_documents(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("documents.jsonl:2") && e.contains("body_ja"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            format!("{doc},\"title_ja\":\"題\",\"body_ja\":\" \"}}\n"),
+        )
+        .unwrap();
+        let e = load_documents(&p).unwrap_err().to_string();
+        assert!(e.contains("body_ja"), "{e}");
+    }
+
+    /// The shipped documents: every one a Japanese customer can be shown (`*` and
+    /// `manga_jp`) has Japanese text, so a Japanese answer never falls back to English.
+    #[test]
+    fn shipped_documents_of_the_japanese_store_have_japanese_text() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/docs/documents.jsonl");
+        let docs = load_documents(&data).unwrap();
+        let japanese = |s: &str| {
+            s.chars()
+                .any(|c| matches!(c as u32, 0x3040..=0x30ff | 0x4e00..=0x9fff))
+        };
+        for d in &docs {
+            match d.store_id.as_str() {
+                "*" | "manga_jp" => {
+                    let (t, b) = (d.title_ja.as_deref(), d.body_ja.as_deref());
+                    assert!(
+                        t.is_some_and(japanese) && b.is_some_and(japanese),
+                        "{}",
+                        d.id
+                    );
+                }
+                _ => assert!(d.body_ja.is_none(), "{}", d.id),
+            }
+        }
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ma-cat-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

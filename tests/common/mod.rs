@@ -2,6 +2,8 @@
 //! model, a fresh state directory, and a WebSocket client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy;
+
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use futures::{SinkExt, StreamExt};
@@ -116,6 +118,11 @@ impl TestMesh {
 
     pub fn ws_url(&self) -> String {
         self.mesh().ws_url().unwrap()
+    }
+
+    /// Where the gateway's public listener is bound (to put a [`proxy::Proxy`] in front).
+    pub fn gateway_addr(&self) -> std::net::SocketAddr {
+        self.mesh().addrs[&Role::Gateway]
     }
 
     /// A token for `user`, signed with this mesh's secret.

@@ -98,6 +98,8 @@ async fn run_scenario(
             .await
             .unwrap_or_else(|_| panic!("scenario {scenario} still running after {limit:?}"));
     let status = child.wait().await.unwrap();
+    // Shown with the test's output (on failure, or with --nocapture).
+    eprintln!("--- {scenario}\n{}\n{err}", out.join("\n"));
     assert!(
         status.success(),
         "browser scenario {scenario} failed ({status}); scripts/test.sh installs chromium and playwright-core\n--- stdout\n{}\n--- stderr\n{err}",
@@ -233,6 +235,34 @@ async fn network_drop_mid_answer_reconnects_and_resumes() {
         r["before_cut"].as_str().unwrap().len() < full.len(),
         "{r:#}"
     );
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_down_for_good_stops_after_five_attempts_and_offers_reconnect() {
+    let m = TestMesh::start(&[]).await;
+    let proxy = Proxy::start(m.gateway_addr()).await;
+    let url = page_url(&m, &proxy.http_url(), "u-demo");
+    let mut refused_before = 0;
+    let r = run_scenario("gives_up", &url, json!({}), async |req: &Value| {
+        match req["request"].as_str().unwrap() {
+            "down" => {
+                refused_before = proxy.refused();
+                proxy.set_refusing(true);
+                proxy.cut_all();
+                "ok".into()
+            }
+            // Each attempt is one connection: the ticket request that fails.
+            "attempts" => (proxy.refused() - refused_before).to_string(),
+            "up" => {
+                proxy.set_refusing(false);
+                "ok".into()
+            }
+            other => panic!("unexpected request {other}"),
+        }
+    })
+    .await;
+    assert_eq!(r["attempts"], 5, "{r:#}");
     m.stop().await;
 }
 

@@ -57,6 +57,9 @@ const browser = await chromium.launch({
          '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 
+// Uncaught exceptions in the page fail any scenario, even one whose checks all passed.
+const pageErrors = [];
+
 /** A page on PAGE_URL with the frames it receives recorded, once it is connected. */
 async function openPage(viewport = { width: 1000, height: 800 }) {
   const context = await browser.newContext({ viewport });
@@ -71,7 +74,7 @@ async function openPage(viewport = { width: 1000, height: 800 }) {
       try { page.frames_.push(JSON.parse(e.payload)); } catch { /* not JSON: not ours */ }
     });
   });
-  page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+  page.on('pageerror', (e) => pageErrors.push(e.stack || e.message));
   await page.goto(url);
   await connected(page);
   return page;
@@ -297,6 +300,28 @@ const scenarios = {
     return { layout, cards: b.cards.length, shot: args.shot };
   },
 
+  // The network stays down: after five failed attempts the page stops and offers a button.
+  async gives_up() {
+    const page = await openPage();
+    const sockets = page.sockets_;
+    const started = Date.now();
+    await request('down');
+    await page.locator('#reconnect').waitFor({ state: 'visible', timeout: 60000 });
+    const gaveUpAfterMs = Date.now() - started;
+    const state = await page.getAttribute('#conn', 'data-state');
+    check(state === 'offline', 'reconnect button shown but not offline', state);
+    const attempts = Number(await request('attempts'));
+    check(attempts === 5, 'the page did not stop after 5 failed attempts', { attempts });
+    await request('up');
+    await page.focus('#reconnect');
+    await page.keyboard.press('Enter');
+    await connected(page);
+    check(page.sockets_ > sockets, 'no new socket after pressing reconnect');
+    const id = await ask(page, 'Hello');
+    await answered(page, id);
+    return { gaveUpAfterMs, attempts, label: await page.textContent('#reconnect') };
+  },
+
   // Keyboard only: Tab to the input, type, Enter; the reconnect button is reachable by Tab.
   async keyboard() {
     const page = await openPage();
@@ -377,6 +402,7 @@ try {
   const run = scenarios[scenario];
   check(run, `unknown scenario ${scenario} (${Object.keys(scenarios).join(', ')})`);
   const result = await run();
+  check(pageErrors.length === 0, 'the page threw', pageErrors);
   console.log(`RESULT ${JSON.stringify(result)}`);
 } catch (e) {
   failed = true;

@@ -772,7 +772,10 @@ impl LocalBackend {
         let documents = store
             .documents
             .hybrid(
-                &store.documents.bm25.scores_tokens(&tokens),
+                &store
+                    .documents
+                    .bm25
+                    .scores_tokens(&text::document_query_tokens(&q.text, &tokens)),
                 &q.vector,
                 q.top_k_documents,
                 &self.params,

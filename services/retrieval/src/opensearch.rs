@@ -206,11 +206,12 @@ struct DocumentSource {
     kind: String,
     title: String,
     body: String,
-    // Indexes written before the Japanese wording existed lack these fields.
+    // Indexes written before the Japanese wording existed lack these fields, and some
+    // written since hold `null` for a document without it.
     #[serde(default)]
-    title_ja: String,
+    title_ja: Option<String>,
     #[serde(default)]
-    body_ja: String,
+    body_ja: Option<String>,
 }
 
 impl From<DocumentSource> for pb::Document {
@@ -221,8 +222,8 @@ impl From<DocumentSource> for pb::Document {
             kind: d.kind,
             title: d.title,
             body: d.body,
-            title_ja: d.title_ja,
-            body_ja: d.body_ja,
+            title_ja: d.title_ja.unwrap_or_default(),
+            body_ja: d.body_ja.unwrap_or_default(),
         }
     }
 }
@@ -648,8 +649,8 @@ fn document_doc(d: &Document, vector: &[f32]) -> Value {
         "kind": d.kind,
         "title": d.title,
         "body": d.body,
-        "title_ja": d.title_ja,
-        "body_ja": d.body_ja,
+        "title_ja": d.title_ja.as_deref().unwrap_or_default(),
+        "body_ja": d.body_ja.as_deref().unwrap_or_default(),
         LEXICAL_FIELD: text::document_lexical_text(d),
         VECTOR_FIELD: vector,
     })
@@ -1042,7 +1043,9 @@ impl SearchBackend for OpenSearchBackend {
                 knn_body(&q.vector, document_cands, &filters),
             ));
             if let Some(body) = lexical_body(
-                terms_match(&tokens).into_iter().collect(),
+                terms_match(&text::document_query_tokens(&q.text, &tokens))
+                    .into_iter()
+                    .collect(),
                 document_cands,
                 &filters,
             ) {

@@ -129,6 +129,51 @@ pub fn query_tokens(text: &str) -> Vec<String> {
     t
 }
 
+fn is_hiragana(c: char) -> bool {
+    matches!(c as u32, 0x3041..=0x309F)
+}
+
+/// The query terms a document search uses: `tokens` (the query's, [`query_tokens`]) without
+/// the pairs of `text` written only in hiragana, when it has pairs with a kanji or katakana
+/// in them. In a Japanese question the hiragana pairs are mostly endings and particles
+/// (できますか), and policy text is full of the same ones, so they would rank the wordiest
+/// document first; the words that say what is asked (返品, キャンセル) hold kanji or
+/// katakana. Katakana is told apart here, before [`tokenize`] folds it into hiragana. A
+/// question with no such pair (all hiragana, or no Japanese) keeps every term.
+pub fn document_query_tokens(text: &str, tokens: &[String]) -> Vec<String> {
+    let mut content: Vec<String> = Vec::new();
+    let mut run: Vec<char> = Vec::new();
+    let mut flush = |run: &mut Vec<char>| {
+        if let [only] = run.as_slice()
+            && !is_hiragana(*only)
+        {
+            content.push(fold_kana(*only).to_string());
+        }
+        for pair in run.windows(2) {
+            if pair.iter().any(|&c| !is_hiragana(c)) {
+                content.push(pair.iter().map(|&c| fold_kana(c)).collect());
+            }
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_cjk(c) {
+            run.push(c);
+        } else {
+            flush(&mut run);
+        }
+    }
+    flush(&mut run);
+    if content.is_empty() {
+        return tokens.to_vec();
+    }
+    tokens
+        .iter()
+        .filter(|t| !t.chars().any(is_cjk) || content.contains(t))
+        .cloned()
+        .collect()
+}
+
 /// The Japanese names of a product (title, series, reading), space-separated; empty outside
 /// the Japanese storefront.
 fn japanese_names(p: &Product) -> String {
@@ -164,9 +209,28 @@ pub fn product_embedding_text(p: &Product) -> String {
     )
 }
 
-/// What a document's vector is computed from.
+/// A document's Japanese title and body, space-separated; empty when it has none.
+fn japanese_document(d: &Document) -> String {
+    [&d.title_ja, &d.body_ja]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a document's vector is computed from: the English and, after it, the Japanese
+/// wording, so a question in either language lands near the document. The vector cache is
+/// keyed by these texts, so a changed translation is embedded again.
 pub fn document_embedding_text(d: &Document) -> String {
-    format!("{}. {}", d.title, d.body)
+    let ja = japanese_document(d);
+    format!(
+        "{}. {}{}{}",
+        d.title,
+        d.body,
+        if ja.is_empty() { "" } else { " / " },
+        ja
+    )
 }
 
 /// Every text of a catalog that gets a vector: products, then documents (the order the
@@ -197,9 +261,24 @@ pub fn product_lexical_text(p: &Product) -> String {
     )
 }
 
-/// The BM25 field text of a document; the title counts double.
+/// The BM25 field text of a document; the title counts double, in either language. The
+/// Japanese text has its kana folded here, as product names do, so OpenSearch indexes the
+/// same terms as the embedded BM25.
 pub fn document_lexical_text(d: &Document) -> String {
-    format!("{t} {t} {b}", t = d.title, b = d.body)
+    let fold = |s: &Option<String>| -> String {
+        s.as_deref()
+            .unwrap_or_default()
+            .chars()
+            .map(fold_kana)
+            .collect()
+    };
+    format!(
+        "{t} {t} {tj} {tj} {b} {bj}",
+        t = d.title,
+        b = d.body,
+        tj = fold(&d.title_ja),
+        bj = fold(&d.body_ja)
+    )
 }
 
 #[cfg(test)]
@@ -216,6 +295,48 @@ mod tests {
         // Not a word and a number: left whole.
         assert_eq!(query_tokens("x2"), vec!["x2"]);
         assert_eq!(query_tokens("4k"), vec!["4k"]);
+    }
+
+    #[test]
+    fn document_queries_drop_hiragana_only_pairs_when_there_are_words() {
+        let q = "注文をキャンセルできますか？ refund";
+        let got = document_query_tokens(q, &query_tokens(q));
+        assert_eq!(
+            got,
+            [
+                "注文", "文を", "をき", "きゃ", "ゃん", "んせ", "せる", "るで", "refund"
+            ]
+        );
+        // Nothing but hiragana (or no Japanese at all): every term stays.
+        for q in ["へんぴんできますか", "can I return it?"] {
+            assert_eq!(document_query_tokens(q, &query_tokens(q)), query_tokens(q));
+        }
+    }
+
+    #[test]
+    fn documents_are_indexed_and_embedded_in_both_languages() {
+        let mut d = Document {
+            id: "policy-returns-jp".into(),
+            store_id: "manga_jp".into(),
+            kind: "policy".into(),
+            title: "Return policy".into(),
+            body: "Returns within 14 days.".into(),
+            title_ja: None,
+            body_ja: None,
+        };
+        let english = document_embedding_text(&d);
+        assert_eq!(english, "Return policy. Returns within 14 days.");
+        d.title_ja = Some("返品について".into());
+        d.body_ja = Some("お届けから14日以内ならキャンセルできます。".into());
+        // A translation changes the embedded text, and with it the vector cache's key.
+        assert_ne!(document_embedding_text(&d), english);
+        assert!(document_embedding_text(&d).contains("返品について"));
+        let terms = tokenize(&document_lexical_text(&d));
+        for t in ["return", "返品", "きゃ", "ゃん"] {
+            assert!(terms.iter().any(|x| x == t), "{t} not in {terms:?}");
+        }
+        // Title words count double in both languages.
+        assert_eq!(terms.iter().filter(|x| *x == "返品").count(), 2);
     }
 
     #[test]

@@ -114,6 +114,16 @@ pub fn titles(hits: &[pb::ProductHit]) -> Vec<String> {
         .collect()
 }
 
+/// Japanese questions at the Japanese store, each with the document that answers it.
+pub const JAPANESE_QUESTIONS: [(&str, &str); 6] = [
+    ("返品できますか？", "policy-returns-jp"),
+    ("送料はいくらですか？", "faq-shipping-domestic-jp"),
+    ("ポイントの有効期限はいつまでですか", "faq-points-program"),
+    ("コンビニで荷物を受け取れますか？", "policy-konbini-pickup"),
+    ("注文をキャンセルしたい", "policy-order-cancellation"),
+    ("返金はいつされますか？", "policy-refund-timing"),
+];
+
 /// Shopper questions that policy documents answer.
 pub const POLICY_QUESTIONS: [&str; 5] = [
     "free shipping",

@@ -122,6 +122,7 @@ function bubble(page, id) {
       price: c.querySelector('.price')?.textContent || '',
       badge: c.querySelector('.badge')?.textContent || '',
       badgeClass: c.querySelector('.badge')?.className || '',
+      volume: c.querySelector('.volume')?.textContent || '',
       stock: c.dataset.stock,
       quantity: c.dataset.quantity,
       cover: c.querySelector('.cover')?.textContent || '',
@@ -169,7 +170,14 @@ const scenarios = {
     check(JSON.stringify(cardIds) === JSON.stringify(done.product_ids), 'card ids differ from done.product_ids', { cardIds, product_ids: done.product_ids });
     check(b.skeletons === 0 && b.typing === 0, 'skeletons or typing dots left after done', b);
     check(seen.typing.length > 0, 'no typing indicator with an accessible label before the first chunk', seen);
-    return { answer: b, product_ids: done.product_ids, seen, statuses: framesOf(page, id, 'status') };
+    const products = framesOf(page, id, 'products')[0];
+    check(products && products.lang === 'en', 'an English question got no English products frame', products);
+    check(b.cards.every((c) => /^(In stock|Only \d+ left|Sold out)$/.test(c.badge)), 'badges not in the cards\' language (en)', b.cards);
+    const statuses = framesOf(page, id, 'status');
+    check(statuses.some((s) => s.phase === 'searching'), 'no searching phase for a live recommendation', statuses);
+    check(seen.skeleton, 'no skeleton cards while searching', seen);
+    check(statuses.every((s) => seen.status.includes(s.text)), 'a status line the gateway sent was never shown', { statuses, shown: seen.status });
+    return { answer: b, product_ids: done.product_ids, seen, statuses };
   },
 
   // A `stock` frame updates every card of that product.
@@ -209,6 +217,7 @@ const scenarios = {
     check(statuses.length > 0 && statuses.every((s) => s.lang === 'ja' && japaneseShare(s.text) > 0.5), 'status frames are not Japanese', statuses);
     check(seen.status.length > 0 && seen.status.every((s) => japaneseShare(s) > 0.5), 'the page showed non-Japanese status text', seen.status);
     check(b.lang === 'ja', 'the answer bubble is not lang=ja', b);
+    check(b.cards.length > 0 && b.cards.every((c) => /^(在庫あり|残りわずか（あと\d+冊）|品切れ)$/.test(c.badge) && /^第\d+巻$/.test(c.volume)), 'cards not labelled in Japanese', b.cards);
     console.log(`RESULT ${JSON.stringify(result)}`); // seen even when only the answer text fails
     check(result.answerJapaneseShare > 0.5, 'the answer is not mostly Japanese', { share: result.answerJapaneseShare, text: b.text });
     return result;

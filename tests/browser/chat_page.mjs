@@ -134,6 +134,14 @@ const sessionOf = (page) => page.evaluate(() => sessionStorage.getItem('session'
 const doneFrame = (page, id) => page.frames_.find((f) => f.type === 'done' && f.message_id === id);
 const framesOf = (page, id, type) => page.frames_.filter((f) => f.type === type && f.message_id === id);
 
+// The cards of a resumed answer come from the `products` frame the resume replays.
+function cardsMatchDone(page, id, b) {
+  const done = doneFrame(page, id);
+  const cardIds = b.cards.map((c) => c.id);
+  check(done && cardIds.length > 0 && JSON.stringify(cardIds) === JSON.stringify(done.product_ids),
+    'cards of the resumed answer differ from done.product_ids', { cardIds, product_ids: done && done.product_ids });
+}
+
 // Share of Japanese letters (kana and kanji) among all letters of `text`.
 function japaneseShare(text) {
   const ja = (text.match(/[\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Han}]/gu) || []).length;
@@ -242,6 +250,7 @@ const scenarios = {
     check(page.sockets_ > sockets, 'the page never opened a new socket', { sockets: page.sockets_ });
     check(b.text.startsWith(beforeCut), 'text shown before the cut was changed', { beforeCut, after: b.text });
     check(Object.keys(cutState).length === 0, 'finished answer still stored as unfinished', cutState);
+    cardsMatchDone(page, id, b);
     const resumes = page.frames_.filter((f) => f.message_id === id && f.type === 'chunk').map((f) => f.index);
     return { message_id: id, session: await sessionOf(page), text: b.text, before_cut: beforeCut, sockets: page.sockets_, chunk_indexes: resumes };
   },
@@ -278,6 +287,7 @@ const scenarios = {
     check(log[0].text === 'What is your return policy?', 'first question not shown from history', log[0]);
     check(restored === beforeReload || restored.startsWith(beforeReload), 'partial answer not restored after the reload', { beforeReload, restored });
     check(b.text.startsWith(restored), 'restored text was changed by the resume', { restored, final: b.text });
+    cardsMatchDone(page, second, b);
     return {
       session: await sessionOf(page),
       first: { message_id: first, text_before: firstAnswer.text, text_after: firstAfter.text },

@@ -63,8 +63,9 @@ pub(crate) struct StreamedAnswer {
     text: String,
     /// Text deltas handed out; after the first, a backend retries nothing.
     deltas: u32,
-    /// `(id, lower-case title)` of the request's products that have a title.
-    products: Vec<(String, String)>,
+    /// `(id, lower-case titles)` of the request's products: the title and, on the Japanese
+    /// storefront, the Japanese one, which a Japanese answer names instead.
+    products: Vec<(String, Vec<String>)>,
     /// The prompt's own estimate, for a provider that reports no input tokens.
     estimated_input: u32,
     confidence: f32,
@@ -92,8 +93,15 @@ impl StreamedAnswer {
             .products
             .iter()
             .filter_map(|h| h.product.as_ref())
-            .filter(|p| !p.title.is_empty())
-            .map(|p| (p.id.clone(), p.title.to_lowercase()))
+            .map(|p| {
+                let titles = [&p.title, &p.title_ja]
+                    .into_iter()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.to_lowercase())
+                    .collect();
+                (p.id.clone(), titles)
+            })
+            .filter(|(_, titles): &(String, Vec<String>)| !titles.is_empty())
             .collect();
         Self {
             text: String::new(),
@@ -141,7 +149,7 @@ impl StreamedAnswer {
         let product_ids = self
             .products
             .iter()
-            .filter(|(_, title)| answer.contains(title.as_str()))
+            .filter(|(_, titles)| titles.iter().any(|t| answer.contains(t.as_str())))
             .map(|(id, _)| id.clone())
             .collect();
         ModelEvent::Done(ModelDone {

@@ -285,12 +285,7 @@ impl ModelBackend for BedrockBackend {
         if self.shared.fallback_to_other_tier && other != models[0] {
             models.push(other.to_string());
         }
-        // The history goes in as messages of its own, not a second time in the context.
-        let context = render_context(&pb::GenerateRequest {
-            history: Vec::new(),
-            ..req.clone()
-        });
-        let turns = conversation(&req.history, question(&context, &prompt.query));
+        let turns = conversation(&req.history, last_message(req, &prompt));
         let messages: Result<Vec<Message>, GenerationError> = turns
             .into_iter()
             .map(|(role, text)| text_message(role, text))
@@ -326,6 +321,17 @@ impl ModelBackend for BedrockBackend {
             Err(e) => futures::stream::once(async { Err(e) }).boxed(),
         }
     }
+}
+
+/// The last user message for `req`: its context (in the answer's language, see
+/// [`render_context`]) and the question. The history goes in as messages of its own, not a
+/// second time in the context.
+fn last_message(req: &pb::GenerateRequest, prompt: &RenderedPrompt) -> String {
+    let context = render_context(&pb::GenerateRequest {
+        history: Vec::new(),
+        ..req.clone()
+    });
+    question(&context, &prompt.query)
 }
 
 /// The last user message: the context the gateway assembled, then the question.
@@ -790,6 +796,69 @@ mod tests {
             question("Products:\n- x\n", "Q?"),
             "Products:\n- x\n\nQuestion: Q?"
         );
+    }
+
+    #[test]
+    fn a_japanese_answer_is_asked_for_and_given_japanese_text() {
+        let version =
+            crate::PromptVersion::parse("v1", "Answer in English unless asked otherwise.\n")
+                .unwrap();
+        let mut req = pb::GenerateRequest {
+            query: "ONE PIECEは在庫ありますか？".into(),
+            locale: "ja".into(),
+            products: vec![pb::ProductHit {
+                product: Some(pb::Product {
+                    id: "p1".into(),
+                    title: "One Piece, Vol. 1".into(),
+                    title_ja: "ONE PIECE 1".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            documents: vec![pb::DocumentHit {
+                document: Some(pb::Document {
+                    id: "faq-stock-restock".into(),
+                    title: "Restocks".into(),
+                    body: "Restocked within 1-2 weeks.".into(),
+                    title_ja: "再入荷".into(),
+                    body_ja: "1〜2週間で再入荷します。".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            history: vec![turn("user", "こんにちは")],
+            ..Default::default()
+        };
+        let prompt = RenderedPrompt::new("default", &version, &req, pb::Intent::ProductSearch);
+        // The gateway's choice is the system prompt's last word, after the prompt's own rule.
+        assert!(
+            prompt.system.ends_with(
+                "unless asked otherwise.\n\nAnswer in Japanese, in polite です/ます form."
+            ),
+            "{}",
+            prompt.system
+        );
+        let last = last_message(&req, &prompt);
+        assert!(last.contains("One Piece, Vol. 1 (ONE PIECE 1)"), "{last}");
+        assert!(
+            last.contains("- [faq-stock-restock] 再入荷: 1〜2週間で再入荷します。"),
+            "{last}"
+        );
+        assert!(
+            !last.contains("Restocked") && !last.contains("こんにちは"),
+            "{last}"
+        );
+        // Without a locale an English question gets the English text and no instruction.
+        req.locale.clear();
+        req.query = "Is One Piece in stock?".into();
+        let prompt = RenderedPrompt::new("default", &version, &req, pb::Intent::ProductSearch);
+        assert_eq!(prompt.system, "Answer in English unless asked otherwise.");
+        let last = last_message(&req, &prompt);
+        assert!(
+            last.contains("Restocks: Restocked within 1-2 weeks."),
+            "{last}"
+        );
+        assert!(!last.contains("ONE PIECE 1"), "{last}");
     }
 
     #[test]

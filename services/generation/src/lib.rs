@@ -24,6 +24,11 @@
 //! - **Deadlines**: the caller's `grpc-timeout` bounds the whole stream, not only the call's
 //!   set-up: when it passes, the model is stopped and the stream ends with
 //!   `DEADLINE_EXCEEDED`.
+//! - **Language**: an answer is written in the request's `locale` (`en`, `ja`; the gateway
+//!   decides it); without one, in Japanese when the question has Japanese script or the
+//!   customer's profile says `ja`. A real model is told the gateway's choice on the last line
+//!   of its system prompt, and for a Japanese answer its context carries the Japanese titles
+//!   and document text.
 //!
 //! # The simulated model
 //!
@@ -43,6 +48,7 @@
 
 mod backend;
 mod bedrock;
+mod language;
 mod openai;
 mod prompts;
 mod registry;

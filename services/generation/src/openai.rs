@@ -116,21 +116,7 @@ impl ModelBackend for OpenAiBackend {
         tier: pb::ModelTier,
         max_tokens: u32,
     ) -> ModelStream {
-        let system = if prompt.context.is_empty() {
-            prompt.system.clone()
-        } else {
-            format!("{}\n\n{}", prompt.system, prompt.context)
-        };
-        let body = serde_json::json!({
-            "model": self.model(tier),
-            "messages": [
-                {"role": "system", "content": system},
-                {"role": "user", "content": prompt.query},
-            ],
-            "stream": true,
-            "max_tokens": max_tokens,
-            "stream_options": {"include_usage": true},
-        });
+        let body = request_body(self.model(tier), &prompt, max_tokens);
         let mut builder = self.client.post(&self.url).json(&body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
@@ -154,6 +140,26 @@ impl ModelBackend for OpenAiBackend {
         })
         .boxed()
     }
+}
+
+/// The chat-completions request: the system prompt (which ends with the answer language when
+/// the gateway chose one) and the context as the system message, the question as the user's.
+fn request_body(model: &str, prompt: &RenderedPrompt, max_tokens: u32) -> serde_json::Value {
+    let system = if prompt.context.is_empty() {
+        prompt.system.clone()
+    } else {
+        format!("{}\n\n{}", prompt.system, prompt.context)
+    };
+    serde_json::json!({
+        "model": model,
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": prompt.query},
+        ],
+        "stream": true,
+        "max_tokens": max_tokens,
+        "stream_options": {"include_usage": true},
+    })
 }
 
 enum Phase {
@@ -507,6 +513,58 @@ mod tests {
         data:nospace\r\r\
         data: caf\u{e9} \u{1f600}\n\n\
         data: [DONE]\n\n";
+
+    fn japanese_request(locale: &str) -> pb::GenerateRequest {
+        pb::GenerateRequest {
+            query: "返品できますか？".into(),
+            store_id: "manga_jp".into(),
+            locale: locale.into(),
+            documents: vec![pb::DocumentHit {
+                document: Some(pb::Document {
+                    id: "policy-returns-jp".into(),
+                    title: "Return policy".into(),
+                    body: "Returns within 14 days.".into(),
+                    title_ja: "返品について".into(),
+                    body_ja: "お届けから14日以内なら返品できます。".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_japanese_answer_is_asked_for_and_given_japanese_text() {
+        let version = crate::PromptVersion::parse("v1", "You help {store_id} customers.").unwrap();
+        let req = japanese_request("ja");
+        let prompt = RenderedPrompt::new("default", &version, &req, pb::Intent::ReturnRefund);
+        let body = request_body("m", &prompt, 100);
+        let system = body["messages"][0]["content"].as_str().unwrap();
+        let context = system
+            .strip_prefix(
+                "You help manga_jp customers.\n\nAnswer in Japanese, in polite です/ます form.\n\n",
+            )
+            .unwrap_or_else(|| panic!("{system}"));
+        assert!(context.contains("返品について: お届けから14日以内なら返品できます。"));
+        assert!(!context.contains("Returns within 14 days."), "{context}");
+        assert_eq!(body["messages"][1]["content"], "返品できますか？");
+        // The gateway said English: English text, and the model is told so.
+        let req = japanese_request("en");
+        let prompt = RenderedPrompt::new("default", &version, &req, pb::Intent::ReturnRefund);
+        let system = request_body("m", &prompt, 100)["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            system.contains("customers.\n\nAnswer in English.\n\n"),
+            "{system}"
+        );
+        assert!(
+            system.contains("Return policy: Returns within 14 days."),
+            "{system}"
+        );
+    }
 
     fn expected() -> Vec<String> {
         vec![

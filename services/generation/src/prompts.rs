@@ -672,12 +672,22 @@ impl RenderedPrompt {
         } else {
             req.store_id.as_str()
         };
+        let mut system = prompt.text.replace("{store_id}", store);
+        // Last, so it overrides a prompt's own rule of thumb ("answer in English unless ...").
+        if let Some(line) = crate::language::instruction(req) {
+            let kept = system.trim_end().len();
+            system.truncate(kept);
+            if !system.is_empty() {
+                system.push_str("\n\n");
+            }
+            system.push_str(line);
+        }
         Self {
             prompt_store: prompt_store.to_string(),
             intent,
             version: prompt.version.clone(),
             style: prompt.style,
-            system: prompt.text.replace("{store_id}", store),
+            system,
             context: render_context(req),
             query: req.query.clone(),
         }
@@ -691,8 +701,11 @@ impl RenderedPrompt {
     }
 }
 
-/// The context block in the form a real model would receive it.
+/// The context block in the form a real model would receive it. For an answer in Japanese
+/// the products carry their Japanese titles and the documents their Japanese text (when they
+/// have it), so the model quotes what a Japanese customer reads rather than translating.
 pub fn render_context(req: &pb::GenerateRequest) -> String {
+    let japanese = crate::language::answer_language(req).lang == mangaassist_domain::Lang::Ja;
     let mut s = String::new();
     if let Some(p) = &req.profile
         && !p.user_id.is_empty()
@@ -711,9 +724,14 @@ pub fn render_context(req: &pb::GenerateRequest) -> String {
     if !req.products.is_empty() {
         s.push_str("Products:\n");
         for p in req.products.iter().filter_map(|h| h.product.as_ref()) {
+            let title_ja = if japanese && !p.title_ja.is_empty() {
+                format!(" ({})", p.title_ja)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "- [{}] {} by {}; {}; {}; {} yen; stock {}; released {}. {}",
+                "- [{}] {}{title_ja} by {}; {}; {}; {} yen; stock {}; released {}. {}",
                 p.id,
                 p.title,
                 p.author,
@@ -729,7 +747,17 @@ pub fn render_context(req: &pb::GenerateRequest) -> String {
     if !req.documents.is_empty() {
         s.push_str("Documents:\n");
         for d in req.documents.iter().filter_map(|h| h.document.as_ref()) {
-            let _ = writeln!(s, "- [{}] {}: {}", d.id, d.title, d.body);
+            let (title, body) = if japanese && !d.body_ja.trim().is_empty() {
+                let title = if d.title_ja.is_empty() {
+                    &d.title
+                } else {
+                    &d.title_ja
+                };
+                (title, &d.body_ja)
+            } else {
+                (&d.title, &d.body)
+            };
+            let _ = writeln!(s, "- [{}] {title}: {body}", d.id);
         }
     }
     if !req.orders.is_empty() {

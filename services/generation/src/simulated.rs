@@ -10,18 +10,34 @@
 //! Its confidence is a heuristic standing in for a model's self-assessment (see [`assess`]):
 //! it is what the quality gate acts on, so it is low exactly where escalating to the smart
 //! tier makes sense and high where the context supports the answer.
+//!
+//! It writes English (`en`) or Japanese (`ja`): what an answer says — products, order,
+//! document, confidence — is decided once here, from a question read in either script
+//! (`reading`), and each language only words it, so both name the same products and are
+//! equally sure.
+
+mod en;
+mod ja;
+mod reading;
 
 use std::{collections::HashSet, time::Duration};
 
 use futures::StreamExt;
 use mangaassist_config::{GenerationSettings, LatencyProfile, TierProfile};
+use mangaassist_domain::Lang;
 use mangaassist_proto::v1 as pb;
 use rand::Rng;
 use tokio::time::Instant;
 
+use self::{
+    en::{genre_text, join_and},
+    reading::{
+        matches_any_word, matches_product, question_parts, requested_tags, requested_volume,
+    },
+};
 use crate::{
     ModelBackend, ModelDone, ModelEvent, ModelStream, PromptStyle, RenderedPrompt, StopReason,
-    tokens::{has_japanese, tokenize},
+    language::answer_language, tokens::tokenize,
 };
 
 /// The embedded default backend (see the module docs).
@@ -214,356 +230,6 @@ fn fnv1a(parts: &[&str]) -> u64 {
     h.finish()
 }
 
-struct Writer<'a> {
-    req: &'a pb::GenerateRequest,
-    /// Set when the answer uses anything of the customer's own (profile, history, orders):
-    /// such an answer must never be shown to another customer.
-    personal: std::cell::Cell<bool>,
-    hash: u64,
-    out: String,
-    mentioned: Vec<String>,
-    degraded: bool,
-    style: PromptStyle,
-    reason: String,
-}
-
-fn yen(price: u32) -> String {
-    let digits = price.to_string();
-    let mut s = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            s.push(',');
-        }
-        s.push(c);
-    }
-    format!("{s} yen")
-}
-
-fn stock_phrase(stock: u32) -> String {
-    match stock {
-        0 => "out of stock".into(),
-        1..=4 => format!("only {stock} left"),
-        _ => "in stock".into(),
-    }
-}
-
-fn genre_text(g: &str) -> String {
-    match g {
-        "sci_fi" => "sci-fi".into(),
-        other => other.replace('_', " "),
-    }
-}
-
-fn join_and(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [a] => a.clone(),
-        [a, b] => format!("{a} and {b}"),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
-    }
-}
-
-fn first_sentence(text: &str) -> &str {
-    let end = text
-        .char_indices()
-        .find(|&(i, c)| {
-            (c == '.' && text[i + 1..].starts_with(' ') && !is_abbreviation(&text[..i]))
-                || c == '!'
-                || c == '?'
-                || c == '。'
-        })
-        .map_or(text.len(), |(i, c)| i + c.len_utf8());
-    text[..end].trim()
-}
-
-/// True when the word ending `before` is an initial ("Monkey D. Luffy") or a common
-/// abbreviation, so the period after it does not end a sentence.
-fn is_abbreviation(before: &str) -> bool {
-    let word = before.rsplit(char::is_whitespace).next().unwrap_or("");
-    let mut chars = word.chars();
-    let initial = matches!((chars.next(), chars.next()), (Some(c), None) if c.is_uppercase());
-    // "a.m." and "e.g." carry their own inner period.
-    initial
-        || word.contains('.')
-        || ["Vol", "Mr", "Mrs", "Ms", "Dr", "St", "Jr", "No", "vs"].contains(&word)
-}
-
-/// The sentences of `text`, split as [`first_sentence`] does.
-fn sentences(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        let s = first_sentence(rest);
-        if s.is_empty() {
-            break;
-        }
-        out.push(s);
-        rest = rest[rest.find(s).map_or(rest.len(), |i| i + s.len())..].trim_start();
-    }
-    out
-}
-
-/// The sentence after the first one (empty when there is none).
-fn second_sentence(text: &str) -> &str {
-    let text = text.trim();
-    let first = first_sentence(text);
-    first_sentence(text[first.len()..].trim())
-}
-
-fn words(text: &str) -> HashSet<String> {
-    const STOP: [&str; 24] = [
-        "the", "a", "an", "is", "are", "do", "does", "you", "your", "i", "my", "me", "to", "of",
-        "for", "in", "on", "and", "or", "can", "what", "how", "it", "with",
-    ];
-    // A four-letter prefix is a cheap stem: "ship" matches "shipping", "refund" "refunds".
-    text.split(|c: char| !c.is_alphanumeric())
-        .map(str::to_lowercase)
-        .filter(|w| w.len() > 1 && !STOP.contains(&w.as_str()))
-        .map(|w| w.chars().take(4).collect())
-        .collect()
-}
-
-fn asks_for_a_number(query: &str) -> bool {
-    let q = query.to_lowercase();
-    [
-        "how much", "how long", "how many", "cost", "fee", "price", "days", "when",
-    ]
-    .iter()
-    .any(|w| q.contains(w))
-}
-
-fn asks_for_money(query: &str) -> bool {
-    let q = query.to_lowercase();
-    ["how much", "cost", "fee", "price", "charge", "pay"]
-        .iter()
-        .any(|w| q.contains(w))
-}
-
-/// The document sentence sharing the most words with the query (first sentence on a tie).
-fn best_sentence(query: &str, body: &str) -> String {
-    let q = words(query);
-    let numeric = asks_for_a_number(query);
-    let money = asks_for_money(query);
-    let mut best = (0usize, String::new());
-    for sentence in sentences(body) {
-        let s = sentence.trim();
-        let lower = s.to_lowercase();
-        let mut score = 2 * words(s).intersection(&q).count();
-        // Questions about amounts are answered by the sentence that has the amount.
-        if numeric && s.chars().any(|c| c.is_ascii_digit()) {
-            score += 2;
-        }
-        if money
-            && ["cost", "fee", "free", "yen", "$"]
-                .iter()
-                .any(|w| lower.contains(w))
-        {
-            score += 1;
-        }
-        if best.1.is_empty() || score > best.0 {
-            best = (score, s.to_string());
-        }
-    }
-    best.1
-}
-
-fn requested_volume(query: &str) -> Option<u32> {
-    let q = query.to_lowercase();
-    let toks: Vec<&str> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .collect();
-    for (i, t) in toks.iter().enumerate() {
-        if let Some(rest) = t.strip_prefix("vol")
-            && let Ok(n) = rest.trim_start_matches("ume").parse::<u32>()
-        {
-            return Some(n);
-        }
-        if matches!(*t, "vol" | "volume" | "v")
-            && let Some(n) = toks.get(i + 1).and_then(|n| n.parse().ok())
-        {
-            return Some(n);
-        }
-    }
-    None
-}
-
-/// Words of a shopping question that name nothing (as [`words`] stems them).
-const GENERIC_WORDS: &str = "have has had stock stocks manga mangas volume volumes vol vols buy \
-    buying price prices much many available availability any anything there looking look find \
-    search want wants sell sells selling carry carries got get does did some something title \
-    titles series book books comic comics read reading next new release released releases \
-    latest also please show tell know this that these those edition editions copy copies cheap \
-    cheapest expensive all by from about who wrote written write still left sale store shop here \
-    which where why when will would could should need like good best recommend suggest their \
-    they them its we us our yes no not be been if at as so up out order japanese english \
-    language version print physical set box complete first last part number yen cost costs \
-    hi hello thanks thank interested else other more another similar kind type sort genre story \
-    stories check see copy";
-
-/// Genre and audience labels a question asks for, from everyday words ("scary" is horror).
-fn requested_tags(query: &str) -> Vec<&'static str> {
-    const TAGS: &[(&str, &[&str])] = &[
-        (
-            "comedy",
-            &["comedy", "funny", "humor", "humour", "hilarious", "laugh"],
-        ),
-        (
-            "action",
-            &["action", "fight", "fighting", "battle", "battles"],
-        ),
-        ("drama", &["drama", "dramatic"]),
-        ("romance", &["romance", "romantic", "love story"]),
-        ("adventure", &["adventure", "adventures", "journey"]),
-        ("fantasy", &["fantasy", "magic", "wizard", "dragons"]),
-        (
-            "slice_of_life",
-            &["slice of life", "cozy", "cosy", "relaxing", "wholesome"],
-        ),
-        (
-            "supernatural",
-            &["supernatural", "ghost", "ghosts", "yokai", "spirits"],
-        ),
-        ("school", &["school", "high school", "classroom"]),
-        (
-            "sci_fi",
-            &[
-                "sci-fi",
-                "scifi",
-                "sci fi",
-                "science fiction",
-                "robot",
-                "robots",
-                "mecha",
-                "space",
-            ],
-        ),
-        (
-            "historical",
-            &["historical", "history", "samurai", "feudal"],
-        ),
-        ("horror", &["horror", "scary", "creepy", "terrifying"]),
-        ("psychological", &["psychological", "mind games"]),
-        (
-            "mystery",
-            &["mystery", "mysteries", "detective", "whodunit"],
-        ),
-        ("martial_arts", &["martial arts", "kung fu", "karate"]),
-        (
-            "sports",
-            &[
-                "sports",
-                "sport",
-                "soccer",
-                "football",
-                "basketball",
-                "volleyball",
-                "baseball",
-                "tennis",
-                "boxing",
-            ],
-        ),
-        ("cooking", &["cooking", "food", "cuisine", "chef"]),
-        ("thriller", &["thriller", "suspense", "suspenseful"]),
-        ("music", &["music", "band", "musician"]),
-        ("isekai", &["isekai", "another world", "reincarnated"]),
-        ("workplace", &["workplace", "office", "work life"]),
-        ("shonen", &["shonen", "shounen"]),
-        ("seinen", &["seinen"]),
-        ("shojo", &["shojo", "shoujo"]),
-        ("josei", &["josei"]),
-        ("kodomo", &["kodomo", "kids", "children", "child"]),
-    ];
-    let q = format!(
-        " {} ",
-        query
-            .to_lowercase()
-            .chars()
-            .map(|c| if c.is_alphanumeric() || c == '-' {
-                c
-            } else {
-                ' '
-            })
-            .collect::<String>()
-    );
-    TAGS.iter()
-        .filter(|(_, cues)| cues.iter().any(|c| q.contains(&format!(" {c} "))))
-        .map(|(tag, _)| *tag)
-        .collect()
-}
-
-/// Words of `query` that could name a title, an author or a genre.
-fn naming_words(query: &str) -> HashSet<String> {
-    let generic = words(GENERIC_WORDS);
-    words(query)
-        .into_iter()
-        .filter(|w| !generic.contains(w) && !w.chars().all(|c| c.is_ascii_digit()))
-        .collect()
-}
-
-/// False when the question names things and none of them occurs in any product (title,
-/// series, author, genres, audience, synopsis): retrieval brought back something else.
-fn matches_product(query: &str, products: &[&pb::Product]) -> bool {
-    let naming = naming_words(query);
-    let tags = requested_tags(query);
-    if naming.is_empty() && tags.is_empty() {
-        return true;
-    }
-    products.iter().any(|p| {
-        let text = format!(
-            "{} {} {} {} {} {}",
-            p.title,
-            p.series,
-            p.author,
-            p.genres
-                .iter()
-                .map(|g| genre_text(g))
-                .collect::<Vec<_>>()
-                .join(" "),
-            p.demographic,
-            p.synopsis
-        );
-        !words(&text).is_disjoint(&naming)
-            || tags
-                .iter()
-                .any(|t| p.genres.iter().any(|g| g == t) || p.demographic == *t)
-    })
-}
-
-/// False when a question of two or more naming words shares none with `text`.
-fn matches_any_word(query: &str, text: &str) -> bool {
-    let naming = naming_words(query);
-    naming.len() < 2 || !words(text).is_disjoint(&naming)
-}
-
-/// Rough count of the questions in one message ("Is X in stock? And how much is Y?" is 2).
-fn question_parts(query: &str) -> usize {
-    const JOINS: [&str; 14] = [
-        " and what ",
-        " and how ",
-        " and when ",
-        " and where ",
-        " and which ",
-        " and is ",
-        " and are ",
-        " and do ",
-        " and does ",
-        " and can ",
-        " and will ",
-        " and also ",
-        ". also ",
-        "; ",
-    ];
-    let q = format!(" {} ", query.to_lowercase());
-    let marks = q.matches(['?', '？']).count();
-    let joins = JOINS.iter().filter(|j| q.contains(**j)).count();
-    let mut parts = marks.max(1).max(1 + joins);
-    if q.split_whitespace().count() > 40 {
-        parts = parts.max(2);
-    }
-    parts
-}
-
 /// Confidence of a fast-tier answer to a question in several parts: below the default
 /// `generation.low_confidence_below` (0.5), so the quality gate escalates it.
 const FAST_MULTI_PART_CAP: f32 = 0.42;
@@ -595,6 +261,146 @@ pub fn assess(
     (c.confidence, c.reason.clone())
 }
 
+/// The answer as it is being written. What each intent says — which products and order,
+/// which document, how sure — is decided here once; a [`Voice`] words it in one language, so
+/// an answer in Japanese names the same products with the same confidence as one in English.
+struct Writer<'a> {
+    req: &'a pb::GenerateRequest,
+    /// Set when the answer uses anything of the customer's own (profile, history, orders):
+    /// such an answer must never be shown to another customer.
+    personal: std::cell::Cell<bool>,
+    hash: u64,
+    out: String,
+    mentioned: Vec<String>,
+    degraded: bool,
+    style: PromptStyle,
+    reason: String,
+    /// Between two sentences on a line: a space in English, nothing in Japanese.
+    sep: &'static str,
+}
+
+/// What a customer's small talk is about.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SmallTalk {
+    Thanks,
+    Bye,
+    Who,
+    Joke,
+    Other,
+}
+
+impl SmallTalk {
+    fn of(query: &str) -> Self {
+        let q = query.to_lowercase();
+        let has = |ws: &[&str]| ws.iter().any(|w| q.contains(w));
+        if has(&[
+            "thank",
+            "arigato",
+            "ありがと",
+            "thx",
+            "感謝",
+            "助かりました",
+        ]) {
+            SmallTalk::Thanks
+        } else if has(&[
+            "bye",
+            "see you",
+            "sayonara",
+            "またね",
+            "good night",
+            "さようなら",
+            "じゃあね",
+            "おやすみ",
+            "失礼します",
+        ]) {
+            SmallTalk::Bye
+        } else if has(&[
+            "who are you",
+            "your name",
+            "are you a bot",
+            "are you human",
+            "what are you",
+            "誰",
+            "だれ",
+            "名前",
+            "ボット",
+            "人間",
+        ]) {
+            SmallTalk::Who
+        } else if has(&["joke", "冗談", "ジョーク", "ダジャレ", "笑わせて"]) {
+            SmallTalk::Joke
+        } else {
+            SmallTalk::Other
+        }
+    }
+}
+
+/// A product search's answer: the product asked for (or the closest), and a few more.
+struct Found<'p> {
+    best: &'p pb::Product,
+    /// The volume asked for when no product of it is in context.
+    missing_volume: Option<u32>,
+    others: Vec<&'p pb::Product>,
+}
+
+/// A recommendation's answer.
+struct Picks<'p> {
+    /// One volume per series, in stock first.
+    picks: Vec<&'p pb::Product>,
+    /// The customer's first name, when the profile has one.
+    name: Option<&'p str>,
+    /// Their previous question in this conversation.
+    previous: Option<&'p str>,
+    /// Their favourite genres (labels such as `sci_fi`).
+    favourites: Vec<String>,
+    all_out: bool,
+}
+
+/// The words of an answer in one language. Every function writes through the [`Writer`]
+/// (its `pick` keeps the phrasing deterministic); none decides what to say.
+trait Voice {
+    fn greeting_opener(w: &mut Writer<'_>, name: Option<&str>, returning: bool);
+    fn greeting_offer(w: &mut Writer<'_>);
+    /// `genres`: the customer's favourites (labels), at most two.
+    fn greeting_mood(w: &mut Writer<'_>, genres: &[String]);
+    const GREETING_CLOSINGS: &'static [&'static str];
+
+    fn small_talk(w: &mut Writer<'_>, talk: SmallTalk);
+
+    /// Quotes the sentence of `d` that answers the question.
+    fn quote_policy(w: &mut Writer<'_>, salt: u64, d: &pb::Document);
+    /// A FAQ answer's second sentence: the document's first one, when it is not the quote.
+    fn policy_opening(w: &mut Writer<'_>, d: &pb::Document);
+    /// Detailed style: more sentences of the first document that share words with the
+    /// question, and the second document's answer.
+    fn more_policy(w: &mut Writer<'_>, docs: &[&pb::Document]);
+    const FAQ_CLOSINGS: &'static [&'static str];
+    fn no_policy(w: &mut Writer<'_>);
+
+    fn no_order(w: &mut Writer<'_>);
+    fn order_status(w: &mut Writer<'_>, o: &pb::Order);
+    /// Detailed style: when the order was placed and exactly what is in it.
+    fn order_details(w: &mut Writer<'_>, o: &pb::Order);
+    fn orders_on_the_way(w: &mut Writer<'_>, others: &[&pb::Order]);
+    const ORDER_CLOSINGS: &'static [&'static str];
+
+    /// No products to answer from; `genres` are the customer's favourites.
+    fn no_catalog(w: &mut Writer<'_>, genres: &[String]);
+    fn found(w: &mut Writer<'_>, f: &Found<'_>);
+    fn recommend(w: &mut Writer<'_>, p: &Picks<'_>);
+    const RECOMMENDATION_CLOSINGS: &'static [&'static str];
+    /// Only one of the titles to compare is in context.
+    fn compare_one(w: &mut Writer<'_>, a: &pb::Product);
+    fn compare_two(w: &mut Writer<'_>, a: &pb::Product, b: &pb::Product);
+
+    fn apology(w: &mut Writer<'_>);
+    fn order_in_complaint(w: &mut Writer<'_>, o: &pb::Order);
+    fn remedies(w: &mut Writer<'_>);
+    fn order_to_return(w: &mut Writer<'_>, o: &pb::Order);
+    fn return_window(w: &mut Writer<'_>);
+    fn ask_which_order(w: &mut Writer<'_>);
+}
+
 impl<'a> Writer<'a> {
     fn pick<'s>(&self, salt: u64, options: &[&'s str]) -> &'s str {
         let h = fnv1a(&[&self.hash.to_string(), &salt.to_string()]);
@@ -604,7 +410,7 @@ impl<'a> Writer<'a> {
 
     fn line(&mut self, s: &str) {
         if !self.out.is_empty() && !self.out.ends_with('\n') {
-            self.out.push(' ');
+            self.out.push_str(self.sep);
         }
         self.out.push_str(s);
     }
@@ -654,12 +460,13 @@ impl<'a> Writer<'a> {
             .collect()
     }
 
+    /// The customer's favourite genres, as labels (`sci_fi`).
     fn favourite_genres(&self) -> Vec<String> {
         let genres = self
             .req
             .profile
             .as_ref()
-            .map(|p| p.favourite_genres.iter().map(|g| genre_text(g)).collect())
+            .map(|p| p.favourite_genres.clone())
             .unwrap_or_default();
         self.personal(genres, |g: &Vec<String>| !g.is_empty())
     }
@@ -675,43 +482,20 @@ impl<'a> Writer<'a> {
         self.personal(previous, Option::is_some)
     }
 
-    fn describe(&self, p: &pb::Product) -> String {
-        format!(
-            "{} by {} ({}, {})",
-            p.title,
-            p.author,
-            yen(p.price_yen),
-            stock_phrase(p.stock)
-        )
-    }
-
-    fn quote_policy(&mut self, salt: u64) -> bool {
+    /// Quotes the first document, if there is one.
+    fn quote_policy<V: Voice>(&mut self, salt: u64) -> bool {
         let docs = self.documents();
         let Some(d) = docs.first() else {
             return false;
         };
-        let sentence = best_sentence(&self.req.query, &d.body);
-        let intro = self.pick(
-            salt,
-            &[
-                "According to our \"{t}\" page:",
-                "Our \"{t}\" policy says:",
-                "From \"{t}\":",
-            ],
-        );
-        self.line(&format!(
-            "{} \"{sentence}\"",
-            intro.replace("{t}", &d.title)
-        ));
+        V::quote_policy(self, salt, d);
         true
     }
 
-    fn order_items(&self, o: &pb::Order) -> String {
-        let titles: Vec<String> = o.items.iter().map(|i| i.title.clone()).collect();
-        if titles.len() > 3 {
-            format!("{}, {} and {} more", titles[0], titles[1], titles.len() - 2)
-        } else {
-            join_and(&titles)
+    fn more_policy<V: Voice>(&mut self) {
+        let docs = self.documents();
+        if !docs.is_empty() {
+            V::more_policy(self, &docs);
         }
     }
 
@@ -734,15 +518,9 @@ impl<'a> Writer<'a> {
         }) {
             return Some(o);
         }
-        let active = |o: &&pb::Order| {
-            matches!(
-                o.status.as_str(),
-                "out_for_delivery" | "shipped" | "processing"
-            )
-        };
         orders
             .iter()
-            .filter(active)
+            .filter(|o| on_its_way(o))
             .max_by(|a, b| a.placed_at.cmp(&b.placed_at))
             .or_else(|| orders.iter().max_by(|a, b| a.placed_at.cmp(&b.placed_at)))
     }
@@ -752,45 +530,6 @@ impl<'a> Writer<'a> {
             if !i.product_id.is_empty() && !self.mentioned.contains(&i.product_id) {
                 self.mentioned.push(i.product_id.clone());
             }
-        }
-    }
-
-    fn order_sentence(&self, o: &pb::Order) -> String {
-        let items = self.order_items(o);
-        let id = &o.order_id;
-        match o.status.as_str() {
-            "shipped" => format!(
-                "Your order {id} ({items}) has shipped with {}. The tracking number is {}, and it should arrive by {}.",
-                o.carrier, o.tracking, o.eta
-            ),
-            "out_for_delivery" => format!(
-                "Good news: your order {id} ({items}) is out for delivery with {} and should arrive today ({}). Tracking number: {}.",
-                o.carrier, o.eta, o.tracking
-            ),
-            "processing" => format!(
-                "Your order {id} ({items}) is still processing and has not shipped yet; the current estimate is {}.",
-                o.eta
-            ),
-            "delivered" => format!(
-                "Your order {id} ({items}) was delivered on {}{}.",
-                o.eta,
-                if o.carrier.is_empty() {
-                    String::new()
-                } else {
-                    format!(" by {}", o.carrier)
-                }
-            ),
-            "returned" => format!(
-                "Your order {id} ({items}) has been returned; it reached us on {}.",
-                o.eta
-            ),
-            "cancelled" => {
-                format!("Your order {id} ({items}) was cancelled, so nothing will ship.")
-            }
-            other => format!(
-                "Your order {id} ({items}) is currently {}.",
-                other.replace('_', " ")
-            ),
         }
     }
 
@@ -816,254 +555,91 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Detailed style: the synopsis beyond its first sentence (one more sentence).
-    fn more_synopsis(&mut self, p: &pb::Product) {
-        let second = second_sentence(&p.synopsis);
-        if !second.is_empty() {
-            self.line(second);
+    fn write<V: Voice>(&mut self, intent: pb::Intent) -> f32 {
+        match intent {
+            pb::Intent::Greeting => self.greeting::<V>(),
+            pb::Intent::Faq => self.faq::<V>(),
+            pb::Intent::OrderStatus => self.order_status::<V>(),
+            pb::Intent::ProductSearch => self.product_search::<V>(),
+            pb::Intent::Recommendation => self.recommendation::<V>(),
+            pb::Intent::Comparison => self.comparison::<V>(),
+            pb::Intent::Complaint => self.complaint::<V>(),
+            pb::Intent::ReturnRefund => self.return_refund::<V>(),
+            pb::Intent::Chitchat | pb::Intent::Unspecified => self.chitchat::<V>(),
         }
     }
 
-    /// Detailed style: the other policy sentences that share words with the question.
-    fn more_policy(&mut self) {
-        let docs = self.documents();
-        let Some(d) = docs.first() else {
-            return;
-        };
-        let quoted = best_sentence(&self.req.query, &d.body);
-        let q = words(&self.req.query);
-        let extra: Vec<&str> = sentences(&d.body)
-            .into_iter()
-            .filter(|s| *s != quoted && *s != first_sentence(&d.body))
-            .filter(|s| !words(s).is_disjoint(&q))
-            .take(2)
-            .collect();
-        for s in extra {
-            self.line(s);
-        }
-        if let Some(d2) = docs.get(1) {
-            let s = best_sentence(&self.req.query, &d2.body);
-            self.line(&format!("Also see \"{}\": \"{s}\"", d2.title));
-        }
-    }
-
-    /// Detailed style: when the order was placed and exactly what is in it.
-    fn order_details(&mut self, o: &pb::Order) {
-        let items: Vec<String> = o
-            .items
-            .iter()
-            .map(|i| format!("{} x{} ({})", i.title, i.quantity, yen(i.price_yen)))
-            .collect();
-        if !items.is_empty() {
-            self.line(&format!(
-                "It was placed on {} and contains {}.",
-                o.placed_at,
-                join_and(&items)
-            ));
-        }
-    }
-
-    fn greeting(&mut self) -> f32 {
-        let name = self.first_name();
+    fn greeting<V: Voice>(&mut self) -> f32 {
         // "Welcome back" says the customer was here before: only with their name (which
         // already makes the answer personal).
-        let opener = match (name, self.req.history.is_empty()) {
-            (Some(n), true) => self
-                .pick(
-                    1,
-                    &[
-                        "Hello {n}, welcome to MangaAssist!",
-                        "Hi {n}! Great to see you.",
-                        "Welcome, {n}!",
-                    ],
-                )
-                .replace("{n}", n),
-            (Some(n), false) => format!("Welcome back, {n}!"),
-            (None, _) => self
-                .pick(
-                    1,
-                    &[
-                        "Hello, welcome to MangaAssist!",
-                        "Hi there, welcome!",
-                        "Hello!",
-                    ],
-                )
-                .to_string(),
-        };
-        self.line(&opener);
-        self.line(self.pick(
-            2,
-            &[
-                "I can help you find a title, suggest what to read next, check on an order, or answer questions about shipping and returns.",
-                "Ask me about any series, for a recommendation, about an order, or about shipping, payment and returns.",
-            ],
-        ));
+        let name = self.first_name();
+        V::greeting_opener(self, name, !self.req.history.is_empty());
+        V::greeting_offer(self);
         let genres = self.favourite_genres();
         if !genres.is_empty() {
-            let g = join_and(&genres.iter().take(2).cloned().collect::<Vec<_>>());
-            self.line(&format!(
-                "If you're in the mood for some {g}, just say the word."
-            ));
+            V::greeting_mood(self, &genres[..genres.len().min(2)]);
         }
-        self.closing(
-            3,
-            &["What can I do for you today?", "What are you looking for?"],
-        );
+        self.closing(3, V::GREETING_CLOSINGS);
         self.because(0.9, "a greeting needs no context")
     }
 
-    fn chitchat(&mut self) -> f32 {
-        let q = self.req.query.to_lowercase();
-        let has = |ws: &[&str]| ws.iter().any(|w| q.contains(w));
-        if has(&["thank", "arigato", "ありがと", "thx"]) {
-            self.line(self.pick(1, &["You're very welcome!", "Happy to help!", "Anytime!"]));
-            self.closing(
-                2,
-                &["If anything else comes up, about manga or your orders, just ask."],
-            );
-        } else if has(&["bye", "see you", "sayonara", "またね", "good night"]) {
-            self.line(self.pick(
-                1,
-                &[
-                    "Goodbye, and happy reading!",
-                    "See you soon, enjoy your manga!",
-                ],
-            ));
-        } else if has(&[
-            "who are you",
-            "your name",
-            "are you a bot",
-            "are you human",
-            "what are you",
-        ]) {
-            self.line("I'm MangaAssist, the store's AI shopping assistant.");
-            self.line("I can find titles, suggest what to read next, check orders and explain store policies.");
-        } else if has(&["joke"]) {
-            self.line(self.pick(
-                1,
-                &[
-                    "Why did the manga go to the doctor? It had too many cliffhangers and not enough resolution.",
-                    "I'd tell you a joke about an unfinished manga series, but it's still on hiatus.",
-                ],
-            ));
-            self.closing(2, &["Now, can I help you find something to read?"]);
-        } else {
-            self.line(self.pick(
-                1,
-                &[
-                    "That's a fun question!",
-                    "I enjoy a good chat.",
-                    "Ha, I hear you.",
-                ],
-            ));
-            self.line("I'm best at manga, though: finding titles, recommendations, orders and store questions. What can I help with?");
-        }
+    fn chitchat<V: Voice>(&mut self) -> f32 {
+        V::small_talk(self, SmallTalk::of(&self.req.query));
         self.because(0.85, "small talk needs no context")
     }
 
-    fn faq(&mut self) -> f32 {
-        if self.quote_policy(1) {
-            let docs = self.documents();
-            let mut on_topic = true;
-            if let Some(d) = docs.first() {
-                let extra = first_sentence(&d.body).to_string();
-                let quoted = best_sentence(&self.req.query, &d.body);
-                if !extra.is_empty() && extra != quoted {
-                    self.line(&extra);
-                }
-                on_topic = matches_any_word(&self.req.query, &format!("{} {}", d.title, d.body));
-            }
-            if self.detailed() {
-                self.more_policy();
-            }
-            self.closing(
-                2,
-                &[
-                    "Let me know if you need anything else.",
-                    "Is there anything else I can help with?",
-                    "Happy to explain anything else about the store.",
-                ],
+    fn faq<V: Voice>(&mut self) -> f32 {
+        let docs = self.documents();
+        let Some(d) = docs.first().copied() else {
+            V::no_policy(self);
+            return self.because(0.45, "no policy document in context");
+        };
+        V::quote_policy(self, 1, d);
+        V::policy_opening(self, d);
+        let on_topic = matches_any_word(
+            &self.req.query,
+            &format!("{} {}", d.title, d.body),
+            &format!("{} {}", d.title_ja, d.body_ja),
+        );
+        if self.detailed() {
+            V::more_policy(self, &docs);
+        }
+        self.closing(2, V::FAQ_CLOSINGS);
+        if !on_topic {
+            return self.because(
+                0.45,
+                "the policy page found shares no words with the question",
             );
-            if !on_topic {
-                return self.because(
-                    0.45,
-                    "the policy page found shares no words with the question",
-                );
-            }
-            return self.because(0.9, "quoted the store policy");
         }
-        if self.degraded {
-            self.line("I can't reach our help articles right now, so I don't want to guess at the exact policy.");
-        } else {
-            self.line("I couldn't find a store policy that answers that exactly, and I don't want to guess.");
-        }
-        self.line("Customer support can confirm the details from the Help page, or try asking me in a different way.");
-        self.because(0.45, "no policy document in context")
+        self.because(0.9, "quoted the store policy")
     }
 
-    fn order_status(&mut self) -> f32 {
+    fn order_status<V: Voice>(&mut self) -> f32 {
         let Some(o) = self.pick_order() else {
-            if self.degraded {
-                self.line("I can't reach order records right now.");
-            } else {
-                self.line(self.pick(
-                    1,
-                    &[
-                        "I'd be glad to check on that.",
-                        "Let me look that up for you.",
-                    ],
-                ));
-            }
-            self.line("Could you tell me your order number? It starts with MA- followed by six digits and is in your confirmation email.");
+            V::no_order(self);
             return self.because(0.8, "asked for the order number instead of guessing");
         };
-        let s = self.order_sentence(o);
-        self.line(&s);
+        V::order_status(self, o);
         self.mention_order(o);
         if self.detailed() {
-            self.order_details(o);
+            V::order_details(self, o);
         }
-        let others: Vec<String> = self
+        let others: Vec<&pb::Order> = self
             .req
             .orders
             .iter()
-            .filter(|x| {
-                x.order_id != o.order_id
-                    && matches!(
-                        x.status.as_str(),
-                        "out_for_delivery" | "shipped" | "processing"
-                    )
-            })
-            .map(|x| format!("{} ({})", x.order_id, x.status.replace('_', " ")))
+            .filter(|x| x.order_id != o.order_id && on_its_way(x))
             .collect();
         if !others.is_empty() {
-            self.line(&format!("You also have {} on the way.", join_and(&others)));
+            V::orders_on_the_way(self, &others);
         }
-        self.closing(
-            2,
-            &[
-                "Anything else I can check for you?",
-                "Let me know if you need help with anything else.",
-            ],
-        );
+        self.closing(2, V::ORDER_CLOSINGS);
         self.because(0.92, "answered from the order record")
     }
 
-    fn no_catalog(&mut self) -> f32 {
-        if self.degraded {
-            self.line("I can't look up the catalog right now, so I can't confirm titles, prices or stock.");
-        } else {
-            self.line("I couldn't find a match for that in this store's catalog.");
-        }
+    fn no_catalog<V: Voice>(&mut self) -> f32 {
         let genres = self.favourite_genres();
-        if genres.is_empty() {
-            self.line("Tell me a series, an author or a genre you like and I'll search again; the store's New Releases page is also a good place to browse.");
-        } else {
-            let g = join_and(&genres.iter().take(2).cloned().collect::<Vec<_>>());
-            self.line(&format!(
-                "Since you enjoy {g}, browsing those genres on the store page is a good start, and I can check stock for anything you find."
-            ));
-        }
+        V::no_catalog(self, &genres);
         let c = 0.4 + f32::from(u8::try_from(self.hash % 10).unwrap_or(0)) / 100.0;
         self.because(
             c,
@@ -1075,79 +651,33 @@ impl<'a> Writer<'a> {
         )
     }
 
-    fn product_search(&mut self) -> f32 {
+    fn product_search<V: Voice>(&mut self) -> f32 {
         let products = self.products();
-        if products.is_empty() {
-            return self.no_catalog();
-        }
+        let Some(&first) = products.first() else {
+            return self.no_catalog::<V>();
+        };
         let wanted = requested_volume(&self.req.query);
         let exact = wanted.and_then(|v| {
             products
                 .iter()
-                .find(|p| p.volume == v && p.series == products[0].series)
+                .find(|p| p.volume == v && p.series == first.series)
                 .copied()
         });
-        let best = exact.unwrap_or(products[0]);
-        let missing_volume = wanted.filter(|_| exact.is_none());
-        if let Some(v) = missing_volume {
-            self.line(&format!(
-                "I couldn't find volume {v} among this store's results."
-            ));
-        }
-        let intro = if missing_volume.is_some() {
-            "Here's the closest match: "
-        } else {
-            self.pick(1, &["", "Yes, we carry it: ", "Here's what I found: "])
+        let best = exact.unwrap_or(first);
+        let found = Found {
+            best,
+            missing_volume: wanted.filter(|_| exact.is_none()),
+            others: products
+                .iter()
+                .copied()
+                .filter(|p| p.id != best.id)
+                .take(if self.detailed() { 4 } else { 2 })
+                .collect(),
         };
-        let mut s = format!(
-            "{intro}{} by {} is {} and {}.",
-            best.title,
-            best.author,
-            yen(best.price_yen),
-            if best.stock == 0 {
-                "currently out of stock".to_string()
-            } else {
-                stock_phrase(best.stock)
-            }
-        );
-        if let Some(c) = s.get(..1) {
-            let upper = c.to_uppercase();
-            s.replace_range(..1, &upper);
-        }
-        self.line(&s);
+        V::found(self, &found);
         self.mention(best);
-        let genres: Vec<String> = best.genres.iter().map(|g| genre_text(g)).collect();
-        self.line(&format!(
-            "It's a {} series ({}).",
-            best.demographic,
-            join_and(&genres)
-        ));
-        if best.volume == 1 {
-            self.line(first_sentence(&best.synopsis));
-        }
-        if self.detailed() {
-            if best.volume == 1 {
-                self.more_synopsis(best);
-            } else {
-                self.line(first_sentence(&best.synopsis));
-            }
-            self.line(&format!("It was released on {}.", best.release_date));
-        }
-        let others: Vec<&pb::Product> = products
-            .iter()
-            .copied()
-            .filter(|p| p.id != best.id)
-            .take(if self.detailed() { 4 } else { 2 })
-            .collect();
-        if !others.is_empty() {
-            let described: Vec<String> = others.iter().map(|p| self.describe(p)).collect();
-            self.line(&format!("I also found {}.", join_and(&described)));
-            for p in others {
-                self.mention(p);
-            }
-        }
-        if best.stock == 0 {
-            self.line("Would you like an in-stock alternative?");
+        for p in &found.others {
+            self.mention(p);
         }
         if !matches_product(&self.req.query, &products) {
             return self.because(
@@ -1155,24 +685,25 @@ impl<'a> Writer<'a> {
                 "the products retrieved match none of the names or genres asked for",
             );
         }
-        if let Some(v) = missing_volume {
+        if let Some(v) = found.missing_volume {
             return self.because(0.48, format!("volume {v} is not among the products found"));
         }
         self.grounded("answered from matching catalog products")
     }
 
-    fn recommendation(&mut self) -> f32 {
+    fn recommendation<V: Voice>(&mut self) -> f32 {
         let products = self.products();
         if products.is_empty() {
-            return self.no_catalog();
+            return self.no_catalog::<V>();
         }
         let q = self.req.query.to_lowercase();
         // "Something like X" should not answer with X itself when there are alternatives.
-        let mut candidates: Vec<&pb::Product> = products
-            .iter()
-            .copied()
-            .filter(|p| !q.contains(&p.series.to_lowercase()))
-            .collect();
+        let names = |p: &pb::Product| {
+            q.contains(&p.series.to_lowercase())
+                || (!p.series_ja.is_empty() && q.contains(&p.series_ja.to_lowercase()))
+        };
+        let mut candidates: Vec<&pb::Product> =
+            products.iter().copied().filter(|p| !names(p)).collect();
         if candidates.is_empty() {
             candidates = products.clone();
         }
@@ -1198,97 +729,20 @@ impl<'a> Writer<'a> {
             }
         }
         picks.truncate(3);
-        let name = self.first_name();
-        let mut intro = self
-            .pick(
-                1,
-                &[
-                    "Here are a few picks{for}:",
-                    "I'd suggest these{for}:",
-                    "These could be a good fit{for}:",
-                ],
-            )
-            .replace(
-                "{for}",
-                &name.map(|n| format!(" for you, {n}")).unwrap_or_default(),
-            );
-        if let Some(prev) = self.previous_question() {
-            let short: String = prev.chars().take(60).collect();
-            let ell = if prev.chars().count() > 60 { "..." } else { "" };
-            intro = format!(
-                "Following on from your earlier question (\"{short}{ell}\"), {}",
-                lower_first(&intro)
-            );
-        }
-        let favourites: Vec<String> = self
-            .req
-            .profile
-            .as_ref()
-            .map(|p| p.favourite_genres.clone())
-            .unwrap_or_default();
-        let favourites = self.personal(favourites, |f: &Vec<String>| !f.is_empty());
-        self.line(&intro);
-        self.newline();
-        for p in &picks {
-            let genres: Vec<String> = p.genres.iter().take(3).map(|g| genre_text(g)).collect();
-            let liked: Vec<String> = p
-                .genres
-                .iter()
-                .filter(|g| favourites.contains(g))
-                .map(|g| genre_text(g))
-                .collect();
-            let why = if liked.is_empty() {
-                format!("a {} {} story", p.demographic, join_and(&genres))
-            } else {
-                format!(
-                    "{} you enjoy, in a {} series",
-                    join_and(&liked),
-                    p.demographic
-                )
-            };
-            let mut synopsis = if p.volume == 1 && self.style != PromptStyle::Concise {
-                format!(" {}", first_sentence(&p.synopsis))
-            } else {
-                String::new()
-            };
-            if self.detailed() {
-                let second = second_sentence(&p.synopsis);
-                if p.volume != 1 {
-                    synopsis = format!(" {}", first_sentence(&p.synopsis));
-                } else if !second.is_empty() {
-                    synopsis = format!("{synopsis} {second}");
-                }
-                synopsis = format!("{synopsis} Released {}.", p.release_date);
-            }
-            self.out.push_str(&format!(
-                "- {} by {}: {why}.{synopsis} {}, {}.\n",
-                p.title,
-                p.author,
-                yen(p.price_yen),
-                stock_phrase(p.stock)
-            ));
+        let favourites = self.favourite_genres();
+        let plan = Picks {
+            all_out: picks.iter().all(|p| p.stock == 0),
+            picks,
+            name: self.first_name(),
+            previous: self.previous_question(),
+            favourites,
+        };
+        V::recommend(self, &plan);
+        for p in &plan.picks {
             self.mention(p);
         }
-        let all_out = picks.iter().all(|p| p.stock == 0);
-        if all_out {
-            self.line("All of these are out of stock at the moment, sorry about that.");
-        } else if self.detailed() {
-            let ready: Vec<String> = picks
-                .iter()
-                .filter(|p| p.stock > 0)
-                .map(|p| p.series.clone())
-                .collect();
-            self.line(&format!("{} can ship right away.", join_and(&ready)));
-        }
-        self.closing(
-            2,
-            &[
-                "Want more details on any of these?",
-                "Shall I check the next volumes for you?",
-                "Let me know if you'd like something different.",
-            ],
-        );
-        if !asked.is_empty() && !picks.iter().any(|p| fits(p)) {
+        self.closing(2, V::RECOMMENDATION_CLOSINGS);
+        if !asked.is_empty() && !plan.picks.iter().any(|p| fits(p)) {
             return self.because(
                 0.45,
                 format!(
@@ -1297,13 +751,13 @@ impl<'a> Writer<'a> {
                 ),
             );
         }
-        if all_out {
+        if plan.all_out {
             return self.because(0.48, "every candidate in context is out of stock");
         }
         self.grounded("recommended from catalog products in context")
     }
 
-    fn comparison(&mut self) -> f32 {
+    fn comparison<V: Voice>(&mut self) -> f32 {
         let products = self.products();
         let mut seen = HashSet::new();
         let firsts: Vec<&pb::Product> = products
@@ -1314,133 +768,56 @@ impl<'a> Writer<'a> {
             .collect();
         match firsts.as_slice() {
             [] => {
-                if self.quote_policy(1) {
+                if self.quote_policy::<V>(1) {
                     return self.because(0.45, "no catalog products to compare");
                 }
-                self.no_catalog()
+                self.no_catalog::<V>()
             }
             [a] => {
-                self.line(&format!(
-                    "I found {}, a {} series: {}",
-                    self.describe(a),
-                    a.demographic,
-                    first_sentence(&a.synopsis)
-                ));
+                V::compare_one(self, a);
                 self.mention(a);
-                if self.detailed() {
-                    self.more_synopsis(a);
-                }
-                self.line("I couldn't find the other title in this store. Which one would you like to compare it with?");
                 self.because(0.45, "only one of the titles to compare is in context")
             }
             [a, b, ..] => {
-                let ga: Vec<String> = a.genres.iter().map(|g| genre_text(g)).collect();
-                let gb: Vec<String> = b.genres.iter().map(|g| genre_text(g)).collect();
-                self.line(&format!(
-                    "{} is a {} series by {} ({}), while {} is a {} series by {} ({}).",
-                    a.series,
-                    a.demographic,
-                    a.author,
-                    join_and(&ga),
-                    b.series,
-                    b.demographic,
-                    b.author,
-                    join_and(&gb)
-                ));
-                if self.detailed() {
-                    for p in [a, b] {
-                        self.line(&format!(
-                            "{} (released {}): {}",
-                            p.title,
-                            p.release_date,
-                            first_sentence(&p.synopsis)
-                        ));
-                    }
-                }
-                let shared: Vec<String> = ga.iter().filter(|g| gb.contains(g)).cloned().collect();
-                if shared.is_empty() {
-                    self.line("They have little in common in genre, so it comes down to taste.");
-                } else {
-                    self.line(&format!("Both offer {}.", join_and(&shared)));
-                }
-                self.line(&format!(
-                    "Here, {} is {} ({}) and {} is {} ({}).",
-                    a.title,
-                    yen(a.price_yen),
-                    stock_phrase(a.stock),
-                    b.title,
-                    yen(b.price_yen),
-                    stock_phrase(b.stock)
-                ));
+                V::compare_two(self, a, b);
                 self.mention(a);
                 self.mention(b);
-                let only_a = ga.iter().find(|g| !gb.contains(g)).unwrap_or(&ga[0]);
-                let only_b = gb.iter().find(|g| !ga.contains(g)).unwrap_or(&gb[0]);
-                self.line(&format!(
-                    "If you want more {only_a}, start with {}; for more {only_b}, go with {}.",
-                    a.series, b.series
-                ));
                 self.grounded("compared two catalog series from context")
             }
         }
     }
 
-    fn complaint(&mut self) -> f32 {
-        self.line(self.pick(
-            1,
-            &[
-                "I'm really sorry about this; that's not the experience we want you to have.",
-                "I'm sorry, that must be frustrating.",
-                "Thank you for telling us, and I'm sorry this happened.",
-            ],
-        ));
+    fn complaint<V: Voice>(&mut self) -> f32 {
+        V::apology(self);
         if let Some(o) = self.pick_order() {
-            let items = self.order_items(o);
-            self.line(&format!(
-                "I can see your order {} ({items}), currently {}.",
-                o.order_id,
-                o.status.replace('_', " ")
-            ));
+            V::order_in_complaint(self, o);
             self.mention_order(o);
             if self.detailed() {
-                self.order_details(o);
+                V::order_details(self, o);
             }
         }
-        if self.quote_policy(2) && self.detailed() {
-            self.more_policy();
+        if self.quote_policy::<V>(2) && self.detailed() {
+            self.more_policy::<V>();
         }
-        self.line(self.pick(
-            3,
-            &[
-                "If you'd like, I can start a replacement or refund request, or connect you with our support team.",
-                "I can raise this with our support team right away, or help you request a replacement or refund.",
-            ],
-        ));
+        V::remedies(self);
         self.because(0.85, "apologised and offered the standard remedies")
     }
 
-    fn return_refund(&mut self) -> f32 {
-        let quoted = self.quote_policy(1);
+    fn return_refund<V: Voice>(&mut self) -> f32 {
+        let quoted = self.quote_policy::<V>(1);
         if quoted && self.detailed() {
-            self.more_policy();
+            self.more_policy::<V>();
         }
         match self.pick_order() {
             Some(o) => {
-                let items = self.order_items(o);
-                self.line(&format!(
-                    "Your order {} ({items}) is {}.",
-                    o.order_id,
-                    o.status.replace('_', " ")
-                ));
+                V::order_to_return(self, o);
                 self.mention_order(o);
                 if self.detailed() {
-                    self.order_details(o);
+                    V::order_details(self, o);
                 }
-                self.line("If it is within the return window, I can start the request for you; the refund goes back to your original payment method.");
+                V::return_window(self);
             }
-            None => {
-                self.line("Which order is it? Please share the order number (MA- followed by six digits) and I'll check whether it can be returned.");
-            }
+            None => V::ask_which_order(self),
         }
         if quoted {
             self.because(0.88, "quoted the return policy")
@@ -1450,15 +827,12 @@ impl<'a> Writer<'a> {
     }
 }
 
-fn lower_first(s: &str) -> String {
-    if s.starts_with("I'") || s.starts_with("I ") {
-        return s.to_string();
-    }
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
+/// An order that has not reached the customer yet.
+fn on_its_way(o: &pb::Order) -> bool {
+    matches!(
+        o.status.as_str(),
+        "out_for_delivery" | "shipped" | "processing"
+    )
 }
 
 /// Writes the simulated model's answer for `req` (deterministic for a query and session).
@@ -1468,12 +842,14 @@ pub fn compose(req: &pb::GenerateRequest, intent: pb::Intent) -> Composition {
 
 /// [`compose`] for a prompt's `#! style`: `detailed` adds facts from the context (more of a
 /// synopsis, release dates, order lines, further policy sentences), `concise` leaves out
-/// closing pleasantries. Neither adds anything the context does not hold.
+/// closing pleasantries. Neither adds anything the context does not hold. The answer is in
+/// the language [`answer_language`] picks: the request's locale, else the question's.
 pub fn compose_styled(
     req: &pb::GenerateRequest,
     intent: pb::Intent,
     style: PromptStyle,
 ) -> Composition {
+    let language = answer_language(req);
     let mut w = Writer {
         req,
         personal: std::cell::Cell::new(false),
@@ -1483,29 +859,17 @@ pub fn compose_styled(
         degraded: !req.degradation.is_empty() && req.degradation != "full",
         style,
         reason: String::new(),
+        sep: " ",
     };
-    // Japanese because the customer's profile says so is their preference, not the question's.
-    let japanese_profile = req.profile.as_ref().is_some_and(|p| p.language == "ja");
-    let japanese = has_japanese(&req.query) || w.personal(japanese_profile, |j| *j);
-    if japanese {
-        let hello = if intent == pb::Intent::Greeting {
-            "こんにちは！"
-        } else {
-            "いらっしゃいませ！"
-        };
-        w.out.push_str(hello);
-        w.out.push('\n');
-    }
-    let confidence = match intent {
-        pb::Intent::Greeting => w.greeting(),
-        pb::Intent::Faq => w.faq(),
-        pb::Intent::OrderStatus => w.order_status(),
-        pb::Intent::ProductSearch => w.product_search(),
-        pb::Intent::Recommendation => w.recommendation(),
-        pb::Intent::Comparison => w.comparison(),
-        pb::Intent::Complaint => w.complaint(),
-        pb::Intent::ReturnRefund => w.return_refund(),
-        pb::Intent::Chitchat | pb::Intent::Unspecified => w.chitchat(),
+    // Japanese because the customer's profile says so is their preference, not the question's
+    // (a language the gateway chose is not theirs).
+    w.personal(language.from_profile, |p| *p);
+    let confidence = match language.lang {
+        Lang::Ja => {
+            w.sep = "";
+            w.write::<ja::Japanese>(intent)
+        }
+        Lang::En => w.write::<en::English>(intent),
     };
     Composition {
         text: w.out.trim_end().to_string(),
@@ -1520,6 +884,8 @@ pub fn compose_styled(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use en::{stock_phrase, yen};
+    use reading::{first_sentence, second_sentence, sentences};
 
     #[test]
     fn delays_from_out_of_range_settings_are_bounded_not_panics() {

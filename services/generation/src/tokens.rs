@@ -14,12 +14,6 @@ fn is_cjk(c: char) -> bool {
     )
 }
 
-/// True when the text contains Japanese script (kana or kanji).
-pub(crate) fn has_japanese(text: &str) -> bool {
-    text.chars()
-        .any(|c| is_cjk(c) && !matches!(c as u32, 0x3000..=0x303F))
-}
-
 /// Splits `text` into tokens; `tokenize(t).concat() == t`.
 pub fn tokenize(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -70,7 +64,5 @@ mod tests {
         let toks = tokenize(t);
         assert_eq!(toks.concat(), t);
         assert_eq!(toks.len(), 7, "{toks:?}");
-        assert!(has_japanese("ワンピース"));
-        assert!(!has_japanese("One Piece"));
     }
 }

@@ -235,14 +235,27 @@ async fn order_status_names_the_order_and_its_status() {
 }
 
 #[tokio::test]
-async fn japanese_customers_get_a_japanese_greeting_line() {
+async fn japanese_customers_get_a_japanese_greeting() {
     let daemon = GenerationDaemon::new(&config("zero")).await.unwrap();
     let req = request("こんにちは", pb::Intent::Greeting);
     let got = collect(daemon.start(req).unwrap()).await;
-    assert!(got.text.starts_with("こんにちは！"), "{}", got.text);
+    // All of it in Japanese, not a Japanese hello before an English answer.
+    let latin: String = got
+        .text
+        .replace("MangaAssist", "")
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .collect();
+    assert!(latin.is_empty(), "{}", got.text);
+    assert!(got.text.ends_with(['？', '。', '！']), "{}", got.text);
     let req = request("hello", pb::Intent::Greeting);
     let got = collect(daemon.start(req).unwrap()).await;
     assert!(!got.text.contains("こんにちは"), "{}", got.text);
+    assert!(
+        got.text.contains("Hello") || got.text.contains("Hi"),
+        "{}",
+        got.text
+    );
 }
 
 /// Paused clock: any sleep in the model would advance it, so "at once" is exact here, not a

@@ -300,6 +300,35 @@ async fn tokens_stream_in_order_with_usage_and_the_key() {
     assert_eq!(done.product_ids, vec!["p-frieren-1".to_string()]);
 }
 
+/// The gateway chose Japanese: the daemon's system prompt says so last, the context carries
+/// the Japanese title, and an answer naming only that title still reports the product.
+#[tokio::test]
+async fn a_japanese_answer_is_asked_for_and_its_japanese_titles_count() {
+    let tokens = ["『葬送のフリーレン 1』", "がおすすめです。"];
+    let body = sse_body(&tokens, "stop", Some((100, 12)));
+    let mut h = start(Mode::Stream(pieces(&body, 5)), None).await;
+    let mut req = request(pb::ModelTier::Fast);
+    req.query = "ファンタジーのおすすめは？".into();
+    req.locale = "ja".into();
+    if let Some(p) = req.products[0].product.as_mut() {
+        p.title_ja = "葬送のフリーレン 1".into();
+    }
+    let got = collect(&h.client, req).await;
+    assert!(got.error.is_none(), "{:?}", got.error);
+    let (_, sent) = h.seen.recv().await.unwrap();
+    let system = sent["messages"][0]["content"].as_str().unwrap();
+    let (prompt, context) = system.split_once("\n\nProducts:").unwrap();
+    assert!(
+        prompt.ends_with("\n\nAnswer in Japanese, in polite です/ます form."),
+        "{prompt}"
+    );
+    assert!(
+        context.contains("Frieren: Beyond Journey's End, Vol. 1 (葬送のフリーレン 1)"),
+        "{context}"
+    );
+    assert_eq!(got.done.unwrap().product_ids, ["p-frieren-1"]);
+}
+
 #[tokio::test]
 async fn config_path_sends_no_key_and_length_is_max_tokens() {
     // Byte by byte, and no usage chunk: the counts are the daemon's own.

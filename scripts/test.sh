@@ -40,6 +40,8 @@ apt_install() { # package, why
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$1" >/dev/null
 }
 command -v chromium >/dev/null 2>&1 || apt_install chromium "browser test of the chat page"
+# Without a CJK font the Japanese page renders as boxes; the 360 px screenshot would hide it.
+fc-list 2>/dev/null | grep -qi "noto sans cjk" || apt_install fonts-noto-cjk "Japanese glyphs in the browser tests' screenshots"
 command -v promtool >/dev/null 2>&1 || apt_install prometheus "promtool checks the SLO alerting rules"
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server "Redis cache and resume-buffer tests"
 command -v moto_server >/dev/null 2>&1 || { step "installing moto[server] (DynamoDB API emulator for the memory tests)"; python3 -m pip install --quiet 'moto[server]'; hash -r; }

@@ -85,7 +85,13 @@ async fn a_recommendation_shows_its_phases_then_cards_then_done() {
     let shown = cards(&a);
     let ids: Vec<&str> = shown.iter().map(|c| c.id.as_str()).collect();
     assert!(!ids.is_empty());
-    assert_eq!(ids, done.product_ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        done.product_ids
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
     let catalog = mangaassist_catalog::Catalog::load(&common::repo().join("data")).unwrap();
     for card in &shown {
         let p = catalog
@@ -110,9 +116,7 @@ async fn a_recommendation_shows_its_phases_then_cards_then_done() {
             break;
         }
     }
-    let replay = Answer {
-        frames: replayed,
-    };
+    let replay = Answer { frames: replayed };
     assert_eq!(replay.text(), a.text());
     assert_eq!(cards(&replay), shown);
     // Asked again: a cached answer has its cards too (read from the catalog).
@@ -147,10 +151,7 @@ async fn the_japanese_storefront_speaks_japanese() {
         .ask_in("ワンピースみたいな漫画のおすすめは？", "s-ja", "manga_jp")
         .await;
     let st = statuses(&a);
-    assert!(
-        st.iter().all(|s| s.3 == "ja" && japanese(&s.2)),
-        "{st:?}"
-    );
+    assert!(st.iter().all(|s| s.3 == "ja" && japanese(&s.2)), "{st:?}");
     assert_eq!(a.done().degradation, "canned");
     assert!(japanese(&a.text()), "{}", a.text());
     // An English question at the same store is answered in English.
@@ -304,7 +305,11 @@ async fn history_says_so_when_memory_is_down() {
     let mut c = WsClient::connect(&m.ws_url_as("u-demo")).await;
     c.send_json(json!({"action":"history"})).await;
     let f = c.next_frame().await;
-    assert_eq!(common::error_code(&f), Some(ErrorCode::Unavailable), "{f:?}");
+    assert_eq!(
+        common::error_code(&f),
+        Some(ErrorCode::Unavailable),
+        "{f:?}"
+    );
     m.stop().await;
 }
 
@@ -320,7 +325,11 @@ async fn the_storefront_list_is_public_and_names_each_locale() {
     assert_eq!(jp["currency"], "JPY");
     // Internal settings stay inside.
     assert!(jp.get("cost_center").is_none() && jp.get("tone").is_none());
-    assert!(stores.iter().any(|s| s["id"] == "comics_us" && s["locale"] == "en"));
+    assert!(
+        stores
+            .iter()
+            .any(|s| s["id"] == "comics_us" && s["locale"] == "en")
+    );
     m.stop().await;
 }
 

@@ -110,19 +110,30 @@ fn busy(message_id: String, max_in_flight: usize, lang: Lang) -> Outgoing {
     Outgoing::Frame(ServerFrame::error(
         Some(message_id),
         ErrorCode::Busy,
-        format!(
-            "{} ({max_in_flight} in flight)",
-            texts::error_text(lang, ErrorCode::Busy).unwrap_or_default()
-        ),
+        match lang {
+            Lang::En => format!(
+                "{} ({max_in_flight} in flight)",
+                texts::error_text(lang, ErrorCode::Busy).unwrap_or_default()
+            ),
+            Lang::Ja => texts::error_text(lang, ErrorCode::Busy)
+                .unwrap_or_default()
+                .to_string(),
+        },
     ))
 }
 
 fn rate_limited(message_id: Option<String>, what: &str, retry: Duration, lang: Lang) -> Outgoing {
     let said = texts::error_text(lang, ErrorCode::RateLimited).unwrap_or_default();
+    // The limit's name is English operator vocabulary; a Japanese customer gets the sentence
+    // and the wait (the page counts `retry_after_ms` down either way).
+    let message = match lang {
+        Lang::En => format!("{said} ({what}; retry in {} ms)", retry.as_millis()),
+        Lang::Ja => format!("{said}（{:.1} 秒後に再送できます）", retry.as_secs_f64()),
+    };
     Outgoing::Frame(ServerFrame::Error {
         message_id,
         code: ErrorCode::RateLimited,
-        message: format!("{said} ({what}; retry in {} ms)", retry.as_millis()),
+        message,
         retry_after_ms: Some(retry.as_millis().max(1) as u64),
     })
 }

@@ -673,7 +673,7 @@ impl RenderedPrompt {
             req.store_id.as_str()
         };
         let mut system = prompt.text.replace("{store_id}", store);
-        // Last, so it overrides a prompt's own rule of thumb ("answer in English unless ...").
+        // Last, so it wins over any rule of thumb about language a prompt version may carry.
         if let Some(line) = crate::language::instruction(req) {
             let kept = system.trim_end().len();
             system.truncate(kept);

@@ -627,7 +627,7 @@ impl Storefront {
         let field = |f: &str| format!("gateway.storefronts.{store}.{f}");
         ensure(
             !self.name.trim().is_empty() && self.name.chars().count() <= 64,
-            &field("name"),
+            field("name"),
             "must be 1-64 characters",
         )?;
         ensure(
@@ -639,12 +639,12 @@ impl Storefront {
                     .as_deref(),
                 Some("en" | "ja")
             ),
-            &field("locale"),
+            field("locale"),
             format!("`{}` is not a supported locale (en, ja)", self.locale),
         )?;
         ensure(
             self.currency == "JPY",
-            &field("currency"),
+            field("currency"),
             format!(
                 "`{}`: the catalog prices products in yen, so only JPY can be shown",
                 self.currency
@@ -652,7 +652,7 @@ impl Storefront {
         )?;
         ensure(
             matches!(self.tone.as_str(), "polite" | "friendly"),
-            &field("tone"),
+            field("tone"),
             format!("`{}` is not a tone (polite, friendly)", self.tone),
         )?;
         ensure(
@@ -661,7 +661,7 @@ impl Storefront {
                 && self.cost_center.bytes().all(|b| {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
                 }),
-            &field("cost_center"),
+            field("cost_center"),
             "must be 1-32 characters of [a-z0-9_-] (it is a metric label)",
         )
     }

@@ -109,6 +109,12 @@ enum Command {
         #[command(subcommand)]
         cmd: mangaassist_bench::BenchCommand,
     },
+    /// Rehearse faults at load: every daemon its own process, hundreds of conversations, one
+    /// fault at a time (docs/measured/chaos.md).
+    Chaos {
+        #[command(subcommand)]
+        action: ChaosAction,
+    },
     /// Reports from recorded data.
     Report {
         #[command(subcommand)]
@@ -245,6 +251,47 @@ enum EvalWhat {
         /// Embedder the classifier uses (default: embedding.backend).
         #[arg(long)]
         embedder: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChaosAction {
+    /// The fault matrix: each daemon killed, hung, erroring and slowed; 5 % loss, 50±20 ms
+    /// jitter and a 10 s partition between the gateway and each daemon (root: a private
+    /// network namespace with tc netem); the gateway rolled under 1,000 streams; Redis
+    /// restarted; the memory file locked and its disk full; 1,000 answers cut mid-stream and
+    /// resumed. Writes DIR/results.json and DIR/results.md; exits 1 when a target is missed.
+    Run {
+        /// A representative subset (one fault of each kind, shorter windows): ~3 minutes.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "target/chaos")]
+        out: PathBuf,
+        /// Conversations held throughout.
+        #[arg(long, default_value_t = 200)]
+        conversations: usize,
+        /// Answers streaming when the gateway is rolled.
+        #[arg(long, default_value_t = 1_000)]
+        roll_streams: usize,
+        /// Answers cut mid-stream (default: 1,000; 200 with --quick).
+        #[arg(long)]
+        disconnects: Option<u64>,
+        /// How long each fault stays in force (default 10s; 4s with --quick).
+        #[arg(long, value_parser = humantime_duration)]
+        window: Option<Duration>,
+        /// Only the faults whose name contains one of these words (repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+    },
+    /// Hold a steady load with nothing broken and watch memory, descriptors and the
+    /// first-token tail for drift. Writes DIR/soak.json and DIR/soak.md.
+    Soak {
+        #[arg(long, default_value = "30")]
+        minutes: f64,
+        #[arg(long, default_value_t = 400)]
+        conversations: usize,
+        #[arg(long, default_value = "target/chaos")]
+        out: PathBuf,
     },
 }
 
@@ -451,6 +498,80 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{s}` is not a duration like 30s or 500ms"))
 }
 
+async fn chaos_command(config: &Config, action: &ChaosAction) -> anyhow::Result<()> {
+    // As root the run moves into its own network and mount namespaces first, so netem and
+    // the small disk touch nothing outside it.
+    if let Some(status) = mangaassist_chaos::net::reexec_in_private_namespace() {
+        let status = status.context("cannot start the rehearsal in a private namespace")?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let command = std::iter::once("mangaassist".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match action {
+        ChaosAction::Run {
+            quick,
+            out,
+            conversations,
+            roll_streams,
+            disconnects,
+            window,
+            only,
+        } => {
+            let mut s =
+                mangaassist_chaos::Settings::new(*quick, out.clone(), exe, config.data.dir.clone());
+            s.conversations = *conversations;
+            s.roll_streams = *roll_streams;
+            if let Some(d) = disconnects {
+                s.disconnects = *d;
+            }
+            if let Some(w) = window {
+                s.window = *w;
+            }
+            s.only = only.clone();
+            s.command = command;
+            let report = mangaassist_chaos::run(&s).await?;
+            let mut out_text = report.table();
+            out_text.push_str(&format!(
+                "\nresults: {}/results.json and results.md\n",
+                out.display()
+            ));
+            std::io::stdout().write_all(out_text.as_bytes())?;
+            if !report.passed {
+                anyhow::bail!("the rehearsal missed targets (see the verdict column)");
+            }
+            Ok(())
+        }
+        ChaosAction::Soak {
+            minutes,
+            conversations,
+            out,
+        } => {
+            if !(minutes.is_finite() && *minutes > 0.0 && *minutes <= 24.0 * 60.0) {
+                anyhow::bail!("--minutes must be within (0, 1440]");
+            }
+            let s = mangaassist_chaos::SoakSettings {
+                out: out.clone(),
+                duration: Duration::from_secs_f64(minutes * 60.0),
+                conversations: *conversations,
+                think: (Duration::from_millis(500), Duration::from_millis(3_000)),
+                exe,
+                data_dir: config.data.dir.clone(),
+                redis_bin: std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
+                command,
+            };
+            let report = mangaassist_chaos::soak(&s).await?;
+            std::io::stdout().write_all(report.to_markdown().as_bytes())?;
+            if !report.passed() {
+                anyhow::bail!("the soak missed targets");
+            }
+            Ok(())
+        }
+    }
+}
+
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = mangaassist_config::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(f) = &cli.log_format {
@@ -551,6 +672,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { .. } => Ok(()),
+        Command::Chaos { action } => chaos_command(&config, action).await,
         Command::Prompt { action, endpoint } => {
             prompt_command(&config, action, endpoint.as_deref()).await
         }

@@ -307,6 +307,16 @@ pub async fn start(mut config: Config, roles: &[Role]) -> anyhow::Result<Running
         });
     }
     let opts = ServeOptions::from_config(&config, daemons_stop.clone())?;
+    if !config.mesh.fault_file.as_os_str().is_empty() {
+        tracing::warn!(path = %config.mesh.fault_file.display(), "following mesh.fault_file: its faults apply to this process's daemons");
+        // Ends with the daemons; the handle is not needed to stop it.
+        drop(opts.faults.follow_file(
+            config.faults.clone(),
+            config.mesh.fault_file.clone(),
+            std::time::Duration::from_millis(200),
+            daemons_stop.clone(),
+        ));
+    }
     let mut tasks = JoinSet::new();
     let mut colocated = Colocated::default();
     // The retrieval daemon's inventory when it runs here (and is called in process); the

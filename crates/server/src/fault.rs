@@ -36,6 +36,57 @@ impl FaultSwitch {
         self.0.read().clone()
     }
 
+    /// Re-reads `path` every `every` until `stop` and puts `base` plus the file's faults in
+    /// force whenever the file changes (a missing or empty file = `base` only). A file that
+    /// does not parse is logged with the line at fault and changes nothing, so a typo during
+    /// a rehearsal never heals or breaks a daemon by accident.
+    pub fn follow_file(
+        &self,
+        base: Vec<FaultSpec>,
+        path: std::path::PathBuf,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let switch = self.clone();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "reads one small file per tick and holds nothing shutdown must drain; it ends with `stop`"
+        )]
+        tokio::spawn(async move {
+            let mut last: Option<String> = None;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let text = match tokio::fs::read_to_string(&path).await {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "cannot read mesh.fault_file");
+                        continue;
+                    }
+                };
+                if last.as_deref() == Some(text.as_str()) {
+                    continue;
+                }
+                match parse_fault_file(&text) {
+                    Ok(extra) => {
+                        let mut faults = base.clone();
+                        faults.extend(extra);
+                        switch.set(faults);
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "mesh.fault_file ignored");
+                    }
+                }
+                last = Some(text);
+            }
+        })
+    }
+
     /// The fault in force for `daemon`'s `method` (`Retrieve`), if any.
     pub(crate) fn for_rpc(&self, daemon: &str, method: &str) -> Option<FaultKind> {
         self.0
@@ -73,6 +124,17 @@ impl<S> Layer<S> for FaultLayer {
 pub struct Fault<S> {
     inner: S,
     layer: FaultLayer,
+}
+
+/// The faults of a fault file: one spec per line (`retrieval=hang`), blank lines and `#`
+/// comments skipped; the first bad line is named in the error.
+pub fn parse_fault_file(text: &str) -> Result<Vec<FaultSpec>, String> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i, l.split('#').next().unwrap_or_default().trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| l.parse().map_err(|e| format!("line {}: {e}", i + 1)))
+        .collect()
 }
 
 /// `/mangaassist.v1.RetrievalService/Retrieve` → `Retrieve`.
@@ -147,7 +209,50 @@ pub(crate) async fn inject(
 
 #[cfg(test)]
 mod tests {
-    use super::mangaassist_method;
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::{FaultSwitch, mangaassist_method, parse_fault_file};
+    use mangaassist_config::FaultKind;
+
+    #[test]
+    fn fault_files_parse_with_comments_and_name_the_bad_line() {
+        let f = parse_fault_file("# rehearsal\n\nretrieval=hang\nintent=error:1 # all\n").unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[1].kind, FaultKind::Error(1.0));
+        assert!(parse_fault_file("").unwrap().is_empty());
+        let e = parse_fault_file("retrieval=hang\nretrieval=explode\n").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_followed_file_breaks_and_heals() {
+        let dir = std::env::temp_dir().join(format!("fault-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("faults");
+        let switch = FaultSwitch::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let base: Vec<mangaassist_config::FaultSpec> = vec!["cache=latency:1ms".parse().unwrap()];
+        let task = switch.follow_file(base, path.clone(), Duration::from_millis(5), stop.clone());
+        async fn until(switch: &FaultSwitch, want: usize) {
+            while switch.get().len() != want {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        until(&switch, 1).await;
+        std::fs::write(&path, "retrieval=hang\n").unwrap();
+        until(&switch, 2).await;
+        assert_eq!(
+            switch.for_rpc("retrieval", "Retrieve"),
+            Some(FaultKind::Hang)
+        );
+        std::fs::write(&path, "").unwrap();
+        until(&switch, 1).await;
+        assert_eq!(switch.for_rpc("retrieval", "Retrieve"), None);
+        stop.cancel();
+        task.await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn method_is_taken_from_mangaassist_paths_only() {

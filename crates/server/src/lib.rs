@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, service::Routes, transport::server::TcpIncoming};
 use tower::Service;
 
-pub use fault::{FaultLayer, FaultSwitch};
+pub use fault::{FaultLayer, FaultSwitch, parse_fault_file};
 pub use in_process::InProcess;
 pub use rpc_span::RpcSpanLayer;
 pub use service_auth::{ServiceAuth, ServiceAuthLayer};

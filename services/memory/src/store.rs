@@ -1,7 +1,7 @@
 //! The storage trait and its embedded redb implementation.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -104,7 +104,9 @@ pub(crate) fn system_now_ms() -> i64 {
 /// appends are group-committed on the blocking pool, reads run inline. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    /// `None` while the file is being reopened after an I/O error ([`RedbStore::reopen`]).
+    db: Arc<parking_lot::RwLock<Option<Arc<Database>>>>,
+    path: Arc<PathBuf>,
     commits: Arc<parking_lot::Mutex<GroupCommit>>,
     turn_ttl_ms: i64,
     clock: Clock,
@@ -158,7 +160,8 @@ impl RedbStore {
         }
         txn.commit().map_err(MemoryError::storage)?;
         Ok(Self {
-            db: Arc::new(db),
+            db: Arc::new(parking_lot::RwLock::new(Some(Arc::new(db)))),
+            path: Arc::new(path.to_path_buf()),
             commits: Arc::default(),
             turn_ttl_ms: i64::try_from(turn_ttl.as_millis()).unwrap_or(i64::MAX),
             clock: Arc::new(system_now_ms),
@@ -169,6 +172,81 @@ impl RedbStore {
     pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+
+    /// The open database, reopening it first if an earlier reopen could not finish.
+    fn db(&self) -> Result<Arc<Database>, MemoryError> {
+        if let Some(db) = self.db.read().as_ref() {
+            return Ok(db.clone());
+        }
+        self.reopen()?;
+        self.db
+            .read()
+            .clone()
+            .ok_or_else(|| MemoryError::Unavailable("the memory file is not open".into()))
+    }
+
+    /// After a failed write (a full disk, an I/O error) redb refuses every later transaction
+    /// with `PreviousIo` until the file is closed and opened again; without this the daemon
+    /// would stay broken after the disk has room again, until someone restarted it.
+    fn reopen(&self) -> Result<(), MemoryError> {
+        let mut slot = self.db.write();
+        // The handle is dropped here; transactions still running on it keep the file (and
+        // its lock) until they end, so opening retries briefly.
+        drop(slot.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match Database::create(&*self.path) {
+                Ok(db) => {
+                    *slot = Some(Arc::new(db));
+                    metrics::counter!("memory_store_reopened_total").increment(1);
+                    tracing::warn!(path = %self.path.display(), "memory file reopened after an I/O error");
+                    return Ok(());
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => {
+                    return Err(MemoryError::Unavailable(format!(
+                        "cannot reopen {}: {e}",
+                        self.path.display()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn is_previous_io(e: &redb::TransactionError) -> bool {
+        matches!(
+            e,
+            redb::TransactionError::Storage(redb::StorageError::PreviousIo)
+        )
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, MemoryError> {
+        let db = self.db()?;
+        match db.begin_write() {
+            Err(e) if Self::is_previous_io(&e) => {
+                drop(db);
+                self.reopen()?;
+                self.db()?.begin_write().map_err(MemoryError::storage)
+            }
+            r => r.map_err(MemoryError::storage),
+        }
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, MemoryError> {
+        let db = self.db()?;
+        match db.begin_read() {
+            Err(e) if Self::is_previous_io(&e) => {
+                drop(db);
+                self.reopen()?;
+                self.db()?.begin_read().map_err(MemoryError::storage)
+            }
+            r => r.map_err(MemoryError::storage),
+        }
     }
 
     fn cutoff(&self, now: i64) -> u64 {
@@ -192,7 +270,7 @@ impl RedbStore {
         if cutoff == 0 {
             return Ok(0);
         }
-        let txn = self.db.begin_write().map_err(MemoryError::storage)?;
+        let txn = self.begin_write()?;
         let mut removed = 0u64;
         {
             let mut turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
@@ -330,7 +408,7 @@ impl RedbStore {
                 .map(|done| (done, Err(MemoryError::Storage(msg.clone()))))
                 .collect()
         };
-        let txn = match self.db.begin_write() {
+        let txn = match self.begin_write() {
             Ok(t) => t,
             Err(e) => return all_fail(batch.into_iter().map(|p| p.done).collect(), e.to_string()),
         };
@@ -370,7 +448,7 @@ impl RedbStore {
         limit: usize,
     ) -> Result<Vec<pb::Turn>, MemoryError> {
         let cutoff = self.cutoff((self.clock)());
-        let txn = self.db.begin_read().map_err(MemoryError::storage)?;
+        let txn = self.begin_read()?;
         let sessions = txn.open_table(SESSIONS).map_err(MemoryError::storage)?;
         let turns = txn.open_table(TURNS).map_err(MemoryError::storage)?;
         match sessions.get(session_id).map_err(MemoryError::storage)? {
@@ -398,7 +476,7 @@ impl RedbStore {
     }
 
     fn profile_sync(&self, user_id: &str) -> Result<Option<pb::UserProfile>, MemoryError> {
-        let txn = self.db.begin_read().map_err(MemoryError::storage)?;
+        let txn = self.begin_read()?;
         let profiles = txn.open_table(PROFILES).map_err(MemoryError::storage)?;
         profiles
             .get(user_id)
@@ -414,7 +492,7 @@ impl RedbStore {
         limit: usize,
     ) -> Result<Vec<pb::Order>, MemoryError> {
         let limit = order_limit(limit);
-        let txn = self.db.begin_read().map_err(MemoryError::storage)?;
+        let txn = self.begin_read()?;
         let orders = txn.open_table(ORDERS).map_err(MemoryError::storage)?;
         // Every (user_id, ..) key sorts below (user_id + "\0", ..), whatever follows.
         let next_user = format!("{user_id}\0");
@@ -442,7 +520,7 @@ impl RedbStore {
         orders: &[pb::Order],
     ) -> Result<(), MemoryError> {
         validate_seed(profiles, orders)?;
-        let txn = self.db.begin_write().map_err(MemoryError::storage)?;
+        let txn = self.begin_write()?;
         {
             let mut table = txn.open_table(PROFILES).map_err(MemoryError::storage)?;
             for p in profiles {
@@ -683,7 +761,7 @@ mod tests {
         assert_eq!(n, 1, "the expired turn was pruned on append");
         // Session `t` was never touched again; the sweep removes its turn and its owner row.
         assert_eq!(store.prune_expired().unwrap(), 1);
-        let txn = store.db.begin_read().unwrap();
+        let txn = store.begin_read().unwrap();
         let sessions = txn.open_table(SESSIONS).unwrap();
         assert!(sessions.get("t").unwrap().is_none(), "t's owner row stays");
         assert!(sessions.get("s").unwrap().is_some());

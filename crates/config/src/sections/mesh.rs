@@ -53,6 +53,12 @@ pub struct MeshSettings {
     /// Read (or, when missing, created with a random secret) if `service_secret` is empty;
     /// empty = no file.
     pub service_secret_file: PathBuf,
+    /// A file of fault specs (one per line, `#` comments) the daemons of this process re-read
+    /// while they run, so a rehearsal (`mangaassist chaos run`) can break and heal a daemon in
+    /// another process without restarting it. Empty (the default) = no file is read: whoever
+    /// can write it can make the daemon fail, so point it only at a file only operators can
+    /// write.
+    pub fault_file: PathBuf,
 }
 
 impl Default for MeshSettings {
@@ -70,6 +76,7 @@ impl Default for MeshSettings {
             max_rpc_seconds: 60,
             service_secret: String::new(),
             service_secret_file: PathBuf::new(),
+            fault_file: PathBuf::new(),
         }
     }
 }

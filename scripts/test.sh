@@ -44,6 +44,9 @@ command -v chromium >/dev/null 2>&1 || apt_install chromium "browser test of the
 fc-list 2>/dev/null | grep -qi "noto sans cjk" || apt_install fonts-noto-cjk "Japanese glyphs in the browser tests' screenshots"
 command -v promtool >/dev/null 2>&1 || apt_install prometheus "promtool checks the SLO alerting rules"
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server "Redis cache and resume-buffer tests"
+# The chaos rehearsal drops packets with nftables inside its own network namespace (unshare).
+command -v nft >/dev/null 2>&1 || apt_install nftables "packet loss and partitions in the chaos rehearsal"
+command -v unshare >/dev/null 2>&1 || apt_install util-linux "a private network namespace for the chaos rehearsal"
 command -v moto_server >/dev/null 2>&1 || { step "installing moto[server] (DynamoDB API emulator for the memory tests)"; python3 -m pip install --quiet 'moto[server]'; hash -r; }
 python3 -c 'import yaml' 2>/dev/null || { step "installing PyYAML (deploy file checks)"; python3 -m pip install --quiet pyyaml; }
 command -v kubernetes-validate >/dev/null 2>&1 || { step "installing kubernetes-validate (k8s schema checks)"; python3 -m pip install --quiet kubernetes-validate; hash -r; }
@@ -70,6 +73,13 @@ cargo build --workspace --all-targets
 
 step "tests"
 cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+
+# The fault matrix's representative subset at load: every daemon its own process, 200
+# conversations, one fault of each kind. A missed target (an unanswered message, a lost or
+# duplicated chunk, a late degraded answer, breakers open 30 s after a heal, a lost saved
+# turn) fails the build. Results and every process's log: $CARGO_TARGET_DIR/chaos-quick/.
+step "chaos run --quick"
+"$CARGO_TARGET_DIR/debug/mangaassist" chaos run --quick --strict --out "$CARGO_TARGET_DIR/chaos-quick"
 
 # The committed fuzz corpora are replayed on stable by the tests above
 # (testing/fuzzing/tests/corpora.rs). Running the fuzzer itself needs an instrumented nightly

@@ -282,6 +282,10 @@ enum ChaosAction {
         /// Only the faults whose name contains one of these words (repeatable).
         #[arg(long)]
         only: Vec<String>,
+        /// Fail when a fault cannot run here (network faults need root and nftables) instead
+        /// of reporting it skipped; CI runs with it.
+        #[arg(long)]
+        strict: bool,
     },
     /// Hold a steady load with nothing broken and watch memory, descriptors and the
     /// first-token tail for drift. Writes DIR/soak.json and DIR/soak.md.
@@ -519,6 +523,7 @@ async fn chaos_command(config: &Config, action: &ChaosAction) -> anyhow::Result<
             disconnects,
             window,
             only,
+            strict,
         } => {
             let mut s =
                 mangaassist_chaos::Settings::new(*quick, out.clone(), exe, config.data.dir.clone());
@@ -531,6 +536,7 @@ async fn chaos_command(config: &Config, action: &ChaosAction) -> anyhow::Result<
                 s.window = *w;
             }
             s.only = only.clone();
+            s.strict = *strict;
             s.command = command;
             let report = mangaassist_chaos::run(&s).await?;
             let mut out_text = report.table();

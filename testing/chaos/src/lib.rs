@@ -58,6 +58,9 @@ pub struct Settings {
     pub think: (Duration, Duration),
     /// Only faults whose name contains one of these.
     pub only: Vec<String>,
+    /// A fault that cannot run here (no root, no nftables) is a missed target, not a skip:
+    /// CI must not pass by leaving faults out.
+    pub strict: bool,
     /// The `mangaassist` binary the mesh runs as.
     pub exe: PathBuf,
     /// The repository's `data/` (the bench query mix).
@@ -79,6 +82,7 @@ impl Settings {
             disconnects: if quick { 200 } else { 1_000 },
             think: (Duration::from_millis(500), Duration::from_millis(3_000)),
             only: Vec::new(),
+            strict: false,
             exe,
             data_dir,
             redis_bin: std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),

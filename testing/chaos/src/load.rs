@@ -80,6 +80,9 @@ pub struct Outcome {
     pub resumes: u32,
     /// The answer was cut on purpose by the rehearsal (a forced disconnect).
     pub forced_disconnects: u32,
+    /// The question went into a socket the gateway was closing and was asked again on a new
+    /// one (resume found nothing to resume: no gateway had taken it).
+    pub reasked: u32,
 }
 
 /// Everything the conversations share with the conductor.
@@ -206,7 +209,7 @@ async fn conversation(shared: Arc<Shared>, i: usize, stop: CancellationToken) {
         let pick = shared.mix.pick(i as u64 * 7_919 + k);
         // Half the questions are asked word for word (the cache can answer them), half made
         // unique (the full pipeline runs).
-        let text = if k % 2 == 0 {
+        let text = if k.is_multiple_of(2) {
             make_unique(pick.text, &shared.nonce, i as u64 * 100_000 + k)
         } else {
             pick.text.to_string()
@@ -297,7 +300,21 @@ async fn ask(
         duplicated_chunks: 0,
         resumes: 0,
         forced_disconnects: 0,
+        reasked: 0,
     };
+    // A page reads all the time and sees a 1012 while idle; this customer looks for one
+    // only now, before asking on a socket the gateway may have said goodbye on.
+    if let Some(sock) = ws.as_mut() {
+        while let Some(pending) = futures::FutureExt::now_or_never(sock.next()) {
+            match pending {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    *ws = None;
+                    break;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
     let mut got: BTreeSet<u32> = BTreeSet::new();
     let mut streaming = Streaming(&shared.streaming, false);
     // Whether the gateway may have the query: then a new socket resumes instead of asking.
@@ -427,6 +444,8 @@ async fn ask(
                     // socket the gateway was closing): ask again, as the page does.
                     ErrorCode::NotFound if got.is_empty() => {
                         sent = false;
+                        out.resumes = out.resumes.saturating_sub(1);
+                        out.reasked += 1;
                     }
                     ErrorCode::Busy if !sent || got.is_empty() => {
                         // Refused before it started (a draining gateway): try again shortly.

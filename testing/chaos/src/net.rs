@@ -303,3 +303,63 @@ pub fn fill_disk(filler: &std::path::Path) -> Result<u64, String> {
     let _ = f.sync_all();
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::Proxy;
+
+    /// An echo server on a free port.
+    async fn echo() -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        #[allow(clippy::disallowed_methods, reason = "test echo server")]
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                #[allow(clippy::disallowed_methods, reason = "test echo connection")]
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn the_proxy_passes_bytes_in_order_and_jitter_delays_each_direction() {
+        let target = echo().await;
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let proxy = Proxy::start(port, target).await.unwrap();
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        // Many small writes come back whole and in order, jitter or not.
+        for jitter in [false, true] {
+            proxy.set_jitter(jitter);
+            let t = Instant::now();
+            let mut sent = Vec::new();
+            for i in 0..50u8 {
+                c.write_all(&[i; 3]).await.unwrap();
+                sent.extend([i; 3]);
+            }
+            let mut back = vec![0u8; sent.len()];
+            c.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, sent);
+            if jitter {
+                // At least 30 ms each way.
+                assert!(
+                    t.elapsed() >= Duration::from_millis(60),
+                    "{:?}",
+                    t.elapsed()
+                );
+            }
+        }
+    }
+}

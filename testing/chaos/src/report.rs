@@ -34,6 +34,8 @@ pub struct Row {
     pub max_overrun_ms: Option<f64>,
     /// Answers a customer had to reconnect and resume.
     pub resumed: usize,
+    /// Questions asked again because they went into a socket the gateway was closing.
+    pub reasked: usize,
     /// Answers saved before the fault that `history` no longer shows (memory faults only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost_turns: Option<u32>,
@@ -83,6 +85,7 @@ impl Row {
         let mut ttft: Vec<f64> = Vec::new();
         let mut convs = std::collections::BTreeSet::new();
         let (mut lost, mut dup, mut late, mut resumed) = (0u64, 0u64, 0usize, 0usize);
+        let mut reasked = 0usize;
         let mut max_overrun: Option<f64> = None;
         for o in &mine {
             convs.insert(o.conversation);
@@ -101,6 +104,9 @@ impl Row {
             dup += u64::from(o.duplicated_chunks);
             if o.resumes > 0 {
                 resumed += 1;
+            }
+            if o.reasked > 0 {
+                reasked += 1;
             }
             if let Some(over) = o.overrun_ms {
                 max_overrun = Some(max_overrun.map_or(over, |m: f64| m.max(over)));
@@ -126,6 +132,7 @@ impl Row {
             late_degraded: late,
             max_overrun_ms: max_overrun.map(|m| (m * 10.0).round() / 10.0),
             resumed,
+            reasked,
             lost_turns: p.lost_turns,
             failures,
             window_s: (p.to - p.from).as_secs_f64(),
@@ -182,7 +189,14 @@ impl Report {
         wall: Duration,
         shutdown_notes: Vec<String>,
     ) -> Report {
-        let rows: Vec<Row> = played.iter().map(|p| Row::build(p, outcomes)).collect();
+        let mut rows: Vec<Row> = played.iter().map(|p| Row::build(p, outcomes)).collect();
+        if settings.strict {
+            for r in &mut rows {
+                if let Some(why) = &r.skipped {
+                    r.missed.push(format!("could not run: {why}"));
+                }
+            }
+        }
         Report {
             command: settings.command.clone(),
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now() - wall)
@@ -215,7 +229,12 @@ impl Report {
         );
         for r in &self.rows {
             if let Some(why) = &r.skipped {
-                let _ = writeln!(t, "| {} | | | | | | | | | skipped: {why} |", r.fault);
+                let verdict = if r.missed.is_empty() {
+                    format!("skipped: {why}")
+                } else {
+                    format!("**not run: {why}**")
+                };
+                let _ = writeln!(t, "| {} | | | | | | | | | {verdict} |", r.fault);
                 continue;
             }
             let rungs = r
@@ -291,7 +310,12 @@ impl Report {
         let notes: Vec<String> = self
             .rows
             .iter()
-            .filter(|r| !r.notes.is_empty() || !r.failures.is_empty())
+            .filter(|r| {
+                !r.notes.is_empty()
+                    || !r.failures.is_empty()
+                    || r.reasked > 0
+                    || r.max_overrun_ms.is_some()
+            })
             .map(|r| {
                 let mut n = r.notes.clone();
                 if !r.failures.is_empty() {
@@ -302,6 +326,12 @@ impl Report {
                             .map(|(k, v)| format!("{k} × {v}"))
                             .collect::<Vec<_>>()
                             .join(", ")
+                    ));
+                }
+                if r.reasked > 0 {
+                    n.push(format!(
+                        "{} questions asked again (sent into a socket the gateway was closing)",
+                        r.reasked
                     ));
                 }
                 if let Some(o) = r.max_overrun_ms {
@@ -344,6 +374,7 @@ mod tests {
             duplicated_chunks: 0,
             resumes: 0,
             forced_disconnects: 0,
+            reasked: 0,
         }
     }
 

@@ -128,7 +128,7 @@ pub async fn soak(s: &SoakSettings) -> Result<SoakReport, ChaosError> {
             (o.len() - f, f)
         };
         let smp = sample(&st.mesh, started.elapsed().as_secs_f64(), answered, failed);
-        if samples.len() % 6 == 0 {
+        if samples.len().is_multiple_of(6) {
             progress(&format!(
                 "t={:>5.0} s answered {answered} failed {failed} mesh RSS {:.0} MiB fds {}",
                 smp.t_s, smp.rss_mib, smp.fds

@@ -16,6 +16,7 @@ mod openai;
 pub mod pipeline;
 pub mod protocol;
 pub mod recorder;
+mod resume_guard;
 pub mod routing;
 pub mod stack;
 pub mod stream;
@@ -283,9 +284,12 @@ impl Gateway {
 
     /// Replaces the resume buffer, e.g. with one shared by several gateways so a client can
     /// resume on any of them.
+    /// A shared resume buffer (Redis), behind the `resume_buffer` circuit breaker so an
+    /// outage costs answers their resumability, not their latency.
     pub fn with_resume_store(mut self, store: Arc<dyn ResumeStore>) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.resume = store;
+            let breaker = shared.orchestrator.breakers.resume_buffer.clone();
+            shared.resume = Arc::new(resume_guard::GuardedResumeStore::new(store, breaker));
         }
         self
     }

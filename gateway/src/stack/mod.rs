@@ -71,6 +71,8 @@ pub struct Breakers {
     pub memory: Arc<CircuitBreaker>,
     pub cache: Arc<CircuitBreaker>,
     pub generation: Arc<CircuitBreaker>,
+    /// The shared resume buffer (Redis), when there is one ([`crate::resume_guard`]).
+    pub resume_buffer: Arc<CircuitBreaker>,
 }
 
 impl Breakers {
@@ -87,6 +89,7 @@ impl Breakers {
             memory: b("memory"),
             cache: b("cache"),
             generation: b("generation"),
+            resume_buffer: b("resume_buffer"),
         }
     }
 
@@ -97,6 +100,7 @@ impl Breakers {
             &self.memory,
             &self.cache,
             &self.generation,
+            &self.resume_buffer,
         ]
         .iter()
         .map(|b| b.snapshot())

@@ -197,7 +197,7 @@ pub(crate) async fn stage(
         progress(&format!("packet loss and partitions unavailable: {why}"));
     }
     let memfs = state.path().join("memory-disk");
-    let memory_disk = match net::mount_small_tmpfs(&memfs, 32) {
+    let memory_disk = match net::mount_small_tmpfs(&memfs, 512) {
         Ok(()) => Some(memfs.clone()),
         Err(why) => {
             progress(&format!("memory disk-full fault unavailable: {why}"));

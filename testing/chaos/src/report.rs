@@ -21,6 +21,10 @@ pub struct Row {
     pub messages: usize,
     /// Messages that got no answer at all.
     pub failed: usize,
+    /// Answers cut after part of them was on screen: the model's stream broke (its process
+    /// died, or its network went) and the gateway ended the answer with `stream_interrupted`
+    /// ("ask again") instead of pretending it was complete.
+    pub cut: usize,
     /// Answers per rung of the degradation ladder (`full` included).
     pub degraded: BTreeMap<String, usize>,
     pub lost_chunks: u64,
@@ -78,7 +82,9 @@ impl Row {
     pub fn build(p: &Played, outcomes: &[Outcome]) -> Row {
         let mine: Vec<&Outcome> = outcomes
             .iter()
-            .filter(|o| o.sent_at >= p.from && o.sent_at < p.to)
+            // Every message the fault could touch: asked during it, or still in flight when it
+            // began (a stream cut by a kill belongs to the kill, not to the row before).
+            .filter(|o| o.sent_at < p.to && o.ended_at >= p.from)
             .collect();
         let mut degraded = BTreeMap::new();
         let mut failures = BTreeMap::new();
@@ -86,11 +92,15 @@ impl Row {
         let mut convs = std::collections::BTreeSet::new();
         let (mut lost, mut dup, mut late, mut resumed) = (0u64, 0u64, 0usize, 0usize);
         let mut reasked = 0usize;
+        let mut cut = 0usize;
         let mut max_overrun: Option<f64> = None;
         for o in &mine {
             convs.insert(o.conversation);
             match (&o.degradation, &o.failure) {
                 (Some(d), _) => *degraded.entry(d.clone()).or_insert(0) += 1,
+                (None, Some(f)) if f == "stream_interrupted" && o.first_chunk.is_some() => {
+                    cut += 1;
+                }
                 (None, f) => {
                     *failures
                         .entry(f.clone().unwrap_or_else(|| "unknown".into()))
@@ -123,6 +133,7 @@ impl Row {
             conversations: convs.len(),
             messages: mine.len(),
             failed,
+            cut,
             degraded,
             lost_chunks: lost,
             duplicated_chunks: dup,
@@ -225,7 +236,7 @@ impl Report {
 
     pub fn table(&self) -> String {
         let mut t = String::from(
-            "| fault | conv. | msgs | failed | answers by rung | lost / dup chunks | resumed | first token p50 / p99 ms | breakers closed after | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            "| fault | conv. | msgs | failed | cut | answers by rung | lost / dup chunks | resumed | first token p50 / p99 ms | breakers closed after | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in &self.rows {
             if let Some(why) = &r.skipped {
@@ -234,7 +245,7 @@ impl Report {
                 } else {
                     format!("**not run: {why}**")
                 };
-                let _ = writeln!(t, "| {} | | | | | | | | | {verdict} |", r.fault);
+                let _ = writeln!(t, "| {} | | | | | | | | | | {verdict} |", r.fault);
                 continue;
             }
             let rungs = r
@@ -246,11 +257,12 @@ impl Report {
             let f = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.0}"));
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} |",
                 r.fault,
                 r.conversations,
                 r.messages,
                 r.failed,
+                r.cut,
                 rungs,
                 r.lost_chunks,
                 r.duplicated_chunks,
@@ -298,7 +310,8 @@ impl Report {
         md.push_str(&self.table());
         let _ = writeln!(
             md,
-            "\nTargets: every message answered (a degraded or canned answer counts), no chunk lost or \
+            "\nTargets: every message answered (a degraded or canned answer counts; a *cut* answer, \
+             ended by `stream_interrupted` after part of it was shown, is counted apart), no chunk lost or \
              duplicated, every degraded answer within its stage deadlines + {DEADLINE_SLACK_MS} ms, \
              breakers closed ≤ {RECOVERY_TARGET_S} s after the heal, no saved turn lost. **{}**",
             if self.passed {
@@ -411,6 +424,14 @@ mod tests {
         assert_eq!(row.lost_chunks, 2);
         assert_eq!(row.late_degraded, 1);
         assert_eq!(row.missed.len(), 3, "{:?}", row.missed);
+
+        // A stream cut after its first chunk is counted apart, not as a missing answer; a
+        // message still in flight when the fault began belongs to its row.
+        let mut cut = outcome(t0 - Duration::from_secs(1), None, 0, None);
+        cut.failure = Some("stream_interrupted".into());
+        cut.ended_at = t0 + Duration::from_millis(10);
+        let row = Row::build(&played, &[cut]);
+        assert_eq!((row.messages, row.cut, row.failed), (1, 1, 0));
 
         let slow = Played {
             recovery_s: None,

@@ -268,7 +268,7 @@ impl SoakReport {
         );
         let _ = writeln!(
             md,
-            "| measure | after warm-up / first {w:.0} min | end / last {w:.0} min | target |\n|---|---|---|---|\n\
+            "| measure | after warm-up / first {w} | end / last {w} | target |\n|---|---|---|---|\n\
              | mesh RSS (all processes) | {:.0} MiB | {:.0} MiB ({:+.1} %) | < 5 % growth |\n\
              | open descriptors | {} | {} | no growth |\n\
              | first token p50 | {} | {} | |\n\
@@ -284,7 +284,7 @@ impl SoakReport {
             f(self.ttft_p99_first_ms),
             f(self.ttft_p99_last_ms),
             self.errors,
-            w = self.window_s / 60.0,
+            w = humantime::format_duration(Duration::from_secs(self.window_s.round() as u64)),
         );
         let _ = writeln!(
             md,

@@ -270,9 +270,9 @@ enum ChaosAction {
         /// Conversations held throughout.
         #[arg(long, default_value_t = 200)]
         conversations: usize,
-        /// Answers streaming when the gateway is rolled.
-        #[arg(long, default_value_t = 1_000)]
-        roll_streams: usize,
+        /// Answers streaming when the gateway is rolled (default: 1,000; 300 with --quick).
+        #[arg(long)]
+        roll_streams: Option<usize>,
         /// Answers cut mid-stream (default: 1,000; 200 with --quick).
         #[arg(long)]
         disconnects: Option<u64>,
@@ -505,6 +505,9 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 async fn chaos_command(config: &Config, action: &ChaosAction) -> anyhow::Result<()> {
     // As root the run moves into its own network and mount namespaces first, so netem and
     // the small disk touch nothing outside it.
+    // A terminal's Ctrl-C reaches both this process and the re-run inside the namespace;
+    // this one must outlive it (the re-run heals and stops its mesh, then exits).
+    let _sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     if let Some(status) = mangaassist_chaos::net::reexec_in_private_namespace() {
         let status = status.context("cannot start the rehearsal in a private namespace")?;
         std::process::exit(status.code().unwrap_or(1));
@@ -528,7 +531,9 @@ async fn chaos_command(config: &Config, action: &ChaosAction) -> anyhow::Result<
             let mut s =
                 mangaassist_chaos::Settings::new(*quick, out.clone(), exe, config.data.dir.clone());
             s.conversations = *conversations;
-            s.roll_streams = *roll_streams;
+            if let Some(r) = roll_streams {
+                s.roll_streams = *r;
+            }
             if let Some(d) = disconnects {
                 s.disconnects = *d;
             }

@@ -78,7 +78,8 @@ impl Settings {
             window: Duration::from_secs(if quick { 4 } else { 10 }),
             settle: Duration::from_secs(2),
             warmup: Duration::from_secs(if quick { 4 } else { 15 }),
-            roll_streams: 1_000,
+            // The quick run rolls under fewer streams: CI runs it on a debug build.
+            roll_streams: if quick { 300 } else { 1_000 },
             disconnects: if quick { 200 } else { 1_000 },
             think: (Duration::from_millis(500), Duration::from_millis(3_000)),
             only: Vec::new(),
@@ -105,6 +106,34 @@ fn hex_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Cancelled by Ctrl-C or SIGTERM: the run then heals what it broke, stops every process it
+/// started and writes what it measured, rather than leaving a mesh and a Redis behind.
+pub(crate) fn interrupted() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "waits for a signal for the life of the run; it only cancels a token"
+    )]
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        progress("interrupted: healing and stopping the mesh");
+        t.cancel();
+    });
+    token
+}
+
 fn progress(msg: &str) {
     eprintln!("chaos: {msg}");
 }
@@ -118,6 +147,7 @@ fn mesh_env(
     jwt: &str,
     service: &str,
     max_connections: usize,
+    slow_model: bool,
 ) -> Vec<(String, String)> {
     let mut e: Vec<(String, String)> = vec![
         ("MANGAASSIST_GATEWAY__AUTH__SECRET".into(), jwt.into()),
@@ -147,6 +177,18 @@ fn mesh_env(
             "false".into(),
         ),
     ];
+    if slow_model {
+        // A model at the pace of a busy hosted LLM (the simulated tiers default to 120 and
+        // 60 tokens/s): answers stream for seconds, so a roll can find 1,000 of them in flight.
+        e.push((
+            "MANGAASSIST_GENERATION__FAST__TOKENS_PER_SECOND".into(),
+            "50".into(),
+        ));
+        e.push((
+            "MANGAASSIST_GENERATION__SMART__TOKENS_PER_SECOND".into(),
+            "30".into(),
+        ));
+    }
     if std::env::var_os("MANGAASSIST_LOG").is_none() {
         e.push(("MANGAASSIST_LOG".into(), "warn".into()));
     }
@@ -185,6 +227,7 @@ pub(crate) async fn stage(
     conversations: usize,
     max_connections: usize,
     think: (Duration, Duration),
+    slow_model: bool,
 ) -> Result<Stage, ChaosError> {
     std::fs::create_dir_all(out.join("logs")).map_err(|e| ChaosError::Io(out.to_path_buf(), e))?;
     let state = tempfile::Builder::new()
@@ -235,6 +278,7 @@ pub(crate) async fn stage(
             &jwt,
             &service,
             max_connections,
+            slow_model,
         ),
         daemon_ports,
         gateway_ports: [(ports[n], ports[n + 1]), (ports[n + 2], ports[n + 3])],
@@ -281,6 +325,7 @@ pub(crate) async fn stage(
         disconnects_made: 0.into(),
         streaming: 0.into(),
         burst,
+        burst_spread: Duration::from_secs(2),
         think,
         nonce: format!("{:08x}", rand::random::<u32>()),
     };
@@ -315,6 +360,9 @@ pub async fn run(settings: &Settings) -> Result<Report, ChaosError> {
         settings.conversations,
         max_conn,
         settings.think,
+        // The quick run (CI, a debug build) keeps the shipped pace: more, smaller frames
+        // per answer would overload two cores running an unoptimised gateway.
+        !settings.quick,
     )
     .await?;
     progress(&format!(
@@ -322,10 +370,18 @@ pub async fn run(settings: &Settings) -> Result<Report, ChaosError> {
         settings.conversations,
         settings.warmup.as_secs()
     ));
-    tokio::time::sleep(settings.warmup).await;
+    let stop = interrupted();
+    tokio::select! {
+        () = tokio::time::sleep(settings.warmup) => {}
+        () = stop.cancelled() => {}
+    }
     let mut plans: Vec<Played> = Vec::new();
     let mut outcome = Ok(());
     for (i, fault) in faults.iter().enumerate() {
+        if stop.is_cancelled() {
+            outcome = Err(ChaosError::Usage("interrupted".into()));
+            break;
+        }
         let since = plans.last().map_or(started, |p| p.to);
         match play(&mut st, settings, fault, since).await {
             Ok(p) => {

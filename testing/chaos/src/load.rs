@@ -101,8 +101,9 @@ pub struct Shared {
     pub disconnects_made: AtomicU64,
     /// Answers that have shown their first chunk and not ended.
     pub streaming: AtomicUsize,
-    /// Bumped to make every thinking conversation ask now (a burst).
+    /// Bumped to make every thinking conversation ask within `burst_spread` (a burst).
     pub burst: watch::Sender<u64>,
+    pub burst_spread: Duration,
     pub think: (Duration, Duration),
     /// Saved turns are checked by asking for `history` as the conversation's user.
     pub nonce: String,
@@ -203,7 +204,14 @@ async fn conversation(shared: Arc<Shared>, i: usize, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(wait) => {}
-            _ = burst.changed() => {}
+            _ = burst.changed() => {
+                // Everyone asks within the spread, not in one instant: a crowd, not a
+                // synchronised benchmark.
+                let spread = shared.burst_spread.as_secs_f64();
+                if spread > 0.0 {
+                    tokio::time::sleep(Duration::from_secs_f64(rng.random_range(0.0..spread))).await;
+                }
+            }
         }
         k += 1;
         let pick = shared.mix.pick(i as u64 * 7_919 + k);

@@ -79,12 +79,14 @@ fn pct(sorted: &[f64], q: f64) -> Option<f64> {
 }
 
 impl Row {
-    pub fn build(p: &Played, outcomes: &[Outcome]) -> Row {
+    /// The row of `p` from the messages the fault could touch: asked during it, or still in
+    /// flight when it began (a stream cut by a kill belongs to the kill, not to the row
+    /// before). A message that overlaps the next fault too belongs to that one only.
+    pub fn build(p: &Played, next: Option<&Played>, outcomes: &[Outcome]) -> Row {
+        let overlaps = |p: &Played, o: &Outcome| o.sent_at < p.to && o.ended_at >= p.from;
         let mine: Vec<&Outcome> = outcomes
             .iter()
-            // Every message the fault could touch: asked during it, or still in flight when it
-            // began (a stream cut by a kill belongs to the kill, not to the row before).
-            .filter(|o| o.sent_at < p.to && o.ended_at >= p.from)
+            .filter(|o| overlaps(p, o) && !next.is_some_and(|n| overlaps(n, o)))
             .collect();
         let mut degraded = BTreeMap::new();
         let mut failures = BTreeMap::new();
@@ -200,7 +202,11 @@ impl Report {
         wall: Duration,
         shutdown_notes: Vec<String>,
     ) -> Report {
-        let mut rows: Vec<Row> = played.iter().map(|p| Row::build(p, outcomes)).collect();
+        let mut rows: Vec<Row> = played
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Row::build(p, played.get(i + 1), outcomes))
+            .collect();
         if settings.strict {
             for r in &mut rows {
                 if let Some(why) = &r.skipped {
@@ -409,7 +415,7 @@ mod tests {
             // Outside the window: not counted.
             outcome(t0 + Duration::from_secs(6), None, 0, None),
         ];
-        let row = Row::build(&played, &ok);
+        let row = Row::build(&played, None, &ok);
         assert_eq!(row.messages, 2);
         assert!(row.missed.is_empty(), "{:?}", row.missed);
         assert_eq!(row.degraded["no_rag"], 1);
@@ -419,7 +425,7 @@ mod tests {
             outcome(t0, Some("full"), 2, None),
             outcome(t0, Some("canned"), 0, Some(25.0)),
         ];
-        let row = Row::build(&played, &bad);
+        let row = Row::build(&played, None, &bad);
         assert_eq!(row.failed, 1);
         assert_eq!(row.lost_chunks, 2);
         assert_eq!(row.late_degraded, 1);
@@ -430,13 +436,21 @@ mod tests {
         let mut cut = outcome(t0 - Duration::from_secs(1), None, 0, None);
         cut.failure = Some("stream_interrupted".into());
         cut.ended_at = t0 + Duration::from_millis(10);
-        let row = Row::build(&played, &[cut]);
+        let row = Row::build(&played, None, &[cut.clone()]);
         assert_eq!((row.messages, row.cut, row.failed), (1, 1, 0));
+        // ... unless it overlaps the next fault as well: then it is that fault's.
+        let next = Played {
+            from: t0 + Duration::from_millis(5),
+            to: t0 + Duration::from_secs(9),
+            ..played.clone()
+        };
+        let row = Row::build(&played, Some(&next), &[cut]);
+        assert_eq!(row.messages, 0);
 
         let slow = Played {
             recovery_s: None,
             ..played
         };
-        assert!(Row::build(&slow, &ok).missed[0].contains("60 s"));
+        assert!(Row::build(&slow, None, &ok).missed[0].contains("60 s"));
     }
 }

@@ -106,6 +106,7 @@ pub async fn soak(s: &SoakSettings) -> Result<SoakReport, ChaosError> {
         s.conversations,
         s.conversations * 2 + 1_024,
         s.think,
+        false,
     )
     .await?;
     let total = s.duration;
@@ -121,7 +122,8 @@ pub async fn soak(s: &SoakSettings) -> Result<SoakReport, ChaosError> {
         every.as_secs()
     ));
     let mut next = started;
-    while started.elapsed() < total {
+    let stop = crate::interrupted();
+    while started.elapsed() < total && !stop.is_cancelled() {
         let (answered, failed) = {
             let o = st.fleet.shared.outcomes.lock();
             let f = o.iter().filter(|x| x.degradation.is_none()).count();
@@ -136,7 +138,10 @@ pub async fn soak(s: &SoakSettings) -> Result<SoakReport, ChaosError> {
         }
         samples.push(smp);
         next += every;
-        tokio::time::sleep_until(next.into()).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(next.into()) => {}
+            () = stop.cancelled() => {}
+        }
     }
     let last = sample(&st.mesh, started.elapsed().as_secs_f64(), 0, 0);
     let shared = st.fleet.shared.clone();

@@ -180,14 +180,15 @@ fn mesh_env(
     if slow_model {
         // A model at the pace of a busy hosted LLM (the simulated tiers default to 120 and
         // 60 tokens/s): answers stream for seconds, so a roll can find 1,000 of them in flight.
-        e.push((
-            "MANGAASSIST_GENERATION__FAST__TOKENS_PER_SECOND".into(),
-            "50".into(),
-        ));
-        e.push((
-            "MANGAASSIST_GENERATION__SMART__TOKENS_PER_SECOND".into(),
-            "30".into(),
-        ));
+        // A tier is set whole (its fields have no defaults of their own).
+        let g = mangaassist_config::Config::default().generation;
+        for (tier, profile, tps) in [("FAST", &g.fast, 50), ("SMART", &g.smart, 30)] {
+            let key = |f: &str| format!("MANGAASSIST_GENERATION__{tier}__{f}");
+            e.push((key("MODEL"), profile.model.clone()));
+            e.push((key("FIRST_TOKEN_MS"), profile.first_token_ms.to_string()));
+            e.push((key("TOKENS_PER_SECOND"), tps.to_string()));
+            e.push((key("JITTER"), profile.jitter.to_string()));
+        }
     }
     if std::env::var_os("MANGAASSIST_LOG").is_none() {
         e.push(("MANGAASSIST_LOG".into(), "warn".into()));
@@ -219,6 +220,10 @@ pub(crate) struct Stage {
     _state: tempfile::TempDir,
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the run's and the soak's settings differ; each of the two callers passes its own"
+)]
 pub(crate) async fn stage(
     out: &Path,
     exe: &Path,

@@ -586,7 +586,7 @@ fn load_average() -> Option<String> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn interrupted() {
+pub async fn interrupted() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

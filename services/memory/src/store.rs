@@ -229,35 +229,29 @@ impl RedbStore {
         }
     }
 
-    fn is_previous_io(e: &redb::TransactionError) -> bool {
-        matches!(
-            e,
-            redb::TransactionError::Storage(redb::StorageError::PreviousIo)
-        )
+    /// Begins a transaction with `begin`, reopening the file once if redb answers
+    /// `PreviousIo` (see [`Self::reopen`]).
+    fn begin<T>(
+        &self,
+        begin: impl Fn(&Database) -> Result<T, redb::TransactionError>,
+    ) -> Result<T, MemoryError> {
+        let db = self.db()?;
+        match begin(&db) {
+            Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
+                drop(db);
+                self.reopen()?;
+                begin(&*self.db()?).map_err(MemoryError::storage)
+            }
+            r => r.map_err(MemoryError::storage),
+        }
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction, MemoryError> {
-        let db = self.db()?;
-        match db.begin_write() {
-            Err(e) if Self::is_previous_io(&e) => {
-                drop(db);
-                self.reopen()?;
-                self.db()?.begin_write().map_err(MemoryError::storage)
-            }
-            r => r.map_err(MemoryError::storage),
-        }
+        self.begin(Database::begin_write)
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, MemoryError> {
-        let db = self.db()?;
-        match db.begin_read() {
-            Err(e) if Self::is_previous_io(&e) => {
-                drop(db);
-                self.reopen()?;
-                self.db()?.begin_read().map_err(MemoryError::storage)
-            }
-            r => r.map_err(MemoryError::storage),
-        }
+        self.begin(Database::begin_read)
     }
 
     fn cutoff(&self, now: i64) -> u64 {

@@ -116,18 +116,7 @@ pub(crate) fn interrupted() -> tokio_util::sync::CancellationToken {
         reason = "waits for a signal for the life of the run; it only cancels a token"
     )]
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
-        }
+        mangaassist_bench::spike::interrupted().await;
         progress("interrupted: healing and stopping the mesh");
         t.cancel();
     });
@@ -549,7 +538,7 @@ async fn play(
             heal_at = Instant::now();
             // A fresh spare for the next roll.
             st.mesh.start_gateway(active).await?;
-            st.fleet.shrink_to(base).await;
+            st.fleet.shrink_to(base);
         }
         Action::RestartRedis => {
             st.mesh.kill_redis().await;

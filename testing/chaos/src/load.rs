@@ -145,13 +145,13 @@ impl Fleet {
     }
 
     /// Lets conversations past the first `n` finish their current answer and leave.
-    pub async fn shrink_to(&mut self, n: usize) {
+    pub fn shrink_to(&mut self, n: usize) {
         while self.stops.len() > n {
             if let Some(s) = self.stops.pop() {
                 s.cancel();
             }
         }
-        // The tasks that left are reaped by `finish`; nothing waits on them here.
+        // The tasks that leave are reaped by `finish`; nothing waits on them here.
     }
 
     /// Every conversation finishes its answer in flight and closes its socket.

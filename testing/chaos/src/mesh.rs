@@ -14,14 +14,7 @@ use mangaassist_bench::spike::procs::{self, Proc};
 
 use crate::ChaosError;
 
-pub const DAEMONS: [&str; 6] = [
-    "intent",
-    "retrieval",
-    "memory",
-    "cache",
-    "generation",
-    "precompute",
-];
+pub use mangaassist_config::DAEMONS;
 
 /// Where everything listens and what every process is told.
 pub struct Layout {
@@ -225,23 +218,20 @@ impl Mesh {
 
     pub async fn start_gateway(&mut self, slot: usize) -> Result<(), ChaosError> {
         let (public, internal) = self.layout.gateway_ports[slot];
-        let mut env = self.layout.env.clone();
-        env.push(env_pair(
+        let mut vars = self.layout.env.clone();
+        vars.push(env(
             "MANGAASSIST_DATA__STATE_DIR",
             self.layout.state.join(format!("gateway-{slot}")).display(),
         ));
-        env.push(env_pair("MANGAASSIST_GATEWAY__LISTEN", addr(public)));
-        env.push(env_pair(
-            "MANGAASSIST_GATEWAY__INTERNAL_LISTEN",
-            addr(internal),
-        ));
+        vars.push(env("MANGAASSIST_GATEWAY__LISTEN", addr(public)));
+        vars.push(env("MANGAASSIST_GATEWAY__INTERNAL_LISTEN", addr(internal)));
         let name = format!("gateway-{slot}");
         let log = self.log(&name);
         let (p, _) = Proc::spawn(
             &name,
             &self.layout.exe,
             &["serve", "gateway"],
-            &env,
+            &vars,
             log,
             false,
         )
@@ -317,10 +307,6 @@ impl Mesh {
             .map(|p| (p.name.clone(), p.pid))
             .collect()
     }
-}
-
-fn env_pair(k: &str, v: impl ToString) -> (String, String) {
-    env(k, v)
 }
 
 /// `GET path` over HTTP/1.1 with `Connection: close`; the body of a 200.
